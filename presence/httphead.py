@@ -1,0 +1,208 @@
+"""Reading one HTTP/1.1 request head (RFC 9112 sections 2-5), with limits.
+
+Pure: bytes in, a parsed head (or a precise refusal) out. Every listener reads
+exactly one request head per connection before the connection becomes a
+WebSocket (or, later, another upgraded protocol), so this is the only HTTP
+parsing the client port does. It is deliberately strict: a presence server has
+no reason to accept the ambiguous forms (obs-fold, whitespace before the colon,
+bare LF line ends, a body on an upgrade request) that request smuggling relies
+on.
+"""
+
+import re
+
+__all__ = ["HeadError", "RequestHead", "HeadReader", "DEFAULT_MAX_HEAD_SIZE"]
+
+#: Bytes of request line plus header fields accepted before refusing with 431.
+#: Browsers send 0.5-2 KiB for a WebSocket upgrade (cookies are the bulk); 8 KiB
+#: is what common proxies default to, and bounds the memory a connection that
+#: has not yet been authenticated can hold.
+DEFAULT_MAX_HEAD_SIZE = 8192
+
+#: Header fields accepted before refusing with 431.
+DEFAULT_MAX_HEADER_COUNT = 100
+
+# RFC 9110 5.6.2: token = 1*tchar
+_TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")
+# RFC 9112 3: request-line = method SP request-target SP HTTP-version
+_REQUEST_LINE = re.compile(rb"([!#$%&'*+\-.^_`|~0-9A-Za-z]+) ([\x21-\x7e]+) HTTP/([0-9])\.([0-9])\Z")
+# RFC 9110 5.5: field-value characters are VCHAR, obs-text, SP and HTAB.
+_BAD_VALUE_CHAR = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
+
+
+class HeadError(Exception):
+    """The request head cannot be accepted; answer with ``status`` and say
+    why (``reason``). ``kind`` is a fixed label for counting refusals."""
+
+    def __init__(self, status, reason, kind="malformed_head"):
+        super().__init__(status, reason)
+        self.status = status
+        self.reason = reason
+        self.kind = kind
+
+    def __str__(self):
+        return "%d %s" % (self.status, self.reason)
+
+
+class RequestHead:
+    """A parsed request head. Field names are lower-cased; values are text
+    decoded as ISO-8859-1 (RFC 9110 5.5) with surrounding whitespace removed."""
+
+    __slots__ = ("method", "target", "version", "fields")
+
+    def __init__(self, method, target, version, fields):
+        self.method = method
+        self.target = target
+        self.version = version
+        self.fields = fields
+
+    def get_all(self, name):
+        """Every value of field ``name`` (lower-case), in order."""
+        return [value for field, value in self.fields if field == name]
+
+    def get(self, name, default=None):
+        """The value of field ``name``; several occurrences are joined with
+        ", " as RFC 9110 5.3 allows for list-valued fields."""
+        values = self.get_all(name)
+        if not values:
+            return default
+        return ", ".join(values)
+
+    def __repr__(self):
+        return "<RequestHead %s %s HTTP/%d.%d>" % (
+            self.method, self.target, self.version[0], self.version[1])
+
+
+class HeadReader:
+    """Accumulates bytes until one complete request head has arrived.
+
+    ``feed(data)`` returns ``None`` while the head is incomplete, then
+    ``(head, rest)`` where ``rest`` holds whatever bytes followed the head.
+    It raises :class:`HeadError` as soon as the head is known to be
+    unacceptable, including when it grows past ``max_size`` bytes.
+    """
+
+    __slots__ = ("max_size", "max_fields", "_buffer")
+
+    def __init__(self, max_size=DEFAULT_MAX_HEAD_SIZE, max_fields=DEFAULT_MAX_HEADER_COUNT):
+        self.max_size = max_size
+        self.max_fields = max_fields
+        self._buffer = b""
+
+    @property
+    def buffered(self):
+        """Bytes received so far (for accounting)."""
+        return len(self._buffer)
+
+    def feed(self, data):
+        searched = max(0, len(self._buffer) - 3)
+        buffer = self._buffer + data if self._buffer else data
+        end = buffer.find(b"\r\n\r\n", searched)
+        if end < 0:
+            if buffer.find(b"\n\n", max(0, searched - 1)) >= 0:
+                raise HeadError(400, "request head lines must end with CRLF")
+            if len(buffer) > self.max_size:
+                raise HeadError(431, "request head larger than %d bytes" % self.max_size, "head_too_large")
+            if buffer[:1] in (b"\x16", b"\x80"):
+                # A TLS ClientHello (or SSLv2 hello) on a plain-text port: say
+                # so rather than waiting for a head that never comes.
+                raise HeadError(400, "TLS handshake received on a plain-text port", "tls_on_plain_port")
+            self._buffer = buffer
+            return None
+        if end > self.max_size:
+            raise HeadError(431, "request head larger than %d bytes" % self.max_size, "head_too_large")
+        self._buffer = b""
+        return parse_head(buffer[:end], self.max_fields), buffer[end + 4:]
+
+
+def parse_head(raw, max_fields=DEFAULT_MAX_HEADER_COUNT):
+    """Parse a request head without its final empty line."""
+    lines = raw.split(b"\r\n")
+    # RFC 9112 2.2: a server SHOULD ignore at least one empty line received
+    # before the request-line.
+    while lines and lines[0] == b"":
+        del lines[0]
+    if not lines:
+        raise HeadError(400, "empty request")
+    match = _REQUEST_LINE.match(lines[0])
+    if match is None:
+        raise HeadError(400, "malformed request line")
+    method, target, major, minor = match.groups()
+    version = (int(major), int(minor))
+    if version[0] != 1:
+        raise HeadError(505, "HTTP version %d.%d not supported" % version, "http_version")
+    if len(lines) - 1 > max_fields:
+        raise HeadError(431, "more than %d header fields" % max_fields, "head_too_large")
+    fields = []
+    for line in lines[1:]:
+        if b"\n" in line:
+            raise HeadError(400, "request head lines must end with CRLF")
+        if line[:1] in (b" ", b"\t"):
+            # RFC 9112 5.2: obsolete line folding; rejecting it is allowed.
+            raise HeadError(400, "obsolete line folding in header field")
+        name, colon, value = line.partition(b":")
+        if not colon:
+            raise HeadError(400, "header field without a colon")
+        if _TOKEN.match(name) is None:
+            # Includes whitespace between the name and the colon, which
+            # RFC 9112 5.1 requires a server to reject with 400.
+            raise HeadError(400, "malformed header field name")
+        if _BAD_VALUE_CHAR.search(value) is not None:
+            raise HeadError(400, "control character in header field %s" % name.decode("ascii"))
+        fields.append((name.decode("ascii").lower(), value.strip(b" \t").decode("latin-1")))
+    return RequestHead(method.decode("ascii"), target.decode("ascii"), version, fields)
+
+
+def split_list(value):
+    """Elements of a comma-separated list field (RFC 9110 5.6.1), empty
+    elements dropped."""
+    return [item.strip(" \t") for item in value.split(",") if item.strip(" \t")]
+
+
+def token_list(head, name):
+    """The lower-cased tokens of every occurrence of list field ``name``."""
+    tokens = []
+    for value in head.get_all(name):
+        tokens.extend(item.lower() for item in split_list(value))
+    return tokens
+
+
+def is_token(text):
+    return _TOKEN.match(text.encode("latin-1")) is not None
+
+
+def response(status, reason_phrase, fields=(), body=b""):
+    """Serialise an HTTP/1.1 response head (and body) to bytes."""
+    lines = ["HTTP/1.1 %d %s" % (status, reason_phrase)]
+    lines.extend("%s: %s" % field for field in fields)
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
+
+
+#: Reason phrases for the statuses this server sends.
+REASON_PHRASES = {
+    101: "Switching Protocols",
+    400: "Bad Request",
+    403: "Forbidden",
+    404: "Not Found",
+    408: "Request Timeout",
+    426: "Upgrade Required",
+    431: "Request Header Fields Too Large",
+    503: "Service Unavailable",
+    505: "HTTP Version Not Supported",
+}
+
+
+def error_response(status, message, fields=()):
+    """A refusal: status line, the extra ``fields``, and ``message`` as a
+    plain-text body; the connection is closed after it."""
+    body = (message + "\n").encode("utf-8")
+    return response(
+        status,
+        REASON_PHRASES.get(status, "Error"),
+        list(fields) + [
+            ("Content-Type", "text/plain; charset=utf-8"),
+            ("Content-Length", str(len(body))),
+            ("Connection", "close"),
+        ],
+        body,
+    )

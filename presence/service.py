@@ -1,0 +1,76 @@
+"""Assembling the running server from options: the service tree behind
+``twistd presence``."""
+
+from twisted.application.internet import StreamServerEndpointService
+from twisted.application.service import MultiService
+from twisted.internet import defer, endpoints, task
+from twisted.logger import Logger
+
+from .application import Application
+from .protocol import ServerSettings, WebSocketFactory
+from .websocket import mask
+from .websocket.close import GOING_AWAY
+from .websocket.handshake import HandshakeConfig
+
+__all__ = ["PresenceService", "make_service", "settings_from_options"]
+
+log = Logger()
+
+
+def settings_from_options(options):
+    return ServerSettings(
+        handshake=HandshakeConfig(
+            subprotocols=options["subprotocol"],
+            origins=options["origin"] or None,
+        ),
+        max_message_size=options["max-message-size"],
+        max_head_size=options["max-head-size"],
+        handshake_timeout=options["handshake-timeout"],
+        close_timeout=options["close-timeout"],
+        heartbeat_interval=options["heartbeat"],
+        heartbeat_timeout=options["heartbeat-timeout"],
+        max_outgoing_buffer=options["max-outgoing-buffer"],
+    )
+
+
+class PresenceService(MultiService):
+    """Listens on every endpoint; on shutdown stops accepting, closes every
+    session with 1001 (going away), and waits for them to end (at most the
+    close timeout) so clients see a clean close rather than a reset."""
+
+    def __init__(self, factory, endpoints_and_descriptions, clock):
+        super().__init__()
+        self.factory = factory
+        self.clock = clock
+        for endpoint, description in endpoints_and_descriptions:
+            listener = StreamServerEndpointService(endpoint, factory)
+            listener.setName("listen %s" % description)
+            listener.setServiceParent(self)
+
+    def startService(self):
+        log.info("presence: unmasking with {how}",
+                 how="wsaccel (C)" if mask.ACCELERATED else "pure Python")
+        super().startService()
+        for service in self:
+            log.info("presence: WebSocket on {name}", name=service.name[len("listen "):])
+
+    @defer.inlineCallbacks
+    def stopService(self):
+        yield super().stopService()  # stop accepting new connections first
+        factory = self.factory
+        if factory.sessions:
+            log.info("presence: closing {count} sessions", count=len(factory.sessions))
+            factory.close_all(GOING_AWAY, "server shutting down")
+            deadline = self.clock.seconds() + factory.settings.close_timeout + 1
+            while factory.sessions and self.clock.seconds() < deadline:
+                yield task.deferLater(self.clock, 0.05, lambda: None)
+
+
+def make_service(options, application=None, reactor=None):
+    if reactor is None:
+        from twisted.internet import reactor
+    factory = WebSocketFactory(application or Application(), settings_from_options(options),
+                               reactor)
+    listeners = [(endpoints.serverFromString(reactor, description), description)
+                 for description in options["listen"]]
+    return PresenceService(factory, listeners, reactor)

@@ -1,0 +1,32 @@
+"""Counters a listener keeps about its sessions, for logs, the dashboard and
+metrics. Plain integers and dicts: updating them is on the hot path."""
+
+import collections
+
+__all__ = ["ServerStats"]
+
+
+class ServerStats:
+    #: How many close records are kept for "recent closes".
+    RECENT_CLOSES = 1000
+
+    def __init__(self):
+        self.handshakes_accepted = 0
+        #: Refused opening handshakes by kind (``head_too_large``,
+        #: ``bad_key``, ``origin``, ``handshake_timeout``, ...).
+        self.handshakes_refused = collections.Counter()
+        #: Session ends by close code.
+        self.closes = collections.Counter()
+        #: Connections failed for breaking the protocol, by reason.
+        self.protocol_errors = collections.Counter()
+        self.heartbeat_timeouts = 0
+        self.slow_consumers = 0
+        self.messages_in = 0
+        self.messages_out = 0
+        self.recent_closes = collections.deque(maxlen=self.RECENT_CLOSES)
+
+    def session_closed(self, session, record):
+        self.closes[record.code] += 1
+        self.messages_in += session.messages_in
+        self.messages_out += session.messages_out
+        self.recent_closes.append((session.id, record))

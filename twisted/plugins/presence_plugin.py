@@ -1,0 +1,26 @@
+"""twistd plugin: ``twistd -n presence --listen tcp:8080``.
+
+Only assembles services; importing it must stay cheap, because twistd
+imports every plugin to list them.
+"""
+
+from twisted.application.service import IServiceMaker
+from twisted.plugin import IPlugin
+from zope.interface import implementer
+
+from presence.options import Options
+
+
+@implementer(IServiceMaker, IPlugin)
+class PresenceServiceMaker:
+    tapname = "presence"
+    description = "Presence server: WebSocket sessions, heartbeats and close records."
+    options = Options
+
+    def makeService(self, options):
+        from presence.service import make_service
+
+        return make_service(options)
+
+
+serviceMaker = PresenceServiceMaker()
