@@ -101,8 +101,12 @@ class HeadReader:
         if end < 0:
             if buffer.find(b"\n\n", max(0, searched - 1)) >= 0:
                 raise HeadError(400, "request head lines must end with CRLF")
-            if len(buffer) > self.max_size:
-                raise HeadError(431, "request head larger than %d bytes" % self.max_size, "head_too_large")
+            # The limit counts the head without its final CRLFCRLF, whose
+            # first bytes may already be here; refuse as soon as the head is
+            # certainly too long, however the bytes arrive.
+            if len(buffer) - _partial_terminator(buffer) > self.max_size:
+                raise HeadError(431, "request head larger than %d bytes" % self.max_size,
+                                "head_too_large")
             if buffer[:1] in (b"\x16", b"\x80"):
                 # A TLS ClientHello (or SSLv2 hello) on a plain-text port: say
                 # so rather than waiting for a head that never comes.
@@ -110,9 +114,19 @@ class HeadReader:
             self._buffer = buffer
             return None
         if end > self.max_size:
-            raise HeadError(431, "request head larger than %d bytes" % self.max_size, "head_too_large")
+            raise HeadError(431, "request head larger than %d bytes" % self.max_size,
+                            "head_too_large")
         self._buffer = b""
         return parse_head(buffer[:end], self.max_fields), buffer[end + 4:]
+
+
+def _partial_terminator(buffer):
+    """How many bytes at the end of ``buffer`` could begin a CRLFCRLF."""
+    if buffer.endswith(b"\r\n\r"):
+        return 3
+    if buffer.endswith(b"\r\n"):
+        return 2
+    return 1 if buffer.endswith(b"\r") else 0
 
 
 def parse_head(raw, max_fields=DEFAULT_MAX_HEADER_COUNT):

@@ -204,7 +204,8 @@ class WebSocketProtocol(Protocol):
         if accepted.extensions:
             self.extensions = tuple(extension.name for extension in accepted.extensions)
         self.opened_at = factory.clock.seconds()
-        self._write(accepted.response)
+        # Byte counters cover the WebSocket stream, not the HTTP handshake.
+        fastwrite.write(self.transport, accepted.response)
         factory.session_opened(self)
         if rest and self.connection.state is not CLOSED:
             self.dataReceived(rest)
@@ -420,6 +421,8 @@ class WebSocketFactory(Factory):
     """Builds a :class:`WebSocketProtocol` per connection; keeps the open
     sessions and the sweeps (deadlines, heartbeats) they share."""
 
+    noisy = False  # the service logs what it listens on, once
+
     def __init__(self, application=None, settings=None, clock=None):
         if clock is None:
             from twisted.internet import reactor as clock
@@ -453,6 +456,8 @@ class WebSocketFactory(Factory):
         if self.heartbeat is not None:
             self.heartbeat.stop()
             self.heartbeat = None
+        if not self.sessions:
+            self.deadlines.stop()
 
     def session_opened(self, session):
         self.stats.handshakes_accepted += 1

@@ -1,0 +1,46 @@
+"""Bytes a WebSocket client sends, for tests that feed the server."""
+
+import base64
+import os
+import struct
+
+from presence.websocket.mask import unmask_pure
+
+SAMPLE_KEY = "dGhlIHNhbXBsZSBub25jZQ=="  # RFC 6455 1.3
+
+
+def client_frame(opcode, payload=b"", fin=True, rsv=0, mask=b"\x37\xfa\x21\x3d"):
+    """One masked client frame (5.2, 5.3), minimal length encoding."""
+    if isinstance(payload, str):
+        payload = payload.encode("utf-8")
+    first = (0x80 if fin else 0) | rsv | opcode
+    length = len(payload)
+    if length < 126:
+        header = struct.pack("!BB", first, 0x80 | length)
+    elif length < 65536:
+        header = struct.pack("!BBH", first, 0x80 | 126, length)
+    else:
+        header = struct.pack("!BBQ", first, 0x80 | 127, length)
+    return header + mask + unmask_pure(mask, payload)
+
+
+def close_payload(code, reason=""):
+    return struct.pack("!H", code) + reason.encode("utf-8")
+
+
+def upgrade_request(path="/", key=SAMPLE_KEY, extra=(), host="example.com"):
+    """A valid opening handshake (4.1), with ``extra`` header lines."""
+    lines = [
+        "GET %s HTTP/1.1" % path,
+        "Host: %s" % host,
+        "Upgrade: websocket",
+        "Connection: Upgrade",
+        "Sec-WebSocket-Key: %s" % key,
+        "Sec-WebSocket-Version: 13",
+    ]
+    lines.extend(extra)
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+
+
+def random_key():
+    return base64.b64encode(os.urandom(16)).decode("ascii")

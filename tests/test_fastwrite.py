@@ -1,0 +1,63 @@
+"""The direct write path (presence.fastwrite) on real TCP connections: bytes
+arrive complete and in order when the kernel takes only part of a write."""
+
+import asyncio
+import socket
+import struct
+
+from presence.websocket.frames import encode_binary
+
+from .framing import upgrade_request
+from .test_integration import ServerTestCase, run
+
+
+class PartialWriteTests(ServerTestCase):
+    def setUp(self):
+        super().setUp()
+        # Room to queue everything for a client that is slow to read.
+        self.factory.settings.max_outgoing_buffer = 64 * 1024 * 1024
+
+    async def slow_client(self):
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.setblocking(False)
+        await asyncio.get_event_loop().sock_connect(sock, ("127.0.0.1", self.port.getHost().port))
+        reader, writer = await asyncio.open_connection(sock=sock, limit=1 << 24)
+        writer.write(upgrade_request())
+        await reader.readuntil(b"\r\n\r\n")
+        return reader, writer
+
+    def test_messages_arrive_whole_and_in_order_when_sends_are_partial(self):
+        count, size = 60, 100_000
+
+        async def scenario():
+            reader, writer = await self.slow_client()
+            while not self.factory.sessions:
+                await asyncio.sleep(0.01)
+            session, = self.factory.sessions.values()
+            for index in range(count):
+                session.send_binary(struct.pack("!I", index) * (size // 4))
+            transport = session.transport
+            # The kernel could not take it all: part of it is in Twisted's buffer.
+            self.assertGreater(len(transport.dataBuffer) + transport._tempDataLen, 0)
+            for index in range(count):
+                expected = encode_binary(struct.pack("!I", index) * (size // 4))
+                frame = await asyncio.wait_for(reader.readexactly(len(expected)), 10)
+                self.assertEqual(frame, expected)
+            writer.close()
+        return run(scenario())
+
+    def test_fan_out_to_a_mix_of_fast_and_backed_up_clients_keeps_order(self):
+        async def scenario():
+            clients = [await self.slow_client() for _ in range(3)]
+            while len(self.factory.sessions) < 3:
+                await asyncio.sleep(0.01)
+            frames = [encode_binary(struct.pack("!I", i) * 25_000) for i in range(40)]
+            for frame in frames:
+                self.factory.fan_out(frame, list(self.factory.sessions.values()))
+            for reader, writer in clients:
+                for frame in frames:
+                    received = await asyncio.wait_for(reader.readexactly(len(frame)), 10)
+                    self.assertEqual(received, frame)
+                writer.close()
+        return run(scenario())

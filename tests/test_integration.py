@@ -1,0 +1,243 @@
+"""The server on real loopback sockets, against real clients: the
+``websockets`` library, and raw sockets for clients that misbehave."""
+
+import asyncio
+import os
+
+import websockets
+from twisted.internet import defer, reactor
+from twisted.trial.unittest import TestCase
+
+from presence.application import Application
+from presence.protocol import ServerSettings, WebSocketFactory
+from presence.service import PresenceService
+from presence.websocket.frames import encode_text
+from presence.websocket.handshake import HandshakeConfig
+
+from .framing import client_frame, random_key, upgrade_request
+
+
+def run(coroutine):
+    """A coroutine on the shared asyncio loop, as a Deferred."""
+    return defer.Deferred.fromFuture(asyncio.ensure_future(coroutine))
+
+
+class Echo(Application):
+    def __init__(self):
+        self.factory = None
+        self.closed = []
+        self.opened = []
+
+    def session_opened(self, session):
+        self.opened.append(session)
+
+    def text_received(self, session, text):
+        if text.startswith("BCAST:"):
+            self.factory.fan_out(encode_text(text), self.factory.sessions.values())
+        else:
+            session.send_text(text)
+
+    def binary_received(self, session, data):
+        session.send_binary(data)
+
+    def session_closed(self, session, record):
+        self.closed.append(record)
+
+
+async def read_until_eof(reader, limit=1 << 20):
+    data = b""
+    while len(data) < limit:
+        chunk = await reader.read(65536)
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+class ServerTestCase(TestCase):
+    handshake = HandshakeConfig()
+
+    def setUp(self):
+        self.app = Echo()
+        settings = ServerSettings(handshake=self.handshake, max_message_size=4 * 1024 * 1024)
+        self.factory = self.app.factory = WebSocketFactory(self.app, settings, reactor)
+        self.port = reactor.listenTCP(0, self.factory, interface="127.0.0.1")
+        self.url = "ws://127.0.0.1:%d/" % self.port.getHost().port
+        self.addCleanup(self._stop)
+
+    @defer.inlineCallbacks
+    def _stop(self):
+        for session in list(self.factory.sessions.values()):
+            session.transport.abortConnection()
+        yield self.port.stopListening()
+        yield self.wait_for(lambda: not self.factory.sessions)
+        self.factory.deadlines.stop()
+
+    @defer.inlineCallbacks
+    def wait_for(self, condition, timeout=5.0):
+        """Let the reactor run until ``condition()`` holds (I/O, not timers)."""
+        deadline = reactor.seconds() + timeout
+        while not condition():
+            if reactor.seconds() > deadline:
+                raise AssertionError("condition not reached in %s s" % timeout)
+            d = defer.Deferred()
+            reactor.callLater(0.01, d.callback, None)
+            yield d
+
+    async def raw(self, data, read_all=True):
+        reader, writer = await asyncio.open_connection("127.0.0.1", self.port.getHost().port)
+        writer.write(data)
+        await writer.drain()
+        try:
+            return await asyncio.wait_for(read_until_eof(reader), 5)
+        finally:
+            writer.close()
+
+
+class EchoTests(ServerTestCase):
+    def test_text_binary_and_large_fragmented_messages_round_trip(self):
+        big = os.urandom(3 * 1024 * 1024)
+
+        async def client():
+            async with websockets.connect(self.url, max_size=None, compression=None) as ws:
+                await ws.send("héllo")
+                self.assertEqual(await ws.recv(), "héllo")
+                await ws.send(big)
+                self.assertEqual(await ws.recv(), big)
+                await ws.send(["frag", "ment", "ed ✓"])  # one message, three frames
+                self.assertEqual(await ws.recv(), "fragmented ✓")
+                await ws.ping(b"app ping")
+        return run(client())
+
+    def test_clean_close_from_the_client_is_recorded(self):
+        async def client():
+            ws = await websockets.connect(self.url, compression=None)
+            await ws.close(4001, "done here")
+            self.assertEqual(ws.close_code, 4001)
+
+        d = run(client())
+        d.addCallback(lambda _: self.wait_for(lambda: self.app.closed))
+
+        def check(_):
+            record, = self.app.closed
+            self.assertEqual((record.code, record.reason, record.initiated_by, record.clean),
+                             (4001, "done here", "client", True))
+        return d.addCallback(check)
+
+    def test_close_from_the_server_reaches_the_client_with_code_and_reason(self):
+        async def client():
+            async with websockets.connect(self.url, compression=None) as ws:
+                while not self.app.opened:
+                    await asyncio.sleep(0.01)
+                self.app.opened[0].close(4002, "kicked")
+                with self.assertRaises(websockets.ConnectionClosed):
+                    await ws.recv()
+                self.assertEqual((ws.close_code, ws.close_reason), (4002, "kicked"))
+
+        d = run(client())
+        d.addCallback(lambda _: self.wait_for(lambda: self.app.closed))
+
+        def check(_):
+            record, = self.app.closed
+            self.assertEqual((record.code, record.initiated_by, record.clean),
+                             (4002, "server", True))
+        return d.addCallback(check)
+
+    def test_broadcast_reaches_every_client_once(self):
+        async def client():
+            clients = [await websockets.connect(self.url, compression=None) for _ in range(20)]
+            try:
+                await clients[3].send("BCAST:hello all")
+                for ws in clients:
+                    self.assertEqual(await asyncio.wait_for(ws.recv(), 5), "BCAST:hello all")
+            finally:
+                for ws in clients:
+                    await ws.close()
+        return run(client())
+
+
+class IsolationTests(ServerTestCase):
+    def test_a_client_sending_garbage_does_not_disturb_another(self):
+        async def good_client(stop):
+            count = 0
+            async with websockets.connect(self.url, compression=None) as ws:
+                while not stop.is_set() or count < 50:
+                    await ws.send("message %d" % count)
+                    self.assertEqual(await ws.recv(), "message %d" % count)
+                    count += 1
+            return count
+
+        async def scenario():
+            stop = asyncio.Event()
+            good = asyncio.ensure_future(good_client(stop))
+            # Garbage after a valid handshake: failed with 1002, then closed.
+            after_handshake = await self.raw(upgrade_request(key=random_key())
+                                             + b"\x00\xff" * 5000)
+            head, _, frames = after_handshake.partition(b"\r\n\r\n")
+            self.assertTrue(head.startswith(b"HTTP/1.1 101 "))
+            self.assertEqual((frames[0], frames[2:4]), (0x88, b"\x03\xea"))  # Close, 1002
+            # Garbage instead of a handshake: 400 with a body, then closed.
+            refused = await self.raw(b"\x00\x01garbage\r\n\r\n")
+            self.assertTrue(refused.startswith(b"HTTP/1.1 400 Bad Request\r\n"))
+            self.assertTrue(refused.endswith(b"malformed request line\n"))
+            stop.set()
+            self.assertGreaterEqual(await good, 50)
+
+        return run(scenario())
+
+    def test_invalid_utf8_fails_only_the_sender_with_1007(self):
+        async def scenario():
+            async with websockets.connect(self.url, compression=None) as ws:
+                reply = await self.raw(upgrade_request(key=random_key())
+                                       + client_frame(0x1, b"\xce\xba\xe1\xbd\xb9\xcf\x83\xce"
+                                                      b"\xbc\xce\xb5\xed\xa0\x80"))
+                frames = reply.partition(b"\r\n\r\n")[2]
+                self.assertEqual((frames[0], frames[2:4]), (0x88, b"\x03\xef"))  # Close, 1007
+                await ws.send("unaffected")
+                self.assertEqual(await ws.recv(), "unaffected")
+        return run(scenario())
+
+
+class RefusalTests(ServerTestCase):
+    handshake = HandshakeConfig(origins=["https://app.example"], subprotocols=["v2", "v1"])
+
+    def test_refusals_answer_on_the_wire(self):
+        async def scenario():
+            old = await self.raw(upgrade_request().replace(b"Version: 13", b"Version: 8"))
+            self.assertTrue(old.startswith(b"HTTP/1.1 426 Upgrade Required\r\n"))
+            self.assertIn(b"\r\nSec-WebSocket-Version: 13\r\n", old)
+            foreign = await self.raw(upgrade_request(extra=["Origin: https://evil.example"]))
+            self.assertTrue(foreign.startswith(b"HTTP/1.1 403 Forbidden\r\n"))
+            self.assertTrue(foreign.endswith(b"origin https://evil.example is not allowed\n"))
+        d = run(scenario())
+
+        def counted(_):
+            refused = self.factory.stats.handshakes_refused
+            self.assertEqual((refused["unsupported_version"], refused["origin"]), (1, 1))
+        return d.addCallback(counted)
+
+    def test_subprotocol_is_the_servers_preference_among_the_offers(self):
+        async def scenario():
+            async with websockets.connect(self.url, subprotocols=["v1", "v2"],
+                                          origin="https://app.example") as ws:
+                self.assertEqual(ws.subprotocol, "v2")
+        return run(scenario())
+
+
+class ShutdownTests(ServerTestCase):
+    def test_stopping_the_service_closes_sessions_with_going_away(self):
+        service = PresenceService(self.factory, [], reactor)
+        service.startService()
+
+        async def scenario():
+            async with websockets.connect(self.url, compression=None) as ws:
+                while not self.app.opened:
+                    await asyncio.sleep(0.01)
+                stopped = asyncio.ensure_future(service.stopService().asFuture(
+                    asyncio.get_event_loop()))
+                with self.assertRaises(websockets.ConnectionClosed):
+                    await ws.recv()
+                self.assertEqual(ws.close_code, 1001)
+                await stopped
+            self.assertEqual(self.factory.sessions, {})
+        return run(scenario())

@@ -1,0 +1,91 @@
+"""The twistd plugin, as a user meets it: ``twistd --help`` lists it after
+the README's install step, and ``twistd -n presence`` serves WebSocket on
+every --listen endpoint and shuts down cleanly."""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+import websockets
+from twisted.internet import defer, reactor
+from twisted.trial.unittest import TestCase
+
+from .test_integration import run
+
+TWISTD = os.path.join(os.path.dirname(sys.executable), "twistd")
+
+
+def outside_env():
+    env = dict(os.environ)
+    env.pop("PYTHONPATH", None)
+    return env
+
+
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for_port(port, process, timeout=30):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError("twistd exited: %s" % process.stdout.read())
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise AssertionError("nothing listening on %d" % port)
+
+
+class PluginTests(TestCase):
+    def setUp(self):
+        self.outside = tempfile.mkdtemp(prefix="presence-plugin-")
+
+    def test_twistd_help_lists_presence_from_outside_the_repository(self):
+        result = subprocess.run([TWISTD, "--help"], cwd=self.outside, env=outside_env(),
+                                capture_output=True, text=True, timeout=120)
+        self.assertEqual(result.returncode, 0, result.stderr)
+        self.assertIn("presence", result.stdout.split("Commands:")[1])
+
+    def test_twistd_presence_serves_every_listen_endpoint_and_stops_cleanly(self):
+        ports = [free_port(), free_port()]
+        process = subprocess.Popen(
+            [TWISTD, "-n", "--pidfile=", "presence"]
+            + ["--listen=tcp:%d:interface=127.0.0.1" % port for port in ports],
+            cwd=self.outside, env=outside_env(), stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT, text=True)
+        self.addCleanup(lambda: process.poll() is None and process.kill())
+        for port in ports:
+            wait_for_port(port, process)
+
+        async def clients():
+            first = await websockets.connect("ws://127.0.0.1:%d/" % ports[0])
+            second = await websockets.connect("ws://127.0.0.1:%d/" % ports[1])
+            await asyncio_wait(await first.ping(b"are you there"))
+            await asyncio_wait(await second.ping())
+            process.send_signal(signal.SIGTERM)
+            for ws in (first, second):
+                await ws.wait_closed()
+                self.assertEqual(ws.close_code, 1001)
+
+        def stopped(_):
+            output, _ = process.communicate(timeout=30)
+            # twistd ends by re-raising the signal that stopped it.
+            self.assertIn(process.returncode, (0, -signal.SIGTERM), output)
+            self.assertIn("Server Shut Down.", output)
+            self.assertIn("WebSocket on tcp:%d:interface=127.0.0.1" % ports[0], output)
+            self.assertIn("closing 2 sessions", output)
+        return run(clients()).addCallback(stopped)
+
+
+async def asyncio_wait(waiter):
+    import asyncio
+
+    await asyncio.wait_for(waiter, 10)

@@ -1,0 +1,343 @@
+"""The Twisted adapter, without sockets: StringTransport for the wire and
+Clock for every timer (handshake, close and heartbeat timeouts)."""
+
+import struct
+
+from twisted.internet.address import IPv4Address
+from twisted.internet.error import ConnectionDone
+from twisted.internet.task import Clock
+from twisted.internet.testing import StringTransport
+from twisted.python.failure import Failure
+from twisted.trial.unittest import SynchronousTestCase
+
+from presence.application import Application
+from presence.heartbeat import ping_payload
+from presence.protocol import ServerSettings, WebSocketFactory
+from presence.websocket.frames import OP_BINARY, OP_CLOSE, OP_PING, OP_PONG, OP_TEXT, encode_text
+
+from .framing import client_frame, close_payload, upgrade_request
+
+
+class RecordingApplication(Application):
+    """Echoes, and records what happened."""
+
+    def __init__(self):
+        self.opened = []
+        self.closed = []
+        self.fail_on = None
+
+    def session_opened(self, session):
+        self.opened.append(session)
+
+    def text_received(self, session, text):
+        if text == self.fail_on:
+            raise RuntimeError("application bug")
+        session.send_text(text)
+
+    def binary_received(self, session, data):
+        session.send_binary(data)
+
+    def session_closed(self, session, record):
+        self.closed.append((session, record))
+
+
+class Harness(SynchronousTestCase):
+    settings = dict(heartbeat_interval=30.0, heartbeat_timeout=10.0, close_timeout=5.0,
+                    handshake_timeout=10.0)
+
+    def setUp(self):
+        self.clock = Clock()
+        self.app = RecordingApplication()
+        self.factory = WebSocketFactory(self.app, ServerSettings(**self.settings), self.clock)
+        self.factory.startFactory()
+        self.addCleanup(self.factory.stopFactory)
+
+    def connect(self):
+        protocol = self.factory.buildProtocol(IPv4Address("TCP", "192.0.2.7", 50000))
+        transport = StringTransport(peerAddress=IPv4Address("TCP", "192.0.2.7", 50000))
+        protocol.makeConnection(transport)
+        return protocol, transport
+
+    def open_session(self):
+        protocol, transport = self.connect()
+        protocol.dataReceived(upgrade_request())
+        self.assertTrue(transport.value().startswith(b"HTTP/1.1 101 Switching Protocols\r\n"))
+        transport.clear()
+        return protocol, transport
+
+    def lose(self, protocol, transport):
+        transport.connected = False
+        protocol.connectionLost(Failure(ConnectionDone()))
+
+
+def close_frame(code, reason=b""):
+    return struct.pack("!BBH", 0x80 | OP_CLOSE, 2 + len(reason), code) + reason
+
+
+class HandshakeTests(Harness):
+    def test_upgrade_opens_a_session_with_its_details(self):
+        protocol, transport = self.connect()
+        protocol.dataReceived(upgrade_request(path="/live?x=1", extra=[
+            "Origin: https://example.com", "User-Agent: test-agent/1"]))
+        self.assertIn(b"Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n", transport.value())
+        self.assertEqual(self.app.opened, [protocol])
+        self.assertIs(self.factory.sessions[protocol.id], protocol)
+        self.assertEqual((protocol.path, protocol.origin, protocol.user_agent, protocol.client_ip),
+                         ("/live?x=1", "https://example.com", "test-agent/1", "192.0.2.7"))
+        self.assertEqual(self.factory.stats.handshakes_accepted, 1)
+
+    def test_frames_sent_right_after_the_head_are_processed(self):
+        protocol, transport = self.connect()
+        protocol.dataReceived(upgrade_request() + client_frame(OP_TEXT, "early"))
+        self.assertTrue(transport.value().endswith(encode_text("early")))
+
+    def test_refused_handshake_answers_with_status_and_body_then_closes(self):
+        protocol, transport = self.connect()
+        protocol.dataReceived(upgrade_request(extra=["Sec-WebSocket-Version: 8"]).replace(
+            b"Sec-WebSocket-Version: 13\r\n", b""))
+        response = transport.value()
+        self.assertTrue(response.startswith(b"HTTP/1.1 426 Upgrade Required\r\n"), response)
+        self.assertIn(b"Sec-WebSocket-Version: 13\r\n", response)
+        self.assertTrue(response.endswith(b"this server speaks 13\n"))
+        self.assertTrue(transport.disconnecting)
+        self.assertEqual(self.factory.stats.handshakes_refused["unsupported_version"], 1)
+        self.assertEqual(self.app.opened, [])
+
+    def test_head_over_the_size_limit_gets_431(self):
+        protocol, transport = self.connect()
+        protocol.dataReceived(b"GET / HTTP/1.1\r\nCookie: " + b"x" * 9000)
+        self.assertTrue(transport.value().startswith(
+            b"HTTP/1.1 431 Request Header Fields Too Large\r\n"))
+        self.assertTrue(transport.disconnecting)
+        self.assertEqual(self.factory.stats.handshakes_refused["head_too_large"], 1)
+
+    def test_client_that_never_finishes_its_head_is_dropped_after_the_timeout(self):
+        protocol, transport = self.connect()
+        protocol.dataReceived(b"GET / HTTP/1.1\r\nHost: x\r\n")
+        self.clock.advance(9.9)
+        self.assertFalse(transport.disconnecting)
+        self.clock.advance(0.6)  # deadlines are swept every 0.5 s
+        self.assertTrue(transport.disconnecting)
+        self.assertEqual(self.factory.stats.handshakes_refused["handshake_timeout"], 1)
+
+    def test_completed_handshake_cancels_the_handshake_timeout(self):
+        protocol, transport = self.open_session()
+        self.clock.advance(11)
+        self.assertFalse(transport.disconnecting)
+        self.assertEqual(len(self.factory.deadlines), 0)
+
+
+class MessageTests(Harness):
+    def test_text_and_binary_are_delivered_and_counted(self):
+        protocol, transport = self.open_session()
+        protocol.dataReceived(client_frame(OP_TEXT, "hé") + client_frame(OP_BINARY, b"\x00\xff"))
+        self.assertEqual(transport.value(), encode_text("hé") + b"\x82\x02\x00\xff")
+        self.assertEqual((protocol.messages_in, protocol.messages_out), (2, 2))
+        self.assertEqual(protocol.bytes_out, len(transport.value()))
+
+    def test_answers_leave_in_the_order_their_causes_arrived(self):
+        # Autobahn 5.6: a ping between two fragments is answered before the
+        # echo of the message it interrupted; answers of one read are batched.
+        protocol, transport = self.open_session()
+        protocol.dataReceived(
+            client_frame(OP_TEXT, "frag1", fin=False) + client_frame(OP_PING, b"p1")
+            + client_frame(0, "frag2") + client_frame(OP_PING, b"p2"))
+        self.assertEqual(transport.value(),
+                         b"\x8a\x02p1" + encode_text("frag1frag2") + b"\x8a\x02p2")
+
+    def test_echo_of_a_message_precedes_the_close_of_a_later_protocol_error(self):
+        protocol, transport = self.open_session()
+        protocol.dataReceived(client_frame(OP_TEXT, "Hello") + client_frame(OP_TEXT, "x", rsv=0x20))
+        self.assertEqual(
+            transport.value(),
+            encode_text("Hello") + close_frame(1002, b"RSV bits set without a negotiated extension"))
+        self.assertTrue(transport.disconnecting)
+        self.assertEqual(self.factory.stats.protocol_errors[
+            "RSV bits set without a negotiated extension"], 1)
+
+    def test_application_error_closes_only_that_session_with_1011(self):
+        good, good_transport = self.open_session()
+        bad, bad_transport = self.open_session()
+        self.app.fail_on = "boom"
+        bad.dataReceived(client_frame(OP_TEXT, "boom"))
+        self.assertEqual(bad_transport.value(), close_frame(1011, b"internal error"))
+        good.dataReceived(client_frame(OP_TEXT, "still here"))
+        self.assertEqual(good_transport.value(), encode_text("still here"))
+        self.assertFalse(good_transport.disconnecting)
+        self.flushLoggedErrors(RuntimeError)
+
+    def test_fan_out_writes_one_frame_to_every_open_session(self):
+        sessions = [self.open_session() for _ in range(3)]
+        closing, closing_transport = sessions[2]
+        closing.close()
+        closing_transport.clear()
+        frame = encode_text("to all")
+        sent = self.factory.fan_out(frame, self.factory.sessions.values())
+        self.assertEqual(sent, 2)
+        self.assertEqual([t.value() for _, t in sessions], [frame, frame, b""])
+
+
+class ClosingTests(Harness):
+    def test_client_close_is_answered_then_the_server_closes_tcp(self):
+        protocol, transport = self.open_session()
+        self.clock.advance(2.5)
+        protocol.dataReceived(client_frame(OP_CLOSE, close_payload(1000, "bye")))
+        self.assertEqual(transport.value(), close_frame(1000))
+        self.assertTrue(transport.disconnecting)
+        self.lose(protocol, transport)
+        (session, record), = self.app.closed
+        self.assertEqual((record.code, record.reason, record.initiated_by, record.clean,
+                          record.duration), (1000, "bye", "client", True, 2.5))
+        self.assertNotIn(protocol.id, self.factory.sessions)
+        self.assertEqual(self.factory.stats.closes[1000], 1)
+        self.assertEqual(self.factory.stats.recent_closes[-1], (protocol.id, record))
+
+    def test_server_close_waits_for_the_client_answer(self):
+        protocol, transport = self.open_session()
+        protocol.close(4000, "kicked")
+        self.assertEqual(transport.value(), close_frame(4000, b"kicked"))
+        self.assertFalse(transport.disconnecting)
+        protocol.dataReceived(client_frame(OP_CLOSE, close_payload(4000)))
+        self.assertTrue(transport.disconnecting)
+        self.lose(protocol, transport)
+        record = self.app.closed[0][1]
+        self.assertEqual((record.code, record.reason, record.initiated_by, record.clean),
+                         (4000, "kicked", "server", True))
+
+    def test_client_that_does_not_answer_a_close_is_dropped_after_the_close_timeout(self):
+        protocol, transport = self.open_session()
+        protocol.close(1001, "going away")
+        self.clock.advance(5.5)
+        self.assertTrue(transport.disconnecting)  # StringTransport's abortConnection
+        self.lose(protocol, transport)
+        record = self.app.closed[0][1]
+        self.assertEqual((record.code, record.initiated_by, record.clean),
+                         (1001, "server", False))
+
+    def test_tcp_lost_without_close_frames_is_recorded_as_1006(self):
+        protocol, transport = self.open_session()
+        self.lose(protocol, transport)
+        record = self.app.closed[0][1]
+        self.assertEqual((record.code, record.initiated_by, record.clean), (1006, "client", False))
+
+    def test_protocol_error_is_recorded_with_its_code_and_reason(self):
+        protocol, transport = self.open_session()
+        protocol.dataReceived(b"\x81\x05hello")  # unmasked
+        self.assertEqual(transport.value(), close_frame(1002, b"client frame is not masked"))
+        self.lose(protocol, transport)
+        record = self.app.closed[0][1]
+        self.assertEqual((record.code, record.reason, record.initiated_by, record.clean),
+                         (1002, "client frame is not masked", "server", False))
+
+    def test_bytes_after_the_close_are_read_and_discarded(self):
+        protocol, transport = self.open_session()
+        protocol.dataReceived(client_frame(OP_CLOSE))
+        transport.clear()
+        protocol.dataReceived(client_frame(OP_TEXT, "late"))
+        self.assertEqual(transport.value(), b"")
+
+
+class HeartbeatTests(Harness):
+    def test_every_open_session_is_pinged_each_interval_and_the_pong_gives_the_rtt(self):
+        protocol, transport = self.open_session()
+        self.clock.advance(30)
+        payload = ping_payload(1)
+        self.assertEqual(transport.value(), bytes([0x80 | OP_PING, len(payload)]) + payload)
+        self.clock.advance(0.25)
+        protocol.dataReceived(client_frame(OP_PONG, payload))
+        self.assertEqual(protocol.rtt, 0.25)
+        self.assertEqual(protocol.last_heartbeat, 30.25)
+        self.assertIsNone(protocol.ping_sent_at)
+        self.clock.advance(30)
+        self.assertFalse(transport.disconnecting)
+        self.assertTrue(transport.value().endswith(ping_payload(2)))
+
+    def test_an_unsolicited_or_stale_pong_does_not_count(self):
+        protocol, transport = self.open_session()
+        self.clock.advance(30)
+        protocol.dataReceived(client_frame(OP_PONG, b"something else"))
+        self.assertIsNone(protocol.rtt)
+        self.assertIsNotNone(protocol.ping_sent_at)
+
+    def test_no_pong_within_the_timeout_closes_with_1011(self):
+        protocol, transport = self.open_session()
+        self.clock.advance(30)
+        transport.clear()
+        self.clock.advance(9.9)
+        self.assertEqual(transport.value(), b"")
+        self.clock.advance(0.1)
+        self.assertEqual(transport.value(), close_frame(1011, b"heartbeat timeout"))
+        self.assertEqual(self.factory.stats.heartbeat_timeouts, 1)
+        self.clock.advance(5.5)  # and the dead peer does not answer the close either
+        self.assertTrue(transport.disconnecting)
+        self.lose(protocol, transport)
+        record = self.app.closed[0][1]
+        self.assertEqual((record.code, record.reason, record.initiated_by, record.clean),
+                         (1011, "heartbeat timeout", "server", False))
+
+    def test_one_round_encodes_one_ping_for_all_sessions(self):
+        sessions = [self.open_session() for _ in range(3)]
+        self.clock.advance(30)
+        values = {transport.value() for _, transport in sessions}
+        self.assertEqual(len(values), 1)
+
+
+class LongTimeoutHeartbeatTests(Harness):
+    settings = dict(Harness.settings, heartbeat_interval=10.0, heartbeat_timeout=25.0)
+
+    def test_an_outstanding_ping_is_not_repeated_and_expires_at_a_later_round(self):
+        protocol, transport = self.open_session()
+        self.clock.advance(10)
+        transport.clear()
+        self.clock.advance(10)
+        self.assertEqual(transport.value(), b"")  # still waiting: no second ping
+        self.clock.advance(10)  # 20 s after the ping, not yet 25
+        self.assertEqual(transport.value(), b"")
+        self.clock.advance(10)
+        self.assertEqual(transport.value(), close_frame(1011, b"heartbeat timeout"))
+
+
+class FlowControlTests(Harness):
+    settings = dict(Harness.settings, max_outgoing_buffer=1000)
+
+    def test_a_client_that_stops_reading_pauses_reading_and_is_dropped_past_the_bound(self):
+        protocol, transport = self.open_session()
+        protocol.pauseProducing()  # what the transport does when its buffer is full
+        self.assertEqual(transport.producerState, "paused")  # we stop reading from it too
+        protocol.send_binary(b"x" * 600)
+        self.assertFalse(transport.disconnecting)
+        protocol.send_binary(b"x" * 600)
+        self.assertTrue(transport.disconnecting)
+        self.assertEqual(self.factory.stats.slow_consumers, 1)
+        self.lose(protocol, transport)
+        record = self.app.closed[0][1]
+        self.assertEqual((record.code, record.initiated_by, record.clean), (1006, "server", False))
+        self.assertEqual(record.reason, "slow consumer: more than 1000 bytes queued")
+
+    def test_reading_resumes_when_the_client_catches_up(self):
+        protocol, transport = self.open_session()
+        protocol.pauseProducing()
+        protocol.send_binary(b"x" * 600)
+        protocol.resumeProducing()
+        self.assertEqual(transport.producerState, "producing")
+        protocol.pauseProducing()
+        protocol.send_binary(b"x" * 600)  # the count starts again at each pause
+        self.assertFalse(transport.disconnecting)
+
+    def test_the_application_can_pause_reading(self):
+        protocol, transport = self.open_session()
+        protocol.pause_reading()
+        self.assertEqual(transport.producerState, "paused")
+        protocol.pauseProducing()
+        protocol.resumeProducing()
+        self.assertEqual(transport.producerState, "paused")  # still paused by the app
+        protocol.resume_reading()
+        self.assertEqual(transport.producerState, "producing")
+
+
+class ShutdownTests(Harness):
+    def test_close_all_sends_going_away_to_every_session(self):
+        sessions = [self.open_session() for _ in range(2)]
+        self.factory.close_all()
+        for _, transport in sessions:
+            self.assertEqual(transport.value(), close_frame(1001, b"server shutting down"))
