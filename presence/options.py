@@ -70,20 +70,25 @@ class Options(usage.Options):
         self["subprotocol"] = []
 
     def opt_listen(self, endpoint):
-        """Endpoint to serve WebSocket on (repeatable; Twisted endpoint
-        syntax, e.g. tcp:8080, tcp:8080:interface=127.0.0.1,
-        ssl:8443:privateKey=key.pem:certKey=cert.pem). Default: tcp:8080."""
         self["listen"].append(endpoint)
 
+    opt_listen.__doc__ = (
+        "Endpoint to serve WebSocket on (repeatable; Twisted endpoint syntax, e.g. tcp:8080, "
+        "tcp:8080:interface=127.0.0.1, ssl:8443:privateKey=key.pem:certKey=cert.pem). "
+        "Default: tcp:8080.")
+
     def opt_origin(self, origin):
-        """Allowed Origin of browser clients, e.g. https://example.com
-        (repeatable). None given: any origin is allowed."""
         self["origin"].append(origin)
 
+    opt_origin.__doc__ = (
+        "Allowed Origin of browser clients, e.g. https://example.com (repeatable). "
+        "None given: any origin is allowed.")
+
     def opt_subprotocol(self, name):
-        """WebSocket subprotocol the server speaks (repeatable, in order of
-        preference)."""
         self["subprotocol"].append(name)
+
+    opt_subprotocol.__doc__ = (
+        "WebSocket subprotocol the server speaks (repeatable, in order of preference).")
 
     def postOptions(self):
         if not self["listen"]:
