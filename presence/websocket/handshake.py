@@ -104,8 +104,13 @@ def _request_path(target):
     lowered = target.lower()
     for scheme in ("ws://", "wss://", "http://", "https://"):
         if lowered.startswith(scheme):
-            slash = target.find("/", len(scheme))
-            return target[slash:] if slash >= 0 else "/"
+            # RFC 3986 3.2: the authority ends at the first "/", "?" or "#".
+            rest = target[len(scheme):]
+            end = min((i for i in (rest.find(c) for c in "/?#") if i >= 0), default=len(rest))
+            path = rest[end:].partition("#")[0]
+            if not path.startswith("/"):
+                path = "/" + path
+            return path
     return None
 
 
