@@ -99,7 +99,8 @@ class HeadReader:
         buffer = self._buffer + data if self._buffer else data
         end = buffer.find(b"\r\n\r\n", searched)
         if end < 0:
-            if buffer.find(b"\n\n", max(0, searched - 1)) >= 0:
+            if buffer.count(b"\n") != buffer.count(b"\r\n"):
+                # A bare LF: this head would never end with CRLFCRLF.
                 raise HeadError(400, "request head lines must end with CRLF")
             # The limit counts the head without its final CRLFCRLF, whose
             # first bytes may already be here; refuse as soon as the head is

@@ -422,3 +422,14 @@ def test_error_response_puts_extra_fields_before_the_standard_ones():
 
 def test_error_response_of_an_unknown_status_says_error():
     assert error_response(418, "x").startswith(b"HTTP/1.1 418 Error\r\n")
+
+
+def test_a_bare_lf_anywhere_is_refused_before_the_head_ends():
+    # "...\n\r\n" never contains CRLFCRLF: waiting would only end at the 431
+    # limit or the handshake timeout.
+    reader = HeadReader()
+
+    with pytest.raises(HeadError) as caught:
+        reader.feed(b"GET / HTTP/1.1\r\nHost: a\n\r\n")
+
+    assert caught.value.status == 400
