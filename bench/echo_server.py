@@ -12,13 +12,11 @@ up to 16 MiB are accepted so Autobahn's section 9 runs.
 import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+if __name__ == "__main__":
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    from twisted.internet import epollreactor
 
-from twisted.internet import epollreactor  # noqa: E402
-
-epollreactor.install()
-
-from twisted.internet import endpoints, reactor  # noqa: E402
+    epollreactor.install()
 
 from presence.application import Application  # noqa: E402
 from presence.protocol import ServerSettings, WebSocketFactory  # noqa: E402
@@ -41,6 +39,8 @@ class EchoApplication(Application):
 
 
 def main(port):
+    from twisted.internet import endpoints, reactor
+
     application = EchoApplication()
     settings = ServerSettings(max_message_size=16 * 1024 * 1024)
     factory = application.factory = WebSocketFactory(application, settings, reactor)

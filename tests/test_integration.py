@@ -8,10 +8,9 @@ import websockets
 from twisted.internet import defer, reactor
 from twisted.trial.unittest import TestCase
 
-from presence.application import Application
+from bench.echo_server import EchoApplication
 from presence.protocol import ServerSettings, WebSocketFactory
 from presence.service import PresenceService
-from presence.websocket.frames import encode_text
 from presence.websocket.handshake import HandshakeConfig
 
 from .framing import client_frame, random_key, upgrade_request
@@ -22,23 +21,16 @@ def run(coroutine):
     return defer.Deferred.fromFuture(asyncio.ensure_future(coroutine))
 
 
-class Echo(Application):
+class Echo(EchoApplication):
+    """The benchmark's echo server, recording sessions as they open and close."""
+
     def __init__(self):
-        self.factory = None
+        super().__init__()
         self.closed = []
         self.opened = []
 
     def session_opened(self, session):
         self.opened.append(session)
-
-    def text_received(self, session, text):
-        if text.startswith("BCAST:"):
-            self.factory.fan_out(encode_text(text), self.factory.sessions.values())
-        else:
-            session.send_text(text)
-
-    def binary_received(self, session, data):
-        session.send_binary(data)
 
     def session_closed(self, session, record):
         self.closed.append(record)
