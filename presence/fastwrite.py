@@ -15,9 +15,15 @@ other transport (TLS, wrappers, test transports) takes the plain path.
 
 from twisted.internet import tcp
 
-__all__ = ["write"]
+__all__ = ["write", "write_sequence"]
 
 _TCP_SERVER = tcp.Server
+
+
+def _direct(transport):
+    return (transport.__class__ is _TCP_SERVER and not transport.dataBuffer
+            and not transport._tempDataBuffer and transport.connected
+            and not transport.disconnecting and not transport._writeDisconnected)
 
 
 def write(transport, data):
@@ -39,3 +45,33 @@ def write(transport, data):
             return
         data = data[sent:]
     transport.write(data)
+
+
+#: Parts per vectored send; above this they are joined first (IOV_MAX is
+#: 1024 on Linux, and a long iovec buys nothing over one copy).
+MAX_PARTS = 64
+
+
+def write_sequence(transport, parts):
+    """Write the byte strings ``parts`` (a list) in order, with one vectored
+    ``sendmsg`` when sending at once is possible: a large payload goes out
+    without first being copied next to its frame header."""
+    if len(parts) > MAX_PARTS:
+        write(transport, b"".join(parts))
+        return
+    if _direct(transport):
+        try:
+            sent = transport.socket.sendmsg(parts)
+        except BlockingIOError:
+            sent = 0
+        except OSError:
+            transport.writeSequence(parts)
+            return
+        for index, part in enumerate(parts):
+            if sent < len(part):
+                parts = [part[sent:]] + parts[index + 1:] if sent else parts[index:]
+                break
+            sent -= len(part)
+        else:
+            return
+    transport.writeSequence(parts)

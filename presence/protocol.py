@@ -28,6 +28,7 @@ from .stats import ServerStats
 from .websocket.close import ABNORMAL_CLOSURE, GOING_AWAY, INTERNAL_ERROR, NORMAL_CLOSURE
 from .websocket.connection import CLOSED, DEFAULT_MAX_MESSAGE_SIZE, OPEN, ServerConnection
 from .websocket.events import BinaryMessage, Ping, Pong, ProtocolError, TextMessage
+from .websocket.frames import OP_BINARY, OP_TEXT
 from .websocket.handshake import HandshakeConfig, Rejected, server_handshake
 
 __all__ = ["ServerSettings", "WebSocketFactory", "WebSocketProtocol"]
@@ -70,6 +71,10 @@ class ServerSettings:
         #: dropped as a slow consumer.
         self.max_outgoing_buffer = max_outgoing_buffer
 
+
+#: Payloads from this size are written as header and payload with one
+#: vectored send instead of being copied into one frame first.
+_VECTORED_WRITE_SIZE = 16384
 
 # Phases of a WebSocketProtocol (the core has its own states once open).
 _HANDSHAKE = 0
@@ -160,7 +165,10 @@ class WebSocketProtocol(Protocol):
         finally:
             self._batch = None
         if batch:
-            self._write(batch[0] if len(batch) == 1 else b"".join(batch))
+            if len(batch) == 1:
+                self._write(batch[0])
+            elif self._account(sum(map(len, batch))):
+                fastwrite.write_sequence(self.transport, batch)
         if connection.state is CLOSED:
             self._close_transport()
 
@@ -237,6 +245,18 @@ class WebSocketProtocol(Protocol):
 
     # ------------------------------------------------------------- sending
 
+    def _account(self, size):
+        """Count ``size`` bytes about to be written; False when they would
+        take a client that is not reading past the outgoing bound (it is
+        then dropped)."""
+        self.bytes_out += size
+        if self._write_paused:
+            self._paused_bytes += size
+            if self._paused_bytes > self.factory.settings.max_outgoing_buffer:
+                self._slow_consumer()
+                return False
+        return True
+
     def _write(self, data):
         """Bytes to the client: batched while a read is being processed (so a
         read that completes many messages answers with one send), otherwise
@@ -244,31 +264,33 @@ class WebSocketProtocol(Protocol):
         batch = self._batch
         if batch is not None:
             batch.append(data)
-            return
-        self.bytes_out += len(data)
-        if self._write_paused:
-            self._paused_bytes += len(data)
-            if self._paused_bytes > self.factory.settings.max_outgoing_buffer:
-                self._slow_consumer()
-                return
-        fastwrite.write(self.transport, data)
+        elif self._account(len(data)):
+            fastwrite.write(self.transport, data)
+
+    def _send_message(self, opcode, payload):
+        connection = self.connection
+        if connection is None or connection.state is not OPEN:
+            return False
+        self.messages_out += 1
+        if len(payload) < _VECTORED_WRITE_SIZE:
+            self._write(connection.send_message(opcode, payload))
+            return True
+        header, payload = connection.send_message_parts(opcode, payload)
+        batch = self._batch
+        if batch is not None:
+            batch.append(header)
+            batch.append(payload)
+        elif self._account(len(header) + len(payload)):
+            fastwrite.write_sequence(self.transport, [header, payload])
+        return True
 
     def send_text(self, text):
         """Send a text message; returns False when the session is not open."""
-        connection = self.connection
-        if connection is None or connection.state is not OPEN:
-            return False
-        self.messages_out += 1
-        self._write(connection.send_text(text))
-        return True
+        return self._send_message(OP_TEXT, text.encode("utf-8"))
 
     def send_binary(self, data):
-        connection = self.connection
-        if connection is None or connection.state is not OPEN:
-            return False
-        self.messages_out += 1
-        self._write(connection.send_binary(data))
-        return True
+        """Send a binary message; returns False when the session is not open."""
+        return self._send_message(OP_BINARY, data)
 
     def send_frame(self, frame):
         """Send a message already encoded as an uncompressed frame (see

@@ -5,6 +5,10 @@ import asyncio
 import socket
 import struct
 
+from twisted.internet import tcp
+from twisted.trial.unittest import SynchronousTestCase
+
+from presence import fastwrite
 from presence.websocket.frames import encode_binary
 
 from .framing import upgrade_request
@@ -61,3 +65,53 @@ class PartialWriteTests(ServerTestCase):
                     self.assertEqual(received, frame)
                 writer.close()
         return run(scenario())
+
+
+class FakeSocket:
+    def __init__(self, accept):
+        self.accept = accept
+        self.sent = b""
+
+    def sendmsg(self, parts):
+        data = b"".join(parts)[:self.accept]
+        self.sent += data
+        return len(data)
+
+    def send(self, data):
+        return self.sendmsg([data])
+
+
+def fake_tcp_transport(accept):
+    """A tcp.Server with nothing buffered whose socket takes ``accept`` bytes;
+    what is left goes to writeSequence/write, recorded."""
+    transport = tcp.Server.__new__(tcp.Server)
+    transport.dataBuffer = b""
+    transport._tempDataBuffer = []
+    transport.connected = True
+    transport.disconnecting = False
+    transport.socket = FakeSocket(accept)
+    transport.queued = []
+    transport.writeSequence = transport.queued.extend
+    transport.write = transport.queued.append
+    return transport
+
+
+class VectoredWriteTests(SynchronousTestCase):
+    header, payload = b"\x82\x7e\x00\x08", b"12345678"
+
+    def check(self, accept):
+        transport = fake_tcp_transport(accept)
+        fastwrite.write_sequence(transport, [self.header, self.payload])
+        self.assertEqual(transport.socket.sent + b"".join(transport.queued),
+                         self.header + self.payload)
+        return transport.queued
+
+    def test_whatever_the_kernel_takes_the_rest_is_queued_in_order(self):
+        for accept in range(len(self.header) + len(self.payload) + 1):
+            self.check(accept)
+
+    def test_nothing_is_queued_when_everything_was_sent(self):
+        self.assertEqual(self.check(12), [])
+
+    def test_a_whole_unsent_payload_is_queued_without_being_copied(self):
+        self.assertIs(self.check(4)[0], self.payload)

@@ -23,7 +23,8 @@ from .close import (
 from .events import BinaryMessage, CloseReceived, Ping, Pong, ProtocolError, TextMessage
 from .extensions import ExtensionError
 from .frames import (
-    MAX_CONTROL_PAYLOAD, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG, OP_TEXT, encode_frame,
+    FIN, MAX_CONTROL_PAYLOAD, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG, OP_TEXT, encode_frame,
+    frame_header,
 )
 from .mask import unmask
 
@@ -384,15 +385,22 @@ class ServerConnection:
         outgoing.clear()
         return data
 
-    def send_message(self, opcode, payload):
-        """A complete data message as frame bytes (with extensions applied)."""
+    def send_message_parts(self, opcode, payload):
+        """A complete data message (extensions applied) as ``(header,
+        payload)``: for a large payload, writing the two parts with one
+        vectored send spares a copy of the payload."""
         if self.state is not OPEN:
             raise InvalidState("cannot send a message in state %s" % self.state)
         rsv = 0
         for extension in self.extensions:
             bits, payload = extension.encode(payload)
             rsv |= bits
-        return encode_frame(opcode, payload, rsv=rsv)
+        return frame_header(FIN | rsv | opcode, len(payload)), payload
+
+    def send_message(self, opcode, payload):
+        """A complete data message as frame bytes (with extensions applied)."""
+        header, payload = self.send_message_parts(opcode, payload)
+        return header + payload
 
     def send_text(self, text):
         return self.send_message(OP_TEXT, text.encode("utf-8"))
