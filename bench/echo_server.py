@@ -19,6 +19,7 @@ if __name__ == "__main__":
     epollreactor.install()
 
 from presence.application import Application  # noqa: E402
+from presence.listening import NoDelayEndpoint  # noqa: E402
 from presence.protocol import ServerSettings, WebSocketFactory  # noqa: E402
 from presence.websocket import mask  # noqa: E402
 from presence.websocket.frames import encode_text  # noqa: E402
@@ -44,8 +45,8 @@ def main(port):
     application = EchoApplication()
     settings = ServerSettings(max_message_size=16 * 1024 * 1024)
     factory = application.factory = WebSocketFactory(application, settings, reactor)
-    endpoint = endpoints.serverFromString(
-        reactor, "tcp:%d:interface=127.0.0.1:backlog=4096" % port)
+    endpoint = NoDelayEndpoint(endpoints.serverFromString(
+        reactor, "tcp:%d:interface=127.0.0.1:backlog=4096" % port))
     endpoint.listen(factory)
     print("presence echo listening on %d (wsaccel: %s)" % (port, mask.ACCELERATED), flush=True)
     reactor.run()

@@ -23,11 +23,14 @@ DEFAULT_MAX_HEAD_SIZE = 8192
 DEFAULT_MAX_HEADER_COUNT = 100
 
 # RFC 9110 5.6.2: token = 1*tchar
-_TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")
 # RFC 9112 3: request-line = method SP request-target SP HTTP-version
-_REQUEST_LINE = re.compile(rb"([!#$%&'*+\-.^_`|~0-9A-Za-z]+) ([\x21-\x7e]+) HTTP/([0-9])\.([0-9])\Z")
-# RFC 9110 5.5: field-value characters are VCHAR, obs-text, SP and HTAB.
-_BAD_VALUE_CHAR = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
+_REQUEST_LINE = re.compile(
+    r"([!#$%&'*+\-.^_`|~0-9A-Za-z]+) ([\x21-\x7e]+) HTTP/([0-9])\.([0-9])\Z")
+# RFC 9110 5.5: field values are VCHAR, obs-text, SP and HTAB; lines end
+# with CRLF. Anything else anywhere in a head (a control character, a CR or
+# LF that is not part of a CRLF) is refused.
+_BAD_HEAD_CHAR = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]|\r(?!\n)|(?<!\r)\n")
 
 
 class HeadError(Exception):
@@ -46,27 +49,35 @@ class HeadError(Exception):
 
 class RequestHead:
     """A parsed request head. Field names are lower-cased; values are text
-    decoded as ISO-8859-1 (RFC 9110 5.5) with surrounding whitespace removed."""
+    decoded as ISO-8859-1 (RFC 9110 5.5) with surrounding whitespace removed.
+    ``fields`` keeps them in order; lookups by name use an index."""
 
-    __slots__ = ("method", "target", "version", "fields")
+    __slots__ = ("method", "target", "version", "fields", "_index")
 
     def __init__(self, method, target, version, fields):
         self.method = method
         self.target = target
         self.version = version
         self.fields = fields
+        index = {}
+        for name, value in fields:
+            if name in index:
+                index[name].append(value)
+            else:
+                index[name] = [value]
+        self._index = index
 
     def get_all(self, name):
         """Every value of field ``name`` (lower-case), in order."""
-        return [value for field, value in self.fields if field == name]
+        return self._index.get(name, [])
 
     def get(self, name, default=None):
         """The value of field ``name``; several occurrences are joined with
         ", " as RFC 9110 5.3 allows for list-valued fields."""
-        values = self.get_all(name)
+        values = self._index.get(name)
         if not values:
             return default
-        return ", ".join(values)
+        return values[0] if len(values) == 1 else ", ".join(values)
 
     def __repr__(self):
         return "<RequestHead %s %s HTTP/%d.%d>" % (
@@ -111,7 +122,8 @@ class HeadReader:
             if buffer[:1] in (b"\x16", b"\x80"):
                 # A TLS ClientHello (or SSLv2 hello) on a plain-text port: say
                 # so rather than waiting for a head that never comes.
-                raise HeadError(400, "TLS handshake received on a plain-text port", "tls_on_plain_port")
+                raise HeadError(400, "TLS handshake received on a plain-text port",
+                                "tls_on_plain_port")
             self._buffer = buffer
             return None
         if end > self.max_size:
@@ -132,10 +144,12 @@ def _partial_terminator(buffer):
 
 def parse_head(raw, max_fields=DEFAULT_MAX_HEADER_COUNT):
     """Parse a request head without its final empty line."""
-    lines = raw.split(b"\r\n")
+    if _BAD_HEAD_CHAR.search(raw) is not None:
+        _refuse_bad_characters(raw)
+    lines = raw.decode("latin-1").split("\r\n")
     # RFC 9112 2.2: a server SHOULD ignore at least one empty line received
     # before the request-line.
-    while lines and lines[0] == b"":
+    while lines and lines[0] == "":
         del lines[0]
     if not lines:
         raise HeadError(400, "empty request")
@@ -150,22 +164,29 @@ def parse_head(raw, max_fields=DEFAULT_MAX_HEADER_COUNT):
         raise HeadError(431, "more than %d header fields" % max_fields, "head_too_large")
     fields = []
     for line in lines[1:]:
-        if b"\n" in line:
-            raise HeadError(400, "request head lines must end with CRLF")
-        if line[:1] in (b" ", b"\t"):
-            # RFC 9112 5.2: obsolete line folding; rejecting it is allowed.
-            raise HeadError(400, "obsolete line folding in header field")
-        name, colon, value = line.partition(b":")
-        if not colon:
-            raise HeadError(400, "header field without a colon")
-        if _TOKEN.match(name) is None:
+        name, colon, value = line.partition(":")
+        if not colon or _TOKEN.match(name) is None:
+            if line[:1] in (" ", "\t"):
+                # RFC 9112 5.2: obsolete line folding; rejecting it is allowed.
+                raise HeadError(400, "obsolete line folding in header field")
+            if not colon:
+                raise HeadError(400, "header field without a colon")
             # Includes whitespace between the name and the colon, which
             # RFC 9112 5.1 requires a server to reject with 400.
             raise HeadError(400, "malformed header field name")
-        if _BAD_VALUE_CHAR.search(value) is not None:
+        fields.append((name.lower(), value.strip(" \t")))
+    return RequestHead(method, target, version, fields)
+
+
+def _refuse_bad_characters(raw):
+    for line in raw.split(b"\r\n"):
+        if b"\n" in line:
+            raise HeadError(400, "request head lines must end with CRLF")
+        name, colon, value = line.partition(b":")
+        if colon and _BAD_HEAD_CHAR.search(value) is not None and _TOKEN.match(
+                name.decode("latin-1")) is not None:
             raise HeadError(400, "control character in header field %s" % name.decode("ascii"))
-        fields.append((name.decode("ascii").lower(), value.strip(b" \t").decode("latin-1")))
-    return RequestHead(method.decode("ascii"), target.decode("ascii"), version, fields)
+    raise HeadError(400, "control character in request head")
 
 
 def split_list(value):
@@ -183,7 +204,7 @@ def token_list(head, name):
 
 
 def is_token(text):
-    return _TOKEN.match(text.encode("latin-1")) is not None
+    return _TOKEN.match(text) is not None
 
 
 def response(status, reason_phrase, fields=(), body=b""):

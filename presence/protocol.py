@@ -24,6 +24,7 @@ from .application import Application
 from .deadlines import Deadlines
 from .heartbeat import Heartbeat
 from .httphead import DEFAULT_MAX_HEAD_SIZE, HeadError, HeadReader, error_response
+from .listening import nodelay_inherited
 from .stats import ServerStats
 from .websocket.close import ABNORMAL_CLOSURE, GOING_AWAY, INTERNAL_ERROR, NORMAL_CLOSURE
 from .websocket.connection import CLOSED, DEFAULT_MAX_MESSAGE_SIZE, OPEN, ServerConnection
@@ -140,12 +141,13 @@ class WebSocketProtocol(Protocol):
         self._head_reader = HeadReader(factory.settings.max_head_size)
         factory.deadlines.set(self, factory.settings.handshake_timeout)
         transport.registerProducer(self, True)
-        try:
-            # Small frames should leave at once; Nagle's algorithm would hold
-            # them back waiting for an ACK.
-            transport.setTcpNoDelay(True)
-        except (AttributeError, OSError):
-            pass
+        if not nodelay_inherited(transport):
+            try:
+                # Small frames should leave at once; Nagle's algorithm would
+                # hold them back waiting for an ACK (see listening.py).
+                transport.setTcpNoDelay(True)
+            except (AttributeError, OSError):
+                pass
 
     def dataReceived(self, data):
         connection = self.connection

@@ -7,6 +7,7 @@ from twisted.internet import defer, endpoints, task
 from twisted.logger import Logger
 
 from .application import Application
+from .listening import NoDelayEndpoint
 from .protocol import ServerSettings, WebSocketFactory
 from .websocket import mask
 from .websocket.close import GOING_AWAY
@@ -71,6 +72,6 @@ def make_service(options, application=None, reactor=None):
         from twisted.internet import reactor
     factory = WebSocketFactory(application or Application(), settings_from_options(options),
                                reactor)
-    listeners = [(endpoints.serverFromString(reactor, description), description)
+    listeners = [(NoDelayEndpoint(endpoints.serverFromString(reactor, description)), description)
                  for description in options["listen"]]
     return PresenceService(factory, listeners, reactor)

@@ -3,18 +3,36 @@ rule by rule: masked client frames go in, events and server frames come out.
 """
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from presence.websocket.close import CloseRecord, encode_close_payload
 from presence.websocket.connection import (
-    CLOSED, CLOSING, OPEN, InvalidState, ServerConnection,
+    CLOSED,
+    CLOSING,
+    OPEN,
+    InvalidState,
+    ServerConnection,
 )
 from presence.websocket.events import (
-    BinaryMessage, CloseReceived, Ping, Pong, ProtocolError, TextMessage,
+    BinaryMessage,
+    CloseReceived,
+    Ping,
+    Pong,
+    ProtocolError,
+    TextMessage,
 )
 from presence.websocket.extensions import Extension
 from presence.websocket.frames import (
-    OP_BINARY, OP_CLOSE, OP_CONTINUATION, OP_PING, OP_PONG, OP_TEXT, RSV1, RSV2, RSV3,
+    OP_BINARY,
+    OP_CLOSE,
+    OP_CONTINUATION,
+    OP_PING,
+    OP_PONG,
+    OP_TEXT,
+    RSV1,
+    RSV2,
+    RSV3,
     frame_header,
 )
 from presence.websocket.mask import unmask, unmask_pure

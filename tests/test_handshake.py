@@ -10,12 +10,19 @@ import pytest
 
 from presence.httphead import HeadReader
 from presence.websocket.extensions import (
-    Extension, ExtensionFactory, format_extension, negotiate_extensions,
+    Extension,
+    ExtensionFactory,
+    format_extension,
+    negotiate_extensions,
     parse_extension_offers,
 )
 from presence.websocket.frames import RSV1
 from presence.websocket.handshake import (
-    Accepted, HandshakeConfig, Rejected, accept_key, server_handshake,
+    Accepted,
+    HandshakeConfig,
+    Rejected,
+    accept_key,
+    server_handshake,
 )
 
 # The sample handshake of RFC 6455 1.2 / 4.2.2.

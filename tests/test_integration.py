@@ -3,12 +3,15 @@
 
 import asyncio
 import os
+import socket
 
 import websockets
 from twisted.internet import defer, reactor
+from twisted.internet.endpoints import TCP4ServerEndpoint
 from twisted.trial.unittest import TestCase
 
 from bench.echo_server import EchoApplication
+from presence.listening import NODELAY_MARK, NoDelayEndpoint
 from presence.protocol import ServerSettings, WebSocketFactory
 from presence.service import PresenceService
 from presence.websocket.handshake import HandshakeConfig
@@ -171,7 +174,9 @@ class IsolationTests(ServerTestCase):
             # Garbage instead of a handshake: 400 with a body, then closed.
             refused = await self.raw(b"\x00\x01garbage\r\n\r\n")
             self.assertTrue(refused.startswith(b"HTTP/1.1 400 Bad Request\r\n"))
-            self.assertTrue(refused.endswith(b"malformed request line\n"))
+            self.assertTrue(refused.endswith(b"control character in request head\n"))
+            malformed = await self.raw(b"HELLO THERE\r\n\r\n")
+            self.assertTrue(malformed.endswith(b"malformed request line\n"))
             stop.set()
             self.assertGreaterEqual(await good, 50)
 
@@ -233,3 +238,28 @@ class ShutdownTests(ServerTestCase):
                 await stopped
             self.assertEqual(self.factory.sessions, {})
         return run(scenario())
+
+
+class NoDelayTests(ServerTestCase):
+    def nodelay_of_session(self, url):
+        async def scenario():
+            async with websockets.connect(url, compression=None):
+                while not self.factory.sessions:
+                    await asyncio.sleep(0.01)
+                session, = self.factory.sessions.values()
+                return session.transport.socket.getsockopt(
+                    socket.IPPROTO_TCP, socket.TCP_NODELAY)
+        return run(scenario())
+
+    def test_connections_set_nodelay_themselves_on_a_plain_port(self):
+        return self.nodelay_of_session(self.url).addCallback(self.assertTrue)
+
+    @defer.inlineCallbacks
+    def test_connections_inherit_nodelay_from_a_port_listened_through_the_endpoint(self):
+        endpoint = NoDelayEndpoint(TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1"))
+        port = yield endpoint.listen(self.factory)
+        self.addCleanup(port.stopListening)
+        self.assertTrue(getattr(port, NODELAY_MARK))
+        self.assertTrue(port.socket.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+        nodelay = yield self.nodelay_of_session("ws://127.0.0.1:%d/" % port.getHost().port)
+        self.assertTrue(nodelay)

@@ -11,7 +11,6 @@ import tempfile
 import time
 
 import websockets
-from twisted.internet import defer, reactor
 from twisted.trial.unittest import TestCase
 
 from .test_integration import run

@@ -150,7 +150,8 @@ class MessageTests(Harness):
         protocol.dataReceived(client_frame(OP_TEXT, "Hello") + client_frame(OP_TEXT, "x", rsv=0x20))
         self.assertEqual(
             transport.value(),
-            encode_text("Hello") + close_frame(1002, b"RSV bits set without a negotiated extension"))
+            encode_text("Hello")
+            + close_frame(1002, b"RSV bits set without a negotiated extension"))
         self.assertTrue(transport.disconnecting)
         self.assertEqual(self.factory.stats.protocol_errors[
             "RSV bits set without a negotiated extension"], 1)

@@ -5,8 +5,9 @@ Bytes from the client go in through :meth:`ServerConnection.receive_data`;
 iterating :meth:`ServerConnection.events` parses them into events. A ping's
 answer travels with its :class:`~presence.websocket.events.Ping` event; the
 reply to a Close and the Close that fails a connection (always the last thing
-a read produces) collect in :meth:`~ServerConnection.data_to_send`. The ``send_*`` methods return the
-bytes of the frame to write. Nothing here does I/O or reads a clock.
+a read produces) collect in :meth:`~ServerConnection.data_to_send`. The
+``send_*`` methods return the bytes of the frame to write. Nothing here does
+I/O or reads a clock.
 
 States: ``OPEN`` (after the opening handshake), ``CLOSING`` (this side sent a
 Close and waits for the answer), ``CLOSED`` (the closing handshake is done or
@@ -16,14 +17,29 @@ the connection was failed: the transport should now be closed).
 import codecs
 
 from .close import (
-    ABNORMAL_CLOSURE, CLIENT, INVALID_PAYLOAD, MESSAGE_TOO_BIG, NO_STATUS_RECEIVED,
-    NORMAL_CLOSURE, PROTOCOL_ERROR, SERVER, CloseRecord, encode_close_payload,
+    ABNORMAL_CLOSURE,
+    CLIENT,
+    INVALID_PAYLOAD,
+    MESSAGE_TOO_BIG,
+    NO_STATUS_RECEIVED,
+    NORMAL_CLOSURE,
+    PROTOCOL_ERROR,
+    SERVER,
+    CloseRecord,
+    encode_close_payload,
     is_valid_received_code,
 )
 from .events import BinaryMessage, CloseReceived, Ping, Pong, ProtocolError, TextMessage
 from .extensions import ExtensionError
 from .frames import (
-    FIN, MAX_CONTROL_PAYLOAD, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG, OP_TEXT, encode_frame,
+    FIN,
+    MAX_CONTROL_PAYLOAD,
+    OP_BINARY,
+    OP_CLOSE,
+    OP_PING,
+    OP_PONG,
+    OP_TEXT,
+    encode_frame,
     frame_header,
 )
 from .mask import unmask

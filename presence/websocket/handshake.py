@@ -140,7 +140,8 @@ def server_handshake(head, config):
     if [v.strip() for v in versions] != ["13"]:
         # 4.2.2: an unsupported version is answered 426 with the versions we
         # speak, so a client can retry with one of them.
-        return Rejected(426, "unsupported_version", "unsupported Sec-WebSocket-Version %s; this server speaks 13"
+        return Rejected(426, "unsupported_version",
+                        "unsupported Sec-WebSocket-Version %s; this server speaks 13"
                         % ", ".join(versions), [("Sec-WebSocket-Version", "13")])
     keys = head.get_all("sec-websocket-key")
     if len(keys) != 1:
