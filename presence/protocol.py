@@ -411,16 +411,20 @@ class WebSocketProtocol(Protocol):
     def _close_transport(self):
         # 7.1.1: the server closes the TCP connection first, once the closing
         # handshake is done (or the connection was failed, or the handshake
-        # refused). A plain TCP connection is half-closed: the FIN follows our
-        # last bytes, and whatever the client still sends is read and
-        # discarded until it closes too. Closing outright while unread bytes
-        # sit in the socket would make the kernel send a reset, and a reset
-        # can destroy the client's copy of our last frames (the echo before a
-        # failure, the Close and its code) before it reads them. The close
-        # timeout bounds how long a client may keep its half open.
+        # refused). After a clean closing handshake the client has nothing
+        # more to send, so the connection is simply closed. Otherwise a
+        # plain TCP connection is half-closed: the FIN follows our last
+        # bytes, and whatever the client still sends is read and discarded
+        # until it closes too. Closing outright while unread bytes sit in the
+        # socket would make the kernel send a reset, and a reset can destroy
+        # the client's copy of our last frames (the echo before a failure,
+        # the Close and its code) before it reads them. The close timeout
+        # bounds how long a client may keep its half open.
         self.factory.deadlines.set(self, self.factory.settings.close_timeout)
         transport = self.transport
-        if isinstance(transport, FileDescriptor):
+        connection = self.connection
+        if (isinstance(transport, FileDescriptor)
+                and (connection is None or not connection.closed_cleanly)):
             transport.loseWriteConnection()
         else:
             transport.loseConnection()  # TLS and wrappers: close_notify, then close

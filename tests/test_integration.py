@@ -263,3 +263,40 @@ class NoDelayTests(ServerTestCase):
         self.assertTrue(port.socket.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
         nodelay = yield self.nodelay_of_session("ws://127.0.0.1:%d/" % port.getHost().port)
         self.assertTrue(nodelay)
+
+
+class TcpCloseTests(ServerTestCase):
+    async def open_raw(self):
+        reader, writer = await asyncio.open_connection("127.0.0.1", self.port.getHost().port)
+        writer.write(upgrade_request(key=random_key()))
+        await reader.readuntil(b"\r\n\r\n")
+        return reader, writer
+
+    def test_after_a_clean_closing_handshake_the_server_closes_tcp_outright(self):
+        async def scenario():
+            reader, writer = await self.open_raw()
+            writer.write(client_frame(0x8, b"\x03\xe8"))
+            self.assertEqual(await asyncio.wait_for(read_until_eof(reader), 5), b"\x88\x02\x03\xe8")
+            # The server's FIN came after it let the connection go entirely.
+            self.assertEqual(self.factory.sessions, {})
+            writer.close()
+        return run(scenario())
+
+    def test_after_a_protocol_error_the_server_half_closes_and_drains(self):
+        async def scenario():
+            reader, writer = await self.open_raw()
+            writer.write(b"\x81\x05hello")  # unmasked
+            frames = await asyncio.wait_for(read_until_eof(reader), 5)
+            self.assertEqual(frames[2:4], b"\x03\xea")
+            # FIN sent, but the server still reads (and discards) what the
+            # client sends, so no reset can destroy the frames it sent.
+            session, = self.factory.sessions.values()
+            self.assertTrue(session.transport.connected)
+            self.assertTrue(session.transport._writeDisconnected)
+            writer.write(b"late bytes" * 1000)
+            await writer.drain()
+            writer.close()
+            while self.factory.sessions:
+                await asyncio.sleep(0.01)
+            self.assertEqual(self.app.closed[0].code, 1002)
+        return run(scenario())

@@ -445,6 +445,12 @@ class ServerConnection:
 
     # ------------------------------------------------------------------ end
 
+    @property
+    def closed_cleanly(self):
+        """Both Close frames were exchanged and nothing broke the protocol
+        (7.1.5 "the WebSocket closing handshake was completed")."""
+        return self._close_sent and self._close_received and not self._failed
+
     def abort(self, code, reason):
         """The server drops the transport without (finishing) the closing
         handshake, e.g. a peer that stopped reading. Records ``code`` and
@@ -457,7 +463,7 @@ class ServerConnection:
 
     def connection_lost(self):
         """The transport is gone: return how the connection ended (7.1.5)."""
-        clean = self._close_sent and self._close_received and not self._failed
+        clean = self.closed_cleanly
         if self.close_code is None:
             self.close_code = ABNORMAL_CLOSURE
             self.close_reason = "connection closed without a close frame"
