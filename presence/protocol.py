@@ -91,7 +91,7 @@ class WebSocketProtocol(Protocol):
     protocol_name = "websocket"
 
     __slots__ = (
-        "factory", "transport", "connected", "id", "client_ip", "connection", "_phase",
+        "factory", "transport", "connected", "id", "_client_ip", "connection", "_phase",
         "_head_reader", "_batch", "_write_paused", "_paused_bytes", "_reading_paused_by_app",
         "path", "origin", "user_agent", "subprotocol", "extensions", "opened_at",
         "ping_sent_at", "_ping_payload", "rtt", "last_heartbeat",
@@ -103,7 +103,7 @@ class WebSocketProtocol(Protocol):
         self.transport = None
         self.connected = 0
         self.id = None
-        self.client_ip = None
+        self._client_ip = None
         self.connection = None
         self._phase = _HANDSHAKE
         self._head_reader = None
@@ -132,12 +132,24 @@ class WebSocketProtocol(Protocol):
     def __repr__(self):
         return "<WebSocketProtocol %s %s>" % (self.id, self.client_ip)
 
+    @property
+    def client_ip(self):
+        """The client's IP address (the TCP peer's, unless set otherwise).
+        Looked up when first asked for: most sessions never are, and building
+        the peer address costs a measurable share of a handshake."""
+        if self._client_ip is None and self.transport is not None:
+            self._client_ip = getattr(self.transport.getPeer(), "host", None)
+        return self._client_ip
+
+    @client_ip.setter
+    def client_ip(self, address):
+        self._client_ip = address
+
     # ------------------------------------------------------------- handshake
 
     def connectionMade(self):
         factory = self.factory
         transport = self.transport
-        self.client_ip = getattr(transport.getPeer(), "host", None)
         self._head_reader = HeadReader(factory.settings.max_head_size)
         factory.deadlines.set(self, factory.settings.handshake_timeout)
         transport.registerProducer(self, True)

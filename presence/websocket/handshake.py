@@ -10,7 +10,7 @@ import base64
 import binascii
 import hashlib
 
-from ..httphead import error_response, response, split_list, token_list
+from ..httphead import error_response, split_list
 from .extensions import negotiate_extensions
 
 __all__ = [
@@ -22,10 +22,13 @@ __all__ = [
 WEBSOCKET_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
 
+def _accept_key(key):
+    return base64.b64encode(hashlib.sha1((key + WEBSOCKET_GUID).encode("ascii")).digest())
+
+
 def accept_key(key):
     """4.2.2 step 5.4: base64(SHA-1(key + GUID))."""
-    digest = hashlib.sha1((key + WEBSOCKET_GUID).encode("ascii")).digest()
-    return base64.b64encode(digest).decode("ascii")
+    return _accept_key(key).decode("ascii")
 
 
 def normalize_origin(origin):
@@ -114,9 +117,25 @@ def _request_path(target):
     return None
 
 
+def _has_token(values, token):
+    """Whether list field ``values`` holds ``token`` (case-insensitive)."""
+    if values is None:
+        return False
+    for value in values:
+        lowered = value.lower()
+        if lowered == token or token in (item.strip(" \t") for item in lowered.split(",")):
+            return True
+    return False
+
+
+_ACCEPTED = (b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+             b"Connection: Upgrade\r\nSec-WebSocket-Accept: ")
+
+
 def server_handshake(head, config):
     """Validate a WebSocket opening handshake (4.2.1) and build the answer
     (4.2.2). Returns :class:`Accepted` or :class:`Rejected`."""
+    fields = head.index
     if head.method != "GET":
         return Rejected(400, "not_get", "a WebSocket handshake must use GET, not %s" % head.method)
     if head.version < (1, 1):
@@ -124,27 +143,27 @@ def server_handshake(head, config):
     path = _request_path(head.target)
     if path is None:
         return Rejected(400, "bad_target", "malformed request target %r" % head.target)
-    hosts = head.get_all("host")
-    if len(hosts) != 1 or not hosts[0]:
+    hosts = fields.get("host")
+    if hosts is None or len(hosts) != 1 or not hosts[0]:
         return Rejected(400, "host", "a WebSocket handshake needs exactly one Host header")
-    if head.get_all("transfer-encoding") or any(v != "0" for v in head.get_all("content-length")):
+    if "transfer-encoding" in fields or any(v != "0" for v in fields.get("content-length", ())):
         return Rejected(400, "body", "a WebSocket handshake has no request body")
-    if "websocket" not in token_list(head, "upgrade"):
+    if not _has_token(fields.get("upgrade"), "websocket"):
         return Rejected(400, "no_upgrade", "missing Upgrade: websocket")
-    if "upgrade" not in token_list(head, "connection"):
+    if not _has_token(fields.get("connection"), "upgrade"):
         return Rejected(400, "no_connection_upgrade", "missing Connection: Upgrade")
-    versions = head.get_all("sec-websocket-version")
-    if not versions:
+    versions = fields.get("sec-websocket-version")
+    if versions is None:
         return Rejected(400, "missing_version", "missing Sec-WebSocket-Version",
                         [("Sec-WebSocket-Version", "13")])
-    if [v.strip() for v in versions] != ["13"]:
+    if versions != ["13"]:
         # 4.2.2: an unsupported version is answered 426 with the versions we
         # speak, so a client can retry with one of them.
         return Rejected(426, "unsupported_version",
                         "unsupported Sec-WebSocket-Version %s; this server speaks 13"
                         % ", ".join(versions), [("Sec-WebSocket-Version", "13")])
-    keys = head.get_all("sec-websocket-key")
-    if len(keys) != 1:
+    keys = fields.get("sec-websocket-key")
+    if keys is None or len(keys) != 1:
         return Rejected(400, "bad_key", "a WebSocket handshake needs exactly one Sec-WebSocket-Key")
     key = keys[0]
     if _decode_key(key) is None:
@@ -154,29 +173,28 @@ def server_handshake(head, config):
             and normalize_origin(origin) not in config.origins:
         return Rejected(403, "origin", "origin %s is not allowed" % origin)
 
-    fields = [
-        ("Upgrade", "websocket"),
-        ("Connection", "Upgrade"),
-        ("Sec-WebSocket-Accept", accept_key(key)),
-    ]
+    response = _ACCEPTED + _accept_key(key) + b"\r\n"
     subprotocol = None
-    if config.subprotocols:
+    if config.subprotocols and "sec-websocket-protocol" in fields:
         offered = set()
-        for value in head.get_all("sec-websocket-protocol"):
+        for value in fields["sec-websocket-protocol"]:
             offered.update(split_list(value))
         # The server's preference decides; never answer with a protocol the
         # client did not offer (browsers fail such a connection).
         for candidate in config.subprotocols:
             if candidate in offered:
                 subprotocol = candidate
-                fields.append(("Sec-WebSocket-Protocol", subprotocol))
+                response += b"Sec-WebSocket-Protocol: " + subprotocol.encode("latin-1") + b"\r\n"
                 break
-    extension_header, extensions = negotiate_extensions(
-        head.get_all("sec-websocket-extensions"), config.extensions)
-    if extension_header is not None:
-        fields.append(("Sec-WebSocket-Extensions", extension_header))
+    extensions = []
+    if config.extensions and "sec-websocket-extensions" in fields:
+        extension_header, extensions = negotiate_extensions(
+            fields["sec-websocket-extensions"], config.extensions)
+        if extension_header is not None:
+            response += (b"Sec-WebSocket-Extensions: " + extension_header.encode("latin-1")
+                         + b"\r\n")
     return Accepted(
-        response(101, "Switching Protocols", fields),
+        response + b"\r\n",
         path=path,
         host=hosts[0],
         origin=origin,
