@@ -63,7 +63,8 @@ def run(shared, cases, label, env_extra):
         for case, result in sorted(agent_cases.items()):
             total += 1
             if result["behavior"] not in ACCEPTED or result["behaviorClose"] not in ACCEPTED:
-                bad.append("%s: %s (close %s)" % (case, result["behavior"], result["behaviorClose"]))
+                bad.append("%s: %s (close %s)"
+                           % (case, result["behavior"], result["behaviorClose"]))
     print("[%s] %d cases, %d not OK/INFORMATIONAL" % (label, total, len(bad)))
     for line in bad:
         print("  " + line)
