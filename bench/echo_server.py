@@ -1,12 +1,20 @@
 """Echo server on Presence's own WebSocket factory, for the wsbench harness
 and the Autobahn TestSuite.
 
-usage: python bench/echo_server.py PORT
+usage: python bench/echo_server.py PORT [--deflate] [--deflate-context-takeover]
 
 Speaks the protocol in ../shared/wsbench/README.md: text and binary messages
 are echoed unchanged; a text message starting with ``BCAST:`` is not echoed
 but sent to every open session (the sender included), encoded once. Messages
 up to 16 MiB are accepted so Autobahn's section 9 runs.
+
+``--deflate`` accepts permessage-deflate (RFC 7692) with the server's
+defaults (no server context takeover: one shared compressor, and a
+broadcast compressed once) except that every message is compressed, however
+short (the server's default leaves messages under 128 bytes alone);
+``--deflate-context-takeover`` makes the server keep a compression context
+per connection instead. Without either flag no
+extension is accepted, as the wsbench protocol expects.
 """
 
 import os
@@ -22,7 +30,9 @@ from presence.application import Application  # noqa: E402
 from presence.listening import NoDelayEndpoint  # noqa: E402
 from presence.protocol import ServerSettings, WebSocketFactory  # noqa: E402
 from presence.websocket import mask  # noqa: E402
-from presence.websocket.frames import encode_text  # noqa: E402
+from presence.websocket.connection import PreparedMessage  # noqa: E402
+from presence.websocket.deflate import PerMessageDeflate  # noqa: E402
+from presence.websocket.handshake import HandshakeConfig  # noqa: E402
 
 
 class EchoApplication(Application):
@@ -31,7 +41,7 @@ class EchoApplication(Application):
 
     def text_received(self, session, text):
         if text.startswith("BCAST:"):
-            self.factory.fan_out(encode_text(text), self.factory.sessions.values())
+            self.factory.fan_out(PreparedMessage.text(text), self.factory.sessions.values())
         else:
             session.send_text(text)
 
@@ -39,18 +49,24 @@ class EchoApplication(Application):
         session.send_binary(data)
 
 
-def main(port):
+def main(port, flags=()):
     from twisted.internet import endpoints, reactor
 
     application = EchoApplication()
-    settings = ServerSettings(max_message_size=16 * 1024 * 1024)
+    extensions = []
+    if "--deflate" in flags or "--deflate-context-takeover" in flags:
+        extensions.append(PerMessageDeflate(
+            server_context_takeover="--deflate-context-takeover" in flags, min_size=0))
+    settings = ServerSettings(handshake=HandshakeConfig(extensions=extensions),
+                              max_message_size=16 * 1024 * 1024)
     factory = application.factory = WebSocketFactory(application, settings, reactor)
     endpoint = NoDelayEndpoint(endpoints.serverFromString(
         reactor, "tcp:%d:interface=127.0.0.1:backlog=4096" % port))
     endpoint.listen(factory)
-    print("presence echo listening on %d (wsaccel: %s)" % (port, mask.ACCELERATED), flush=True)
+    print("presence echo listening on %d (wsaccel: %s, extensions: %s)"
+          % (port, mask.ACCELERATED, [e.name for e in extensions] or "none"), flush=True)
     reactor.run()
 
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]))
+    main(int(sys.argv[1]), sys.argv[2:])

@@ -29,6 +29,25 @@ def _positive_int(value):
     return number
 
 
+def _int_in(low, high):
+    def coerce(value):
+        number = int(value)
+        if not low <= number <= high:
+            raise ValueError("must be %d-%d" % (low, high))
+        return number
+
+    coerce.coerceDoc = "%d-%d." % (low, high)
+    return coerce
+
+
+def _non_negative_int(value):
+    number = int(value)
+    if number < 0:
+        raise ValueError("must not be negative")
+    return number
+
+
+_non_negative_int.coerceDoc = "Bytes."
 _positive_float.coerceDoc = "Seconds, greater than 0."
 _non_negative_float.coerceDoc = "Seconds; 0 disables."
 _positive_int.coerceDoc = "Bytes, greater than 0."
@@ -61,6 +80,29 @@ class Options(usage.Options):
         ["max-outgoing-buffer", None, 1024 * 1024,
          "Bytes that may queue for a client that is not reading before it is dropped.",
          _positive_int],
+        ["deflate-window-bits", None, 15,
+         "permessage-deflate: largest window the server compresses with.", _int_in(9, 15)],
+        ["deflate-client-window-bits", None, 15,
+         "permessage-deflate: window asked of clients that offer to limit theirs.",
+         _int_in(9, 15)],
+        ["deflate-level", None, 6, "permessage-deflate: zlib compression level.",
+         _int_in(0, 9)],
+        ["deflate-memory-level", None, 8, "permessage-deflate: zlib memory level.",
+         _int_in(1, 9)],
+        ["deflate-min-size", None, 128,
+         "permessage-deflate: messages shorter than this are sent uncompressed.",
+         _non_negative_int],
+    ]
+
+    optFlags = [
+        ["no-deflate", None, "Do not accept permessage-deflate (RFC 7692) offers."],
+        ["deflate-server-context-takeover", None,
+         "permessage-deflate: keep the server's compression context between messages "
+         "(better ratios; a compressor of about 256 KiB per connection at the default "
+         "window and memory level)."],
+        ["deflate-client-context-takeover", None,
+         "permessage-deflate: let clients keep their compression context (better ratios "
+         "on client messages; an inflater kept per connection)."],
     ]
 
     def __init__(self):

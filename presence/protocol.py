@@ -29,6 +29,7 @@ from .stats import ServerStats
 from .websocket.close import ABNORMAL_CLOSURE, GOING_AWAY, INTERNAL_ERROR, NORMAL_CLOSURE
 from .websocket.connection import CLOSED, DEFAULT_MAX_MESSAGE_SIZE, OPEN, ServerConnection
 from .websocket.events import BinaryMessage, Ping, Pong, ProtocolError, TextMessage
+from .websocket.extensions import format_extension
 from .websocket.frames import OP_BINARY, OP_TEXT
 from .websocket.handshake import HandshakeConfig, Rejected, server_handshake
 
@@ -144,6 +145,16 @@ class WebSocketProtocol(Protocol):
     @client_ip.setter
     def client_ip(self, address):
         self._client_ip = address
+
+    @property
+    def extension_details(self):
+        """The negotiated extensions with their agreed parameters, as in the
+        handshake's Sec-WebSocket-Extensions answer."""
+        connection = self.connection
+        if connection is None:
+            return ()
+        return tuple(format_extension(extension.name, extension.response_params())
+                     for extension in connection.extensions)
 
     # ------------------------------------------------------------- handshake
 
@@ -306,14 +317,19 @@ class WebSocketProtocol(Protocol):
         """Send a binary message; returns False when the session is not open."""
         return self._send_message(OP_BINARY, data)
 
-    def send_frame(self, frame):
-        """Send a message already encoded as an uncompressed frame (see
-        :meth:`WebSocketFactory.fan_out`)."""
+    def send_prepared(self, prepared):
+        """Send a :class:`~presence.websocket.connection.PreparedMessage`
+        (see :meth:`WebSocketFactory.fan_out`)."""
         connection = self.connection
         if connection is None or connection.state is not OPEN:
             return False
         self.messages_out += 1
-        self._write(frame)
+        frame = prepared.frame if not connection.extensions else connection.send_prepared(prepared)
+        if self._batch is None and not self._write_paused:
+            self.bytes_out += len(frame)
+            fastwrite.write(self.transport, frame)
+        else:
+            self._write(frame)
         return True
 
     def close(self, code=NORMAL_CLOSURE, reason=""):
@@ -516,12 +532,15 @@ class WebSocketFactory(Factory):
         except Exception:
             log.failure("application error closing session {session}", session=session.id)
 
-    def fan_out(self, frame, sessions):
-        """Write one encoded frame to many sessions (it is encoded once:
-        server frames are unmasked, 5.1). Returns how many were open."""
+    def fan_out(self, message, sessions):
+        """Send one :class:`~presence.websocket.connection.PreparedMessage`
+        to many sessions: encoded once for all sessions without extensions,
+        and once per parameter set for those compressing each message on its
+        own. Returns how many sessions were open."""
         sent = 0
+        send = WebSocketProtocol.send_prepared
         for session in sessions:
-            if session.send_frame(frame):
+            if send(session, message):
                 sent += 1
         return sent
 

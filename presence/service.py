@@ -11,18 +11,36 @@ from .listening import NoDelayEndpoint
 from .protocol import ServerSettings, WebSocketFactory
 from .websocket import mask
 from .websocket.close import GOING_AWAY
+from .websocket.deflate import PerMessageDeflate
 from .websocket.handshake import HandshakeConfig
 
-__all__ = ["PresenceService", "make_service", "settings_from_options"]
+__all__ = ["PresenceService", "make_service", "settings_from_options", "deflate_from_options"]
 
 log = Logger()
 
 
+def deflate_from_options(options):
+    """The permessage-deflate configuration, or ``None`` when disabled."""
+    if options["no-deflate"]:
+        return None
+    return PerMessageDeflate(
+        server_max_window_bits=options["deflate-window-bits"],
+        client_max_window_bits=options["deflate-client-window-bits"],
+        server_context_takeover=bool(options["deflate-server-context-takeover"]),
+        client_context_takeover=bool(options["deflate-client-context-takeover"]),
+        compression_level=options["deflate-level"],
+        memory_level=options["deflate-memory-level"],
+        min_size=options["deflate-min-size"],
+    )
+
+
 def settings_from_options(options):
+    deflate = deflate_from_options(options)
     return ServerSettings(
         handshake=HandshakeConfig(
             subprotocols=options["subprotocol"],
             origins=options["origin"] or None,
+            extensions=[deflate] if deflate is not None else [],
         ),
         max_message_size=options["max-message-size"],
         max_head_size=options["max-head-size"],

@@ -1,8 +1,15 @@
 #!/usr/bin/env bash
-# Installs everything the tests need into .venv, then runs every test.
+# Installs everything the tests need (Debian's Chromium, a venv with Presence
+# and its test dependencies), then runs every test.
 # Usage: scripts/test.sh [pytest arguments]
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# Browser tests drive a real Chromium (PRESENCE_CHROMIUM overrides the path).
+if [ ! -x "${PRESENCE_CHROMIUM:-/usr/bin/chromium}" ]; then
+  SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium > /dev/null
+fi
 PYTHON="${PYTHON:-python3}"
 if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv

@@ -9,6 +9,7 @@ from twisted.internet import tcp
 from twisted.trial.unittest import SynchronousTestCase
 
 from presence import fastwrite
+from presence.websocket.connection import PreparedMessage
 from presence.websocket.frames import encode_binary
 
 from .framing import upgrade_request
@@ -56,9 +57,10 @@ class PartialWriteTests(ServerTestCase):
             clients = [await self.slow_client() for _ in range(3)]
             while len(self.factory.sessions) < 3:
                 await asyncio.sleep(0.01)
-            frames = [encode_binary(struct.pack("!I", i) * 25_000) for i in range(40)]
-            for frame in frames:
-                self.factory.fan_out(frame, list(self.factory.sessions.values()))
+            messages = [PreparedMessage.binary(struct.pack("!I", i) * 25_000) for i in range(40)]
+            frames = [message.frame for message in messages]
+            for message in messages:
+                self.factory.fan_out(message, list(self.factory.sessions.values()))
             for reader, writer in clients:
                 for frame in frames:
                     received = await asyncio.wait_for(reader.readexactly(len(frame)), 10)

@@ -13,6 +13,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from presence.application import Application
 from presence.heartbeat import ping_payload
 from presence.protocol import ServerSettings, WebSocketFactory
+from presence.websocket.connection import PreparedMessage
 from presence.websocket.frames import OP_BINARY, OP_CLOSE, OP_PING, OP_PONG, OP_TEXT, encode_text
 
 from .framing import client_frame, close_payload, upgrade_request
@@ -172,8 +173,9 @@ class MessageTests(Harness):
         closing, closing_transport = sessions[2]
         closing.close()
         closing_transport.clear()
+        message = PreparedMessage.text("to all")
         frame = encode_text("to all")
-        sent = self.factory.fan_out(frame, self.factory.sessions.values())
+        sent = self.factory.fan_out(message, self.factory.sessions.values())
         self.assertEqual(sent, 2)
         self.assertEqual([t.value() for _, t in sessions], [frame, frame, b""])
 

@@ -44,7 +44,7 @@ from .frames import (
 )
 from .mask import unmask
 
-__all__ = ["ServerConnection", "OPEN", "CLOSING", "CLOSED", "InvalidState",
+__all__ = ["ServerConnection", "PreparedMessage", "OPEN", "CLOSING", "CLOSED", "InvalidState",
            "DEFAULT_MAX_MESSAGE_SIZE"]
 
 OPEN = "OPEN"
@@ -60,6 +60,32 @@ DEFAULT_MAX_MESSAGE_SIZE = 1024 * 1024
 _Utf8Decoder = codecs.getincrementaldecoder("utf-8")
 
 
+class PreparedMessage:
+    """A message encoded once for many connections (fan-out).
+
+    Server frames are unmasked (5.1), so the uncompressed frame is the same
+    bytes for every connection. A connection whose extensions encode every
+    message on its own (permessage-deflate without server context takeover)
+    shares its encoding with every connection that has the same parameters:
+    it is computed once, by the first of them, and cached here."""
+
+    __slots__ = ("opcode", "payload", "frame", "_encoded")
+
+    def __init__(self, opcode, payload):
+        self.opcode = opcode
+        self.payload = payload
+        self.frame = encode_frame(opcode, payload)
+        self._encoded = None
+
+    @classmethod
+    def text(cls, text):
+        return cls(OP_TEXT, text.encode("utf-8"))
+
+    @classmethod
+    def binary(cls, data):
+        return cls(OP_BINARY, data)
+
+
 class InvalidState(RuntimeError):
     """A send was attempted in a state that does not allow it (5.5.1: after
     sending a Close frame, an endpoint sends no more data frames)."""
@@ -69,7 +95,8 @@ class ServerConnection:
     """One WebSocket connection after a successful opening handshake."""
 
     __slots__ = (
-        "state", "max_message_size", "extensions", "_rsv_allowed", "_outgoing", "_buffer",
+        "state", "max_message_size", "_wire_limit", "extensions", "_rsv_allowed", "_outgoing",
+        "_buffer",
         # the data frame whose payload is still arriving
         "_frame_remaining", "_frame_mask", "_frame_offset", "_frame_fin",
         # the message being reassembled (fragmented, or split across reads)
@@ -83,6 +110,8 @@ class ServerConnection:
     def __init__(self, max_message_size=DEFAULT_MAX_MESSAGE_SIZE, extensions=()):
         self.state = OPEN
         self.max_message_size = max_message_size
+        # zlib's deflateBound() is n + n/4096 + n/16384 + 13 and a bit.
+        self._wire_limit = max_message_size + (max_message_size >> 10) + 64
         self.extensions = tuple(extensions)
         rsv = 0
         for extension in self.extensions:
@@ -223,8 +252,13 @@ class ServerConnection:
                     yield self._control(opcode, unmask(mask, data[start:pos]) if length else b"")
                     continue
                 # 10.4: the size limit is checked as frames announce their
-                # length, before their payload is buffered.
-                if self._message_size + length > self.max_message_size:
+                # length, before their payload is buffered. A compressed
+                # message is held to its inflated size as it inflates; on the
+                # wire it may exceed the limit by deflate's worst-case
+                # expansion (incompressible data in stored blocks).
+                if self._message_size + length > (
+                        self._wire_limit if rsv or self._message_extension is not None
+                        else self.max_message_size):
                     yield self._fail(MESSAGE_TOO_BIG, "message larger than %d bytes"
                                      % self.max_message_size)
                     return
@@ -417,6 +451,26 @@ class ServerConnection:
         """A complete data message as frame bytes (with extensions applied)."""
         header, payload = self.send_message_parts(opcode, payload)
         return header + payload
+
+    def send_prepared(self, prepared):
+        """The frame bytes of a :class:`PreparedMessage` for this connection."""
+        extensions = self.extensions
+        if not extensions:
+            if self.state is not OPEN:
+                raise InvalidState("cannot send a message in state %s" % self.state)
+            return prepared.frame
+        key = tuple(extension.shared_encoding for extension in extensions)
+        if None in key:
+            return self.send_message(prepared.opcode, prepared.payload)
+        encoded = prepared._encoded
+        if encoded is None:
+            encoded = prepared._encoded = {}
+        frame = encoded.get(key)
+        if frame is None:
+            frame = encoded[key] = self.send_message(prepared.opcode, prepared.payload)
+        elif self.state is not OPEN:
+            raise InvalidState("cannot send a message in state %s" % self.state)
+        return frame
 
     def send_text(self, text):
         return self.send_message(OP_TEXT, text.encode("utf-8"))

@@ -39,6 +39,11 @@ class ExtensionError(Exception):
 class Extension:
     """One negotiated extension on one connection."""
 
+    #: A hashable key when this extension's encoding of a message does not
+    #: depend on the connection (then one encoding serves every connection
+    #: with the same key: see PreparedMessage); ``None`` otherwise.
+    shared_encoding = None
+
     #: Extension name as it appears in ``Sec-WebSocket-Extensions``.
     name = ""
     #: RSV bits (``frames.RSV1`` ...) the extension may set on the first frame
