@@ -27,8 +27,10 @@ if __name__ == "__main__":
     epollreactor.install()
 
 from presence.application import Application  # noqa: E402
+from presence.dispatch import ListenerFactory  # noqa: E402
 from presence.listening import NoDelayEndpoint  # noqa: E402
-from presence.protocol import ServerSettings, WebSocketFactory  # noqa: E402
+from presence.node import Node  # noqa: E402
+from presence.settings import ServerSettings  # noqa: E402
 from presence.websocket import mask  # noqa: E402
 from presence.websocket.connection import PreparedMessage  # noqa: E402
 from presence.websocket.deflate import PerMessageDeflate  # noqa: E402
@@ -37,11 +39,11 @@ from presence.websocket.handshake import HandshakeConfig  # noqa: E402
 
 class EchoApplication(Application):
     def __init__(self):
-        self.factory = None
+        self.node = None
 
     def text_received(self, session, text):
         if text.startswith("BCAST:"):
-            self.factory.fan_out(PreparedMessage.text(text), self.factory.sessions.values())
+            self.node.fan_out(PreparedMessage.text(text), self.node.sessions.values())
         else:
             session.send_text(text)
 
@@ -59,10 +61,10 @@ def main(port, flags=()):
             server_context_takeover="--deflate-context-takeover" in flags, min_size=0))
     settings = ServerSettings(handshake=HandshakeConfig(extensions=extensions),
                               max_message_size=16 * 1024 * 1024)
-    factory = application.factory = WebSocketFactory(application, settings, reactor)
+    node = application.node = Node(application, settings, reactor)
     endpoint = NoDelayEndpoint(endpoints.serverFromString(
         reactor, "tcp:%d:interface=127.0.0.1:backlog=4096" % port))
-    endpoint.listen(factory)
+    endpoint.listen(ListenerFactory(node))
     print("presence echo listening on %d (wsaccel: %s, extensions: %s)"
           % (port, mask.ACCELERATED, [e.name for e in extensions] or "none"), flush=True)
     reactor.run()

@@ -73,8 +73,8 @@ class FirepresenceRejected:
 def firepresence_handshake(head):
     """Validate a firepresence request (see docs/protocol.md)."""
     if head.method != "OPTIONS":
-        return FirepresenceRejected(400, "not_options",
-                                    "a firepresence handshake must use OPTIONS, not %s" % head.method)
+        return FirepresenceRejected(
+            400, "not_options", "a firepresence handshake must use OPTIONS, not %s" % head.method)
     if head.version < (1, 1):
         return FirepresenceRejected(400, "http_version",
                                     "a firepresence handshake needs HTTP/1.1 or later")

@@ -10,17 +10,19 @@ than ``interval``, one extra pass per round (a single timer, not one per
 session) expires the sessions that did not answer in time.
 
 A session takes part by providing ``ping_sent_at`` (``None`` when no ping is
-outstanding), ``send_heartbeat(payload, frame, now)`` and
-``heartbeat_timed_out()``.
+outstanding), ``send_heartbeat(round, now)`` and ``heartbeat_timed_out()``; a
+:class:`HeartbeatRound` carries the round's ping in every transport's form,
+each encoded once.
 """
 
 import struct
 
 from twisted.internet.task import LoopingCall
 
+from .firepresence import encode_line
 from .websocket.frames import OP_PING, encode_frame
 
-__all__ = ["Heartbeat", "ping_payload"]
+__all__ = ["Heartbeat", "HeartbeatRound", "ping_payload"]
 
 _pack_round = struct.Struct("!4sQ").pack
 
@@ -29,6 +31,19 @@ def ping_payload(round_number):
     """12 bytes: a marker and the round number (5.5.2 allows any payload of
     up to 125 bytes; the peer must echo it in its pong)."""
     return _pack_round(b"hb01", round_number)
+
+
+class HeartbeatRound:
+    """One round's ping: ``number`` identifies it; ``payload`` and ``frame``
+    are its WebSocket ping (5.5.2), ``line`` its firepresence ping line."""
+
+    __slots__ = ("number", "payload", "frame", "line")
+
+    def __init__(self, number):
+        self.number = number
+        self.payload = ping_payload(number)
+        self.frame = encode_frame(OP_PING, self.payload)
+        self.line = encode_line({"type": "ping", "id": number})
 
 
 class Heartbeat:
@@ -64,11 +79,10 @@ class Heartbeat:
         now = self.clock.seconds()
         self.expire(now)
         self.rounds += 1
-        payload = ping_payload(self.rounds)
-        frame = encode_frame(OP_PING, payload)
+        heartbeat_round = HeartbeatRound(self.rounds)
         for session in list(self.sessions()):
             if session.ping_sent_at is None:
-                session.send_heartbeat(payload, frame, now)
+                session.send_heartbeat(heartbeat_round, now)
         if self.timeout < self.interval:
             self._expiry = self.clock.callLater(self.timeout, self._expire_now)
 

@@ -1,5 +1,7 @@
 """Command-line options of ``twistd presence``."""
 
+import ipaddress
+
 from twisted.python import usage
 
 from .httphead import DEFAULT_MAX_HEAD_SIZE
@@ -57,8 +59,8 @@ class Options(usage.Options):
     synopsis = "[options]"
     longdesc = (
         "Presence: a presence server for real-time applications. Serves "
-        "WebSocket (RFC 6455) on every --listen endpoint. See docs/ for every "
-        "option, limit and close code."
+        "WebSocket (RFC 6455) and firepresence on every --listen endpoint. See "
+        "docs/ for every option, limit and close code."
     )
 
     optParameters = [
@@ -110,14 +112,16 @@ class Options(usage.Options):
         self["listen"] = []
         self["origin"] = []
         self["subprotocol"] = []
+        self["trusted-proxy"] = []
 
     def opt_listen(self, endpoint):
         self["listen"].append(endpoint)
 
     opt_listen.__doc__ = (
-        "Endpoint to serve WebSocket on (repeatable; Twisted endpoint syntax, e.g. tcp:8080, "
-        "tcp:8080:interface=127.0.0.1, ssl:8443:privateKey=key.pem:certKey=cert.pem). "
-        "Default: tcp:8080.")
+        "Endpoint to serve WebSocket and firepresence on (repeatable; Twisted endpoint "
+        "syntax, e.g. tcp:8080, tcp:8080:interface=127.0.0.1, "
+        "ssl:8443:privateKey=key.pem:certKey=cert.pem, haproxy:tcp:8080 for the PROXY "
+        "protocol). Default: tcp:8080.")
 
     def opt_origin(self, origin):
         self["origin"].append(origin)
@@ -125,6 +129,17 @@ class Options(usage.Options):
     opt_origin.__doc__ = (
         "Allowed Origin of browser clients, e.g. https://example.com (repeatable). "
         "None given: any origin is allowed.")
+
+    def opt_trusted_proxy(self, network):
+        try:
+            ipaddress.ip_network(network, strict=False)
+        except ValueError as error:
+            raise usage.UsageError("--trusted-proxy: %s" % error)
+        self["trusted-proxy"].append(network)
+
+    opt_trusted_proxy.__doc__ = (
+        "Address or CIDR network of a proxy whose X-Forwarded-For / X-Real-IP are "
+        "believed (repeatable; IPv4 and IPv6). None given: the TCP peer is the client.")
 
     def opt_subprotocol(self, name):
         self["subprotocol"].append(name)

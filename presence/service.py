@@ -7,8 +7,10 @@ from twisted.internet import defer, endpoints, task
 from twisted.logger import Logger
 
 from .application import Application
+from .dispatch import ListenerFactory
 from .listening import NoDelayEndpoint
-from .protocol import ServerSettings, WebSocketFactory
+from .node import Node
+from .settings import ServerSettings
 from .websocket import mask
 from .websocket.close import GOING_AWAY
 from .websocket.deflate import PerMessageDeflate
@@ -49,6 +51,7 @@ def settings_from_options(options):
         heartbeat_interval=options["heartbeat"],
         heartbeat_timeout=options["heartbeat-timeout"],
         max_outgoing_buffer=options["max-outgoing-buffer"],
+        trusted_proxies=options["trusted-proxy"],
     )
 
 
@@ -57,12 +60,12 @@ class PresenceService(MultiService):
     session with 1001 (going away), and waits for them to end (at most the
     close timeout) so clients see a clean close rather than a reset."""
 
-    def __init__(self, factory, endpoints_and_descriptions, clock):
+    def __init__(self, node, endpoints_and_descriptions):
         super().__init__()
-        self.factory = factory
-        self.clock = clock
+        self.node = node
+        self.factory = ListenerFactory(node)
         for endpoint, description in endpoints_and_descriptions:
-            listener = StreamServerEndpointService(endpoint, factory)
+            listener = StreamServerEndpointService(endpoint, self.factory)
             listener.setName("listen %s" % description)
             listener.setServiceParent(self)
 
@@ -71,25 +74,25 @@ class PresenceService(MultiService):
                  how="wsaccel (C)" if mask.ACCELERATED else "pure Python")
         super().startService()
         for service in self:
-            log.info("presence: WebSocket on {name}", name=service.name[len("listen "):])
+            log.info("presence: WebSocket and firepresence on {name}",
+                     name=service.name[len("listen "):])
 
     @defer.inlineCallbacks
     def stopService(self):
         yield super().stopService()  # stop accepting new connections first
-        factory = self.factory
-        if factory.sessions:
-            log.info("presence: closing {count} sessions", count=len(factory.sessions))
-            factory.close_all(GOING_AWAY, "server shutting down")
-            deadline = self.clock.seconds() + factory.settings.close_timeout + 1
-            while factory.sessions and self.clock.seconds() < deadline:
-                yield task.deferLater(self.clock, 0.05, lambda: None)
+        node = self.node
+        if node.sessions:
+            log.info("presence: closing {count} sessions", count=len(node.sessions))
+            node.close_all(GOING_AWAY, "server shutting down")
+            deadline = node.clock.seconds() + node.settings.close_timeout + 1
+            while node.sessions and node.clock.seconds() < deadline:
+                yield task.deferLater(node.clock, 0.05, lambda: None)
 
 
 def make_service(options, application=None, reactor=None):
     if reactor is None:
         from twisted.internet import reactor
-    factory = WebSocketFactory(application or Application(), settings_from_options(options),
-                               reactor)
+    node = Node(application or Application(), settings_from_options(options), reactor)
     listeners = [(NoDelayEndpoint(endpoints.serverFromString(reactor, description)), description)
                  for description in options["listen"]]
-    return PresenceService(factory, listeners, reactor)
+    return PresenceService(node, listeners)

@@ -12,6 +12,8 @@ class ServerStats:
 
     def __init__(self):
         self.handshakes_accepted = 0
+        #: Sessions opened by transport ("websocket", "firepresence").
+        self.sessions_opened = collections.Counter()
         #: Refused opening handshakes by kind (``head_too_large``,
         #: ``bad_key``, ``origin``, ``handshake_timeout``, ...).
         self.handshakes_refused = collections.Counter()
@@ -24,6 +26,10 @@ class ServerStats:
         self.messages_in = 0
         self.messages_out = 0
         self.recent_closes = collections.deque(maxlen=self.RECENT_CLOSES)
+
+    def session_opened(self, session):
+        self.handshakes_accepted += 1
+        self.sessions_opened[session.protocol_name] += 1
 
     def session_closed(self, session, record):
         self.closes[record.code] += 1

@@ -12,7 +12,9 @@ from twisted.internet import reactor
 from twisted.web.resource import Resource
 from twisted.web.server import Site
 
-from presence.protocol import ServerSettings, WebSocketFactory
+from presence.dispatch import ListenerFactory
+from presence.node import Node
+from presence.settings import ServerSettings
 from presence.websocket.connection import PreparedMessage
 from presence.websocket.deflate import PerMessageDeflate
 from presence.websocket.handshake import HandshakeConfig
@@ -37,13 +39,14 @@ class CompressionTestCase(ServerTestCase):
         self.app = Echo()
         settings = ServerSettings(handshake=HandshakeConfig(extensions=[self.deflate]),
                                   max_message_size=4 * 1024 * 1024)
-        self.factory = self.app.factory = WebSocketFactory(self.app, settings, reactor)
+        self.node = self.app.node = Node(self.app, settings, reactor)
+        self.factory = ListenerFactory(self.node)
         self.port = reactor.listenTCP(0, self.factory, interface="127.0.0.1")
         self.url = "ws://127.0.0.1:%d/" % self.port.getHost().port
         self.addCleanup(self._stop)
 
     def only_extension(self):
-        session, = self.factory.sessions.values()
+        session, = self.node.sessions.values()
         extension, = session.connection.extensions
         return session, extension
 
@@ -77,10 +80,10 @@ class WebsocketsClientTests(CompressionTestCase):
             clients = [await websockets.connect(self.url, compression="deflate")
                        for _ in range(5)]
             try:
-                while len(self.factory.sessions) < 5:
+                while len(self.node.sessions) < 5:
                     await asyncio.sleep(0.01)
                 message = PreparedMessage.text(DOCUMENT)
-                self.assertEqual(self.factory.fan_out(message, self.factory.sessions.values()), 5)
+                self.assertEqual(self.node.fan_out(message, self.node.sessions.values()), 5)
                 frames = set(map(id, message._encoded.values()))
                 self.assertEqual(len(frames), 1)
                 for ws in clients:

@@ -20,7 +20,7 @@ class PartialWriteTests(ServerTestCase):
     def setUp(self):
         super().setUp()
         # Room to queue everything for a client that is slow to read.
-        self.factory.settings.max_outgoing_buffer = 64 * 1024 * 1024
+        self.node.settings.max_outgoing_buffer = 64 * 1024 * 1024
 
     async def slow_client(self):
         sock = socket.socket()
@@ -37,9 +37,9 @@ class PartialWriteTests(ServerTestCase):
 
         async def scenario():
             reader, writer = await self.slow_client()
-            while not self.factory.sessions:
+            while not self.node.sessions:
                 await asyncio.sleep(0.01)
-            session, = self.factory.sessions.values()
+            session, = self.node.sessions.values()
             for index in range(count):
                 session.send_binary(struct.pack("!I", index) * (size // 4))
             transport = session.transport
@@ -55,12 +55,12 @@ class PartialWriteTests(ServerTestCase):
     def test_fan_out_to_a_mix_of_fast_and_backed_up_clients_keeps_order(self):
         async def scenario():
             clients = [await self.slow_client() for _ in range(3)]
-            while len(self.factory.sessions) < 3:
+            while len(self.node.sessions) < 3:
                 await asyncio.sleep(0.01)
             messages = [PreparedMessage.binary(struct.pack("!I", i) * 25_000) for i in range(40)]
             frames = [message.frame for message in messages]
             for message in messages:
-                self.factory.fan_out(message, list(self.factory.sessions.values()))
+                self.node.fan_out(message, list(self.node.sessions.values()))
             for reader, writer in clients:
                 for frame in frames:
                     received = await asyncio.wait_for(reader.readexactly(len(frame)), 10)

@@ -50,7 +50,8 @@ def test_another_version_is_refused_with_426_naming_ours():
     result = firepresence_handshake(head(REQUEST.replace(b"firepresence", b"firepresence/2.0")))
     assert result.status == 426
     assert b"\r\nUpgrade: firepresence/1.0\r\n" in result.response
-    assert result.response.endswith(b"unsupported firepresence version 2.0; this server speaks 1.0\n")
+    assert result.response.endswith(
+        b"unsupported firepresence version 2.0; this server speaks 1.0\n")
 
 
 @pytest.mark.parametrize("raw, status, kind", [

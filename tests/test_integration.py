@@ -11,9 +11,11 @@ from twisted.internet.endpoints import TCP4ServerEndpoint
 from twisted.trial.unittest import TestCase
 
 from bench.echo_server import EchoApplication
+from presence.dispatch import ListenerFactory
 from presence.listening import NODELAY_MARK, NoDelayEndpoint
-from presence.protocol import ServerSettings, WebSocketFactory
+from presence.node import Node
 from presence.service import PresenceService
+from presence.settings import ServerSettings
 from presence.websocket.handshake import HandshakeConfig
 
 from .framing import client_frame, random_key, upgrade_request
@@ -55,18 +57,19 @@ class ServerTestCase(TestCase):
     def setUp(self):
         self.app = Echo()
         settings = ServerSettings(handshake=self.handshake, max_message_size=4 * 1024 * 1024)
-        self.factory = self.app.factory = WebSocketFactory(self.app, settings, reactor)
+        self.node = self.app.node = Node(self.app, settings, reactor)
+        self.factory = ListenerFactory(self.node)
         self.port = reactor.listenTCP(0, self.factory, interface="127.0.0.1")
         self.url = "ws://127.0.0.1:%d/" % self.port.getHost().port
         self.addCleanup(self._stop)
 
     @defer.inlineCallbacks
     def _stop(self):
-        for session in list(self.factory.sessions.values()):
+        for session in list(self.node.sessions.values()):
             session.transport.abortConnection()
         yield self.port.stopListening()
-        yield self.wait_for(lambda: not self.factory.sessions)
-        self.factory.deadlines.stop()
+        yield self.wait_for(lambda: not self.node.sessions)
+        self.node.deadlines.stop()
 
     @defer.inlineCallbacks
     def wait_for(self, condition, timeout=5.0):
@@ -209,7 +212,7 @@ class RefusalTests(ServerTestCase):
         d = run(scenario())
 
         def counted(_):
-            refused = self.factory.stats.handshakes_refused
+            refused = self.node.stats.handshakes_refused
             self.assertEqual((refused["unsupported_version"], refused["origin"]), (1, 1))
         return d.addCallback(counted)
 
@@ -223,7 +226,7 @@ class RefusalTests(ServerTestCase):
 
 class ShutdownTests(ServerTestCase):
     def test_stopping_the_service_closes_sessions_with_going_away(self):
-        service = PresenceService(self.factory, [], reactor)
+        service = PresenceService(self.node, [])
         service.startService()
 
         async def scenario():
@@ -236,7 +239,7 @@ class ShutdownTests(ServerTestCase):
                     await ws.recv()
                 self.assertEqual(ws.close_code, 1001)
                 await stopped
-            self.assertEqual(self.factory.sessions, {})
+            self.assertEqual(self.node.sessions, {})
         return run(scenario())
 
 
@@ -244,9 +247,9 @@ class NoDelayTests(ServerTestCase):
     def nodelay_of_session(self, url):
         async def scenario():
             async with websockets.connect(url, compression=None):
-                while not self.factory.sessions:
+                while not self.node.sessions:
                     await asyncio.sleep(0.01)
-                session, = self.factory.sessions.values()
+                session, = self.node.sessions.values()
                 return session.transport.socket.getsockopt(
                     socket.IPPROTO_TCP, socket.TCP_NODELAY)
         return run(scenario())
@@ -278,7 +281,7 @@ class TcpCloseTests(ServerTestCase):
             writer.write(client_frame(0x8, b"\x03\xe8"))
             self.assertEqual(await asyncio.wait_for(read_until_eof(reader), 5), b"\x88\x02\x03\xe8")
             # The server's FIN came after it let the connection go entirely.
-            self.assertEqual(self.factory.sessions, {})
+            self.assertEqual(self.node.sessions, {})
             writer.close()
         return run(scenario())
 
@@ -290,13 +293,13 @@ class TcpCloseTests(ServerTestCase):
             self.assertEqual(frames[2:4], b"\x03\xea")
             # FIN sent, but the server still reads (and discards) what the
             # client sends, so no reset can destroy the frames it sent.
-            session, = self.factory.sessions.values()
+            session, = self.node.sessions.values()
             self.assertTrue(session.transport.connected)
             self.assertTrue(session.transport._writeDisconnected)
             writer.write(b"late bytes" * 1000)
             await writer.drain()
             writer.close()
-            while self.factory.sessions:
+            while self.node.sessions:
                 await asyncio.sleep(0.01)
             self.assertEqual(self.app.closed[0].code, 1002)
         return run(scenario())

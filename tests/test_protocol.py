@@ -11,8 +11,10 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
 from presence.application import Application
+from presence.dispatch import ListenerFactory
 from presence.heartbeat import ping_payload
-from presence.protocol import ServerSettings, WebSocketFactory
+from presence.node import Node
+from presence.settings import ServerSettings
 from presence.websocket.connection import PreparedMessage
 from presence.websocket.frames import OP_BINARY, OP_CLOSE, OP_PING, OP_PONG, OP_TEXT, encode_text
 
@@ -49,7 +51,8 @@ class Harness(SynchronousTestCase):
     def setUp(self):
         self.clock = Clock()
         self.app = RecordingApplication()
-        self.factory = WebSocketFactory(self.app, ServerSettings(**self.settings), self.clock)
+        self.node = Node(self.app, ServerSettings(**self.settings), self.clock)
+        self.factory = ListenerFactory(self.node)
         self.factory.startFactory()
         self.addCleanup(self.factory.stopFactory)
 
@@ -60,11 +63,11 @@ class Harness(SynchronousTestCase):
         return protocol, transport
 
     def open_session(self):
-        protocol, transport = self.connect()
-        protocol.dataReceived(upgrade_request())
+        dispatcher, transport = self.connect()
+        dispatcher.dataReceived(upgrade_request())
         self.assertTrue(transport.value().startswith(b"HTTP/1.1 101 Switching Protocols\r\n"))
         transport.clear()
-        return protocol, transport
+        return transport.protocol, transport
 
     def lose(self, protocol, transport):
         transport.connected = False
@@ -77,15 +80,18 @@ def close_frame(code, reason=b""):
 
 class HandshakeTests(Harness):
     def test_upgrade_opens_a_session_with_its_details(self):
-        protocol, transport = self.connect()
-        protocol.dataReceived(upgrade_request(path="/live?x=1", extra=[
+        dispatcher, transport = self.connect()
+        dispatcher.dataReceived(upgrade_request(path="/live?x=1", extra=[
             "Origin: https://example.com", "User-Agent: test-agent/1"]))
         self.assertIn(b"Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n", transport.value())
-        self.assertEqual(self.app.opened, [protocol])
-        self.assertIs(self.factory.sessions[protocol.id], protocol)
-        self.assertEqual((protocol.path, protocol.origin, protocol.user_agent, protocol.client_ip),
-                         ("/live?x=1", "https://example.com", "test-agent/1", "192.0.2.7"))
-        self.assertEqual(self.factory.stats.handshakes_accepted, 1)
+        session = transport.protocol
+        self.assertEqual(self.app.opened, [session])
+        self.assertIs(self.node.sessions[session.id], session)
+        self.assertEqual((session.path, session.origin, session.user_agent, session.client_ip,
+                          session.protocol_name),
+                         ("/live?x=1", "https://example.com", "test-agent/1", "192.0.2.7",
+                          "websocket"))
+        self.assertEqual(self.node.stats.handshakes_accepted, 1)
 
     def test_frames_sent_right_after_the_head_are_processed(self):
         protocol, transport = self.connect()
@@ -101,7 +107,7 @@ class HandshakeTests(Harness):
         self.assertIn(b"Sec-WebSocket-Version: 13\r\n", response)
         self.assertTrue(response.endswith(b"this server speaks 13\n"))
         self.assertTrue(transport.disconnecting)
-        self.assertEqual(self.factory.stats.handshakes_refused["unsupported_version"], 1)
+        self.assertEqual(self.node.stats.handshakes_refused["unsupported_version"], 1)
         self.assertEqual(self.app.opened, [])
 
     def test_head_over_the_size_limit_gets_431(self):
@@ -110,7 +116,7 @@ class HandshakeTests(Harness):
         self.assertTrue(transport.value().startswith(
             b"HTTP/1.1 431 Request Header Fields Too Large\r\n"))
         self.assertTrue(transport.disconnecting)
-        self.assertEqual(self.factory.stats.handshakes_refused["head_too_large"], 1)
+        self.assertEqual(self.node.stats.handshakes_refused["head_too_large"], 1)
 
     def test_client_that_never_finishes_its_head_is_dropped_after_the_timeout(self):
         protocol, transport = self.connect()
@@ -119,13 +125,13 @@ class HandshakeTests(Harness):
         self.assertFalse(transport.disconnecting)
         self.clock.advance(0.6)  # deadlines are swept every 0.5 s
         self.assertTrue(transport.disconnecting)
-        self.assertEqual(self.factory.stats.handshakes_refused["handshake_timeout"], 1)
+        self.assertEqual(self.node.stats.handshakes_refused["handshake_timeout"], 1)
 
     def test_completed_handshake_cancels_the_handshake_timeout(self):
         protocol, transport = self.open_session()
         self.clock.advance(11)
         self.assertFalse(transport.disconnecting)
-        self.assertEqual(len(self.factory.deadlines), 0)
+        self.assertEqual(len(self.node.deadlines), 0)
 
 
 class MessageTests(Harness):
@@ -154,7 +160,7 @@ class MessageTests(Harness):
             encode_text("Hello")
             + close_frame(1002, b"RSV bits set without a negotiated extension"))
         self.assertTrue(transport.disconnecting)
-        self.assertEqual(self.factory.stats.protocol_errors[
+        self.assertEqual(self.node.stats.protocol_errors[
             "RSV bits set without a negotiated extension"], 1)
 
     def test_application_error_closes_only_that_session_with_1011(self):
@@ -175,7 +181,7 @@ class MessageTests(Harness):
         closing_transport.clear()
         message = PreparedMessage.text("to all")
         frame = encode_text("to all")
-        sent = self.factory.fan_out(message, self.factory.sessions.values())
+        sent = self.node.fan_out(message, self.node.sessions.values())
         self.assertEqual(sent, 2)
         self.assertEqual([t.value() for _, t in sessions], [frame, frame, b""])
 
@@ -191,9 +197,9 @@ class ClosingTests(Harness):
         (session, record), = self.app.closed
         self.assertEqual((record.code, record.reason, record.initiated_by, record.clean,
                           record.duration), (1000, "bye", "client", True, 2.5))
-        self.assertNotIn(protocol.id, self.factory.sessions)
-        self.assertEqual(self.factory.stats.closes[1000], 1)
-        self.assertEqual(self.factory.stats.recent_closes[-1], (protocol.id, record))
+        self.assertNotIn(protocol.id, self.node.sessions)
+        self.assertEqual(self.node.stats.closes[1000], 1)
+        self.assertEqual(self.node.stats.recent_closes[-1], (protocol.id, record))
 
     def test_server_close_waits_for_the_client_answer(self):
         protocol, transport = self.open_session()
@@ -270,7 +276,7 @@ class HeartbeatTests(Harness):
         self.assertEqual(transport.value(), b"")
         self.clock.advance(0.1)
         self.assertEqual(transport.value(), close_frame(1011, b"heartbeat timeout"))
-        self.assertEqual(self.factory.stats.heartbeat_timeouts, 1)
+        self.assertEqual(self.node.stats.heartbeat_timeouts, 1)
         self.clock.advance(5.5)  # and the dead peer does not answer the close either
         self.assertTrue(transport.disconnecting)
         self.lose(protocol, transport)
@@ -311,7 +317,7 @@ class FlowControlTests(Harness):
         self.assertFalse(transport.disconnecting)
         protocol.send_binary(b"x" * 600)
         self.assertTrue(transport.disconnecting)
-        self.assertEqual(self.factory.stats.slow_consumers, 1)
+        self.assertEqual(self.node.stats.slow_consumers, 1)
         self.lose(protocol, transport)
         record = self.app.closed[0][1]
         self.assertEqual((record.code, record.initiated_by, record.clean), (1006, "server", False))
@@ -341,6 +347,6 @@ class FlowControlTests(Harness):
 class ShutdownTests(Harness):
     def test_close_all_sends_going_away_to_every_session(self):
         sessions = [self.open_session() for _ in range(2)]
-        self.factory.close_all()
+        self.node.close_all()
         for _, transport in sessions:
             self.assertEqual(transport.value(), close_frame(1001, b"server shutting down"))

@@ -69,13 +69,25 @@ class PreparedMessage:
     shares its encoding with every connection that has the same parameters:
     it is computed once, by the first of them, and cached here."""
 
-    __slots__ = ("opcode", "payload", "frame", "_encoded")
+    __slots__ = ("opcode", "payload", "frame", "_encoded", "_line")
 
     def __init__(self, opcode, payload):
         self.opcode = opcode
         self.payload = payload
         self.frame = encode_frame(opcode, payload)
         self._encoded = None
+        self._line = None
+
+    @property
+    def line(self):
+        """The message as a firepresence line (its text and LF), or ``None``
+        for a binary message, which firepresence does not carry."""
+        if self.opcode != OP_TEXT:
+            return None
+        line = self._line
+        if line is None:
+            line = self._line = self.payload + b"\n"
+        return line
 
     @classmethod
     def text(cls, text):

@@ -1,0 +1,88 @@
+"""One presence node (process): its sessions, whatever their transport, and
+what they share: settings, the application, the clock, the deadline sweep,
+the heartbeat and the counters."""
+
+import itertools
+import os
+
+from twisted.logger import Logger
+
+from .application import Application
+from .deadlines import Deadlines
+from .heartbeat import Heartbeat
+from .settings import ServerSettings
+from .stats import ServerStats
+from .websocket.close import GOING_AWAY, INTERNAL_ERROR
+
+__all__ = ["Node"]
+
+log = Logger()
+
+
+class Node:
+    def __init__(self, application=None, settings=None, clock=None):
+        if clock is None:
+            from twisted.internet import reactor as clock
+        self.application = application if application is not None else Application()
+        self.settings = settings if settings is not None else ServerSettings()
+        self.clock = clock
+        self.stats = ServerStats()
+        #: Open sessions by id (WebSocket and firepresence alike).
+        self.sessions = {}
+        self.deadlines = Deadlines(clock)
+        self.heartbeat = None
+        self._ids = itertools.count(1)
+        # Session ids are unique across nodes and restarts: a random prefix
+        # per process, then a counter.
+        self._id_prefix = os.urandom(4).hex()
+
+    def next_session_id(self):
+        return "%s-%x" % (self._id_prefix, next(self._ids))
+
+    def start(self):
+        """Start the heartbeat (idempotent)."""
+        settings = self.settings
+        if settings.heartbeat_interval and self.heartbeat is None:
+            self.heartbeat = Heartbeat(self.clock, settings.heartbeat_interval,
+                                       settings.heartbeat_timeout, self.sessions.values)
+            self.heartbeat.start()
+
+    def stop(self):
+        if self.heartbeat is not None:
+            self.heartbeat.stop()
+            self.heartbeat = None
+        if not self.sessions:
+            self.deadlines.stop()
+
+    def session_opened(self, session):
+        self.stats.session_opened(session)
+        self.sessions[session.id] = session
+        try:
+            self.application.session_opened(session)
+        except Exception:
+            log.failure("application error opening session {session}", session=session.id)
+            session.close(INTERNAL_ERROR, "internal error")
+
+    def session_closed(self, session, record):
+        self.sessions.pop(session.id, None)
+        self.stats.session_closed(session, record)
+        try:
+            self.application.session_closed(session, record)
+        except Exception:
+            log.failure("application error closing session {session}", session=session.id)
+
+    def fan_out(self, message, sessions):
+        """Send one :class:`~presence.websocket.connection.PreparedMessage`
+        to many sessions, encoded once per form (a plain WebSocket frame,
+        once per compression parameter set, a firepresence line). Returns
+        how many sessions were open."""
+        sent = 0
+        for session in sessions:
+            if session.send_prepared(message):
+                sent += 1
+        return sent
+
+    def close_all(self, code=GOING_AWAY, reason="server shutting down"):
+        """Close every session (server shutdown)."""
+        for session in list(self.sessions.values()):
+            session.close(code, reason)

@@ -1,0 +1,284 @@
+"""What every session has, whatever its transport (WebSocket, firepresence).
+
+A session is one client connection after its request head was read and
+dispatched (presence/dispatch.py). This base class owns what the transports
+share: identity and counters, the client IP, the write path (batched per
+read, sent at once when possible, bounded when the client stops reading),
+flow control, the close and heartbeat timeouts, and the record of the end.
+Subclasses speak their protocol: ``start(head, rest)`` answers the
+handshake, ``dataReceived`` reads messages, ``send_*`` and ``close`` write.
+"""
+
+from twisted.internet.abstract import FileDescriptor
+from twisted.internet.interfaces import IPushProducer
+from twisted.internet.protocol import Protocol
+from twisted.logger import Logger
+from zope.interface import implementer
+
+from . import fastwrite
+from .websocket.close import ABNORMAL_CLOSURE, INTERNAL_ERROR, NORMAL_CLOSURE
+
+__all__ = ["Session", "close_transport"]
+
+log = Logger()
+
+
+def close_transport(transport, clean):
+    """Close a client's connection, the server first (RFC 6455 7.1.1).
+
+    After a clean end (both sides said goodbye) the client has nothing more
+    to send, so the connection is simply closed. Otherwise a plain TCP
+    connection is half-closed: the FIN follows our last bytes, and whatever
+    the client still sends is read and discarded until it closes too.
+    Closing outright while unread bytes sit in the socket would make the
+    kernel send a reset, and a reset can destroy the client's copy of our
+    last bytes (an answer, the close and its reason) before it reads them.
+    TLS and wrapped transports close with their own protocol."""
+    if not clean and isinstance(transport, FileDescriptor):
+        transport.loseWriteConnection()
+    else:
+        transport.loseConnection()
+
+
+@implementer(IPushProducer)
+class Session(Protocol):
+    #: The transport's name on the dashboard and in metrics.
+    protocol_name = None
+
+    __slots__ = (
+        "node", "transport", "connected", "id", "_client_ip", "proxy", "_batch",
+        "_write_paused", "_paused_bytes", "_reading_paused_by_app", "path", "origin",
+        "user_agent", "opened_at", "ping_sent_at", "_ping_id", "rtt", "last_heartbeat",
+        "messages_in", "messages_out", "bytes_in", "bytes_out", "close_record",
+    )
+
+    def __init__(self, node):
+        self.node = node
+        self.transport = None
+        self.connected = 0
+        self.id = None
+        self._client_ip = None
+        #: The trusted proxy the client came through (X-Forwarded-For), or None.
+        self.proxy = None
+        self._batch = None
+        self._write_paused = False
+        self._paused_bytes = 0
+        self._reading_paused_by_app = False
+        self.path = None
+        self.origin = None
+        self.user_agent = None
+        self.opened_at = None
+        self.ping_sent_at = None
+        self._ping_id = None
+        #: Round-trip time of the last answered heartbeat, in seconds.
+        self.rtt = None
+        #: When the last heartbeat pong arrived (clock seconds).
+        self.last_heartbeat = None
+        self.messages_in = 0
+        self.messages_out = 0
+        self.bytes_in = 0
+        self.bytes_out = 0
+        self.close_record = None
+
+    def __repr__(self):
+        return "<%s %s %s>" % (type(self).__name__, self.id, self.client_ip)
+
+    # ----------------------------------------------------------- beginning
+
+    def attach(self, transport, client_ip=None, proxy=None):
+        """Take over ``transport`` from the dispatcher."""
+        self.transport = transport
+        self.connected = 1
+        self._client_ip = client_ip
+        self.proxy = proxy
+        transport.registerProducer(self, True)
+
+    def start(self, head, rest):
+        """Answer the handshake in ``head``; ``rest`` is what followed it."""
+        raise NotImplementedError
+
+    def refuse(self, kind, response):
+        """Answer the handshake with an HTTP refusal and close."""
+        node = self.node
+        node.stats.handshakes_refused[kind] += 1
+        self.transport.write(response)
+        node.deadlines.set(self, node.settings.close_timeout)
+        close_transport(self.transport, clean=False)
+
+    def opened(self):
+        """The handshake succeeded: the session exists from now on."""
+        node = self.node
+        self.id = node.next_session_id()
+        self.opened_at = node.clock.seconds()
+        node.session_opened(self)
+
+    @property
+    def client_ip(self):
+        """The client's IP address: the TCP peer's (the PROXY protocol's
+        source behind a balancer), or what a trusted proxy said. The peer is
+        looked up only when first asked for: building its address costs a
+        measurable share of a handshake, and most sessions never need it."""
+        if self._client_ip is None and self.transport is not None:
+            self._client_ip = getattr(self.transport.getPeer(), "host", None)
+        return self._client_ip
+
+    @client_ip.setter
+    def client_ip(self, address):
+        self._client_ip = address
+
+    # ------------------------------------------------------------- writing
+
+    def _account(self, size):
+        """Count ``size`` bytes about to be written; False when they would
+        take a client that is not reading past the outgoing bound (it is
+        then dropped)."""
+        self.bytes_out += size
+        if self._write_paused:
+            self._paused_bytes += size
+            if self._paused_bytes > self.node.settings.max_outgoing_buffer:
+                self._slow_consumer()
+                return False
+        return True
+
+    def _write(self, data):
+        """Bytes to the client: batched while a read is being processed (so a
+        read that completes many messages answers with one send), otherwise
+        written at once."""
+        batch = self._batch
+        if batch is not None:
+            batch.append(data)
+        elif self._account(len(data)):
+            fastwrite.write(self.transport, data)
+
+    def _write_parts(self, parts):
+        batch = self._batch
+        if batch is not None:
+            batch.extend(parts)
+        elif self._account(sum(map(len, parts))):
+            fastwrite.write_sequence(self.transport, parts)
+
+    def _flush(self, batch):
+        """Write what one read produced."""
+        if len(batch) == 1:
+            self._write(batch[0])
+        elif self._account(sum(map(len, batch))):
+            fastwrite.write_sequence(self.transport, batch)
+
+    def _deliver(self, method, payload):
+        """Hand a message to the application; a failure there closes only
+        this session, with 1011."""
+        self.messages_in += 1
+        try:
+            method(self, payload)
+        except Exception:
+            log.failure("application error in session {session}", session=self.id)
+            self.close(INTERNAL_ERROR, "internal error")
+            return False
+        return True
+
+    def send_text(self, text):
+        raise NotImplementedError
+
+    def send_binary(self, data):
+        raise NotImplementedError
+
+    def send_prepared(self, prepared):
+        raise NotImplementedError
+
+    def close(self, code=NORMAL_CLOSURE, reason=""):
+        raise NotImplementedError
+
+    # ------------------------------------------------------------ heartbeat
+
+    def send_heartbeat(self, heartbeat_round, now):
+        raise NotImplementedError
+
+    def _heartbeat_answered(self, ping_id):
+        if self.ping_sent_at is not None and ping_id == self._ping_id:
+            now = self.node.clock.seconds()
+            self.rtt = now - self.ping_sent_at
+            self.last_heartbeat = now
+            self.ping_sent_at = None
+            self._ping_id = None
+
+    def heartbeat_timed_out(self):
+        self.ping_sent_at = None
+        self.node.stats.heartbeat_timeouts += 1
+        self.close(INTERNAL_ERROR, "heartbeat timeout")
+
+    # ----------------------------------------------------------- flow control
+
+    def pauseProducing(self):
+        # The transport's buffer is over its limit: the client is not reading
+        # as fast as we write. Stop reading from it too (its own requests
+        # would only queue more answers), and start counting what is queued.
+        self._write_paused = True
+        self._paused_bytes = 0
+        self.transport.pauseProducing()
+
+    def resumeProducing(self):
+        self._write_paused = False
+        self._paused_bytes = 0
+        if not self._reading_paused_by_app and self.transport is not None:
+            self.transport.resumeProducing()
+
+    def stopProducing(self):
+        pass
+
+    def pause_reading(self):
+        """Stop reading from the client until :meth:`resume_reading` (the
+        application cannot keep up with its messages)."""
+        self._reading_paused_by_app = True
+        self.transport.pauseProducing()
+
+    def resume_reading(self):
+        self._reading_paused_by_app = False
+        if not self._write_paused:
+            self.transport.resumeProducing()
+
+    def _slow_consumer(self):
+        self.node.stats.slow_consumers += 1
+        limit = self.node.settings.max_outgoing_buffer
+        log.info("session {session} dropped: client not reading, over {limit} bytes queued",
+                 session=self.id, limit=limit)
+        # Nothing can reach a client that does not read: the record says 1006
+        # (closed without a close frame) and why.
+        self._abort(ABNORMAL_CLOSURE, "slow consumer: more than %d bytes queued" % limit)
+
+    # --------------------------------------------------------------- ending
+
+    def _close_transport(self, clean):
+        self.node.deadlines.set(self, self.node.settings.close_timeout)
+        close_transport(self.transport, clean)
+
+    def deadline_expired(self):
+        """The close timeout passed: the client did not answer our close, or
+        did not let the TCP connection go."""
+        if self.id is not None and not self._ended():
+            self._abort(ABNORMAL_CLOSURE, "close timeout")
+        else:
+            self.transport.abortConnection()
+
+    def _ended(self):
+        """Whether the protocol's end (close exchange) is complete."""
+        raise NotImplementedError
+
+    def _abort(self, code, reason):
+        """Drop the transport now, recording ``code`` and ``reason`` unless a
+        close was already under way."""
+        raise NotImplementedError
+
+    def _end_record(self):
+        """The :class:`CloseRecord` of a session whose transport is gone."""
+        raise NotImplementedError
+
+    def connectionLost(self, reason):
+        node = self.node
+        node.deadlines.discard(self)
+        self.connected = 0
+        if self.id is None:
+            return  # refused at the handshake: never a session
+        record = self._end_record()
+        record.duration = node.clock.seconds() - self.opened_at
+        self.close_record = record
+        node.session_closed(self, record)

@@ -1,0 +1,52 @@
+"""The limits and timers a node runs with. Every limit bounds something a
+client controls; docs/configuration.md explains each default."""
+
+from .clientip import TrustedProxies
+from .httphead import DEFAULT_MAX_HEAD_SIZE
+from .websocket.connection import DEFAULT_MAX_MESSAGE_SIZE
+from .websocket.handshake import HandshakeConfig
+
+__all__ = ["ServerSettings"]
+
+
+class ServerSettings:
+    def __init__(
+        self,
+        handshake=None,
+        max_message_size=DEFAULT_MAX_MESSAGE_SIZE,
+        max_head_size=DEFAULT_MAX_HEAD_SIZE,
+        handshake_timeout=10.0,
+        close_timeout=5.0,
+        heartbeat_interval=30.0,
+        heartbeat_timeout=10.0,
+        max_outgoing_buffer=1024 * 1024,
+        trusted_proxies=(),
+        max_bad_lines=10,
+    ):
+        #: WebSocket handshake configuration (subprotocols, origins, extensions).
+        self.handshake = handshake if handshake is not None else HandshakeConfig()
+        #: Largest message accepted (bytes, after reassembly and inflating;
+        #: for firepresence, the longest line); larger: 1009 / an error line.
+        self.max_message_size = max_message_size
+        #: Largest request head accepted (bytes); larger: 431.
+        self.max_head_size = max_head_size
+        #: Seconds a connection may take to send its request head.
+        self.handshake_timeout = handshake_timeout
+        #: Seconds to wait for the peer's Close (and for the TCP close after
+        #: ours) before dropping the connection.
+        self.close_timeout = close_timeout
+        #: Seconds between heartbeat pings; 0 disables heartbeats.
+        self.heartbeat_interval = heartbeat_interval
+        #: Seconds a ping may wait for its pong before the session is closed
+        #: with 1011 (heartbeat timeout).
+        self.heartbeat_timeout = heartbeat_timeout
+        #: Bytes that may be queued for a client beyond the transport's own
+        #: 64 KiB buffer while it is not reading; past this the client is
+        #: dropped as a slow consumer.
+        self.max_outgoing_buffer = max_outgoing_buffer
+        #: Proxies whose X-Forwarded-For / X-Real-IP are believed.
+        self.trusted_proxies = (trusted_proxies if isinstance(trusted_proxies, TrustedProxies)
+                                else TrustedProxies(trusted_proxies))
+        #: Malformed firepresence lines a session may send before it is
+        #: closed with 1007.
+        self.max_bad_lines = max_bad_lines
