@@ -46,7 +46,7 @@ class Session(Protocol):
     protocol_name = None
 
     __slots__ = (
-        "node", "transport", "connected", "id", "_client_ip", "proxy", "_batch",
+        "node", "transport", "connected", "id", "_client_ip", "proxy", "_producing", "_batch",
         "_write_paused", "_paused_bytes", "_reading_paused_by_app", "path", "origin",
         "user_agent", "opened_at", "ping_sent_at", "_ping_id", "rtt", "last_heartbeat",
         "messages_in", "messages_out", "bytes_in", "bytes_out", "close_record",
@@ -60,6 +60,7 @@ class Session(Protocol):
         self._client_ip = None
         #: The trusted proxy the client came through (X-Forwarded-For), or None.
         self.proxy = None
+        self._producing = False
         self._batch = None
         self._write_paused = False
         self._paused_bytes = 0
@@ -92,6 +93,7 @@ class Session(Protocol):
         self._client_ip = client_ip
         self.proxy = proxy
         transport.registerProducer(self, True)
+        self._producing = True
 
     def start(self, head, rest):
         """Answer the handshake in ``head``; ``rest`` is what followed it."""
@@ -102,8 +104,7 @@ class Session(Protocol):
         node = self.node
         node.stats.handshakes_refused[kind] += 1
         self.transport.write(response)
-        node.deadlines.set(self, node.settings.close_timeout)
-        close_transport(self.transport, clean=False)
+        self._close_transport(False)
 
     def opened(self):
         """The handshake succeeded: the session exists from now on."""
@@ -249,6 +250,11 @@ class Session(Protocol):
 
     def _close_transport(self, clean):
         self.node.deadlines.set(self, self.node.settings.close_timeout)
+        if self._producing:
+            # A registered producer holds a TLS transport open until it is
+            # unregistered; nothing more is produced once the session closes.
+            self._producing = False
+            self.transport.unregisterProducer()
         close_transport(self.transport, clean)
 
     def deadline_expired(self):
