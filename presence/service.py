@@ -52,6 +52,7 @@ def settings_from_options(options):
         heartbeat_timeout=options["heartbeat-timeout"],
         max_outgoing_buffer=options["max-outgoing-buffer"],
         trusted_proxies=options["trusted-proxy"],
+        max_bad_lines=options["max-bad-lines"],
     )
 
 
