@@ -10,27 +10,7 @@
 #   ONLY=autobahn,presence   only these servers
 #   WSBENCH_SRC=DIR     the harness to copy (default: ../shared/wsbench from the repo root)
 #   WSBENCH_HOME=DIR    writable work folder (default: ${XDG_CACHE_HOME:-$HOME/.cache}/presence-wsbench)
-set -euo pipefail
-repo=$(cd "$(dirname "$0")/.." && pwd)
-src=${WSBENCH_SRC:-$repo/../shared/wsbench}
-home=${WSBENCH_HOME:-${XDG_CACHE_HOME:-$HOME/.cache}/presence-wsbench}
-
-# A writable copy of the harness (bin/, venvs/, results/ are kept between runs).
-mkdir -p "$home"
-cp -rp "$src/." "$home/"
-chmod -R u+w "$home"
-cd "$home"
-[ bin/wsload -nt client/wsload.c ] || rm -f bin/wsload   # rebuild after a harness update
-bash setup.sh
-
-# A snapshot of the working tree (tracked files, uncommitted edits included), so
-# one run measures one version even if the tree changes meanwhile; echo_server.py
-# puts its repo first on sys.path. The venv gets Presence's dependencies + wsaccel.
-commit=$(git -C "$repo" describe --always --dirty)
-snap=$(git -C "$repo" stash create); snap=${snap:-HEAD}
-rm -rf presence-src && mkdir presence-src && git -C "$repo" archive "$snap" | tar -x -C presence-src
-[ -x venvs/presence/bin/python ] || python3 -m venv venvs/presence
-venvs/presence/bin/pip install -q "./presence-src[speedups]"
+source "$(dirname "$0")/common.sh"
 
 conf=servers-presence.conf   # ports clear of the harness defaults (92xx)
 cat > "$conf" <<EOF
@@ -40,9 +20,7 @@ websockets|9403|venvs/websockets/bin/python servers/websockets_asyncio.py {PORT}
 presence|9411|venvs/presence/bin/python presence-src/bench/echo_server.py {PORT}
 presence-pure|9412|env PRESENCE_PURE_PYTHON=1 venvs/presence/bin/python presence-src/bench/echo_server.py {PORT}
 EOF
-for port in $(cut -d'|' -f2 "$conf"); do   # run_all.sh would skip a busy port's server silently
-  if (exec 3<>/dev/tcp/127.0.0.1/"$port") 2>/dev/null; then echo "port $port is in use; free it first" >&2; exit 1; fi
-done
+check_ports "$conf"
 
 out=$home/results/presence-$(date +%Y%m%d-%H%M%S)-$commit.jsonl
 echo "measuring Presence at $commit"

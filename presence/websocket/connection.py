@@ -107,8 +107,8 @@ class ServerConnection:
     """One WebSocket connection after a successful opening handshake."""
 
     __slots__ = (
-        "state", "max_message_size", "_wire_limit", "extensions", "_rsv_allowed", "_outgoing",
-        "_buffer",
+        "state", "max_message_size", "_wire_limit", "extensions", "_rsv_allowed",
+        "_encoding_key", "_outgoing", "_buffer",
         # the data frame whose payload is still arriving
         "_frame_remaining", "_frame_mask", "_frame_offset", "_frame_fin",
         # the message being reassembled (fragmented, or split across reads)
@@ -129,6 +129,10 @@ class ServerConnection:
         for extension in self.extensions:
             rsv |= extension.rsv
         self._rsv_allowed = rsv
+        # Connections whose extensions encode every message on its own, with
+        # the same parameters, share one encoding of a PreparedMessage.
+        key = tuple(extension.shared_encoding for extension in self.extensions)
+        self._encoding_key = None if None in key else key
         self._outgoing = []
         self._buffer = b""
         self._frame_remaining = 0
@@ -471,8 +475,8 @@ class ServerConnection:
             if self.state is not OPEN:
                 raise InvalidState("cannot send a message in state %s" % self.state)
             return prepared.frame
-        key = tuple(extension.shared_encoding for extension in extensions)
-        if None in key:
+        key = self._encoding_key
+        if key is None:
             return self.send_message(prepared.opcode, prepared.payload)
         encoded = prepared._encoded
         if encoded is None:
