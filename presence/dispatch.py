@@ -16,6 +16,7 @@ The chosen session takes the transport over (the transport delivers to it
 directly from then on), so dispatching costs nothing after the handshake.
 """
 
+from twisted.internet.abstract import FileDescriptor
 from twisted.internet.protocol import Factory, Protocol
 
 from .firepresence import UPGRADE as FIREPRESENCE_UPGRADE
@@ -33,13 +34,34 @@ _UPGRADES = "websocket, " + FIREPRESENCE_UPGRADE
 
 def choose_session(head):
     """The session class a request head asks for, or ``None``."""
-    for value in head.get_all("upgrade"):
-        for token in split_list(value):
-            if token.lower() == "websocket":
-                return WebSocketSession
+    upgrade = head.index.get("upgrade")
+    if upgrade is None:
+        return None
+    for value in upgrade:
+        value = value.lower()
+        if value == "websocket" or "websocket" in split_list(value):
+            return WebSocketSession
     if asks_for_firepresence(head):
         return FirepresenceSession
     return None
+
+
+def _reserve_producer_attributes(transport):
+    """Set, to their defaults, the two attributes that registering a producer
+    adds to a Twisted TCP transport (under TLS or the PROXY protocol, to the
+    TCP transport underneath).
+
+    The session registers itself as its transport's producer once the head
+    is read. Instances of a class share one layout for the attributes they
+    set in the same order; attributes first set that late fall out of it,
+    and each connection then pays for a dictionary of its own: about 0.8 KiB
+    (measured with tracemalloc over 10,000 idle connections). Setting them
+    here, while the transport is being set up, keeps them in the layout."""
+    while transport is not None and not isinstance(transport, FileDescriptor):
+        transport = getattr(transport, "transport", None)
+    if transport is not None:
+        transport.producer = None
+        transport.streamingProducer = False
 
 
 def hand_over(transport, old, new):
@@ -69,6 +91,7 @@ class Dispatcher(Protocol):
         transport = self.transport
         self._reader = HeadReader(node.settings.max_head_size)
         node.deadlines.set(self, node.settings.handshake_timeout)
+        _reserve_producer_attributes(transport)
         if not nodelay_inherited(transport):
             try:
                 # Small frames should leave at once; Nagle's algorithm would
