@@ -20,7 +20,8 @@ from .firepresence import (
     encode_line,
     firepresence_handshake,
 )
-from .session import Session
+from .httphead import error_response
+from .session import AUTH_FAILURES, Session
 from .websocket.close import (
     ABNORMAL_CLOSURE,
     CLIENT,
@@ -39,13 +40,12 @@ __all__ = ["FirepresenceSession"]
 class FirepresenceSession(Session):
     protocol_name = "firepresence"
 
-    __slots__ = ("reader", "auth_token", "bad_lines", "_close", "_closed")
+    __slots__ = ("reader", "bad_lines", "_close", "_closed", "_held")
 
     def __init__(self, node):
         super().__init__(node)
         self.reader = None
-        #: The X-Auth-Token the client sent (a ticket, redeemed by the node).
-        self.auth_token = None
+        self._held = None
         #: Malformed lines received.
         self.bad_lines = 0
         # (code, reason, initiated_by, clean) once a close line went either way.
@@ -59,20 +59,42 @@ class FirepresenceSession(Session):
         if outcome.__class__ is not FirepresenceAccepted:
             self.refuse(outcome.kind, outcome.response)
             return
+        if outcome.auth_token is None or self.node.tickets is None:
+            self._open(outcome, rest, False)
+            return
+        # Redeem before answering: a bad ticket is refused at the handshake.
+        self._held = rest
+        self.redeem(outcome.auth_token).addCallback(self._redeemed, outcome)
+
+    def _redeemed(self, failure, outcome):
+        rest = self._held
+        self._held = None
+        if not self.connected:
+            return
+        if failure is not None:
+            status, _, reason = AUTH_FAILURES[failure]
+            self.refuse("ticket_" + failure, error_response(status, reason))
+            return
+        self._open(outcome, rest, True)
+
+    def _open(self, outcome, rest, authenticated):
         self.reader = LineReader(self.node.settings.max_message_size)
         self.path = outcome.path
         self.user_agent = outcome.user_agent
-        self.auth_token = outcome.auth_token
         self.transport.write(outcome.response)
-        self.opened()
+        self.opened(authenticated)
         if rest:
             self.dataReceived(rest)
 
     # -------------------------------------------------------------- reading
 
     def dataReceived(self, data):
-        if self.reader is None or self._closed:
-            return  # refused, or draining after the close
+        if self.reader is None:
+            if self._held is not None:
+                self._held += data  # sent before our answer: kept for after it
+            return
+        if self._closed:
+            return  # draining after the close
         self.bytes_in += len(data)
         batch = self._batch = []
         try:
@@ -90,8 +112,11 @@ class FirepresenceSession(Session):
                     self._heartbeat_answered(document.get("id"))
                 elif kind == "close":
                     self._close_received(document)
-                else:
+                elif self.ready:
                     self._deliver(self.node.application.text_received, event.text)
+                else:
+                    self.messages_in += 1
+                    self.auth_message(document, event.text)
         finally:
             self._batch = None
         if batch:
@@ -179,6 +204,9 @@ class FirepresenceSession(Session):
 
     def _ended(self):
         return self._closed
+
+    def _closing(self):
+        return self._close is not None
 
     def _abort(self, code, reason):
         if self._close is None:

@@ -20,10 +20,13 @@ log = Logger()
 
 
 class Node:
-    def __init__(self, application=None, settings=None, clock=None):
+    def __init__(self, application=None, settings=None, clock=None, tickets=None):
         if clock is None:
             from twisted.internet import reactor as clock
         self.application = application if application is not None else Application()
+        #: The TicketStore sessions redeem their tickets in; None: sessions
+        #: need no ticket (as in the benchmark's echo server).
+        self.tickets = tickets
         self.settings = settings if settings is not None else ServerSettings()
         self.clock = clock
         self.stats = ServerStats()
@@ -55,8 +58,14 @@ class Node:
             self.deadlines.stop()
 
     def session_opened(self, session):
+        """The session's handshake succeeded (it may still have to
+        authenticate)."""
         self.stats.session_opened(session)
         self.sessions[session.id] = session
+
+    def session_ready(self, session):
+        """The session is authenticated (or needs no authentication): the
+        application hears of it from now on."""
         try:
             self.application.session_opened(session)
         except Exception:
@@ -66,6 +75,8 @@ class Node:
     def session_closed(self, session, record):
         self.sessions.pop(session.id, None)
         self.stats.session_closed(session, record)
+        if not session.ready:
+            return
         try:
             self.application.session_closed(session, record)
         except Exception:

@@ -1,10 +1,13 @@
 """Command-line options of ``twistd presence``."""
 
 import ipaddress
+import os
 
 from twisted.python import usage
 
+from .engine import parse_redis_url
 from .httphead import DEFAULT_MAX_HEAD_SIZE
+from .tickets import IP_POLICIES
 from .websocket.connection import DEFAULT_MAX_MESSAGE_SIZE
 
 __all__ = ["Options"]
@@ -82,6 +85,32 @@ class Options(usage.Options):
         ["max-outgoing-buffer", None, 1024 * 1024,
          "Bytes that may queue for a client that is not reading before it is dropped.",
          _positive_int],
+        ["redis", None, None,
+         "Redis to use: redis://[:PASSWORD@]HOST[:PORT][/DB] or unix:///PATH[?db=N]. "
+         "Not given: a redis-server child process on a private unix socket."],
+        ["redis-prefix", None, "presence:", "Prefix of every Redis key Presence uses."],
+        ["redis-timeout", None, 2.0,
+         "Seconds a Redis command may take before the caller gets an error (503).",
+         _positive_float],
+        ["api", None, "tcp:8081:interface=127.0.0.1",
+         "Endpoint of the HTTP API (tickets, publishing, presence)."],
+        ["api-key", None, None,
+         "Key backends send as 'Authorization: Bearer KEY' (default: the environment "
+         "variable PRESENCE_API_KEY)."],
+        ["oauth-introspect", None, None,
+         "RFC 7662 token introspection URL: users may get their own tickets with an OAuth "
+         "access token."],
+        ["oauth-client-id", None, None, "Client id for the introspection endpoint."],
+        ["oauth-client-secret", None, None,
+         "Client secret for the introspection endpoint (default: the environment variable "
+         "PRESENCE_OAUTH_CLIENT_SECRET)."],
+        ["ticket-ttl", None, 10, "Seconds a ticket can be redeemed.", _positive_int],
+        ["ticket-ip", None, "warn",
+         "A ticket redeemed from another IP than its own: off (ignored), warn (recorded), "
+         "strict (refused)."],
+        ["auth-timeout", None, 10.0,
+         "Seconds a session without a ticket in its handshake has to send one.",
+         _positive_float],
         ["max-bad-lines", None, 10,
          "Malformed firepresence lines a session may send before it is closed with 1007.",
          _positive_int],
@@ -100,6 +129,7 @@ class Options(usage.Options):
     ]
 
     optFlags = [
+        ["anonymous", None, "Let sessions without a ticket in (account: none)."],
         ["no-deflate", None, "Do not accept permessage-deflate (RFC 7692) offers."],
         ["deflate-server-context-takeover", None,
          "permessage-deflate: keep the server's compression context between messages "
@@ -153,5 +183,16 @@ class Options(usage.Options):
     def postOptions(self):
         if not self["listen"]:
             self["listen"] = ["tcp:8080"]
+        if self["api-key"] is None:
+            self["api-key"] = os.environ.get("PRESENCE_API_KEY") or None
+        if self["oauth-client-secret"] is None:
+            self["oauth-client-secret"] = os.environ.get("PRESENCE_OAUTH_CLIENT_SECRET") or None
+        if self["ticket-ip"] not in IP_POLICIES:
+            raise usage.UsageError("--ticket-ip must be one of %s" % ", ".join(IP_POLICIES))
+        if self["redis"] is not None:
+            try:
+                parse_redis_url(self["redis"])
+            except ValueError as error:
+                raise usage.UsageError("--redis: %s" % error)
         if self["heartbeat"] and self["heartbeat-timeout"] > self["heartbeat"] * 10:
             raise usage.UsageError("--heartbeat-timeout is more than ten heartbeat intervals")

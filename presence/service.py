@@ -1,16 +1,20 @@
 """Assembling the running server from options: the service tree behind
 ``twistd presence``."""
 
-from twisted.application.internet import StreamServerEndpointService
-from twisted.application.service import MultiService
+from twisted.application.service import Service
 from twisted.internet import defer, endpoints, task
 from twisted.logger import Logger
+from twisted.web.server import Site
 
 from .application import Application
 from .dispatch import ListenerFactory
+from .engine import RedisEngine
 from .listening import NoDelayEndpoint
 from .node import Node
+from .oauth import Introspector
+from .redis_process import EmbeddedRedis
 from .settings import ServerSettings
+from .tickets import TicketStore
 from .websocket import mask
 from .websocket.close import GOING_AWAY
 from .websocket.deflate import PerMessageDeflate
@@ -53,47 +57,139 @@ def settings_from_options(options):
         max_outgoing_buffer=options["max-outgoing-buffer"],
         trusted_proxies=options["trusted-proxy"],
         max_bad_lines=options["max-bad-lines"],
+        auth_timeout=options["auth-timeout"],
+        anonymous=bool(options["anonymous"]),
+        ticket_ip=options["ticket-ip"],
     )
 
 
-class PresenceService(MultiService):
-    """Listens on every endpoint; on shutdown stops accepting, closes every
-    session with 1001 (going away), and waits for them to end (at most the
-    close timeout) so clients see a clean close rather than a reset."""
+class PresenceService(Service):
+    """The running node: Redis (the user's, or an embedded one), the ticket
+    store, the HTTP API and every client port.
 
-    def __init__(self, node, endpoints_and_descriptions):
-        super().__init__()
+    Starting: the embedded Redis (when no --redis was given) is started and
+    answering before anything listens; then the API, then the client ports.
+    Stopping: no new connections, every session closed with 1001 (going
+    away), and waited for (at most the close timeout) so clients see a clean
+    close rather than a reset; then the API, Redis and the embedded Redis."""
+
+    def __init__(self, node, client_endpoints, redis_url=None, api_endpoint=None,
+                 api_factory=None, api_options=None, ticket_options=None, reactor=None):
+        if reactor is None:
+            from twisted.internet import reactor
         self.node = node
+        self.reactor = reactor
         self.factory = ListenerFactory(node)
-        for endpoint, description in endpoints_and_descriptions:
-            listener = StreamServerEndpointService(endpoint, self.factory)
-            listener.setName("listen %s" % description)
-            listener.setServiceParent(self)
+        self.client_endpoints = list(client_endpoints)
+        self.redis_url = redis_url
+        self.api_endpoint = api_endpoint
+        # The web layer (web.api.PresenceAPI) is given by the assembler: the
+        # domain never imports web/.
+        self.api_factory = api_factory
+        self.api_options = api_options or {}
+        self.ticket_options = ticket_options or {}
+        self.embedded_redis = None
+        self.engine = None
+        self.ports = []
+        self.api_port = None
+        self.ready = None
 
     def startService(self):
+        super().startService()
+        self.ready = defer.ensureDeferred(self._start())
+        self.ready.addErrback(self._failed)
+
+    def _failed(self, failure):
+        log.failure("presence: could not start", failure)
+        self.reactor.callLater(0, self.reactor.stop)
+
+    async def _start(self):
         log.info("presence: unmasking with {how}",
                  how="wsaccel (C)" if mask.ACCELERATED else "pure Python")
-        super().startService()
-        for service in self:
-            log.info("presence: WebSocket and firepresence on {name}",
-                     name=service.name[len("listen "):])
+        if self.api_endpoint is not None:
+            url = self.redis_url
+            if url is None:
+                self.embedded_redis = EmbeddedRedis(self.reactor)
+                url = await self.embedded_redis.started()
+            self.engine = RedisEngine(url, self.reactor,
+                                      timeout=self.ticket_options.get("redis_timeout", 2.0))
+            tickets = TicketStore(self.engine, ttl=self.ticket_options.get("ttl", 10),
+                                  prefix=self.ticket_options.get("prefix", "presence:"),
+                                  clock=self.reactor)
+            self.node.tickets = tickets
+            api = self.api_factory(tickets, trusted_proxies=self.node.settings.trusted_proxies,
+                                   **self.api_options)
+            endpoint, description = self.api_endpoint
+            self.api_port = await endpoint.listen(Site(api.resource()))
+            log.info("presence: HTTP API on {name} ({url})", name=description,
+                     url=_url("http", self.api_port))
+            if api.api_key is None and api.introspector is None:
+                log.warn("presence: no --api-key and no --oauth-introspect: the API can "
+                         "issue no tickets")
+        for endpoint, description in self.client_endpoints:
+            port = await endpoint.listen(self.factory)
+            self.ports.append(port)
+            log.info("presence: WebSocket and firepresence on {name} ({url})",
+                     name=description, url=_url("ws", port))
 
-    @defer.inlineCallbacks
-    def stopService(self):
-        yield super().stopService()  # stop accepting new connections first
+    async def _stop(self):
+        if self.ready is not None and not self.ready.called:
+            self.ready.cancel()
+        for port in self.ports:
+            await port.stopListening()
+        self.ports = []
         node = self.node
         if node.sessions:
             log.info("presence: closing {count} sessions", count=len(node.sessions))
             node.close_all(GOING_AWAY, "server shutting down")
             deadline = node.clock.seconds() + node.settings.close_timeout + 1
             while node.sessions and node.clock.seconds() < deadline:
-                yield task.deferLater(node.clock, 0.05, lambda: None)
+                await task.deferLater(node.clock, 0.05, lambda: None)
+        node.stop()
+        if self.api_port is not None:
+            await self.api_port.stopListening()
+            self.api_port = None
+        if self.engine is not None:
+            await self.engine.disconnect()
+            self.engine = None
+        if self.embedded_redis is not None:
+            await self.embedded_redis.stopService()
+            self.embedded_redis = None
+
+    def stopService(self):
+        super().stopService()
+        return defer.ensureDeferred(self._stop())
 
 
-def make_service(options, application=None, reactor=None):
+def _url(scheme, port):
+    """A URL for a listening port, for the start-up log."""
+    address = port.getHost()
+    host = getattr(address, "host", None)
+    if host is None:
+        return str(address)
+    if host in ("0.0.0.0", "::", ""):
+        host = "localhost"
+    elif ":" in host:
+        host = "[%s]" % host
+    return "%s://%s:%d/" % (scheme, host, address.port)
+
+
+def make_service(options, api_factory, application=None, reactor=None):
+    """The service for ``twistd presence`` options; ``api_factory`` builds the
+    HTTP API from the ticket store (web.api.PresenceAPI)."""
     if reactor is None:
         from twisted.internet import reactor
     node = Node(application or Application(), settings_from_options(options), reactor)
-    listeners = [(NoDelayEndpoint(endpoints.serverFromString(reactor, description)), description)
-                 for description in options["listen"]]
-    return PresenceService(node, listeners)
+    clients = [(NoDelayEndpoint(endpoints.serverFromString(reactor, description)), description)
+               for description in options["listen"]]
+    api = (endpoints.serverFromString(reactor, options["api"]), options["api"])
+    introspector = None
+    if options["oauth-introspect"]:
+        introspector = Introspector(options["oauth-introspect"], options["oauth-client-id"],
+                                    options["oauth-client-secret"], reactor=reactor)
+    return PresenceService(
+        node, clients, redis_url=options["redis"], api_endpoint=api, api_factory=api_factory,
+        api_options={"api_key": options["api-key"], "introspector": introspector},
+        ticket_options={"ttl": options["ticket-ttl"], "prefix": options["redis-prefix"],
+                        "redis_timeout": options["redis-timeout"]},
+        reactor=reactor)

@@ -16,11 +16,28 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from . import fastwrite
-from .websocket.close import ABNORMAL_CLOSURE, INTERNAL_ERROR, NORMAL_CLOSURE
+from .clientip import parse_address
+from .engine import RedisUnavailable
+from .tickets import fingerprint
+from .websocket.close import ABNORMAL_CLOSURE, INTERNAL_ERROR, NORMAL_CLOSURE, POLICY_VIOLATION
 
-__all__ = ["Session", "close_transport"]
+__all__ = ["Session", "close_transport", "AUTH_FAILURES", "MAX_QUEUED_BEFORE_AUTH"]
 
 log = Logger()
+
+#: Why a ticket was not accepted -> (HTTP status at the handshake, close
+#: code afterwards, reason). docs/close-codes.md lists them.
+AUTH_FAILURES = {
+    "invalid": (401, 4401, "invalid, expired or already used ticket"),
+    "ip": (403, 4403, "ticket issued for another IP address"),
+    "unavailable": (503, 4503, "ticket store unavailable"),
+    "required": (401, 4401, "authentication required: send a ticket"),
+    "timeout": (None, 4408, "authentication timeout"),
+}
+
+#: Messages a client may send after its auth message, before the welcome;
+#: they are delivered once it is authenticated. More closes the session.
+MAX_QUEUED_BEFORE_AUTH = 100
 
 
 def close_transport(transport, clean):
@@ -50,6 +67,7 @@ class Session(Protocol):
         "_write_paused", "_paused_bytes", "_reading_paused_by_app", "path", "origin",
         "user_agent", "opened_at", "ping_sent_at", "_ping_id", "rtt", "last_heartbeat",
         "messages_in", "messages_out", "bytes_in", "bytes_out", "close_record",
+        "account", "attributes", "allowed_channels", "ready", "ip_mismatch", "_queued",
     )
 
     def __init__(self, node):
@@ -80,6 +98,18 @@ class Session(Protocol):
         self.bytes_in = 0
         self.bytes_out = 0
         self.close_record = None
+        #: Who the session belongs to, from its ticket (None: anonymous).
+        self.account = None
+        self.attributes = {}
+        #: Channel patterns the ticket allows.
+        self.allowed_channels = ()
+        #: Whether the application has been told of the session (it is
+        #: authenticated, or needs no authentication).
+        self.ready = False
+        #: The ticket was issued for another IP (``--ticket-ip warn``).
+        self.ip_mismatch = False
+        # Messages received while an auth message is being redeemed.
+        self._queued = None
 
     def __repr__(self):
         return "<%s %s %s>" % (type(self).__name__, self.id, self.client_ip)
@@ -106,12 +136,109 @@ class Session(Protocol):
         self.transport.write(response)
         self._close_transport(False)
 
-    def opened(self):
-        """The handshake succeeded: the session exists from now on."""
+    def opened(self, authenticated=False):
+        """The handshake succeeded: the session exists from now on. It is
+        ready at once when it redeemed a ticket in its handshake or needs
+        none; otherwise it has ``--auth-timeout`` seconds to send one."""
         node = self.node
         self.id = node.next_session_id()
         self.opened_at = node.clock.seconds()
         node.session_opened(self)
+        if authenticated or not self.needs_ticket():
+            self.become_ready()
+        else:
+            node.deadlines.set(self, node.settings.auth_timeout)
+
+    # ------------------------------------------------------------ tickets
+
+    def needs_ticket(self):
+        return self.node.tickets is not None and not self.node.settings.anonymous
+
+    def redeem(self, ticket):
+        """Redeem ``ticket``: fires with ``None`` when the session now has an
+        identity, else with the failure's key in :data:`AUTH_FAILURES`."""
+        node = self.node
+
+        def redeemed(found):
+            if found is None:
+                return "invalid"
+            policy = node.settings.ticket_ip
+            if found.ip and policy != "off" and parse_address(found.ip) != parse_address(
+                    self.client_ip or ""):
+                if policy == "strict":
+                    return "ip"
+                self.ip_mismatch = True
+                node.stats.ticket_ip_mismatches += 1
+            self.account = found.account
+            self.attributes = found.attributes
+            self.allowed_channels = found.channels
+            return None
+
+        def failed(failure):
+            if not failure.check(RedisUnavailable):
+                log.failure("presence: redeeming ticket {ticket}", failure,
+                            ticket=fingerprint(ticket))
+            return "unavailable"
+
+        def counted(outcome):
+            if outcome is not None:
+                node.stats.auth_failures[outcome] += 1
+            return outcome
+
+        return node.tickets.redeem(ticket).addCallbacks(redeemed, failed).addCallback(counted)
+
+    def become_ready(self):
+        """Authenticated (or needing no ticket): say welcome, tell the
+        application, and deliver what the client sent meanwhile."""
+        node = self.node
+        self.ready = True
+        node.deadlines.discard(self)
+        if self.account is not None:
+            self.send_document({"type": "welcome", "session": self.id,
+                                "account": self.account})
+        node.session_ready(self)
+        queued = self._queued
+        self._queued = None
+        if queued:
+            deliver = node.application.text_received
+            for text in queued:
+                if self._closing():
+                    break
+                self._deliver(deliver, text)
+
+    def auth_message(self, document, text):
+        """A message from a session that is not ready yet: the first must be
+        ``{"type": "auth", "ticket": TICKET}``; what follows it before the
+        welcome is kept and delivered after."""
+        if self._queued is not None:
+            if len(self._queued) >= MAX_QUEUED_BEFORE_AUTH:
+                self.close(POLICY_VIOLATION, "too many messages before authentication")
+            else:
+                self._queued.append(text)
+            return
+        ticket = document.get("ticket") if document.get("type") == "auth" else None
+        if not isinstance(ticket, str):
+            self.node.stats.auth_failures["required"] += 1
+            self.close(*AUTH_FAILURES["required"][1:])
+            return
+        self._queued = []
+        self.redeem(ticket).addCallback(self._auth_message_redeemed)
+
+    def _auth_message_redeemed(self, failure):
+        if not self.connected or self._closing():
+            return
+        if failure is not None:
+            self._queued = None
+            self.close(*AUTH_FAILURES[failure][1:])
+            return
+        self.become_ready()
+
+    def send_document(self, document):
+        raise NotImplementedError
+
+    def _closing(self):
+        """Whether a close was sent or received."""
+        raise NotImplementedError
 
     @property
     def client_ip(self):
@@ -258,9 +385,13 @@ class Session(Protocol):
         close_transport(self.transport, clean)
 
     def deadline_expired(self):
-        """The close timeout passed: the client did not answer our close, or
-        did not let the TCP connection go."""
-        if self.id is not None and not self._ended():
+        """The auth timeout passed (no ticket came), or the close timeout: the
+        client did not answer our close, or did not let the TCP connection
+        go."""
+        if self.id is not None and not self.ready and not self._closing():
+            self.node.stats.auth_failures["timeout"] += 1
+            self.close(*AUTH_FAILURES["timeout"][1:])
+        elif self.id is not None and not self._ended():
             self._abort(ABNORMAL_CLOSURE, "close timeout")
         else:
             self.transport.abortConnection()

@@ -22,6 +22,9 @@ class ServerSettings:
         max_outgoing_buffer=1024 * 1024,
         trusted_proxies=(),
         max_bad_lines=10,
+        auth_timeout=10.0,
+        anonymous=False,
+        ticket_ip="warn",
     ):
         #: WebSocket handshake configuration (subprotocols, origins, extensions).
         self.handshake = handshake if handshake is not None else HandshakeConfig()
@@ -50,3 +53,11 @@ class ServerSettings:
         #: Malformed firepresence lines a session may send before it is
         #: closed with 1007.
         self.max_bad_lines = max_bad_lines
+        #: Seconds a session without a ticket in its handshake has to send
+        #: {"type": "auth", "ticket": ...}; then it is closed with 4408.
+        self.auth_timeout = auth_timeout
+        #: Whether a session may go without a ticket (account None).
+        self.anonymous = anonymous
+        #: What a ticket redeemed from another IP than its own does: "off",
+        #: "warn" (recorded on the session) or "strict" (refused).
+        self.ticket_ip = ticket_ip

@@ -21,6 +21,11 @@ class ServerStats:
         self.closes = collections.Counter()
         #: Connections failed for breaking the protocol, by reason.
         self.protocol_errors = collections.Counter()
+        #: Tickets not accepted, by reason (invalid, ip, unavailable,
+        #: required, timeout).
+        self.auth_failures = collections.Counter()
+        #: Tickets redeemed from another IP than their own (--ticket-ip warn).
+        self.ticket_ip_mismatches = 0
         self.heartbeat_timeouts = 0
         self.slow_consumers = 0
         self.messages_in = 0

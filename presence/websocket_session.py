@@ -9,10 +9,14 @@ record of the session's end (the rest is shared with firepresence in
 presence/session.py).
 """
 
+import json
+from urllib.parse import parse_qs, urlsplit
+
 from twisted.logger import Logger
 
 from . import fastwrite
-from .session import Session
+from .httphead import error_response
+from .session import AUTH_FAILURES, Session
 from .websocket.close import INTERNAL_ERROR, NORMAL_CLOSURE
 from .websocket.connection import CLOSED, OPEN, ServerConnection
 from .websocket.events import BinaryMessage, Ping, Pong, ProtocolError, TextMessage
@@ -28,15 +32,26 @@ log = Logger()
 #: vectored send instead of being copied into one frame first.
 _VECTORED_WRITE_SIZE = 16384
 
+_encode_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+
+def _ticket_in(path):
+    """The ``ticket`` query parameter of a request target, or None."""
+    if "ticket=" not in path:
+        return None
+    values = parse_qs(urlsplit(path).query).get("ticket")
+    return values[0] if values else None
+
 
 class WebSocketSession(Session):
     protocol_name = "websocket"
 
-    __slots__ = ("connection", "subprotocol", "extensions")
+    __slots__ = ("connection", "subprotocol", "extensions", "_held")
 
     def __init__(self, node):
         super().__init__(node)
         self.connection = None
+        self._held = None
         self.subprotocol = None
         #: Names of the negotiated extensions.
         self.extensions = ()
@@ -59,6 +74,27 @@ class WebSocketSession(Session):
         if outcome.__class__ is Rejected:
             self.refuse(outcome.kind, outcome.response)
             return
+        ticket = _ticket_in(outcome.path) if node.tickets is not None else None
+        if ticket is None:
+            self._open(outcome, rest, False)
+            return
+        # Redeem before answering: a bad ticket is refused at the handshake.
+        self._held = rest
+        self.redeem(ticket).addCallback(self._redeemed, outcome)
+
+    def _redeemed(self, failure, outcome):
+        rest = self._held
+        self._held = None
+        if not self.connected:
+            return
+        if failure is not None:
+            status, _, reason = AUTH_FAILURES[failure]
+            self.refuse("ticket_" + failure, error_response(status, reason))
+            return
+        self._open(outcome, rest, True)
+
+    def _open(self, outcome, rest, authenticated):
+        node = self.node
         self.connection = ServerConnection(node.settings.max_message_size, outcome.extensions)
         self.path = outcome.path
         self.origin = outcome.origin
@@ -68,7 +104,7 @@ class WebSocketSession(Session):
             self.extensions = tuple(extension.name for extension in outcome.extensions)
         # Byte counters cover the WebSocket stream, not the HTTP handshake.
         fastwrite.write(self.transport, outcome.response)
-        self.opened()
+        self.opened(authenticated)
         if rest and self.connection.state is not CLOSED:
             self.dataReceived(rest)
 
@@ -76,8 +112,12 @@ class WebSocketSession(Session):
 
     def dataReceived(self, data):
         connection = self.connection
-        if connection is None or connection.state is CLOSED:
-            return  # refused, or draining a half-closed connection
+        if connection is None:
+            if self._held is not None:
+                self._held += data  # sent before our answer: kept for after it
+            return
+        if connection.state is CLOSED:
+            return  # draining a half-closed connection
         self.bytes_in += len(data)
         batch = self._batch = []
         try:
@@ -100,10 +140,16 @@ class WebSocketSession(Session):
             try:
                 if kind is TextMessage:
                     self.messages_in += 1
-                    application.text_received(self, event.text)
+                    if self.ready:
+                        application.text_received(self, event.text)
+                    else:
+                        self._before_ready(event.text)
                 elif kind is BinaryMessage:
                     self.messages_in += 1
-                    application.binary_received(self, event.data)
+                    if self.ready:
+                        application.binary_received(self, event.data)
+                    else:
+                        self._before_ready(None)
                 elif kind is Ping:
                     if event.pong:
                         self._write(event.pong)
@@ -116,7 +162,24 @@ class WebSocketSession(Session):
                 self.close(INTERNAL_ERROR, "internal error")
                 return
 
+    def _before_ready(self, text):
+        """A message before the session is authenticated: its auth message,
+        or what follows it before the welcome."""
+        document = None
+        if text is not None:
+            try:
+                document = json.loads(text)
+            except ValueError:
+                document = None
+        if not isinstance(document, dict):
+            document = {}
+        self.auth_message(document, text)
+
     # -------------------------------------------------------------- sending
+
+    def send_document(self, document):
+        """Send a JSON-serialisable object as a text message."""
+        return self.send_text(_encode_json(document))
 
     def _send_message(self, opcode, payload):
         connection = self.connection
@@ -182,6 +245,9 @@ class WebSocketSession(Session):
 
     def _ended(self):
         return self.connection.state is CLOSED
+
+    def _closing(self):
+        return self.connection is None or self.connection.state is not OPEN
 
     def _abort(self, code, reason):
         if self.connection is not None:

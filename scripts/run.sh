@@ -1,12 +1,18 @@
 #!/usr/bin/env bash
-# Installs Presence into .venv (once) and runs it in the foreground.
-# Usage: scripts/run.sh [twistd presence options]   (default: --listen tcp:8080)
+# Installs Presence into .venv and runs it in the foreground, with a Redis
+# of its own (a redis-server child process) unless --redis is given.
+# Usage: scripts/run.sh [twistd presence options]
+#   (default: clients on tcp:8080, the HTTP API on 127.0.0.1:8081)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON="${PYTHON:-python3}"
-if [ ! -x .venv/bin/twistd ]; then
-  "$PYTHON" -m venv .venv
-  .venv/bin/pip install --quiet --disable-pip-version-check \
-    -e ".[speedups]" --config-settings editable_mode=compat
+[ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
+.venv/bin/pip install --quiet --disable-pip-version-check \
+  -e ".[speedups,embedded-redis]" --config-settings editable_mode=compat
+if [ -z "${PRESENCE_API_KEY:-}" ]; then
+  # Backends need a key to ask for tickets: make one for this run.
+  PRESENCE_API_KEY=$(.venv/bin/python -c 'import secrets; print(secrets.token_urlsafe(24))')
+  export PRESENCE_API_KEY
+  echo "API key for this run (set PRESENCE_API_KEY to choose your own): $PRESENCE_API_KEY"
 fi
 exec .venv/bin/twistd -n --pidfile= presence "$@"

@@ -18,5 +18,5 @@ fi
 # twistd finds twisted/plugins/presence_plugin.py (the default editable
 # finder is an import hook that Twisted's plugin discovery does not see).
 .venv/bin/pip install --quiet --disable-pip-version-check \
-  -e ".[test,speedups]" --config-settings editable_mode=compat
+  -e ".[test,speedups,embedded-redis]" --config-settings editable_mode=compat
 exec .venv/bin/python -m pytest "$@"

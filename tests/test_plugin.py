@@ -57,7 +57,8 @@ class PluginTests(TestCase):
         ports = [free_port(), free_port()]
         process = subprocess.Popen(
             [TWISTD, "-n", "--pidfile=", "presence"]
-            + ["--listen=tcp:%d:interface=127.0.0.1" % port for port in ports],
+            + ["--listen=tcp:%d:interface=127.0.0.1" % port for port in ports]
+            + ["--api=tcp:0:interface=127.0.0.1"],
             cwd=self.outside, env=outside_env(), stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT, text=True)
         self.addCleanup(lambda: process.poll() is None and process.kill())

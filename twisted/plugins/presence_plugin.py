@@ -19,8 +19,9 @@ class PresenceServiceMaker:
 
     def makeService(self, options):
         from presence.service import make_service
+        from web.api import PresenceAPI
 
-        return make_service(options)
+        return make_service(options, PresenceAPI)
 
 
 serviceMaker = PresenceServiceMaker()

@@ -1,0 +1,196 @@
+"""The HTTP API for backends (Klein): tickets now, publishing and presence
+as they come. docs/api.md documents every endpoint, status and body.
+
+Every answer is JSON, errors included (``{"error": KIND, "message": TEXT}``);
+nothing a caller sends can make it answer with a traceback.
+"""
+
+import hmac
+import ipaddress
+import json
+
+from klein import Klein
+from twisted.logger import Logger
+from werkzeug.exceptions import HTTPException
+
+from presence.engine import RedisUnavailable
+from presence.oauth import IntrospectionUnavailable
+from presence.tickets import fingerprint
+
+__all__ = ["PresenceAPI", "MAX_BODY"]
+
+log = Logger()
+
+#: Largest request body read, in bytes.
+MAX_BODY = 64 * 1024
+_MAX_NAME = 256
+
+
+class APIError(Exception):
+    def __init__(self, status, kind, message, headers=()):
+        super().__init__(message)
+        self.status = status
+        self.kind = kind
+        self.message = message
+        self.headers = headers
+
+
+class _Head:
+    """The request's headers as presence.clientip expects them."""
+
+    def __init__(self, request):
+        self.request = request
+
+    def get_all(self, name):
+        values = self.request.requestHeaders.getRawHeaders(name.encode("ascii")) or []
+        return [value.decode("latin-1") for value in values]
+
+
+def _json_body(request):
+    body = request.content.read(MAX_BODY + 1)
+    if len(body) > MAX_BODY:
+        raise APIError(413, "too_large", "request body larger than %d bytes" % MAX_BODY)
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        raise APIError(400, "bad_request", "request body is not JSON") from None
+    if not isinstance(data, dict):
+        raise APIError(400, "bad_request", "request body must be a JSON object")
+    return data
+
+
+def _name(value, what):
+    if not isinstance(value, str) or not value or len(value) > _MAX_NAME:
+        raise APIError(400, "bad_request", "%s must be a non-empty string of at most %d "
+                       "characters" % (what, _MAX_NAME))
+    return value
+
+
+class PresenceAPI:
+    """``tickets``: a TicketStore. ``api_key``: the backends' key (or None).
+    ``introspector``: an OAuth Introspector (or None). ``trusted_proxies``:
+    whose X-Forwarded-For names the caller's IP."""
+
+    app = Klein()
+
+    def __init__(self, tickets, api_key=None, introspector=None, trusted_proxies=None):
+        self.tickets = tickets
+        self.api_key = api_key.encode("utf-8") if api_key else None
+        self.introspector = introspector
+        self.trusted_proxies = trusted_proxies
+
+    def resource(self):
+        return self.app.resource()
+
+    # ------------------------------------------------------------ helpers
+
+    @staticmethod
+    def _answer(request, status, body, headers=()):
+        request.setResponseCode(status)
+        request.setHeader(b"content-type", b"application/json")
+        request.setHeader(b"cache-control", b"no-store")
+        for name, value in headers:
+            request.setHeader(name, value)
+        return json.dumps(body).encode("utf-8")
+
+    def _client_ip(self, request):
+        peer = request.getClientAddress()
+        host = getattr(peer, "host", None)
+        if self.trusted_proxies:
+            host, _ = self.trusted_proxies.client_ip(host, _Head(request))
+        return host
+
+    async def _caller(self, request):
+        """``("backend", None)`` or ``("user", introspection answer)``."""
+        header = request.getHeader(b"authorization")
+        if header is None:
+            raise APIError(401, "unauthorized", "no credentials: send Authorization: Bearer",
+                           [(b"www-authenticate", b'Bearer realm="presence"')])
+        scheme, _, token = header.partition(" ")
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token:
+            raise APIError(401, "unauthorized", "credentials must be a Bearer token",
+                           [(b"www-authenticate", b'Bearer realm="presence"')])
+        if self.api_key is not None and hmac.compare_digest(token.encode("utf-8"),
+                                                            self.api_key):
+            return "backend", None
+        if self.introspector is not None:
+            try:
+                answer = await self.introspector.introspect(token)
+            except IntrospectionUnavailable as error:
+                log.warn("presence api: {error}", error=error)
+                raise APIError(503, "unavailable", "the token could not be checked now",
+                               [(b"retry-after", b"1")]) from None
+            if answer is not None and isinstance(answer.get("sub"), str) and answer["sub"]:
+                return "user", answer
+        raise APIError(401, "unauthorized", "invalid credentials",
+                       [(b"www-authenticate", b'Bearer realm="presence", error="invalid_token"')])
+
+    # ------------------------------------------------------------- routes
+
+    @app.route("/tickets", methods=["POST"])
+    async def issue_ticket(self, request):
+        """``{"account", "attributes", "channels", "ip"}`` -> 201
+        ``{"ticket", "expires_in"}``."""
+        try:
+            caller, answer = await self._caller(request)
+            data = _json_body(request)
+            if caller == "backend":
+                account = _name(data.get("account"), "account")
+                ip = data.get("ip")
+                if ip is not None:
+                    try:
+                        ip = str(ipaddress.ip_address(ip))
+                    except (ValueError, TypeError):
+                        raise APIError(400, "bad_request", "ip must be an IP address") from None
+                attributes = data.get("attributes", {})
+                channels = data.get("channels", [])
+            else:
+                account = answer["sub"]
+                if data.get("account", account) != account:
+                    raise APIError(403, "forbidden", "a user token gets tickets for its own "
+                                   "account only")
+                for field in ("attributes", "channels", "ip"):
+                    if field in data:
+                        raise APIError(403, "forbidden", "only a backend may set %s" % field)
+                ip = self._client_ip(request)
+                attributes = {}
+                channels = []
+            if not isinstance(attributes, dict):
+                raise APIError(400, "bad_request", "attributes must be a JSON object")
+            if not isinstance(channels, list):
+                raise APIError(400, "bad_request", "channels must be a list of strings")
+            channels = [_name(channel, "each channel") for channel in channels]
+            try:
+                ticket, ttl = await self.tickets.issue(account, attributes, channels, ip)
+            except RedisUnavailable:
+                raise APIError(503, "unavailable", "the ticket store did not answer in time",
+                               [(b"retry-after", b"1")]) from None
+        except APIError as error:
+            return self._answer(request, error.status, {"error": error.kind,
+                                                         "message": error.message},
+                                error.headers)
+        log.debug("presence api: ticket {ticket} for {account}", ticket=fingerprint(ticket),
+                  account=account)
+        return self._answer(request, 201, {"ticket": ticket, "expires_in": ttl})
+
+    @app.route("/health", methods=["GET"])
+    async def health(self, request):
+        """200 when the ticket store answers, 503 otherwise."""
+        try:
+            await self.tickets.engine.ping()
+        except RedisUnavailable:
+            return self._answer(request, 503, {"status": "unavailable", "redis": False})
+        return self._answer(request, 200, {"status": "ok", "redis": True})
+
+    @app.handle_errors(HTTPException)
+    def http_error(self, request, failure):
+        error = failure.value
+        return self._answer(request, error.code, {
+            "error": error.name.lower().replace(" ", "_"), "message": error.description})
+
+    @app.handle_errors(Exception)
+    def internal_error(self, request, failure):
+        log.failure("presence api: {method} {path}", failure, method=request.method,
+                    path=request.path)
+        return self._answer(request, 500, {"error": "internal", "message": "internal error"})
