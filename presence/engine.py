@@ -51,7 +51,8 @@ class RedisEngine:
         self.reactor = reactor
         self.timeout = timeout
         params = parse_redis_url(url)
-        common = dict(dbid=params["db"], poolsize=poolsize, reconnect=True,
+        # dbid None: no SELECT on connecting, for the default database.
+        common = dict(dbid=params["db"] or None, poolsize=poolsize, reconnect=True,
                       password=params["password"], convertNumbers=False)
         if "path" in params:
             self._pool = txredisapi.lazyUnixConnectionPool(params["path"], **common)

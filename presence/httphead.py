@@ -220,6 +220,7 @@ def response(status, reason_phrase, fields=(), body=b""):
 REASON_PHRASES = {
     101: "Switching Protocols",
     400: "Bad Request",
+    401: "Unauthorized",
     403: "Forbidden",
     404: "Not Found",
     408: "Request Timeout",

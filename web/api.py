@@ -106,7 +106,7 @@ class PresenceAPI:
         if header is None:
             raise APIError(401, "unauthorized", "no credentials: send Authorization: Bearer",
                            [(b"www-authenticate", b'Bearer realm="presence"')])
-        scheme, _, token = header.partition(" ")
+        scheme, _, token = header.decode("latin-1").partition(" ")
         token = token.strip()
         if scheme.lower() != "bearer" or not token:
             raise APIError(401, "unauthorized", "credentials must be a Bearer token",
