@@ -52,7 +52,8 @@ def _json_body(request):
         raise APIError(413, "too_large", "request body larger than %d bytes" % MAX_BODY)
     try:
         data = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        # RecursionError: nested deeper than the parser goes.
         raise APIError(400, "bad_request", "request body is not JSON") from None
     if not isinstance(data, dict):
         raise APIError(400, "bad_request", "request body must be a JSON object")
@@ -69,12 +70,15 @@ def _name(value, what):
 class PresenceAPI:
     """``tickets``: a TicketStore. ``api_key``: the backends' key (or None).
     ``introspector``: an OAuth Introspector (or None). ``trusted_proxies``:
-    whose X-Forwarded-For names the caller's IP."""
+    whose X-Forwarded-For names the caller's IP. ``hub``: the node's Hub, for
+    publishing, presence and disconnecting."""
 
     app = Klein()
 
-    def __init__(self, tickets, api_key=None, introspector=None, trusted_proxies=None):
+    def __init__(self, tickets, api_key=None, introspector=None, trusted_proxies=None,
+                 hub=None):
         self.tickets = tickets
+        self.hub = hub
         self.api_key = api_key.encode("utf-8") if api_key else None
         self.introspector = introspector
         self.trusted_proxies = trusted_proxies
@@ -140,8 +144,10 @@ class PresenceAPI:
                 ip = data.get("ip")
                 if ip is not None:
                     try:
+                        if not isinstance(ip, str):
+                            raise ValueError(ip)  # ip_address() would take an integer
                         ip = str(ipaddress.ip_address(ip))
-                    except (ValueError, TypeError):
+                    except ValueError:
                         raise APIError(400, "bad_request", "ip must be an IP address") from None
                 attributes = data.get("attributes", {})
                 channels = data.get("channels", [])
@@ -174,6 +180,98 @@ class PresenceAPI:
                   account=account)
         return self._answer(request, 201, {"ticket": ticket, "expires_in": ttl})
 
+    async def _backend(self, request):
+        """Only backends (the API key) may publish, read presence and
+        disconnect."""
+        caller, _ = await self._caller(request)
+        if caller != "backend":
+            raise APIError(403, "forbidden", "this endpoint needs the API key")
+
+    async def _hub_call(self, request, work):
+        """Run ``work()`` for a backend; errors become JSON answers."""
+        try:
+            await self._backend(request)
+            if self.hub is None:
+                raise APIError(503, "unavailable", "this node has no hub")
+            try:
+                status, body = await work()
+            except RedisUnavailable:
+                raise APIError(503, "unavailable", "Redis did not answer in time",
+                               [(b"retry-after", b"1")]) from None
+        except APIError as error:
+            return self._answer(request, error.status, {"error": error.kind,
+                                                         "message": error.message},
+                                error.headers)
+        return self._answer(request, status, body)
+
+    @app.route("/publish", methods=["POST"])
+    async def publish(self, request):
+        """``{"channel" | "channels", "data", "except"}`` -> 200
+        ``{"channels": N, "nodes": M}``."""
+        async def work():
+            data = _json_body(request)
+            if "channels" in data:
+                channels = data["channels"]
+                if not isinstance(channels, list) or not channels:
+                    raise APIError(400, "bad_request", "channels must be a non-empty list")
+            elif "channel" in data:
+                channels = [data["channel"]]
+            else:
+                raise APIError(400, "bad_request", "give channel or channels")
+            channels = [_name(channel, "each channel") for channel in channels]
+            if "data" not in data:
+                raise APIError(400, "bad_request", "data is required")
+            exclude = data.get("except", [])
+            if isinstance(exclude, str):
+                exclude = [exclude]
+            if not isinstance(exclude, list) or not all(isinstance(e, str) for e in exclude):
+                raise APIError(400, "bad_request", "except must be a session id or a list of them")
+            nodes = await self.hub.publish(channels, data["data"], exclude)
+            return 200, {"channels": len(channels), "nodes": nodes}
+        return await self._hub_call(request, work)
+
+    @app.route("/presence", methods=["GET"])
+    async def presence(self, request):
+        """200 ``{"accounts": [...]}``: every online account, cluster-wide."""
+        async def work():
+            return 200, {"accounts": await self.hub.online_accounts()}
+        return await self._hub_call(request, work)
+
+    @app.route("/presence/<account>", methods=["GET"])
+    async def account_presence(self, request, account):
+        """200 ``{"account", "online", "sessions": [...]}``."""
+        async def work():
+            sessions = await self.hub.account_sessions(account)
+            return 200, {"account": account, "online": bool(sessions), "sessions": sessions}
+        return await self._hub_call(request, work)
+
+    @app.route("/disconnect", methods=["POST"])
+    async def disconnect(self, request):
+        """``{"session" | "account", "code", "reason"}`` -> 202: every node
+        closes the matching sessions."""
+        async def work():
+            data = _json_body(request)
+            session = data.get("session")
+            account = data.get("account")
+            if (session is None) == (account is None):
+                raise APIError(400, "bad_request", "give session or account (one of them)")
+            target = _name(session if session is not None else account,
+                           "session" if session is not None else "account")
+            code = data.get("code", 1000)
+            if not isinstance(code, int) or not (code in (1000, 1001, 1008, 1011)
+                                                 or 4000 <= code <= 4999):
+                raise APIError(400, "bad_request",
+                               "code must be 1000, 1001, 1008, 1011 or 4000-4999")
+            reason = data.get("reason", "")
+            if not isinstance(reason, str) or len(reason.encode("utf-8")) > 123:
+                raise APIError(400, "bad_request", "reason must be text of at most 123 bytes")
+            if session is not None:
+                await self.hub.disconnect(session=target, code=code, reason=reason)
+            else:
+                await self.hub.disconnect(account=target, code=code, reason=reason)
+            return 202, {"requested": True}
+        return await self._hub_call(request, work)
+
     @app.route("/health", methods=["GET"])
     async def health(self, request):
         """200 when the ticket store answers, 503 otherwise."""
@@ -186,8 +284,12 @@ class PresenceAPI:
     @app.handle_errors(HTTPException)
     def http_error(self, request, failure):
         error = failure.value
+        # werkzeug's headers include Allow on a 405 (RFC 9110 15.5.6).
+        headers = [(name.encode("latin-1"), value.encode("latin-1"))
+                   for name, value in error.get_headers() if name.lower() == "allow"]
         return self._answer(request, error.code, {
-            "error": error.name.lower().replace(" ", "_"), "message": error.description})
+            "error": error.name.lower().replace(" ", "_"), "message": error.description},
+            headers)
 
     @app.handle_errors(Exception)
     def internal_error(self, request, failure):

@@ -1,0 +1,528 @@
+"""The HTTP API (web.api.PresenceAPI) on a real loopback port, over a real
+Redis, asked by treq and by presence.client.PresenceClient; OAuth tokens
+checked by a small RFC 7662 introspection server on another port."""
+
+import base64
+import json
+import time
+
+import treq
+from klein import Klein
+from twisted.internet import defer, reactor
+from twisted.web.client import HTTPConnectionPool
+from twisted.web.server import Site
+
+from presence.client import PresenceAPIError, PresenceClient, PresenceUnavailable
+from presence.clientip import TrustedProxies
+from presence.oauth import Introspector
+from web.api import MAX_BODY, PresenceAPI
+
+from .redis_support import RedisTestCase, eventually, pause
+
+API_KEY = "backend-key"
+CLIENT_ID = "presence"
+CLIENT_SECRET = "introspection-secret"
+
+#: What the introspection server knows: token -> RFC 7662 answer.
+TOKENS = {
+    "good": {"active": True, "sub": "user-7", "client_id": "web-app",
+             "scope": "presence", "token_type": "Bearer"},
+    "no-subject": {"active": True, "client_id": "web-app"},
+}
+
+
+class IntrospectionServer:
+    """An RFC 7662 endpoint: POST /introspect with the client's credentials
+    in HTTP Basic and the token in the form field ``token``."""
+
+    app = Klein()
+
+    def __init__(self, client_id, client_secret, tokens):
+        self.client_id = client_id.encode("utf-8")
+        self.client_secret = client_secret.encode("utf-8")
+        self.tokens = tokens
+        #: The tokens asked about, in order.
+        self.asked = []
+
+    @app.route("/introspect", methods=["POST"])
+    def introspect(self, request):
+        request.setHeader(b"content-type", b"application/json")
+        if (request.getUser(), request.getPassword()) != (self.client_id, self.client_secret):
+            request.setResponseCode(401)
+            request.setHeader(b"www-authenticate", b'Basic realm="introspection"')
+            return json.dumps({"error": "invalid_client"}).encode("utf-8")
+        token = request.args.get(b"token", [b""])[0].decode("utf-8")
+        self.asked.append(token)
+        return json.dumps(self.tokens.get(token, {"active": False})).encode("utf-8")
+
+
+class TrackedSite(Site):
+    """A Site that knows its open connections, so that a test can end with
+    none left (trial reports a dirty reactor otherwise)."""
+
+    def __init__(self, resource):
+        super().__init__(resource)
+        self.connections = set()
+
+    def buildProtocol(self, addr):
+        protocol = super().buildProtocol(addr)
+        self.connections.add(protocol)
+        lost = protocol.connectionLost
+
+        def connectionLost(reason):
+            self.connections.discard(protocol)
+            return lost(reason)
+
+        protocol.connectionLost = connectionLost
+        return protocol
+
+
+def json_headers(response):
+    return {name: response.headers.getRawHeaders(name) for name in
+            (b"content-type", b"cache-control", b"www-authenticate", b"retry-after", b"allow")}
+
+
+class APITestCase(RedisTestCase):
+    """The API of these tests: the backends' key ``backend-key``, OAuth
+    tokens introspected at a local server, 127.0.0.1 a trusted proxy."""
+
+    @defer.inlineCallbacks
+    def setUp(self):
+        yield super().setUp()
+        self.pool = HTTPConnectionPool(reactor, persistent=False)
+        self.addCleanup(self.pool.closeCachedConnections)
+        self.introspection = IntrospectionServer(CLIENT_ID, CLIENT_SECRET, TOKENS)
+        self.introspection_port, introspection_url = self.serve(
+            self.introspection.app.resource())
+        self.introspector = Introspector(introspection_url + "/introspect", CLIENT_ID,
+                                         CLIENT_SECRET, timeout=2.0, pool=self.pool)
+        self.url = self.serve_api(trusted_proxies=TrustedProxies(["127.0.0.1/32"]))
+        self.client = PresenceClient(self.url, API_KEY, timeout=5.0, pool=self.pool)
+
+    def serve(self, resource):
+        """Listen on a loopback port: ``(port, base URL)``."""
+        site = TrackedSite(resource)
+        port = reactor.listenTCP(0, site, interface="127.0.0.1")
+        self.addCleanup(self._close, port, site)
+        return port, "http://127.0.0.1:%d" % port.getHost().port
+
+    def serve_api(self, **options):
+        """Another PresenceAPI on this test's ticket store: its base URL."""
+        options.setdefault("api_key", API_KEY)
+        options.setdefault("introspector", self.introspector)
+        api = PresenceAPI(self.tickets, **options)
+        return self.serve(api.resource())[1]
+
+    @defer.inlineCallbacks
+    def _close(self, port, site):
+        yield port.stopListening()
+        deadline = reactor.seconds() + 2
+        while site.connections and reactor.seconds() < deadline:
+            yield pause(0.01)
+        for protocol in list(site.connections):
+            protocol.transport.abortConnection()
+        while site.connections:
+            yield pause(0.01)
+
+    @defer.inlineCallbacks
+    def request(self, method, path, body=b"", token=API_KEY, headers=None, url=None):
+        """``(status, headers, decoded JSON body)``; ``body``: bytes as sent,
+        or anything else sent as JSON; ``token``: the Bearer token, or None."""
+        sent = {b"content-type": [b"application/json"]}
+        if token is not None:
+            sent[b"authorization"] = [b"Bearer " + token.encode("utf-8")]
+        sent.update(headers or {})
+        if not isinstance(body, bytes):
+            body = json.dumps(body).encode("utf-8")
+        response = yield treq.request(method, (url or self.url) + path, data=body or None,
+                                      headers=sent, pool=self.pool, timeout=10)
+        content = yield treq.content(response)
+        try:
+            decoded = json.loads(content)
+        except ValueError:
+            decoded = content
+        return response.code, json_headers(response), decoded
+
+    def post_ticket(self, body, **options):
+        return self.request("POST", "/tickets", body, **options)
+
+    @defer.inlineCallbacks
+    def assertStatus(self, expected_status, expected_kind, deferred):
+        status, headers, body = yield deferred
+        self.assertEqual((status, body.get("error") if isinstance(body, dict) else body),
+                         (expected_status, expected_kind))
+        self.assertIsInstance(body.get("message"), str)
+        self.assertEqual(headers[b"content-type"], [b"application/json"])
+        return status, headers, body
+
+
+class IssueTicketTests(APITestCase):
+    @defer.inlineCallbacks
+    def test_a_backend_gets_201_with_ticket_and_expires_in_and_the_ticket_redeems_to_the_request(
+            self):
+        status, headers, body = yield self.post_ticket({
+            "account": "user-42", "attributes": {"name": "Ada", "tier": 3},
+            "channels": ["room:lobby", "user:42"], "ip": "203.0.113.7"})
+
+        self.assertEqual(status, 201)
+        self.assertEqual(sorted(body), ["expires_in", "ticket"])
+        self.assertEqual(body["expires_in"], 10)
+        self.assertEqual(headers[b"content-type"], [b"application/json"])
+        self.assertEqual(headers[b"cache-control"], [b"no-store"])
+        ticket = yield self.tickets.redeem(body["ticket"])
+        self.assertEqual((ticket.account, ticket.attributes, ticket.channels, ticket.ip),
+                         ("user-42", {"name": "Ada", "tier": 3},
+                          ("room:lobby", "user:42"), "203.0.113.7"))
+        self.assertEqual(self.introspection.asked, [],
+                         "the backends' key is recognised without asking the OAuth server")
+
+    @defer.inlineCallbacks
+    def test_a_backend_may_send_only_the_account(self):
+        status, _, body = yield self.post_ticket({"account": "user-42"})
+        self.assertEqual(status, 201)
+        ticket = yield self.tickets.redeem(body["ticket"])
+        self.assertEqual((ticket.account, ticket.attributes, ticket.channels, ticket.ip),
+                         ("user-42", {}, (), None))
+
+    @defer.inlineCallbacks
+    def test_the_ip_is_stored_in_its_canonical_form(self):
+        status, _, body = yield self.post_ticket({"account": "a", "ip": "2001:DB8:0:0::1"})
+        self.assertEqual(status, 201)
+        self.assertEqual((yield self.tickets.redeem(body["ticket"])).ip, "2001:db8::1")
+
+    @defer.inlineCallbacks
+    def test_a_body_of_exactly_max_body_bytes_is_read(self):
+        head = b'{"account": "user-42", "attributes": {"pad": "'
+        tail = b'"}}'
+        body = head + b"x" * (MAX_BODY - len(head) - len(tail)) + tail
+        self.assertEqual(len(body), MAX_BODY)
+        status, _, answer = yield self.post_ticket(body)
+        self.assertEqual(status, 201, answer)
+
+    @defer.inlineCallbacks
+    def test_every_ticket_is_new(self):
+        first = yield self.post_ticket({"account": "user-42"})
+        second = yield self.post_ticket({"account": "user-42"})
+        self.assertNotEqual(first[2]["ticket"], second[2]["ticket"])
+
+
+class BadRequestTests(APITestCase):
+    """400 {"error": "bad_request", "message": ...}; no ticket is stored."""
+
+    @defer.inlineCallbacks
+    def assertBadRequest(self, body):
+        _, headers, answer = yield self.assertStatus(
+            400, "bad_request", self.post_ticket(body))
+        self.assertEqual(headers[b"cache-control"], [b"no-store"])
+        self.assertEqual((yield self.engine.execute("KEYS", "*")), [], body)
+        self.assertEqual(self.tickets.issued, 0)
+        return answer
+
+    def test_a_body_that_is_not_json(self):
+        return self.assertBadRequest(b"account=user-42")
+
+    def test_a_body_that_is_not_utf8(self):
+        return self.assertBadRequest(b'{"account": "\xff"}')
+
+    def test_an_empty_body(self):
+        return self.assertBadRequest(b"")
+
+    def test_a_body_that_is_a_list(self):
+        return self.assertBadRequest([{"account": "user-42"}])
+
+    def test_a_body_that_is_a_string(self):
+        return self.assertBadRequest("user-42")
+
+    def test_a_body_nested_deeper_than_the_parser_goes(self):
+        depth = (MAX_BODY - 100) // 2
+        return self.assertBadRequest(b"[" * depth + b"]" * depth)
+
+    def test_no_account(self):
+        return self.assertBadRequest({"channels": ["room:lobby"]})
+
+    def test_an_empty_account(self):
+        return self.assertBadRequest({"account": ""})
+
+    def test_an_account_that_is_not_a_string(self):
+        return self.assertBadRequest({"account": 42})
+
+    def test_an_account_of_257_characters(self):
+        return self.assertBadRequest({"account": "a" * 257})
+
+    def test_attributes_that_are_not_an_object(self):
+        return self.assertBadRequest({"account": "user-42", "attributes": ["name", "Ada"]})
+
+    def test_channels_that_are_not_a_list(self):
+        return self.assertBadRequest({"account": "user-42", "channels": "room:lobby"})
+
+    def test_a_channel_that_is_not_a_string(self):
+        return self.assertBadRequest({"account": "user-42", "channels": ["room:lobby", 7]})
+
+    def test_an_empty_channel(self):
+        return self.assertBadRequest({"account": "user-42", "channels": [""]})
+
+    def test_an_ip_that_is_not_an_ip_address(self):
+        return self.assertBadRequest({"account": "user-42", "ip": "my-laptop"})
+
+    def test_an_ip_that_is_out_of_range(self):
+        return self.assertBadRequest({"account": "user-42", "ip": "256.0.0.1"})
+
+    def test_an_ip_that_is_a_json_number(self):
+        return self.assertBadRequest({"account": "user-42", "ip": 3232235777})
+
+    def test_an_ip_that_is_a_json_boolean(self):
+        return self.assertBadRequest({"account": "user-42", "ip": True})
+
+    @defer.inlineCallbacks
+    def test_a_body_over_max_body_bytes_is_413(self):
+        head = b'{"account": "user-42", "attributes": {"pad": "'
+        tail = b'"}}'
+        body = head + b"x" * (MAX_BODY + 1 - len(head) - len(tail)) + tail
+        self.assertEqual(len(body), MAX_BODY + 1)
+        yield self.assertStatus(413, "too_large", self.post_ticket(body))
+        self.assertEqual((yield self.engine.execute("KEYS", "*")), [])
+
+
+class CredentialTests(APITestCase):
+    @defer.inlineCallbacks
+    def test_no_authorization_header_is_401_with_www_authenticate(self):
+        _, headers, _ = yield self.assertStatus(
+            401, "unauthorized", self.post_ticket({"account": "user-42"}, token=None))
+        self.assertEqual(headers[b"www-authenticate"], [b'Bearer realm="presence"'])
+
+    @defer.inlineCallbacks
+    def test_a_scheme_other_than_bearer_is_401(self):
+        basic = b"Basic " + base64.b64encode(b"backend:" + API_KEY.encode("ascii"))
+        _, headers, _ = yield self.assertStatus(401, "unauthorized", self.post_ticket(
+            {"account": "user-42"}, token=None, headers={b"authorization": [basic]}))
+        self.assertEqual(headers[b"www-authenticate"], [b'Bearer realm="presence"'])
+
+    def test_bearer_without_a_token_is_401(self):
+        return self.assertStatus(401, "unauthorized", self.post_ticket(
+            {"account": "user-42"}, token=None, headers={b"authorization": [b"Bearer "]}))
+
+    @defer.inlineCallbacks
+    def test_a_wrong_key_is_401_invalid_token(self):
+        _, headers, _ = yield self.assertStatus(
+            401, "unauthorized", self.post_ticket({"account": "user-42"}, token="backend-kex"))
+        self.assertEqual(headers[b"www-authenticate"],
+                         [b'Bearer realm="presence", error="invalid_token"'])
+        self.assertEqual(self.tickets.issued, 0)
+
+    @defer.inlineCallbacks
+    def test_a_wrong_key_is_401_without_an_introspector_too(self):
+        url = self.serve_api(introspector=None)
+        yield self.assertStatus(401, "unauthorized", self.post_ticket(
+            {"account": "user-42"}, token="backend-kex", url=url))
+
+    @defer.inlineCallbacks
+    def test_the_scheme_is_case_insensitive(self):
+        status, _, body = yield self.post_ticket(
+            {"account": "user-42"}, token=None,
+            headers={b"authorization": [b"bearer " + API_KEY.encode("ascii")]})
+        self.assertEqual(status, 201, body)
+
+
+class RoutingTests(APITestCase):
+    @defer.inlineCallbacks
+    def test_an_unknown_path_is_404_json(self):
+        _, headers, _ = yield self.assertStatus(404, "not_found",
+                                                self.request("GET", "/ticket"))
+        self.assertEqual(headers[b"cache-control"], [b"no-store"])
+
+    @defer.inlineCallbacks
+    def test_get_tickets_is_405_json(self):
+        _, headers, _ = yield self.assertStatus(405, "method_not_allowed",
+                                                self.request("GET", "/tickets"))
+        self.assertEqual(headers[b"cache-control"], [b"no-store"])
+
+    def test_post_health_is_405_json(self):
+        return self.assertStatus(405, "method_not_allowed",
+                                 self.request("POST", "/health", {}, token=None))
+
+    @defer.inlineCallbacks
+    def test_a_405_names_the_allowed_methods_in_allow(self):
+        # RFC 9110 section 15.5.6: "The origin server MUST generate an Allow
+        # header field in a 405 response containing a list of the target
+        # resource's currently supported methods."
+        status, headers, _ = yield self.request("GET", "/tickets")
+        self.assertEqual(status, 405)
+        self.assertIsNotNone(headers[b"allow"], "no Allow header in the 405")
+        allowed = {method.strip() for value in headers[b"allow"] for method in value.split(b",")}
+        self.assertIn(b"POST", allowed)
+
+    @defer.inlineCallbacks
+    def test_health_is_200_when_redis_answers(self):
+        status, headers, body = yield self.request("GET", "/health", token=None)
+        self.assertEqual((status, body), (200, {"status": "ok", "redis": True}))
+        self.assertEqual(headers[b"content-type"], [b"application/json"])
+        self.assertEqual(headers[b"cache-control"], [b"no-store"])
+
+
+class RedisDownTests(APITestCase):
+    @defer.inlineCallbacks
+    def test_with_redis_stopped_post_tickets_is_503_with_retry_after_within_the_timeout(self):
+        yield self.stop_redis()
+        started = time.monotonic()
+        _, headers, _ = yield self.assertStatus(503, "unavailable",
+                                                self.post_ticket({"account": "user-42"}))
+        self.assertLess(time.monotonic() - started, 3.0)
+        self.assertEqual(headers[b"retry-after"], [b"1"])
+        self.assertEqual(headers[b"cache-control"], [b"no-store"])
+
+    @defer.inlineCallbacks
+    def test_with_redis_stopped_health_is_503(self):
+        yield self.stop_redis()
+        started = time.monotonic()
+        status, headers, body = yield self.request("GET", "/health", token=None)
+        self.assertLess(time.monotonic() - started, 3.0)
+        self.assertEqual((status, body), (503, {"status": "unavailable", "redis": False}))
+        self.assertEqual(headers[b"content-type"], [b"application/json"])
+
+    @defer.inlineCallbacks
+    def test_once_redis_is_back_tickets_are_issued_again(self):
+        yield self.stop_redis()
+        status, _, _ = yield self.post_ticket({"account": "user-42"})
+        self.assertEqual(status, 503)
+
+        yield self.embedded.started()
+
+        @defer.inlineCallbacks
+        def attempt():
+            status, _, body = yield self.post_ticket({"account": "user-42"})
+            if status == 503:
+                raise PresenceUnavailable(status, body)
+            return status, body
+
+        status, body = yield eventually(attempt, retry_on=(PresenceUnavailable,))
+        self.assertEqual(status, 201)
+        self.assertEqual((yield self.tickets.redeem(body["ticket"])).account, "user-42")
+        health = yield self.request("GET", "/health", token=None)
+        self.assertEqual(health[0], 200)
+
+
+class OAuthTests(APITestCase):
+    """A user holding an OAuth access token gets a ticket for its own
+    account (the token's ``sub``), from its own IP, and nothing more."""
+
+    @defer.inlineCallbacks
+    def test_an_active_token_gets_a_ticket_for_its_subject_from_the_client_ip(self):
+        status, headers, body = yield self.post_ticket({}, token="good")
+
+        self.assertEqual(status, 201, body)
+        self.assertEqual(sorted(body), ["expires_in", "ticket"])
+        self.assertEqual(headers[b"cache-control"], [b"no-store"])
+        self.assertEqual(self.introspection.asked, ["good"])
+        ticket = yield self.tickets.redeem(body["ticket"])
+        self.assertEqual((ticket.account, ticket.attributes, ticket.channels, ticket.ip),
+                         ("user-7", {}, (), "127.0.0.1"))
+
+    @defer.inlineCallbacks
+    def test_a_user_may_name_its_own_account(self):
+        status, _, body = yield self.post_ticket({"account": "user-7"}, token="good")
+        self.assertEqual(status, 201, body)
+        self.assertEqual((yield self.tickets.redeem(body["ticket"])).account, "user-7")
+
+    @defer.inlineCallbacks
+    def test_behind_a_trusted_proxy_the_ip_is_the_forwarded_one(self):
+        status, _, body = yield self.post_ticket(
+            {}, token="good", headers={b"x-forwarded-for": [b"198.51.100.23"]})
+        self.assertEqual(status, 201, body)
+        self.assertEqual((yield self.tickets.redeem(body["ticket"])).ip, "198.51.100.23")
+
+    @defer.inlineCallbacks
+    def test_from_an_untrusted_peer_x_forwarded_for_is_ignored(self):
+        url = self.serve_api(trusted_proxies=TrustedProxies(["10.0.0.0/8"]))
+        status, _, body = yield self.post_ticket(
+            {}, token="good", headers={b"x-forwarded-for": [b"198.51.100.23"]}, url=url)
+        self.assertEqual(status, 201, body)
+        self.assertEqual((yield self.tickets.redeem(body["ticket"])).ip, "127.0.0.1")
+
+    @defer.inlineCallbacks
+    def test_an_inactive_token_is_401(self):
+        _, headers, _ = yield self.assertStatus(401, "unauthorized",
+                                                self.post_ticket({}, token="bad"))
+        self.assertEqual(headers[b"www-authenticate"],
+                         [b'Bearer realm="presence", error="invalid_token"'])
+        self.assertEqual(self.introspection.asked, ["bad"])
+
+    def test_an_active_token_without_a_subject_is_401(self):
+        return self.assertStatus(401, "unauthorized", self.post_ticket({}, token="no-subject"))
+
+    @defer.inlineCallbacks
+    def test_a_user_asking_for_another_account_is_403(self):
+        yield self.assertStatus(403, "forbidden",
+                                self.post_ticket({"account": "someone-else"}, token="good"))
+        self.assertEqual((yield self.engine.execute("KEYS", "*")), [])
+
+    @defer.inlineCallbacks
+    def test_a_user_setting_channels_attributes_or_ip_is_403(self):
+        for field, value in [("channels", ["room:admin"]), ("attributes", {"role": "admin"}),
+                             ("ip", "127.0.0.1"), ("channels", [])]:
+            yield self.assertStatus(403, "forbidden",
+                                    self.post_ticket({field: value}, token="good"))
+        self.assertEqual((yield self.engine.execute("KEYS", "*")), [])
+
+    @defer.inlineCallbacks
+    def test_with_the_introspection_server_down_a_token_is_503_with_retry_after(self):
+        yield self.introspection_port.stopListening()
+        _, headers, _ = yield self.assertStatus(503, "unavailable",
+                                                self.post_ticket({}, token="good"))
+        self.assertEqual(headers[b"retry-after"], [b"1"])
+
+    @defer.inlineCallbacks
+    def test_when_the_introspection_server_refuses_presences_credentials_a_token_is_503(self):
+        wrong = Introspector(self.introspector.url, CLIENT_ID, "not-the-secret",
+                             timeout=2.0, pool=self.pool)
+        url = self.serve_api(introspector=wrong)
+        yield self.assertStatus(503, "unavailable", self.post_ticket({}, token="good", url=url))
+        self.assertEqual(self.introspection.asked, [], "the server refused to answer")
+
+    @defer.inlineCallbacks
+    def test_the_backends_key_still_works_alongside_oauth(self):
+        status, _, body = yield self.post_ticket(
+            {"account": "user-42", "channels": ["room:lobby"]}, token=API_KEY)
+        self.assertEqual(status, 201, body)
+        ticket = yield self.tickets.redeem(body["ticket"])
+        self.assertEqual((ticket.account, ticket.channels), ("user-42", ("room:lobby",)))
+        self.assertEqual(self.introspection.asked, [])
+
+    @defer.inlineCallbacks
+    def test_a_backend_key_with_the_introspection_server_down_still_works(self):
+        yield self.introspection_port.stopListening()
+        status, _, body = yield self.post_ticket({"account": "user-42"})
+        self.assertEqual(status, 201, body)
+
+
+class ClientTests(APITestCase):
+    @defer.inlineCallbacks
+    def test_issue_ticket_returns_the_apis_answer(self):
+        answer = yield self.client.issue_ticket("user-42", {"name": "Ada"}, ["room:lobby"],
+                                                "192.0.2.10")
+        self.assertEqual(sorted(answer), ["expires_in", "ticket"])
+        self.assertEqual(answer["expires_in"], 10)
+        ticket = yield self.tickets.redeem(answer["ticket"])
+        self.assertEqual((ticket.account, ticket.attributes, ticket.channels, ticket.ip),
+                         ("user-42", {"name": "Ada"}, ("room:lobby",), "192.0.2.10"))
+
+    @defer.inlineCallbacks
+    def test_a_wrong_key_raises_presence_api_error_401_unauthorized(self):
+        client = PresenceClient(self.url, "not-the-key", timeout=5.0, pool=self.pool)
+        with self.assertRaises(PresenceAPIError) as raised:
+            yield client.issue_ticket("user-42")
+        self.assertNotIsInstance(raised.exception, PresenceUnavailable)
+        self.assertEqual((raised.exception.status, raised.exception.kind), (401, "unauthorized"))
+
+    @defer.inlineCallbacks
+    def test_a_bad_request_raises_presence_api_error_400(self):
+        with self.assertRaises(PresenceAPIError) as raised:
+            yield self.client.issue_ticket("")
+        self.assertEqual((raised.exception.status, raised.exception.kind), (400, "bad_request"))
+
+    @defer.inlineCallbacks
+    def test_with_redis_stopped_issue_ticket_raises_presence_unavailable(self):
+        yield self.stop_redis()
+        with self.assertRaises(PresenceUnavailable) as raised:
+            yield self.client.issue_ticket("user-42")
+        self.assertIsInstance(raised.exception, PresenceAPIError)
+        self.assertEqual((raised.exception.status, raised.exception.kind), (503, "unavailable"))
