@@ -10,6 +10,7 @@ needs only the standard library.
 """
 
 import json
+from urllib.parse import quote
 
 import treq
 from twisted.internet import defer
@@ -73,3 +74,30 @@ class PresenceClient:
         if ip is not None:
             body["ip"] = ip
         return self._request("POST", "/tickets", body)
+
+    def publish(self, channels, data, exclude=()):
+        """Publish ``data`` to a channel (a string) or channels (a list), on
+        every node; ``exclude``: session ids not to deliver to. Fires with
+        ``{"channels": N, "nodes": M}``."""
+        body = {"channels": [channels] if isinstance(channels, str) else list(channels),
+                "data": data}
+        if exclude:
+            body["except"] = list(exclude)
+        return self._request("POST", "/publish", body)
+
+    def presence(self):
+        """The online accounts, cluster-wide: fires with a list."""
+        return self._request("GET", "/presence").addCallback(lambda body: body["accounts"])
+
+    def account_presence(self, account):
+        """``{"account", "online", "sessions": [...]}`` for one account."""
+        return self._request("GET", "/presence/" + quote(account, safe=""))
+
+    def disconnect(self, session=None, account=None, code=1000, reason=""):
+        """Close a session, or all of an account's, on every node."""
+        body = {"code": code, "reason": reason}
+        if session is not None:
+            body["session"] = session
+        if account is not None:
+            body["account"] = account
+        return self._request("POST", "/disconnect", body)

@@ -14,6 +14,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import txredisapi
 from twisted.internet import defer
+from twisted.internet.endpoints import HostnameEndpoint, UNIXClientEndpoint
 from twisted.internet.error import ConnectError
 
 __all__ = ["RedisEngine", "RedisUnavailable", "parse_redis_url"]
@@ -39,6 +40,45 @@ def parse_redis_url(url):
     return {"host": parts.hostname or "localhost", "port": parts.port or 6379,
             "db": int(db) if db else int(query.get("db", ["0"])[0]),
             "password": unquote(parts.password) if parts.password else None}
+
+
+# ---------------------------------------------------------------- presence
+#
+# Keys (``P`` is the prefix, ``presence:`` by default; docs/redis.md):
+#   P online                  set: accounts with at least one session
+#   P account:ACCOUNT         hash: session id -> JSON {node, ip, protocol, since}
+#   P nodes                   set: ids of nodes that announced themselves
+#   P node:NODE               string: JSON about the node; expires unless refreshed
+#   P node:NODE:sessions      hash: session id -> JSON {account, channels}
+#   P members:CHANNEL         hash: session id -> account
+
+_ONLINE = """
+redis.call('HSET', KEYS[3], ARGV[1], ARGV[4])
+local added = redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
+redis.call('SADD', KEYS[2], ARGV[2])
+if added == 1 and redis.call('HLEN', KEYS[1]) == 1 then return 1 end
+return 0
+"""
+
+_OFFLINE = """
+redis.call('HDEL', KEYS[3], ARGV[1])
+local removed = redis.call('HDEL', KEYS[1], ARGV[1])
+if removed == 1 and redis.call('HLEN', KEYS[1]) == 0 then
+  redis.call('SREM', KEYS[2], ARGV[2])
+  return 1
+end
+return 0
+"""
+
+# Claim a dead node's sessions: only the first surviving node to call this
+# gets them (SREM answers 1 once), and only if the node's key has expired.
+_REAP = """
+if redis.call('EXISTS', KEYS[2]) == 1 then return false end
+if redis.call('SREM', KEYS[1], ARGV[1]) == 0 then return false end
+local sessions = redis.call('HGETALL', KEYS[3])
+redis.call('DEL', KEYS[3])
+return sessions
+"""
 
 
 class RedisEngine:
@@ -90,5 +130,197 @@ class RedisEngine:
         nodes redeeming it at once cannot both succeed (Redis >= 6.2)."""
         return self.execute("GETDEL", key)
 
+    # ---------------------------------------------------------- presence
+
+    def session_online(self, keys, node, session, account, info, entry):
+        """Fires with True when the account just came online."""
+        return self.execute(
+            "EVAL", _ONLINE, 3, keys.account(account), keys.online, keys.node_sessions(node),
+            session, account, info, entry).addCallback(lambda reply: reply == 1)
+
+    def session_offline(self, keys, node, session, account):
+        """Fires with True when the account just went offline."""
+        return self.execute(
+            "EVAL", _OFFLINE, 3, keys.account(account), keys.online, keys.node_sessions(node),
+            session, account).addCallback(lambda reply: reply == 1)
+
+    def set_session_entry(self, keys, node, session, entry):
+        return self.execute("HSET", keys.node_sessions(node), session, entry)
+
+    def join(self, keys, channel, session, account):
+        return self.execute("HSET", keys.members(channel), session, account)
+
+    def leave(self, keys, channel, session):
+        return self.execute("HDEL", keys.members(channel), session)
+
+    def members(self, keys, channel):
+        return self.execute("HGETALL", keys.members(channel)).addCallback(_pairs)
+
+    def online_accounts(self, keys):
+        return self.execute("SMEMBERS", keys.online)
+
+    def account_sessions(self, keys, account):
+        return self.execute("HGETALL", keys.account(account)).addCallback(_pairs)
+
+    def announce_node(self, keys, node, info, ttl):
+        return self.execute("SADD", keys.nodes, node).addCallback(
+            lambda _: self.execute("SET", keys.node(node), info, "EX", ttl))
+
+    def nodes(self, keys):
+        return self.execute("SMEMBERS", keys.nodes)
+
+    def node_info(self, keys, node):
+        return self.execute("GET", keys.node(node))
+
+    def reap_node(self, keys, node):
+        """The sessions of a node whose key expired, claimed once: fires
+        with ``{session: entry}`` or ``None`` (alive, or claimed already)."""
+        return self.execute("EVAL", _REAP, 3, keys.nodes, keys.node(node),
+                            keys.node_sessions(node), node).addCallback(
+            lambda reply: _pairs(reply) if reply else None)
+
+    def forget_node(self, keys, node):
+        return self.execute("SREM", keys.nodes, node).addCallback(
+            lambda _: self.execute("DEL", keys.node(node), keys.node_sessions(node)))
+
+    def publish(self, channel, message):
+        """PUBLISH: fires with the number of subscribers that got it."""
+        return self.execute("PUBLISH", channel, message)
+
+    def add_to_stream(self, stream, fields, maxlen):
+        """XADD with an approximate length bound; fires with the entry id."""
+        flat = []
+        for name, value in fields:
+            flat.extend((name, value))
+        return self.execute("XADD", stream, "MAXLEN", "~", maxlen, "*", *flat)
+
     def disconnect(self):
         return self._pool.disconnect()
+
+
+class PresenceKeys:
+    """The names of Presence's Redis keys and channels under one prefix."""
+
+    def __init__(self, prefix="presence:"):
+        self.prefix = prefix
+        self.online = prefix + "online"
+        self.nodes = prefix + "nodes"
+        self.stream = prefix + "stream"
+        self.control = prefix + "control"
+        self.events = prefix + "events"
+
+    def account(self, account):
+        return "%saccount:%s" % (self.prefix, account)
+
+    def node(self, node):
+        return "%snode:%s" % (self.prefix, node)
+
+    def node_sessions(self, node):
+        return "%snode:%s:sessions" % (self.prefix, node)
+
+    def members(self, channel):
+        return "%smembers:%s" % (self.prefix, channel)
+
+    def channel(self, channel):
+        """The Redis pub/sub channel carrying a Presence channel's messages."""
+        return "%schannel:%s" % (self.prefix, channel)
+
+
+def _pairs(flat):
+    """A Redis HGETALL answer as a dict."""
+    if isinstance(flat, dict):
+        return flat
+    return dict(zip(flat[0::2], flat[1::2])) if flat else {}
+
+
+# ------------------------------------------------------------------ pub/sub
+
+
+class _SubscriberProtocol(txredisapi.SubscriberProtocol):
+    def connectionMade(self):
+        ready = super().connectionMade()
+        if isinstance(ready, defer.Deferred):
+            ready.addCallback(lambda _: self.factory.subscriber._connected(self))
+        else:
+            self.factory.subscriber._connected(self)
+        return ready
+
+    def connectionLost(self, reason):
+        super().connectionLost(reason)
+        self.factory.subscriber._lost(self)
+
+    def messageReceived(self, pattern, channel, message):
+        self.factory.subscriber.on_message(channel, message)
+
+
+class _SubscriberFactory(txredisapi.SubscriberFactory):
+    protocol = _SubscriberProtocol
+
+    def __init__(self, subscriber, password):
+        super().__init__(isLazy=True)
+        self.subscriber = subscriber
+        self.password = password
+
+
+class RedisSubscriber:
+    """One pub/sub connection. It subscribes to the channels it is asked
+    for, and subscribes to all of them again after every reconnection
+    (txredisapi reconnects but does not re-subscribe: a restarted Redis
+    would otherwise deliver nothing). ``on_message(channel, message)`` gets
+    every message; ``on_connected()`` is called after each (re)connection
+    once the subscriptions are back, ``on_lost()`` when it drops."""
+
+    def __init__(self, url, on_message, on_connected=None, on_lost=None, reactor=None):
+        if reactor is None:
+            from twisted.internet import reactor
+        self.reactor = reactor
+        self.on_message = on_message
+        self.on_connected = on_connected
+        self.on_lost = on_lost
+        self.channels = set()
+        self.protocol = None
+        params = parse_redis_url(url)
+        self.factory = _SubscriberFactory(self, params["password"])
+        self.factory.reconnect = True
+        if "path" in params:
+            endpoint = UNIXClientEndpoint(reactor, params["path"], timeout=5)
+        else:
+            endpoint = HostnameEndpoint(reactor, params["host"], params["port"], timeout=5)
+        self.factory.startConnecting(endpoint)
+
+    @property
+    def connected(self):
+        return self.protocol is not None
+
+    def subscribe(self, channel):
+        if channel in self.channels:
+            return
+        self.channels.add(channel)
+        if self.protocol is not None:
+            self.protocol.subscribe([channel])
+
+    def unsubscribe(self, channel):
+        if channel not in self.channels:
+            return
+        self.channels.discard(channel)
+        if self.protocol is not None:
+            self.protocol.unsubscribe([channel])
+
+    def _connected(self, protocol):
+        self.protocol = protocol
+        resubscribed = protocol.subscribe(sorted(self.channels)) if self.channels else None
+        if self.on_connected is not None:
+            if isinstance(resubscribed, defer.Deferred):
+                resubscribed.addBoth(lambda _: self.on_connected())
+            else:
+                self.on_connected()
+
+    def _lost(self, protocol):
+        if self.protocol is protocol:
+            self.protocol = None
+            if self.on_lost is not None:
+                self.on_lost()
+
+    def close(self):
+        """Stop reconnecting and close the connection; fires when closed."""
+        return self.factory.disconnect()

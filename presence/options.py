@@ -111,6 +111,12 @@ class Options(usage.Options):
         ["auth-timeout", None, 10.0,
          "Seconds a session without a ticket in its handshake has to send one.",
          _positive_float],
+        ["node-heartbeat", None, 5.0,
+         "Seconds between a node's announcements in Redis; a node silent for three is "
+         "dead, and its sessions leave presence.", _positive_float],
+        ["stream-maxlen", None, 100000,
+         "Approximate length bound of the Redis Stream carrying client publishes to "
+         "backends.", _positive_int],
         ["max-bad-lines", None, 10,
          "Malformed firepresence lines a session may send before it is closed with 1007.",
          _positive_int],

@@ -9,6 +9,7 @@ from twisted.web.server import Site
 from .application import Application
 from .dispatch import ListenerFactory
 from .engine import RedisEngine
+from .hub import Hub
 from .listening import NoDelayEndpoint
 from .node import Node
 from .oauth import Introspector
@@ -90,6 +91,7 @@ class PresenceService(Service):
         self.ticket_options = ticket_options or {}
         self.embedded_redis = None
         self.engine = None
+        self.hub = None
         self.ports = []
         self.api_port = None
         self.ready = None
@@ -117,7 +119,14 @@ class PresenceService(Service):
                                   prefix=self.ticket_options.get("prefix", "presence:"),
                                   clock=self.reactor)
             self.node.tickets = tickets
-            api = self.api_factory(tickets, trusted_proxies=self.node.settings.trusted_proxies,
+            self.hub = Hub(self.engine, prefix=self.ticket_options.get("prefix", "presence:"),
+                           node_heartbeat=self.ticket_options.get("node_heartbeat", 5.0),
+                           stream_maxlen=self.ticket_options.get("stream_maxlen", 100000),
+                           clock=self.reactor)
+            self.hub.start(self.node)
+            log.info("presence: node {node}", node=self.hub.node_id)
+            api = self.api_factory(tickets, hub=self.hub,
+                                   trusted_proxies=self.node.settings.trusted_proxies,
                                    **self.api_options)
             endpoint, description = self.api_endpoint
             self.api_port = await endpoint.listen(Site(api.resource()))
@@ -146,6 +155,10 @@ class PresenceService(Service):
             while node.sessions and node.clock.seconds() < deadline:
                 await task.deferLater(node.clock, 0.05, lambda: None)
         node.stop()
+        if self.hub is not None:
+            # The sessions' offline events are out; then the node leaves Redis.
+            await self.hub.stop()
+            self.hub = None
         if self.api_port is not None:
             await self.api_port.stopListening()
             self.api_port = None
@@ -191,5 +204,7 @@ def make_service(options, api_factory, application=None, reactor=None):
         node, clients, redis_url=options["redis"], api_endpoint=api, api_factory=api_factory,
         api_options={"api_key": options["api-key"], "introspector": introspector},
         ticket_options={"ttl": options["ticket-ttl"], "prefix": options["redis-prefix"],
-                        "redis_timeout": options["redis-timeout"]},
+                        "redis_timeout": options["redis-timeout"],
+                        "node_heartbeat": options["node-heartbeat"],
+                        "stream_maxlen": options["stream-maxlen"]},
         reactor=reactor)
