@@ -1,0 +1,343 @@
+"""The hub across nodes: three twistd processes and one real Redis, clients on
+WebSocket and firepresence, backends on the HTTP API and on Redis directly.
+
+Node liveness and Redis restarts run on the processes' real clocks: these
+tests wait for conditions (bounded), never for a fixed time."""
+
+import asyncio
+import json
+import signal
+import subprocess
+import tempfile
+
+import websockets
+from twisted.internet import defer, reactor
+from twisted.trial.unittest import TestCase
+from twisted.web.client import HTTPConnectionPool
+
+from presence.client import PresenceClient
+from presence.engine import PresenceKeys, RedisEngine, RedisSubscriber
+from presence.redis_process import EmbeddedRedis
+
+from .test_auth import wait
+from .test_integration import run
+from .test_plugin import TWISTD, free_port, outside_env, wait_for_port
+
+KEY = "hub-test-key"
+
+
+async def until(condition, timeout=15.0, message="condition"):
+    """Poll ``condition()`` (a plain or async callable) until it is true."""
+    loop = asyncio.get_event_loop()
+    deadline = loop.time() + timeout
+    while True:
+        result = condition()
+        if asyncio.iscoroutine(result):
+            result = await result
+        if result:
+            return result
+        if loop.time() > deadline:
+            raise AssertionError("%s not reached within %s s" % (message, timeout))
+        await asyncio.sleep(0.05)
+
+
+class Client:
+    """A WebSocket client that keeps what it receives, by type."""
+
+    def __init__(self, ws):
+        self.ws = ws
+        self.received = []
+        self.reader = asyncio.ensure_future(self._read())
+
+    async def _read(self):
+        try:
+            async for text in self.ws:
+                self.received.append(json.loads(text))
+        except websockets.ConnectionClosed:
+            pass
+
+    def of(self, kind):
+        return [m for m in self.received if m.get("type") == kind]
+
+    async def send(self, message):
+        await self.ws.send(json.dumps(message))
+
+    async def next_of(self, kind, count=1, timeout=10):
+        await until(lambda: len(self.of(kind)) >= count, timeout, "%d %s" % (count, kind))
+        return self.of(kind)[count - 1]
+
+    async def close(self):
+        await self.ws.close()
+        await self.reader
+
+
+class ClusterTestCase(TestCase):
+    nodes_count = 3
+    node_heartbeat = 0.5
+
+    @defer.inlineCallbacks
+    def setUp(self):
+        self.redis = EmbeddedRedis(reactor)
+        self.addCleanup(self.redis.stopService)
+        self.redis_url = yield self.redis.started()
+        self.engine = RedisEngine(self.redis_url, reactor, timeout=2)
+        self.addCleanup(self.engine.disconnect)
+        self.keys = PresenceKeys()
+        self.pool = HTTPConnectionPool(reactor, persistent=False)
+        self.addCleanup(self.pool.closeCachedConnections)
+        self.nodes = [self.start_node() for _ in range(self.nodes_count)]
+        self.clients = []
+        self.events = []
+        self.subscriber = RedisSubscriber(self.redis_url, self._event, reactor=reactor)
+        self.subscriber.subscribe(self.keys.events)
+        self.addCleanup(self.subscriber.close)
+
+    def _event(self, channel, message):
+        self.events.append(json.loads(message))
+
+    def start_node(self):
+        client_port, api_port = free_port(), free_port()
+        process = subprocess.Popen(
+            [TWISTD, "-n", "--pidfile=", "presence", "--redis", self.redis_url,
+             "--listen", "tcp:%d:interface=127.0.0.1" % client_port,
+             "--api", "tcp:%d:interface=127.0.0.1" % api_port,
+             "--node-heartbeat", str(self.node_heartbeat), "--close-timeout", "2"],
+            cwd=tempfile.mkdtemp(prefix="presence-node-"),
+            env=dict(outside_env(), PRESENCE_API_KEY=KEY),
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        self.addCleanup(self.stop_node, process)
+        wait_for_port(api_port, process)
+        wait_for_port(client_port, process)
+        return {"client": client_port, "process": process,
+                "api": PresenceClient("http://127.0.0.1:%d" % api_port, KEY, pool=self.pool)}
+
+    def stop_node(self, process):
+        if process.poll() is None:
+            process.terminate()
+            process.communicate(timeout=30)
+
+    async def connect(self, node, account, channels=("room:*",)):
+        issued = await wait(node["api"].issue_ticket(account, channels=list(channels)))
+        ws = await websockets.connect("ws://127.0.0.1:%d/?ticket=%s" % (
+            node["client"], issued["ticket"]))
+        client = Client(ws)
+        self.clients.append(client)
+        client.welcome = await client.next_of("welcome")
+        return client
+
+    async def subscribe(self, client, channel):
+        await client.send({"type": "subscribe", "channel": channel})
+        await until(lambda: any(m.get("channel") == channel for m in client.of("subscribed")),
+                    message="subscribed to " + channel)
+
+    async def close_clients(self):
+        for client in self.clients:
+            await client.close()
+
+
+class DeliveryTests(ClusterTestCase):
+    def test_a_publish_through_one_node_reaches_every_subscriber_once_and_nobody_else(self):
+        a, b, c = self.nodes
+
+        async def scenario():
+            on_b = await self.connect(b, "ann")
+            on_c = await self.connect(c, "bob")
+            elsewhere = await self.connect(b, "cid")
+            await self.subscribe(on_b, "room:1")
+            await self.subscribe(on_c, "room:1")
+            await self.subscribe(elsewhere, "room:2")
+            answer = await wait(a["api"].publish("room:1", {"text": "hello"}))
+            self.assertEqual(answer, {"channels": 1, "nodes": 2})
+            await wait(a["api"].publish("room:2", {"text": "marker"}))
+            for client in (on_b, on_c):
+                message = await client.next_of("message")
+                self.assertEqual(message, {"type": "message", "channel": "room:1",
+                                           "data": {"text": "hello"}})
+            marker = await elsewhere.next_of("message")
+            self.assertEqual(marker["data"], {"text": "marker"})
+            # Once: a second publish is the next message, not a repeat.
+            await wait(a["api"].publish("room:1", {"text": "again"}))
+            for client in (on_b, on_c):
+                second = await client.next_of("message", 2)
+                self.assertEqual(second["data"], {"text": "again"})
+                self.assertEqual(len(client.of("message")), 2)
+            self.assertEqual(len(elsewhere.of("message")), 1)
+            await self.close_clients()
+
+        return run(scenario())
+
+    def test_juggernaut_publishes_deliver_and_except_skips_sessions(self):
+        a, b, c = self.nodes
+
+        async def scenario():
+            first = await self.connect(a, "ann")
+            second = await self.connect(b, "bob")
+            for client in (first, second):
+                await self.subscribe(client, "room:j")
+            await wait(self.engine.publish("juggernaut", json.dumps({
+                "channels": ["room:j"], "data": "from juggernaut",
+                "except": first.welcome["session"]})))
+            message = await second.next_of("message")
+            self.assertEqual(message, {"type": "message", "channel": "room:j",
+                                       "data": "from juggernaut"})
+            await wait(self.engine.publish("juggernaut", json.dumps({
+                "channels": ["room:j"], "data": "to all"})))
+            self.assertEqual((await first.next_of("message"))["data"], "to all")
+            self.assertEqual(len(first.of("message")), 1)
+            await self.close_clients()
+
+        return run(scenario())
+
+    def test_members_join_and_leave_and_the_account_channel(self):
+        a, b, c = self.nodes
+
+        async def scenario():
+            ann = await self.connect(a, "ann")
+            bob = await self.connect(c, "bob")
+            await self.subscribe(ann, "room:m")
+            await self.subscribe(bob, "room:m")
+            join = await ann.next_of("join")
+            self.assertEqual((join["account"], join["session"]), ("bob", bob.welcome["session"]))
+            await ann.send({"type": "members", "channel": "room:m"})
+            members = await ann.next_of("members")
+            self.assertEqual(sorted(m["account"] for m in members["members"]), ["ann", "bob"])
+            # A publish to an account's own channel reaches all its sessions.
+            await wait(b["api"].publish("account:bob", "just for bob"))
+            self.assertEqual((await bob.next_of("message"))["data"], "just for bob")
+            await bob.close()
+            leave = await ann.next_of("leave")
+            self.assertEqual(leave["account"], "bob")
+            await ann.close()
+
+        return run(scenario())
+
+    def test_client_errors_are_answered_not_dropped(self):
+        a = self.nodes[0]
+
+        async def scenario():
+            client = await self.connect(a, "eve", channels=["room:1"])
+            await client.send({"type": "subscribe", "channel": "secret"})
+            error = await client.next_of("error")
+            self.assertEqual(error["reason"], "channel not allowed by the ticket")
+            await client.ws.send("not json")
+            self.assertEqual((await client.next_of("error", 2))["reason"],
+                             "message is not a JSON object")
+            await client.send({"type": "dance"})
+            self.assertEqual((await client.next_of("error", 3))["reason"], "unknown message type")
+            self.assertFalse(client.reader.done())  # still connected
+            await client.send({"type": "publish", "channel": "room:1", "data": {"n": 1}})
+            published = await client.next_of("published")
+            entries = await wait(self.engine.execute("XRANGE", self.keys.stream, "-", "+"))
+            self.assertEqual(entries[-1][0], published["id"])
+            fields = dict(zip(entries[-1][1][0::2], entries[-1][1][1::2]))
+            self.assertEqual((fields["channel"], json.loads(fields["data"]), fields["account"]),
+                             ("room:1", {"n": 1}, "eve"))
+            await client.close()
+
+        return run(scenario())
+
+
+class PresenceTests(ClusterTestCase):
+    def test_presence_is_the_same_on_every_node_and_events_go_out(self):
+        a, b, c = self.nodes
+
+        async def scenario():
+            ann = await self.connect(a, "ann")
+            ann_too = await self.connect(c, "ann")
+            bob = await self.connect(b, "bob")
+            for node in self.nodes:
+                self.assertEqual(await wait(node["api"].presence()), ["ann", "bob"])
+            sessions = await wait(b["api"].account_presence("ann"))
+            self.assertEqual(sorted(s["session"] for s in sessions["sessions"]),
+                             sorted([ann.welcome["session"], ann_too.welcome["session"]]))
+            await ann.close()
+            # Still online: her other session is open.
+            self.assertEqual(await wait(a["api"].presence()), ["ann", "bob"])
+            await ann_too.close()
+            await until(lambda: any(e["type"] == "offline" and e["account"] == "ann"
+                                    for e in self.events), message="ann offline")
+            self.assertEqual(await wait(a["api"].presence()), ["bob"])
+            online = [e["account"] for e in self.events if e["type"] == "online"]
+            self.assertEqual(sorted(online), ["ann", "bob"])
+            await bob.close()
+
+        return run(scenario())
+
+    def test_a_disconnect_through_one_node_closes_sessions_on_another(self):
+        a, b, c = self.nodes
+
+        async def scenario():
+            target = await self.connect(c, "mallory")
+            await wait(a["api"].disconnect(account="mallory", code=4000, reason="banned"))
+            await until(lambda: target.reader.done(), message="closed")
+            self.assertEqual((target.ws.close_code, target.ws.close_reason), (4000, "banned"))
+
+        return run(scenario())
+
+    def test_a_killed_node_leaves_presence_within_three_heartbeats(self):
+        a, b, c = self.nodes
+
+        async def scenario():
+            await self.connect(c, "doomed")
+            await self.connect(a, "survivor")
+            c["process"].send_signal(signal.SIGKILL)
+            started = asyncio.get_event_loop().time()
+            await until(lambda: any(e["type"] == "offline" and e["account"] == "doomed"
+                                    for e in self.events), timeout=10,
+                        message="the dead node's offline event")
+            # Three heartbeats to expire, one more for a survivor to notice.
+            self.assertLess(asyncio.get_event_loop().time() - started,
+                            4 * self.node_heartbeat + 1.5)
+            self.assertEqual(await wait(a["api"].presence()), ["survivor"])
+            await self.close_clients()
+
+        return run(scenario())
+
+
+class OutageTests(ClusterTestCase):
+    nodes_count = 2
+
+    def test_clients_stay_connected_through_a_redis_restart_and_delivery_resumes(self):
+        a, b = self.nodes
+
+        async def scenario():
+            ann = await self.connect(b, "ann")
+            await self.subscribe(ann, "room:r")
+            await wait(self.redis.stop_process())
+            await wait(self.redis.started())
+            # Publishes reach her again once her node has subscribed again.
+
+            async def delivered():
+                try:
+                    await wait(a["api"].publish("room:r", "after the restart"))
+                except Exception:
+                    return False
+                return bool(ann.of("message"))
+            await until(delivered, timeout=20, message="delivery after the restart")
+            self.assertFalse(ann.reader.done())
+            # Presence was asserted again.
+            await until(lambda: wait(a["api"].presence()), timeout=10)
+            self.assertIn("ann", await wait(a["api"].presence()))
+            await ann.close()
+
+        return run(scenario())
+
+
+class ShutdownTests(ClusterTestCase):
+    nodes_count = 2
+
+    def test_sigterm_closes_clients_with_1001_and_their_presence_ends(self):
+        a, b = self.nodes
+
+        async def scenario():
+            client = await self.connect(b, "ann")
+            b["process"].send_signal(signal.SIGTERM)
+            await until(lambda: client.reader.done(), message="closed by the shutdown")
+            self.assertEqual(client.ws.close_code, 1001)
+            await until(lambda: any(e["type"] == "offline" and e["account"] == "ann"
+                                    for e in self.events), message="offline event")
+            self.assertEqual(await wait(a["api"].presence()), [])
+            nodes = await wait(self.engine.execute("SMEMBERS", self.keys.nodes))
+            self.assertEqual(len(nodes), 1)
+
+        return run(scenario())
