@@ -93,6 +93,9 @@ class Hub(Application):
         self.started_at = clock.seconds()
         #: Presence channel -> {session id: session} of this node.
         self.channels = {}
+        #: Presence channel -> the local sessions that asked for its join and
+        #: leave events ({"type": "subscribe", ..., "presence": true}).
+        self.presence_listeners = {}
         #: Session id -> the channels it subscribed to (its own one apart).
         self.subscriptions = {}
         self.subscriber = None
@@ -286,6 +289,10 @@ class Hub(Application):
             channels.add(channel)
             self._subscribe_locally(session, channel)
             self._track(self._joined(session, channel), "joining " + channel)
+        if message.get("presence") is True:
+            # Join and leave events are opt-in: on a channel of 10,000
+            # members, sending every join to everyone would be 10^8 messages.
+            self.presence_listeners.setdefault(channel, {})[session.id] = session
         session.send_document({"type": "subscribed", "channel": channel})
 
     def _on_unsubscribe(self, session, message):
@@ -358,6 +365,11 @@ class Hub(Application):
         listeners[session.id] = session
 
     def _unsubscribe_locally(self, session, channel):
+        watching = self.presence_listeners.get(channel)
+        if watching is not None:
+            watching.pop(session.id, None)
+            if not watching:
+                del self.presence_listeners[channel]
         listeners = self.channels.get(channel)
         if listeners is None:
             return
@@ -437,9 +449,13 @@ class Hub(Application):
             self._control(message)
 
     def deliver(self, channel, document, exclude=None):
-        """Write ``document`` to this node's subscribers of ``channel``,
-        encoded once. Returns how many sessions got it."""
-        listeners = self.channels.get(channel)
+        """Write ``document`` to this node's subscribers of ``channel``
+        (join and leave events: to those that asked for them), encoded once.
+        Returns how many sessions got it."""
+        if document.get("type") in ("join", "leave"):
+            listeners = self.presence_listeners.get(channel)
+        else:
+            listeners = self.channels.get(channel)
         if not listeners:
             return 0
         prepared = PreparedMessage.text(_encode(document))

@@ -125,8 +125,8 @@ class ClusterTestCase(TestCase):
         client.welcome = await client.next_of("welcome")
         return client
 
-    async def subscribe(self, client, channel):
-        await client.send({"type": "subscribe", "channel": channel})
+    async def subscribe(self, client, channel, presence=False):
+        await client.send({"type": "subscribe", "channel": channel, "presence": presence})
         await until(lambda: any(m.get("channel") == channel for m in client.of("subscribed")),
                     message="subscribed to " + channel)
 
@@ -194,7 +194,7 @@ class DeliveryTests(ClusterTestCase):
         async def scenario():
             ann = await self.connect(a, "ann")
             bob = await self.connect(c, "bob")
-            await self.subscribe(ann, "room:m")
+            await self.subscribe(ann, "room:m", presence=True)
             await self.subscribe(bob, "room:m")
             join = await ann.next_of("join")
             self.assertEqual((join["account"], join["session"]), ("bob", bob.welcome["session"]))
@@ -207,6 +207,8 @@ class DeliveryTests(ClusterTestCase):
             await bob.close()
             leave = await ann.next_of("leave")
             self.assertEqual(leave["account"], "bob")
+            # Bob did not ask for presence events: he never saw Ann's join.
+            self.assertEqual(bob.of("join"), [])
             await ann.close()
 
         return run(scenario())
