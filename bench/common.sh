@@ -21,7 +21,7 @@ commit=$(git -C "$repo" describe --always --dirty)
 snap=$(git -C "$repo" stash create); snap=${snap:-HEAD}
 rm -rf presence-src && mkdir presence-src && git -C "$repo" archive "$snap" | tar -x -C presence-src
 [ -x venvs/presence/bin/python ] || python3 -m venv venvs/presence
-venvs/presence/bin/pip install -q "./presence-src[speedups]"
+venvs/presence/bin/pip install -q "./presence-src[speedups,embedded-redis]"
 
 # check_ports CONF: run_all.sh would skip a busy port's server silently.
 check_ports() {
