@@ -348,7 +348,14 @@ class Hub(Application):
 
         self.engine.members(self.keys, channel).addCallbacks(answer, failed)
 
+    def _on_ping(self, session, message):
+        # An application-level round trip (WebSocket clients cannot send
+        # pings from a browser): the browser client checks, when its tab
+        # wakes, that the connection still carries messages both ways.
+        session.send_document({"type": "pong", "id": message.get("id")})
+
     _handlers = {
+        "ping": _on_ping,
         "subscribe": _on_subscribe,
         "unsubscribe": _on_unsubscribe,
         "publish": _on_publish,

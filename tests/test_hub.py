@@ -343,3 +343,20 @@ class ShutdownTests(ClusterTestCase):
             self.assertEqual(len(nodes), 1)
 
         return run(scenario())
+
+
+class PingTests(ClusterTestCase):
+    nodes_count = 1
+
+    def test_a_ping_message_is_answered_with_a_pong_carrying_its_id(self):
+        node, = self.nodes
+
+        async def scenario():
+            client = await self.connect(node, "ann")
+            await client.send({"type": "ping", "id": 7})
+            self.assertEqual(await client.next_of("pong"), {"type": "pong", "id": 7})
+            await client.send({"type": "ping"})
+            self.assertEqual(await client.next_of("pong", 2), {"type": "pong", "id": None})
+            await client.close()
+
+        return run(scenario())
