@@ -136,6 +136,10 @@ class Options(usage.Options):
 
     optFlags = [
         ["anonymous", None, "Let sessions without a ticket in (account: none)."],
+        ["demo", None,
+         "Serve a demo chat page at /demo on the API port, with a demo-only ticket key made "
+         "at start-up (tickets for demo-* accounts on demo:* channels) and a demo backend "
+         "relaying chat messages. Never where untrusted people reach the API port."],
         ["no-deflate", None, "Do not accept permessage-deflate (RFC 7692) offers."],
         ["deflate-server-context-takeover", None,
          "permessage-deflate: keep the server's compression context between messages "

@@ -7,6 +7,7 @@ from twisted.logger import Logger
 from twisted.web.server import Site
 
 from .application import Application
+from .demo import Demo, DemoBackend
 from .dispatch import ListenerFactory
 from .engine import RedisEngine
 from .hub import Hub
@@ -75,7 +76,8 @@ class PresenceService(Service):
     close rather than a reset; then the API, Redis and the embedded Redis."""
 
     def __init__(self, node, client_endpoints, redis_url=None, api_endpoint=None,
-                 api_factory=None, api_options=None, ticket_options=None, reactor=None):
+                 api_factory=None, api_options=None, ticket_options=None, reactor=None,
+                 demo=False):
         if reactor is None:
             from twisted.internet import reactor
         self.node = node
@@ -89,6 +91,9 @@ class PresenceService(Service):
         self.api_factory = api_factory
         self.api_options = api_options or {}
         self.ticket_options = ticket_options or {}
+        #: --demo: the demo's key and page (presence/demo.py), and its backend.
+        self.demo = Demo() if demo else None
+        self.demo_backend = None
         self.embedded_redis = None
         self.engine = None
         self.hub = None
@@ -125,14 +130,19 @@ class PresenceService(Service):
                            clock=self.reactor)
             self.hub.start(self.node)
             log.info("presence: node {node}", node=self.hub.node_id)
+            api_options = dict(self.api_options)
+            if self.demo is not None:
+                api_options["demo"] = self.demo
+                self.demo_backend = DemoBackend(url, self.hub, self.reactor)
+                self.demo_backend.start()
             api = self.api_factory(tickets, hub=self.hub,
                                    trusted_proxies=self.node.settings.trusted_proxies,
-                                   **self.api_options)
+                                   **api_options)
             endpoint, description = self.api_endpoint
             self.api_port = await endpoint.listen(Site(api.resource()))
             log.info("presence: HTTP API on {name} ({url})", name=description,
                      url=_url("http", self.api_port))
-            if api.api_key is None and api.introspector is None:
+            if api.api_key is None and api.introspector is None and self.demo is None:
                 log.warn("presence: no --api-key and no --oauth-introspect: the API can "
                          "issue no tickets")
         for endpoint, description in self.client_endpoints:
@@ -140,6 +150,11 @@ class PresenceService(Service):
             self.ports.append(port)
             log.info("presence: WebSocket and firepresence on {name} ({url})",
                      name=description, url=_url("ws", port))
+        if self.demo is not None and self.api_port is not None:
+            self.demo.set_client_ports(zip([d for _, d in self.client_endpoints], self.ports))
+            log.warn("presence: DEMO ON: open {url}demo in two browser tabs (a demo-only "
+                     "ticket key is handed to that page; never use --demo in production)",
+                     url=_url("http", self.api_port))
 
     async def _stop(self):
         if self.ready is not None and not self.ready.called:
@@ -155,6 +170,9 @@ class PresenceService(Service):
             while node.sessions and node.clock.seconds() < deadline:
                 await task.deferLater(node.clock, 0.05, lambda: None)
         node.stop()
+        if self.demo_backend is not None:
+            await self.demo_backend.stop()
+            self.demo_backend = None
         if self.hub is not None:
             # The sessions' offline events are out; then the node leaves Redis.
             await self.hub.stop()
@@ -207,4 +225,4 @@ def make_service(options, api_factory, application=None, reactor=None):
                         "redis_timeout": options["redis-timeout"],
                         "node_heartbeat": options["node-heartbeat"],
                         "stream_maxlen": options["stream-maxlen"]},
-        reactor=reactor)
+        reactor=reactor, demo=options["demo"])

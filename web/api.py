@@ -8,11 +8,13 @@ nothing a caller sends can make it answer with a traceback.
 import hmac
 import ipaddress
 import json
+import os
 
 from klein import Klein
 from twisted.logger import Logger
 from werkzeug.exceptions import HTTPException
 
+from presence.demo import DEMO_CHANNELS
 from presence.engine import RedisUnavailable
 from presence.oauth import IntrospectionUnavailable
 from presence.tickets import fingerprint
@@ -23,6 +25,8 @@ log = Logger()
 
 #: Largest request body read, in bytes.
 MAX_BODY = 64 * 1024
+#: The browser client (presence.js) and the demo page.
+STATIC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static")
 _MAX_NAME = 256
 
 
@@ -71,14 +75,16 @@ class PresenceAPI:
     """``tickets``: a TicketStore. ``api_key``: the backends' key (or None).
     ``introspector``: an OAuth Introspector (or None). ``trusted_proxies``:
     whose X-Forwarded-For names the caller's IP. ``hub``: the node's Hub, for
-    publishing, presence and disconnecting."""
+    publishing, presence and disconnecting. ``demo``: with ``--demo``, a
+    presence.demo.Demo (the /demo page and its demo-only ticket key)."""
 
     app = Klein()
 
     def __init__(self, tickets, api_key=None, introspector=None, trusted_proxies=None,
-                 hub=None):
+                 hub=None, demo=None):
         self.tickets = tickets
         self.hub = hub
+        self.demo = demo
         self.api_key = api_key.encode("utf-8") if api_key else None
         self.introspector = introspector
         self.trusted_proxies = trusted_proxies
@@ -105,7 +111,8 @@ class PresenceAPI:
         return host
 
     async def _caller(self, request):
-        """``("backend", None)`` or ``("user", introspection answer)``."""
+        """``("backend", None)``, ``("demo", None)`` (the demo page's key, only
+        with --demo) or ``("user", introspection answer)``."""
         header = request.getHeader(b"authorization")
         if header is None:
             raise APIError(401, "unauthorized", "no credentials: send Authorization: Bearer",
@@ -118,6 +125,9 @@ class PresenceAPI:
         if self.api_key is not None and hmac.compare_digest(token.encode("utf-8"),
                                                             self.api_key):
             return "backend", None
+        if self.demo is not None and hmac.compare_digest(token.encode("utf-8"),
+                                                         self.demo.key.encode("utf-8")):
+            return "demo", None
         if self.introspector is not None:
             try:
                 answer = await self.introspector.introspect(token)
@@ -151,6 +161,17 @@ class PresenceAPI:
                         raise APIError(400, "bad_request", "ip must be an IP address") from None
                 attributes = data.get("attributes", {})
                 channels = data.get("channels", [])
+            elif caller == "demo":
+                # The demo page's key: demo accounts on demo channels only.
+                account = _name(data.get("account"), "account")
+                if not self.demo.allows(account):
+                    raise APIError(403, "forbidden", "the demo key gets tickets for demo-* "
+                                   "accounts only")
+                if "channels" in data or "ip" in data:
+                    raise APIError(403, "forbidden", "the demo key may not set channels or ip")
+                attributes = data.get("attributes", {})
+                channels = list(DEMO_CHANNELS)
+                ip = self._client_ip(request)
             else:
                 account = answer["sub"]
                 if data.get("account", account) != account:
@@ -271,6 +292,43 @@ class PresenceAPI:
                 await self.hub.disconnect(account=target, code=code, reason=reason)
             return 202, {"requested": True}
         return await self._hub_call(request, work)
+
+    @app.route("/presence.js", methods=["GET"])
+    def browser_client(self, request):
+        """The browser client, an ES module; no key needed. Any origin may
+        import it (module scripts are fetched with CORS)."""
+        with open(os.path.join(STATIC, "presence.js"), "rb") as source:
+            body = source.read()
+        request.setHeader(b"content-type", b"text/javascript; charset=utf-8")
+        request.setHeader(b"cache-control", b"no-cache")
+        request.setHeader(b"access-control-allow-origin", b"*")
+        return body
+
+    @app.route("/demo", methods=["GET"])
+    def demo_page(self, request):
+        """With --demo: the demo page (web/static/demo.html)."""
+        if self.demo is None:
+            return self._demo_off(request)
+        with open(os.path.join(STATIC, "demo.html"), "rb") as source:
+            page = source.read()
+        request.setHeader(b"content-type", b"text/html; charset=utf-8")
+        request.setHeader(b"cache-control", b"no-store")
+        return page
+
+    @app.route("/demo/config", methods=["GET"])
+    def demo_config(self, request):
+        """With --demo: what the page needs, its demo-only key included (the
+        page is the demo's "backend"). Asked again when the key stops
+        working: a restarted node has a new one."""
+        if self.demo is None:
+            return self._demo_off(request)
+        scheme, port = self.demo.client or ("ws", None)
+        return self._answer(request, 200, {"key": self.demo.key, "scheme": scheme,
+                                           "port": port, "channel": self.demo.channel})
+
+    def _demo_off(self, request):
+        return self._answer(request, 404, {"error": "not_found",
+                                           "message": "the demo is off: start with --demo"})
 
     @app.route("/health", methods=["GET"])
     async def health(self, request):

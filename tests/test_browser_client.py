@@ -1,0 +1,221 @@
+"""The browser client (web/static/presence.js) in headless Chromium, through
+the demo page (``twistd presence --demo``, ``GET /demo`` on the API port),
+against real twistd processes sharing one real Redis.
+
+Each page is its own demo "backend": it gets its tickets from ``POST
+/tickets`` with the demo key, and exposes its state as ``window.demo``
+(the Presence object, the tickets it asked for, its states, messages and
+who is online). Waits are bounded polls (``page.wait_for_function``)."""
+
+import asyncio
+import json
+import signal
+import subprocess
+import tempfile
+
+from playwright.async_api import TimeoutError as PlaywrightTimeout
+from playwright.async_api import async_playwright
+from twisted.internet import defer, reactor
+from twisted.trial.unittest import TestCase
+from twisted.web.client import HTTPConnectionPool
+
+from presence.client import PresenceClient
+from presence.redis_process import EmbeddedRedis
+
+from .test_auth import wait
+from .test_compression import CHROMIUM, CHROMIUM_ARGS
+from .test_integration import run
+from .test_plugin import TWISTD, free_port, outside_env, wait_for_port
+
+KEY = "browser-test-key"
+#: Reconnect quickly in these tests (the defaults are 1 s, doubling to 30 s).
+FAST = ("Object.assign(window.demo.presence.options, "
+        "{minDelay: 100, maxDelay: 500, pingTimeout: 1000, connectTimeout: 3000})")
+
+
+def js(value):
+    return json.dumps(value)
+
+
+class BrowserClientTestCase(TestCase):
+    @defer.inlineCallbacks
+    def setUp(self):
+        self.redis = EmbeddedRedis(reactor)
+        self.addCleanup(self.redis.stopService)
+        self.redis_url = yield self.redis.started()
+        self.pool = HTTPConnectionPool(reactor, persistent=False)
+        self.addCleanup(self.pool.closeCachedConnections)
+        # Fixed ports: a restarted node comes back where the pages expect it.
+        self.client_port, self.api_port = free_port(), free_port()
+        self.api_url = "http://127.0.0.1:%d" % self.api_port
+        self.api = PresenceClient(self.api_url, KEY, timeout=5.0, pool=self.pool)
+        self.process = self.start_node()
+
+    def start_node(self):
+        process = subprocess.Popen(
+            [TWISTD, "-n", "--pidfile=", "presence", "--demo", "--redis", self.redis_url,
+             "--listen", "tcp:%d:interface=127.0.0.1" % self.client_port,
+             "--api", "tcp:%d:interface=127.0.0.1" % self.api_port, "--close-timeout", "2"],
+            cwd=tempfile.mkdtemp(prefix="presence-node-"),
+            env=dict(outside_env(), PRESENCE_API_KEY=KEY),
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        self.addCleanup(self.stop_node, process)
+        wait_for_port(self.api_port, process)
+        wait_for_port(self.client_port, process)
+        return process
+
+    def stop_node(self, process):
+        if process.poll() is None:
+            process.send_signal(signal.SIGCONT)  # in case a test left it stopped
+            process.terminate()
+            process.communicate(timeout=30)
+
+    async def exited(self, process, timeout=30):
+        loop = asyncio.get_event_loop()
+        deadline = loop.time() + timeout
+        while process.poll() is None:
+            self.assertLess(loop.time(), deadline, "twistd did not stop")
+            await asyncio.sleep(0.05)
+        process.communicate()
+
+    async def browse(self, scenario):
+        """Run ``scenario(browser)`` with a fresh headless Chromium."""
+        async with async_playwright() as playwright:
+            # launch() gives the browser a fresh temporary profile.
+            browser = await playwright.chromium.launch(executable_path=CHROMIUM,
+                                                       args=CHROMIUM_ARGS)
+            try:
+                await scenario(await browser.new_context())
+            finally:
+                await browser.close()
+
+    async def open_demo(self, context, account):
+        page = await context.new_page()
+        errors = []
+        page.on("pageerror", lambda error: errors.append(str(error)))
+        self.addCleanup(lambda: self.assertEqual(errors, []))
+        await page.goto("%s/demo?account=%s" % (self.api_url, account))
+        await self.until(page, "window.demo && window.demo.presence.state.state === 'open'")
+        await page.evaluate(FAST)
+        return page
+
+    async def until(self, page, expression, timeout=15000):
+        try:
+            await page.wait_for_function(expression, timeout=timeout)
+        except PlaywrightTimeout:
+            states = await page.evaluate("JSON.stringify(window.demo && window.demo.states)")
+            raise AssertionError("not within %d ms: %s\nstates: %s"
+                                 % (timeout, expression, states)) from None
+
+    async def sees_online(self, page, account):
+        await self.until(page, "[...window.demo.online.values()].includes(%s)" % js(account))
+
+    async def sees_offline(self, page, account):
+        await self.until(page, "![...window.demo.online.values()].includes(%s)" % js(account))
+
+    async def received(self, page, text):
+        await self.until(page, "window.demo.messages.some(m => m.text === %s)" % js(text))
+
+    async def say(self, page, text):
+        await page.fill("#text", text)
+        await page.press("#text", "Enter")
+
+
+class DemoTests(BrowserClientTestCase):
+    def test_two_pages_see_each_other_chat_reconnect_after_a_restart_and_see_a_tab_close(self):
+        async def scenario(context):
+            ann = await self.open_demo(context, "demo-ann")
+            bob = await self.open_demo(context, "demo-bob")
+            # Presence: Ann saw Bob join; Bob found Ann among the members.
+            await self.sees_online(ann, "demo-bob")
+            await self.sees_online(bob, "demo-ann")
+            # A chat message: Bob's publish goes to the stream, the demo
+            # backend relays it to the channel, both pages get it.
+            await self.say(bob, "hello ann")
+            for page in (ann, bob):
+                await self.received(page, "hello ann")
+            message = await ann.evaluate("window.demo.messages[0]")
+            self.assertEqual((message["from"], message["text"]), ("demo-bob", "hello ann"))
+            sessions = [await page.evaluate("window.demo.presence.session") for page in (ann, bob)]
+
+            # The server restarts on the same ports, with the same Redis.
+            self.process.terminate()
+            await self.exited(self.process)
+            for page in (ann, bob):
+                await self.until(page, "window.demo.states.some(s => s.state === 'closed' "
+                                       "&& s.code === 1001 && s.willRetry)")
+            self.process = self.start_node()
+            for page, old in zip((ann, bob), sessions):
+                await self.until(page, "window.demo.presence.state.state === 'open' && "
+                                       "window.demo.presence.session !== %s" % js(old))
+                # A fresh ticket for every attempt: one at first, then more.
+                self.assertGreaterEqual(await page.evaluate("window.demo.tickets"), 2)
+            # Subscriptions were restored: presence and messages flow again.
+            await self.sees_online(ann, "demo-bob")
+            await self.sees_online(bob, "demo-ann")
+            await self.say(ann, "still here?")
+            await self.received(bob, "still here?")
+            await wait(self.api.publish("demo:lobby", {"from": "backend", "text": "from the API"}))
+            for page in (ann, bob):
+                await self.received(page, "from the API")
+
+            # Bob's tab closes: Ann sees him go offline.
+            await bob.close()
+            await self.sees_offline(ann, "demo-bob")
+            await self.until(ann, "document.getElementById('log').textContent"
+                                  ".includes('demo-bob went offline')")
+
+        return run(self.browse(scenario))
+
+
+class ReconnectTests(BrowserClientTestCase):
+    def test_a_close_code_that_means_retry_reconnects_and_one_that_means_stop_does_not(self):
+        async def scenario(context):
+            page = await self.open_demo(context, "demo-cid")
+            first = await page.evaluate("window.demo.presence.session")
+            # 1011: the server had a problem; the client comes back by itself.
+            await wait(self.api.disconnect(session=first, code=1011, reason="try again"))
+            await self.until(page, "window.demo.presence.state.state === 'open' && "
+                                   "window.demo.presence.session !== %s" % js(first))
+            self.assertEqual(await page.evaluate("window.demo.tickets"), 2)
+            closed = await page.evaluate("window.demo.states.find(s => s.code === 1011)")
+            self.assertEqual((closed["state"], closed["reason"], closed["willRetry"]),
+                             ("closed", "try again", True))
+
+            # 4000: kicked by the application; no reconnect.
+            await wait(self.api.disconnect(account="demo-cid", code=4000, reason="kicked"))
+            await self.until(page, "window.demo.presence.state.state === 'closed'")
+            state = await page.evaluate("window.demo.presence.state")
+            self.assertEqual((state["code"], state["reason"], state["willRetry"]),
+                             (4000, "kicked", False))
+            # A retry would have come within maxDelay (0.5 s): wait four times
+            # that, and a wake-up event must not bring it back either.
+            await page.evaluate("window.dispatchEvent(new Event('online'))")
+            await page.wait_for_timeout(2000)
+            self.assertEqual(await page.evaluate("window.demo.tickets"), 2)
+            self.assertEqual(await page.evaluate("window.demo.presence.state.state"), "closed")
+            self.assertEqual(await wait(self.api.presence()), [])
+            # The application may connect again on purpose.
+            await page.evaluate("window.demo.presence.connect()")
+            await self.until(page, "window.demo.presence.state.state === 'open'")
+
+        return run(self.browse(scenario))
+
+    def test_a_wake_up_ping_notices_a_dead_connection_and_reconnects(self):
+        async def scenario(context):
+            page = await self.open_demo(context, "demo-dee")
+            first = await page.evaluate("window.demo.presence.session")
+            rtt = await page.evaluate("window.demo.presence.ping()")
+            self.assertLess(rtt, 1000)
+            # The node freezes: its sockets stay open but nothing answers.
+            self.process.send_signal(signal.SIGSTOP)
+            try:
+                await page.evaluate("window.dispatchEvent(new Event('online'))")
+                await self.until(page, "window.demo.states.some(s => s.state === 'closed' && "
+                                       "s.reason === 'ping timeout' && s.willRetry)")
+            finally:
+                self.process.send_signal(signal.SIGCONT)
+            await self.until(page, "window.demo.presence.state.state === 'open' && "
+                                   "window.demo.presence.session !== %s" % js(first))
+
+        return run(self.browse(scenario))

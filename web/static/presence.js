@@ -1,0 +1,287 @@
+// Presence browser client: one dependency-free ES module (docs/clients.md).
+//
+//   import { Presence } from "http://127.0.0.1:8081/presence.js";
+//   const presence = new Presence({
+//     url: "wss://presence.example.com/",
+//     getTicket: async () => (await (await fetch("/presence-ticket", {method: "POST"})).json()).ticket,
+//   });
+//   presence.on("state", (s) => console.log(s.state, s.code, s.reason));
+//   presence.subscribe("room:lobby", (data) => console.log(data), {presence: true});
+//   presence.connect();
+
+/** Close codes after which the client does not reconnect by itself. */
+export function shouldRetry(code) {
+  if (code === 1000) return false; // the server ended the session on purpose
+  if (code === 1008) return false; // policy violation
+  if (code === 4403) return false; // ticket issued for another IP address
+  if (code >= 4000 && code <= 4099) return false; // kicked by the application
+  return true; // 1001 going away, 1006, 1011-1013, 4401, 4408, 4503, ...
+}
+
+const DEFAULTS = {
+  minDelay: 1000, // first reconnect delay, ms (then doubled, with jitter)
+  maxDelay: 30000, // cap of the reconnect delay, ms
+  connectTimeout: 10000, // from asking for a ticket to the welcome, ms
+  pingTimeout: 5000, // a liveness ping unanswered this long: reconnect, ms
+};
+
+export class Presence {
+  constructor(options) {
+    if (!options || !options.url || typeof options.getTicket !== "function") {
+      throw new TypeError("Presence needs {url, getTicket}");
+    }
+    this.options = Object.assign({}, DEFAULTS, options);
+    this.state = { state: "closed", code: null, reason: "not connected", willRetry: false };
+    this.session = null;
+    this.account = null;
+    this.attempt = 0; // reconnects since the last welcome
+    this._ws = null;
+    this._timer = null; // reconnect delay, connect timeout
+    this._stopped = true;
+    this._listeners = {}; // event -> Set of functions
+    this._channels = new Map(); // channel -> {handler, presence}
+    this._pending = []; // {type, channel, id, resolve, reject}
+    this._pingId = 0;
+    this._wake = () => this._onWake();
+  }
+
+  // ------------------------------------------------------------ events
+
+  /** on("state" | "welcome" | "subscribed" | "message" | "join" | "leave" |
+   *  "error", fn): returns a function that removes fn. */
+  on(event, fn) {
+    (this._listeners[event] ||= new Set()).add(fn);
+    return () => this._listeners[event].delete(fn);
+  }
+
+  _emit(event, value) {
+    for (const fn of this._listeners[event] || []) {
+      try { fn(value); } catch (error) { console.error(error); }
+    }
+  }
+
+  _setState(state, code = null, reason = "", willRetry = false, retryIn = null) {
+    this.state = { state, code, reason, willRetry, retryIn };
+    this._emit("state", this.state);
+  }
+
+  // -------------------------------------------------------- connection
+
+  /** Start (or restart after close()): connect, and stay connected. */
+  connect() {
+    if (this._stopped) this._watchWakes(true);
+    this._stopped = false;
+    this.attempt = 0;
+    if (!this._ws && this.state.state !== "connecting") this._open();
+    return this;
+  }
+
+  /** Close for good: no reconnect until connect() is called again. */
+  close(code = 1000, reason = "closed by the client") {
+    this._stopped = true;
+    this._watchWakes(false);
+    clearTimeout(this._timer);
+    const ws = this._ws;
+    this._detach();
+    if (ws) ws.close(code, reason);
+    this._closed(code, reason, false);
+  }
+
+  // A tab waking from sleep, a page restored from the back/forward cache, the
+  // network back: check the connection (or stop waiting to reconnect).
+  _watchWakes(on) {
+    if (typeof window === "undefined") return;
+    for (const name of ["online", "pageshow", "visibilitychange"]) {
+      if (on) window.addEventListener(name, this._wake);
+      else window.removeEventListener(name, this._wake);
+    }
+  }
+
+  async _open() {
+    clearTimeout(this._timer);
+    this._setState("connecting");
+    const generation = (this._generation = (this._generation || 0) + 1);
+    this._timer = setTimeout(() => this._drop(1006, "connect timeout"), this.options.connectTimeout);
+    let ticket;
+    try {
+      ticket = await this.options.getTicket();
+    } catch (error) {
+      if (generation === this._generation) this._closed(null, "getTicket failed: " + error, true);
+      return;
+    }
+    if (generation !== this._generation || this._stopped) return;
+    if (ticket == null) {
+      // The application has no ticket to give (e.g. logged out): stop.
+      this._stopped = true;
+      this._closed(null, "no ticket", false);
+      return;
+    }
+    const url = new URL(this.options.url);
+    url.searchParams.set("ticket", ticket);
+    const WebSocketClass = this.options.WebSocket || WebSocket;
+    const ws = (this._ws = new WebSocketClass(url.href));
+    ws.onmessage = (event) => this._onMessage(event.data);
+    ws.onclose = (event) => {
+      if (ws !== this._ws) return;
+      this._detach();
+      this._closed(event.code, event.reason, true);
+    };
+  }
+
+  /** Give up on the current socket without waiting for its closing
+   *  handshake (a dead connection may never finish one), and reconnect. */
+  _drop(code, reason) {
+    const ws = this._ws;
+    this._detach();
+    if (ws) { try { ws.close(1000, reason); } catch (_) { /* already closed */ } }
+    this._closed(code, reason, true);
+  }
+
+  _detach() {
+    this._generation = (this._generation || 0) + 1; // forget a getTicket() in flight
+    if (this._ws) {
+      this._ws.onmessage = this._ws.onclose = null;
+      this._ws = null;
+    }
+    for (const request of this._pending.splice(0)) {
+      request.reject(new Error("connection closed"));
+    }
+  }
+
+  _closed(code, reason, mayRetry) {
+    clearTimeout(this._timer);
+    this.session = null;
+    const retry = mayRetry && !this._stopped && (code === null || shouldRetry(code));
+    if (!retry) {
+      this._stopped = true;
+      this._watchWakes(false);
+      this._setState("closed", code, reason, false);
+      return;
+    }
+    const base = Math.min(this.options.maxDelay, this.options.minDelay * 2 ** this.attempt);
+    this.attempt += 1;
+    // "Equal jitter": between half the delay and all of it, so that the
+    // clients of a restarted server do not all come back at once.
+    const delay = Math.round(base / 2 + Math.random() * base / 2);
+    this._timer = setTimeout(() => this._open(), delay);
+    this._setState("closed", code, reason, true, delay);
+  }
+
+  _onWake() {
+    if (typeof document !== "undefined" && document.visibilityState === "hidden") return;
+    if (this.state.state === "open") {
+      this.ping().catch(() => {}); // a failed ping drops the connection
+    } else if (this.state.state === "closed" && this.state.willRetry) {
+      this._open(); // back online or awake: do not wait out the backoff
+    }
+  }
+
+  /** An application-level round trip: resolves with the time it took (ms);
+   *  unanswered within pingTimeout, the connection is dropped and renewed. */
+  ping() {
+    const started = performance.now();
+    const id = ++this._pingId;
+    const answer = this._request({ type: "ping", id }, "pong", null, id);
+    const timer = setTimeout(() => this._drop(1006, "ping timeout"), this.options.pingTimeout);
+    return answer.then(
+      () => { clearTimeout(timer); return performance.now() - started; },
+      (error) => { clearTimeout(timer); throw error; });
+  }
+
+  // ---------------------------------------------------------- messages
+
+  _send(message) {
+    if (!this._ws || this.state.state !== "open") return false;
+    this._ws.send(JSON.stringify(message));
+    return true;
+  }
+
+  _request(message, answerType, channel = null, id = null) {
+    return new Promise((resolve, reject) => {
+      if (!this._send(message)) { reject(new Error("not connected")); return; }
+      this._pending.push({ type: answerType, request: message.type, channel, id, resolve, reject });
+    });
+  }
+
+  _settle(predicate, settle) {
+    const index = this._pending.findIndex(predicate);
+    if (index < 0) return;
+    const [request] = this._pending.splice(index, 1);
+    settle(request);
+  }
+
+  _onMessage(text) {
+    let message;
+    try { message = JSON.parse(text); } catch (_) { return; }
+    const { type, channel } = message;
+    if (type === "welcome") {
+      clearTimeout(this._timer);
+      this.session = message.session;
+      this.account = message.account;
+      this.attempt = 0;
+      this._setState("open");
+      this._emit("welcome", message);
+      for (const [name, subscription] of this._channels) this._sendSubscribe(name, subscription);
+    } else if (type === "message") {
+      const subscription = this._channels.get(channel);
+      if (subscription && subscription.handler) {
+        try { subscription.handler(message.data, message); } catch (error) { console.error(error); }
+      }
+      this._emit("message", message);
+    } else if (type === "join" || type === "leave") {
+      this._emit(type, message);
+    } else if (type === "error") {
+      this._settle((r) => r.request === message.request && (channel === undefined || r.channel === channel),
+        (r) => { const error = new Error(message.reason); error.detail = message; r.reject(error); });
+      if (message.request === "subscribe" && message.channel) this._channels.delete(message.channel);
+      this._emit("error", message);
+    } else if (type === "subscribed") {
+      this._settle((r) => r.type === type && r.channel === channel, (r) => r.resolve(message));
+      this._emit("subscribed", message);
+    } else if (type === "pong") {
+      this._settle((r) => r.type === type && r.id === message.id, (r) => r.resolve(message));
+    } else {
+      // unsubscribed, published, members: answers, in order per channel.
+      this._settle((r) => r.type === type && r.channel === channel, (r) => r.resolve(message));
+    }
+  }
+
+  _sendSubscribe(channel, subscription) {
+    const message = { type: "subscribe", channel, presence: subscription.presence };
+    return this._request(message, "subscribed", channel).catch((error) => {
+      if (error.detail) subscription.reject(error); // refused, not merely disconnected
+    }).then((answer) => { if (answer) subscription.resolve(answer); });
+  }
+
+  /** Receive the messages of `channel` (handler(data, message)), now and
+   *  after every reconnect. {presence: true}: also its join and leave
+   *  events (on("join"), on("leave")). Resolves once subscribed. */
+  subscribe(channel, handler, { presence = false } = {}) {
+    let resolve, reject;
+    const done = new Promise((res, rej) => { resolve = res; reject = rej; });
+    done.catch(() => {}); // a refusal is also emitted as "error"
+    const subscription = { handler, presence: !!presence, resolve, reject };
+    this._channels.set(channel, subscription);
+    if (this.state.state === "open") this._sendSubscribe(channel, subscription);
+    return done;
+  }
+
+  unsubscribe(channel) {
+    if (!this._channels.delete(channel)) return Promise.resolve(null);
+    if (this.state.state !== "open") return Promise.resolve(null);
+    return this._request({ type: "unsubscribe", channel }, "unsubscribed", channel);
+  }
+
+  /** Send `data` on `channel` to the application's backends (they decide
+   *  what to broadcast). Resolves with the stream entry's id. */
+  publish(channel, data) {
+    return this._request({ type: "publish", channel, data }, "published", channel)
+      .then((answer) => answer.id);
+  }
+
+  /** Who is subscribed to `channel`, cluster-wide: [{session, account}]. */
+  members(channel) {
+    return this._request({ type: "members", channel }, "members", channel)
+      .then((answer) => answer.members);
+  }
+}
