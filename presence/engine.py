@@ -81,6 +81,17 @@ return sessions
 """
 
 
+# A session's end: the newest first in a capped list, and a count per code
+# per minute (kept two hours) for "closes by code over the last hour".
+_RECORD_CLOSE = """
+redis.call('LPUSH', KEYS[1], ARGV[1])
+redis.call('LTRIM', KEYS[1], 0, tonumber(ARGV[2]) - 1)
+redis.call('HINCRBY', KEYS[2], ARGV[3], 1)
+redis.call('EXPIRE', KEYS[2], 7200)
+return 1
+"""
+
+
 class RedisEngine:
     """A pool of connections to one Redis, and the commands Presence uses."""
 
@@ -194,6 +205,26 @@ class RedisEngine:
             flat.extend((name, value))
         return self.execute("XADD", stream, "MAXLEN", "~", maxlen, "*", *flat)
 
+    # --------------------------------------------------------- dashboard
+
+    def record_close(self, keys, entry, minute, code, keep):
+        return self.execute("EVAL", _RECORD_CLOSE, 2, keys.closes, keys.closes_minute(minute),
+                            entry, keep, code)
+
+    def recent_closes(self, keys, count):
+        return self.execute("LRANGE", keys.closes, 0, count - 1)
+
+    def close_counts(self, keys, minute):
+        return self.execute("HGETALL", keys.closes_minute(minute)).addCallback(_pairs)
+
+    def reply(self, key, payload, ttl=30):
+        """A node's answer to a query (RPUSH to the asker's key)."""
+        return self.execute("RPUSH", key, payload).addCallback(
+            lambda _: self.execute("EXPIRE", key, ttl))
+
+    def replies(self, key):
+        return self.execute("LRANGE", key, 0, -1)
+
     def disconnect(self):
         return self._pool.disconnect()
 
@@ -224,6 +255,16 @@ class PresenceKeys:
     def channel(self, channel):
         """The Redis pub/sub channel carrying a Presence channel's messages."""
         return "%schannel:%s" % (self.prefix, channel)
+
+    @property
+    def closes(self):
+        return self.prefix + "closes"
+
+    def closes_minute(self, minute):
+        return "%scloses:%d" % (self.prefix, minute)
+
+    def reply(self, token):
+        return "%sreply:%s" % (self.prefix, token)
 
 
 def _pairs(flat):

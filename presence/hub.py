@@ -103,6 +103,11 @@ class Hub(Application):
         self._pending = set()
         self._lost_at = None
         self._redis_channel_prefix = self.keys.channel("")
+        self._previous_report = None
+        #: Where this node listens for clients (shown on the dashboard).
+        self.addresses = []
+        #: How many session ends the cluster keeps in Redis.
+        self.closes_kept = 1000
 
     # ----------------------------------------------------------- life cycle
 
@@ -154,9 +159,50 @@ class Hub(Application):
     # --------------------------------------------------------- node liveness
 
     def _node_info(self):
-        return _encode({"id": self.node_id, "started_at": self.started_at,
-                        "heartbeat_at": self.clock.seconds(),
-                        "sessions": len(self.node.sessions) if self.node else 0})
+        return _encode(self.node_report())
+
+    def node_report(self):
+        """What the node tells the cluster about itself with each heartbeat
+        (the dashboard's overview adds these up)."""
+        node = self.node
+        now = self.clock.seconds()
+        report = {"id": self.node_id, "started_at": self.started_at, "heartbeat_at": now,
+                  "addresses": list(self.addresses), "sessions": 0}
+        if node is None:
+            return report
+        stats = node.stats
+        by_protocol = {}
+        by_extension = {}
+        totals = {"messages_in": stats.messages_in, "messages_out": stats.messages_out,
+                  "bytes_in": stats.bytes_in, "bytes_out": stats.bytes_out}
+        for session in node.sessions.values():
+            by_protocol[session.protocol_name] = by_protocol.get(session.protocol_name, 0) + 1
+            for name in getattr(session, "extensions", ()) or ("none",):
+                by_extension[name] = by_extension.get(name, 0) + 1
+            totals["messages_in"] += session.messages_in
+            totals["messages_out"] += session.messages_out
+            totals["bytes_in"] += session.bytes_in
+            totals["bytes_out"] += session.bytes_out
+        rates = {}
+        previous = self._previous_report
+        if previous is not None and now > previous["heartbeat_at"]:
+            elapsed = now - previous["heartbeat_at"]
+            for name in ("messages_in", "messages_out"):
+                rates[name + "_per_s"] = max(0.0, (totals[name] - previous[name]) / elapsed)
+        tickets = node.tickets
+        report.update(
+            sessions=len(node.sessions), by_protocol=by_protocol, by_extension=by_extension,
+            handshakes_refused=dict(stats.handshakes_refused),
+            auth_failures=dict(stats.auth_failures),
+            tickets={"issued": getattr(tickets, "issued", 0),
+                     "redeemed": getattr(tickets, "redeemed", 0),
+                     "refused": getattr(tickets, "refused", 0)},
+            heartbeat_timeouts=stats.heartbeat_timeouts, slow_consumers=stats.slow_consumers,
+            protocol_errors=sum(stats.protocol_errors.values()),
+            redis_reconnects=self.stats.redis_reconnects, redis_errors=self.stats.redis_errors,
+            **totals, **rates)
+        self._previous_report = report
+        return report
 
     @defer.inlineCallbacks
     def _node_heartbeat(self):
@@ -216,6 +262,7 @@ class Hub(Application):
             return self._event("online", session.account, session.id, self.node_id)
 
     def session_closed(self, session, record):
+        self._track(self._record_close(session, record), "close record of " + session.id)
         channels = self.subscriptions.pop(session.id, ())
         for channel in channels:
             self._unsubscribe_locally(session, channel)
@@ -233,6 +280,17 @@ class Hub(Application):
         if went_offline:
             return self._event("offline", account, session_id, node)
 
+    def _record_close(self, session, record):
+        now = self.clock.seconds()
+        entry = _encode({
+            "at": now, "session": session.id, "account": session.account, "node": self.node_id,
+            "ip": session.client_ip, "protocol": session.protocol_name, "code": record.code,
+            "meaning": record.meaning, "reason": record.reason,
+            "initiated_by": record.initiated_by, "clean": record.clean,
+            "duration": record.duration})
+        return self.engine.record_close(self.keys, entry, int(now // 60), record.code,
+                                        self.closes_kept)
+
     def _session_entry(self, session):
         return _encode({"account": session.account,
                         "channels": sorted(self.subscriptions.get(session.id, ()))})
@@ -248,9 +306,11 @@ class Hub(Application):
             self._error(session, "message is not a JSON object")
             return
         kind = message.get("type")
-        handler = self._handlers.get(kind)
+        # The type may be any JSON value: a list or an object is no key.
+        handler = self._handlers.get(kind) if isinstance(kind, str) else None
         if handler is None:
-            self._error(session, "unknown message type", request=kind)
+            self._error(session, "unknown message type",
+                        request=kind if isinstance(kind, str) else None)
             return
         handler(self, session, message)
 
@@ -259,6 +319,7 @@ class Hub(Application):
 
     def _error(self, session, reason, **details):
         self.stats.errors[reason] = self.stats.errors.get(reason, 0) + 1
+        session.note("error: %s" % reason)
         document = {"type": "error", "reason": reason}
         document.update((name, value) for name, value in details.items() if value is not None)
         session.send_document(document)
@@ -289,6 +350,7 @@ class Hub(Application):
             channels.add(channel)
             self._subscribe_locally(session, channel)
             self._track(self._joined(session, channel), "joining " + channel)
+        session.note("subscribed to %s" % channel)
         if message.get("presence") is True:
             # Join and leave events are opt-in: on a channel of 10,000
             # members, sending every join to everyone would be 10^8 messages.
@@ -298,7 +360,7 @@ class Hub(Application):
     def _on_unsubscribe(self, session, message):
         channel = message.get("channel")
         channels = self.subscriptions.get(session.id, set())
-        if channel not in channels:
+        if not isinstance(channel, str) or channel not in channels:
             self._error(session, "not subscribed", request="unsubscribe",
                         channel=channel if isinstance(channel, str) else None)
             return
@@ -306,6 +368,7 @@ class Hub(Application):
         self._unsubscribe_locally(session, channel)
         self._track(self._left(channel, session.id, session.account, self.node_id,
                                entry=self._session_entry(session)), "leaving " + channel)
+        session.note("unsubscribed from %s" % channel)
         session.send_document({"type": "unsubscribed", "channel": channel})
 
     def _on_publish(self, session, message):
@@ -331,7 +394,7 @@ class Hub(Application):
 
     def _on_members(self, session, message):
         channel = message.get("channel")
-        if channel not in self.subscriptions.get(session.id, ()):
+        if not isinstance(channel, str) or channel not in self.subscriptions.get(session.id, ()):
             self._error(session, "subscribe to a channel to see its members",
                         request="members", channel=channel if isinstance(channel, str) else None)
             return
@@ -478,6 +541,9 @@ class Hub(Application):
         return sent
 
     def _control(self, message):
+        if message.get("type") == "query":
+            self._track(self._answer_query(message), "answering a query")
+            return
         if message.get("type") != "disconnect":
             return
         code = message.get("code", NORMAL_CLOSURE)
@@ -521,6 +587,66 @@ class Hub(Application):
                                              info, self._session_entry(session))
             for channel in self.subscriptions.get(session.id, ()):
                 yield self.engine.join(keys, channel, session.id, session.account)
+
+    # ------------------------------------------------ for the dashboard
+
+    def session_row(self, session):
+        """One session as the dashboard shows it."""
+        return {
+            "session": session.id, "account": session.account, "node": self.node_id,
+            "ip": session.client_ip, "proxy": session.proxy, "protocol": session.protocol_name,
+            "subprotocol": getattr(session, "subprotocol", None),
+            "extensions": list(getattr(session, "extension_details", ()) or ()),
+            "origin": session.origin, "user_agent": session.user_agent,
+            "since": session.opened_at, "last_heartbeat": session.last_heartbeat,
+            "rtt": session.rtt, "messages_in": session.messages_in,
+            "messages_out": session.messages_out, "bytes_in": session.bytes_in,
+            "bytes_out": session.bytes_out, "ready": session.ready,
+            "ip_mismatch": session.ip_mismatch,
+            "channels": sorted(self.subscriptions.get(session.id, ()))}
+
+    def matching_sessions(self, filters):
+        """This node's sessions whose account, IP or channel contains the
+        given text (case-insensitive), newest first."""
+        account = (filters.get("account") or "").lower()
+        ip = filters.get("ip") or ""
+        channel = (filters.get("channel") or "").lower()
+        found = []
+        for session in self.node.sessions.values():
+            if account and account not in (session.account or "").lower():
+                continue
+            if ip and ip not in (session.client_ip or ""):
+                continue
+            if channel and not any(channel in name.lower()
+                                   for name in self.subscriptions.get(session.id, ())):
+                continue
+            found.append(session)
+        found.sort(key=lambda session: session.opened_at or 0, reverse=True)
+        return found
+
+    @defer.inlineCallbacks
+    def _answer_query(self, message):
+        reply = message.get("reply")
+        if not isinstance(reply, str) or not reply.startswith(self.keys.reply("")):
+            return
+        if message.get("what") == "sessions":
+            filters = message.get("filter") if isinstance(message.get("filter"), dict) else {}
+            limit = message.get("limit") if isinstance(message.get("limit"), int) else 50
+            found = self.matching_sessions(filters)
+            answer = {"node": self.node_id, "total": len(found),
+                      "rows": [self.session_row(s) for s in found[:max(0, min(limit, 10000))]]}
+        elif message.get("what") == "session":
+            session = self.node.sessions.get(message.get("session"))
+            if session is None:
+                answer = {"node": self.node_id, "found": False}
+            else:
+                answer = {"node": self.node_id, "found": True,
+                          "row": self.session_row(session),
+                          "rtt_history": list(session.rtt_history or ()),
+                          "events": list(session.events or ())}
+        else:
+            return
+        yield self.engine.reply(reply, _encode(answer))
 
     # ------------------------------------------------------- for the HTTP API
 

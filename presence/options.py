@@ -58,6 +58,22 @@ _non_negative_float.coerceDoc = "Seconds; 0 disables."
 _positive_int.coerceDoc = "Bytes, greater than 0."
 
 
+def _loopback(description):
+    """Whether a server endpoint string listens on loopback only (or on a
+    unix socket)."""
+    kind = description.split(":", 1)[0]
+    if kind == "unix":
+        return True
+    for part in description.split(":"):
+        if part.startswith("interface="):
+            host = part[len("interface="):].replace("\\", "").strip("[]")
+            try:
+                return ipaddress.ip_address(host).is_loopback
+            except ValueError:
+                return host == "localhost"
+    return False  # no interface: every interface
+
+
 class Options(usage.Options):
     synopsis = "[options]"
     longdesc = (
@@ -94,6 +110,12 @@ class Options(usage.Options):
          _positive_float],
         ["api", None, "tcp:8081:interface=127.0.0.1",
          "Endpoint of the HTTP API (tickets, publishing, presence)."],
+        ["admin", None, "tcp:8082:interface=127.0.0.1",
+         "Endpoint of the admin dashboard (and /metrics); 'none' turns it off."],
+        ["admin-password", None, None,
+         "Password of the dashboard (default: the environment variable "
+         "PRESENCE_ADMIN_PASSWORD). Without one the dashboard only starts on a loopback "
+         "interface, and asks no login there."],
         ["api-key", None, None,
          "Key backends send as 'Authorization: Bearer KEY' (default: the environment "
          "variable PRESENCE_API_KEY)."],
@@ -197,6 +219,14 @@ class Options(usage.Options):
             self["api-key"] = os.environ.get("PRESENCE_API_KEY") or None
         if self["oauth-client-secret"] is None:
             self["oauth-client-secret"] = os.environ.get("PRESENCE_OAUTH_CLIENT_SECRET") or None
+        if self["admin-password"] is None:
+            self["admin-password"] = os.environ.get("PRESENCE_ADMIN_PASSWORD") or None
+        if self["admin"] in ("none", ""):
+            self["admin"] = None
+        if self["admin"] and not self["admin-password"] and not _loopback(self["admin"]):
+            raise usage.UsageError(
+                "the dashboard needs --admin-password (or PRESENCE_ADMIN_PASSWORD) on a "
+                "non-loopback interface: --admin %s" % self["admin"])
         if self["ticket-ip"] not in IP_POLICIES:
             raise usage.UsageError("--ticket-ip must be one of %s" % ", ".join(IP_POLICIES))
         if self["redis"] is not None:

@@ -1,12 +1,13 @@
 """Assembling the running server from options: the service tree behind
 ``twistd presence``."""
 
-from twisted.application.service import Service
+from twisted.application.service import MultiService, Service
 from twisted.internet import defer, endpoints, task
 from twisted.logger import Logger
 from twisted.web.server import Site
 
 from .application import Application
+from .cluster import ClusterView
 from .demo import Demo, DemoBackend
 from .dispatch import ListenerFactory
 from .engine import RedisEngine
@@ -148,6 +149,8 @@ class PresenceService(Service):
         for endpoint, description in self.client_endpoints:
             port = await endpoint.listen(self.factory)
             self.ports.append(port)
+            if self.hub is not None:
+                self.hub.addresses.append(_url("ws", port))
             log.info("presence: WebSocket and firepresence on {name} ({url})",
                      name=description, url=_url("ws", port))
         if self.demo is not None and self.api_port is not None:
@@ -205,9 +208,10 @@ def _url(scheme, port):
     return "%s://%s:%d/" % (scheme, host, address.port)
 
 
-def make_service(options, api_factory, application=None, reactor=None):
+def make_service(options, api_factory, application=None, reactor=None, admin_factory=None):
     """The service for ``twistd presence`` options; ``api_factory`` builds the
-    HTTP API from the ticket store (web.api.PresenceAPI)."""
+    HTTP API from the ticket store (web.api.PresenceAPI), ``admin_factory``
+    the dashboard (web.admin.AdminApp)."""
     if reactor is None:
         from twisted.internet import reactor
     node = Node(application or Application(), settings_from_options(options), reactor)
@@ -218,7 +222,7 @@ def make_service(options, api_factory, application=None, reactor=None):
     if options["oauth-introspect"]:
         introspector = Introspector(options["oauth-introspect"], options["oauth-client-id"],
                                     options["oauth-client-secret"], reactor=reactor)
-    return PresenceService(
+    service = PresenceService(
         node, clients, redis_url=options["redis"], api_endpoint=api, api_factory=api_factory,
         api_options={"api_key": options["api-key"], "introspector": introspector},
         ticket_options={"ttl": options["ticket-ttl"], "prefix": options["redis-prefix"],
@@ -226,3 +230,56 @@ def make_service(options, api_factory, application=None, reactor=None):
                         "node_heartbeat": options["node-heartbeat"],
                         "stream_maxlen": options["stream-maxlen"]},
         reactor=reactor, demo=options["demo"])
+    if admin_factory is None or not options["admin"]:
+        return service
+    admin = AdminService(service, endpoints.serverFromString(reactor, options["admin"]),
+                         options["admin"], admin_factory, options["admin-password"], reactor)
+    both = MultiService()
+    service.setServiceParent(both)
+    admin.setServiceParent(both)  # stopped first: MultiService stops in reverse
+    return both
+
+
+class AdminService(Service):
+    """The dashboard on --admin, once the node's hub is running."""
+
+    def __init__(self, presence, endpoint, description, admin_factory, password, reactor):
+        self.presence = presence
+        self.endpoint = endpoint
+        self.description = description
+        self.admin_factory = admin_factory
+        self.password = password
+        self.reactor = reactor
+        self.admin = None
+        self.port = None
+
+    def startService(self):
+        super().startService()
+        defer.ensureDeferred(self._start()).addErrback(self._failed)
+
+    def _failed(self, failure):
+        log.failure("presence: the dashboard could not start", failure)
+
+    async def _start(self):
+        await self.presence.ready
+        if self.presence.hub is None:
+            return
+        self.admin = self.admin_factory(
+            ClusterView(self.presence.hub, self.reactor), self.presence.node, self.password,
+            secure_cookies=self.description.startswith("ssl:"), clock=self.reactor)
+        self.admin.start()
+        self.port = await self.endpoint.listen(Site(self.admin.resource()))
+        log.info("presence: dashboard on {name} ({url}){login}", name=self.description,
+                 url=_url("http", self.port),
+                 login="" if self.password else " without a password (loopback only)")
+
+    async def _stop(self):
+        if self.admin is not None:
+            self.admin.stop()
+        if self.port is not None:
+            await self.port.stopListening()
+            self.port = None
+
+    def stopService(self):
+        super().stopService()
+        return defer.ensureDeferred(self._stop())

@@ -9,6 +9,8 @@ Subclasses speak their protocol: ``start(head, rest)`` answers the
 handshake, ``dataReceived`` reads messages, ``send_*`` and ``close`` write.
 """
 
+import collections
+
 from twisted.internet.abstract import FileDescriptor
 from twisted.internet.interfaces import IPushProducer
 from twisted.internet.protocol import Protocol
@@ -34,6 +36,10 @@ AUTH_FAILURES = {
     "required": (401, 4401, "authentication required: send a ticket"),
     "timeout": (None, 4408, "authentication timeout"),
 }
+
+#: Round-trip times kept per session, and events, for the dashboard.
+RTT_HISTORY = 30
+EVENT_HISTORY = 20
 
 #: Messages a client may send after its auth message, before the welcome;
 #: they are delivered once it is authenticated. More closes the session.
@@ -68,6 +74,7 @@ class Session(Protocol):
         "user_agent", "opened_at", "ping_sent_at", "_ping_id", "rtt", "last_heartbeat",
         "messages_in", "messages_out", "bytes_in", "bytes_out", "close_record",
         "account", "attributes", "allowed_channels", "ready", "ip_mismatch", "_queued",
+        "rtt_history", "events",
     )
 
     def __init__(self, node):
@@ -110,6 +117,11 @@ class Session(Protocol):
         self.ip_mismatch = False
         # Messages received while an auth message is being redeemed.
         self._queued = None
+        #: The last round-trip times, oldest first (created at the first).
+        self.rtt_history = None
+        #: Recent events of the session, ``(time, text)``, for the dashboard
+        #: (created at the first).
+        self.events = None
 
     def __repr__(self):
         return "<%s %s %s>" % (type(self).__name__, self.id, self.client_ip)
@@ -328,6 +340,19 @@ class Session(Protocol):
             self.last_heartbeat = now
             self.ping_sent_at = None
             self._ping_id = None
+            history = self.rtt_history
+            if history is None:
+                history = self.rtt_history = collections.deque(maxlen=RTT_HISTORY)
+            history.append(self.rtt)
+            self.node.stats.heartbeat_answered(self.rtt)
+
+    def note(self, text):
+        """Remember an event of the session (the dashboard shows the last
+        few)."""
+        events = self.events
+        if events is None:
+            events = self.events = collections.deque(maxlen=EVENT_HISTORY)
+        events.append((self.node.clock.seconds(), text))
 
     def heartbeat_timed_out(self):
         self.ping_sent_at = None

@@ -27,10 +27,29 @@ class ServerStats:
         #: Tickets redeemed from another IP than their own (--ticket-ip warn).
         self.ticket_ip_mismatches = 0
         self.heartbeat_timeouts = 0
+        # Heartbeat round trips: cumulative counts per bucket (Prometheus'
+        # histogram), their number and sum.
+        self.rtt_buckets = [0] * len(self.RTT_BUCKETS)
+        self.rtt_count = 0
+        self.rtt_sum = 0.0
         self.slow_consumers = 0
+        # Totals of the sessions that ended (open ones keep their own).
         self.messages_in = 0
         self.messages_out = 0
+        self.bytes_in = 0
+        self.bytes_out = 0
         self.recent_closes = collections.deque(maxlen=self.RECENT_CLOSES)
+
+    #: Upper bounds (seconds) of the heartbeat round-trip histogram.
+    RTT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+    def heartbeat_answered(self, rtt):
+        buckets = self.rtt_buckets
+        for index, bound in enumerate(self.RTT_BUCKETS):
+            if rtt <= bound:
+                buckets[index] += 1
+        self.rtt_count += 1
+        self.rtt_sum += rtt
 
     def session_opened(self, session):
         self.handshakes_accepted += 1
@@ -40,4 +59,6 @@ class ServerStats:
         self.closes[record.code] += 1
         self.messages_in += session.messages_in
         self.messages_out += session.messages_out
+        self.bytes_in += session.bytes_in
+        self.bytes_out += session.bytes_out
         self.recent_closes.append((session.id, record))

@@ -19,9 +19,10 @@ class PresenceServiceMaker:
 
     def makeService(self, options):
         from presence.service import make_service
+        from web.admin import AdminApp
         from web.api import PresenceAPI
 
-        return make_service(options, PresenceAPI)
+        return make_service(options, PresenceAPI, admin_factory=AdminApp)
 
 
 serviceMaker = PresenceServiceMaker()

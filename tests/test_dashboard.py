@@ -1,0 +1,193 @@
+"""The admin dashboard in headless Chromium, against two real nodes sharing
+one Redis: log in, watch a client appear live with its round-trip time,
+kick it, see why it ended; escaping, the password and CSRF.
+
+The tests also take the screenshots of docs/screenshots/."""
+
+import asyncio
+import json
+import os
+import subprocess
+import tempfile
+
+import websockets
+from playwright.async_api import async_playwright
+from twisted.internet import defer, reactor
+from twisted.trial.unittest import TestCase
+from twisted.web.client import HTTPConnectionPool
+
+from presence.client import PresenceClient
+from presence.redis_process import EmbeddedRedis
+
+from .test_auth import wait
+from .test_compression import CHROMIUM, CHROMIUM_ARGS
+from .test_integration import run
+from .test_plugin import TWISTD, free_port, outside_env, wait_for_port
+
+KEY = "dashboard-test-key"
+PASSWORD = "correct horse battery staple"
+SCREENSHOTS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                           "docs", "screenshots")
+XSS = "<script>alert(1)</script>"
+
+
+class DashboardTests(TestCase):
+    @defer.inlineCallbacks
+    def setUp(self):
+        self.redis = EmbeddedRedis(reactor)
+        self.addCleanup(self.redis.stopService)
+        self.redis_url = yield self.redis.started()
+        self.pool = HTTPConnectionPool(reactor, persistent=False)
+        self.addCleanup(self.pool.closeCachedConnections)
+        self.admin_port = free_port()
+        self.nodes = [self.start_node(admin=True), self.start_node()]
+
+    def start_node(self, admin=False):
+        client_port, api_port = free_port(), free_port()
+        arguments = [TWISTD, "-n", "--pidfile=", "presence", "--redis", self.redis_url,
+                     "--listen", "tcp:%d:interface=127.0.0.1" % client_port,
+                     "--api", "tcp:%d:interface=127.0.0.1" % api_port,
+                     "--heartbeat", "1", "--heartbeat-timeout", "1", "--node-heartbeat", "1"]
+        if admin:
+            arguments += ["--admin", "tcp:%d:interface=127.0.0.1" % self.admin_port]
+        else:
+            arguments += ["--admin", "none"]
+        process = subprocess.Popen(
+            arguments, cwd=tempfile.mkdtemp(prefix="presence-node-"),
+            env=dict(outside_env(), PRESENCE_API_KEY=KEY, PRESENCE_ADMIN_PASSWORD=PASSWORD),
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        self.addCleanup(self.stop_node, process)
+        wait_for_port(api_port, process)
+        wait_for_port(client_port, process)
+        if admin:
+            wait_for_port(self.admin_port, process)
+        return {"client": client_port, "process": process,
+                "api": PresenceClient("http://127.0.0.1:%d" % api_port, KEY, pool=self.pool)}
+
+    def stop_node(self, process):
+        if process.poll() is None:
+            process.terminate()
+            process.communicate(timeout=30)
+
+    async def client(self, node, account):
+        issued = await wait(node["api"].issue_ticket(account, channels=["room:*"]))
+        ws = await websockets.connect("ws://127.0.0.1:%d/?ticket=%s" % (node["client"],
+                                                                       issued["ticket"]))
+        welcome = json.loads(await ws.recv())
+        await ws.send(json.dumps({"type": "subscribe", "channel": "room:lobby"}))
+        await ws.recv()
+        return ws, welcome["session"]
+
+    def test_the_dashboard_end_to_end(self):
+        admin = "http://127.0.0.1:%d" % self.admin_port
+        a, b = self.nodes
+
+        async def scenario():
+            os.makedirs(SCREENSHOTS, exist_ok=True)
+            async with async_playwright() as playwright:
+                browser = await playwright.chromium.launch(executable_path=CHROMIUM,
+                                                           args=CHROMIUM_ARGS)
+                dialogs = []
+                try:
+                    page = await browser.new_page(viewport={"width": 1280, "height": 900})
+                    page.on("dialog", lambda dialog: dialogs.append(dialog.message))
+
+                    async def shoot(name):
+                        await page.screenshot(path=os.path.join(SCREENSHOTS, name + "-1280.png"),
+                                              full_page=True)
+                        await page.set_viewport_size({"width": 400, "height": 900})
+                        await page.screenshot(path=os.path.join(SCREENSHOTS, name + "-400.png"),
+                                              full_page=True)
+                        await page.set_viewport_size({"width": 1280, "height": 900})
+
+                    # A wrong password is refused.
+                    response = await page.goto(admin + "/")
+                    self.assertTrue(page.url.endswith("/login"))
+                    await shoot("login")
+                    await page.fill("input[name=password]", "wrong")
+                    async with page.expect_response(admin + "/login") as refused:
+                        await page.click("button[type=submit]")
+                    self.assertEqual((await refused.value).status, 401)
+                    self.assertIn("Wrong password.", await page.inner_text("form.login"))
+                    # The right one logs in.
+                    await page.fill("input[name=password]", PASSWORD)
+                    await page.click("button[type=submit]")
+                    await page.wait_for_url(admin + "/")
+
+                    # A client connects while the page is open: its row
+                    # appears without a reload.
+                    await page.goto(admin + "/connections")
+                    ws, session = await self.client(a, XSS)
+                    row = 'tr[data-session="%s"]' % session
+                    await page.wait_for_selector(row, timeout=15000)
+                    account = await page.inner_text(row + " td.account")
+                    self.assertEqual(account.strip(), XSS)  # shown as text
+                    self.assertIn("127.0.0.1", await page.inner_text(row + " td.ip"))
+                    # A round-trip time once a heartbeat came back.
+                    await page.wait_for_function(
+                        "(selector) => { const cell = document.querySelector(selector);"
+                        " return cell && cell.textContent.trim().endsWith('ms'); }",
+                        arg=row + " td.rtt", timeout=15000)
+                    # A session on the second node appears too.
+                    other, other_session = await self.client(b, "bob")
+                    await page.wait_for_selector('tr[data-session="%s"]' % other_session,
+                                                 timeout=15000)
+                    await shoot("connections")
+                    await page.goto(admin + "/")
+                    await page.wait_for_function(
+                        "() => document.getElementById('total-sessions')"
+                        " && document.getElementById('total-sessions').textContent.trim() === '2'",
+                        timeout=15000)
+                    await shoot("overview")
+
+                    # An action without the CSRF token is refused.
+                    forged = await page.request.post(
+                        admin + "/connections/%s/close" % session,
+                        form={"code": "4000", "reason": "forged"})
+                    self.assertEqual(forged.status, 403)
+                    self.assertFalse(ws.close_code)
+
+                    # Kicking it from the page closes the client with the code.
+                    await page.goto(admin + "/connections/" + session)
+                    await page.wait_for_selector("svg.chart polyline")
+                    await shoot("connection")
+                    await page.select_option("select[name=code]", "4001")
+                    await page.fill("input[name=reason]", "kicked by the test")
+                    await page.click("button.danger")
+                    await page.wait_for_selector("p.notice")
+                    with self.assertRaises(websockets.ConnectionClosed):
+                        await asyncio.wait_for(ws.recv(), 10)
+                    self.assertEqual((ws.close_code, ws.close_reason),
+                                     (4001, "kicked by the test"))
+
+                    # And the close appears under Closes with its reason.
+                    await page.goto(admin + "/closes")
+                    closed = 'tr[data-session="%s"]' % session
+                    await page.wait_for_selector(closed, timeout=15000)
+                    self.assertEqual((await page.inner_text(closed + " td.reason")).strip(),
+                                     "kicked by the test")
+                    self.assertEqual((await page.inner_text(closed + " td.account")).strip(),
+                                     XSS)
+                    await shoot("closes")
+                    self.assertEqual(dialogs, [])  # no script ran
+                    await other.close()
+                finally:
+                    await browser.close()
+            return response
+
+        return run(scenario())
+
+    def test_metrics_are_prometheus_text(self):
+        async def scenario():
+            reader, writer = await asyncio.open_connection("127.0.0.1", self.admin_port)
+            writer.write(b"GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n")
+            answer = (await asyncio.wait_for(reader.read(), 10)).decode()
+            writer.close()
+            head, _, body = answer.partition("\r\n\r\n")
+            self.assertIn("text/plain; version=0.0.4", head)
+            for name in ("presence_sessions", "presence_messages_total",
+                         "presence_handshakes_refused_total", "presence_closes_total",
+                         "presence_heartbeat_rtt_seconds_bucket", "presence_tickets_total",
+                         "presence_redis_reconnects_total"):
+                self.assertIn("# TYPE %s" % name.replace("_bucket", ""), body)
+        return run(scenario())
