@@ -3,10 +3,17 @@
     client = PresenceClient("http://127.0.0.1:8081", api_key)
     ticket = yield client.issue_ticket("user-42", channels=["room:lobby"])
 
-Every call is bounded by ``timeout`` seconds, and a refusal raises
-:class:`PresenceAPIError` carrying the server's status and JSON error body.
-docs/api.md documents the endpoints; docs/tickets.md shows a client that
-needs only the standard library.
+Every call is bounded by ``timeout`` seconds, from connecting to the last
+byte of the answer. Every failure is a :class:`PresenceError`:
+
+- :class:`PresenceAPIError`: the API refused the request; it carries the
+  server's status and JSON error body (``{"error": KIND, "message": TEXT}``);
+  :class:`PresenceUnavailable` is its 503 (retry later, ``retry_after``);
+- :class:`PresenceTimeout`: no complete answer within ``timeout``;
+- :class:`PresenceConnectionError`: the API could not be reached, or the
+  connection broke before the answer.
+
+docs/clients.md documents every call; docs/api.md the endpoints.
 """
 
 import json
@@ -14,11 +21,26 @@ from urllib.parse import quote
 
 import treq
 from twisted.internet import defer
+from twisted.internet.error import ConnectError, ConnectionLost, DNSLookupError
+from twisted.web.client import ResponseFailed
 
-__all__ = ["PresenceClient", "PresenceAPIError", "PresenceUnavailable"]
+__all__ = ["PresenceClient", "PresenceError", "PresenceAPIError", "PresenceUnavailable",
+           "PresenceTimeout", "PresenceConnectionError"]
 
 
-class PresenceAPIError(Exception):
+class PresenceError(Exception):
+    """Any failure of a PresenceClient call."""
+
+
+class PresenceTimeout(PresenceError):
+    """No complete answer within the client's ``timeout``."""
+
+
+class PresenceConnectionError(PresenceError):
+    """The API could not be reached, or the connection broke."""
+
+
+class PresenceAPIError(PresenceError):
     """The API refused a request: ``status`` is the HTTP status, ``body`` the
     decoded JSON error (``{"error": KIND, "message": TEXT}``)."""
 
@@ -34,18 +56,55 @@ class PresenceAPIError(Exception):
 
 
 class PresenceUnavailable(PresenceAPIError):
-    """503: Presence could not serve the request now; retrying later may."""
+    """503: Presence could not serve the request now (Redis did not answer);
+    retrying later may. ``retry_after``: the server's Retry-After, seconds."""
+
+    def __init__(self, status, body, retry_after=None):
+        super().__init__(status, body)
+        self.retry_after = retry_after
 
 
 class PresenceClient:
-    def __init__(self, url, api_key, timeout=10.0, pool=None):
+    """``url``: the API's base URL; ``api_key``: the backends' key;
+    ``timeout``: seconds a call may take in all; ``pool``: a treq/Agent
+    HTTPConnectionPool (default: treq's shared one)."""
+
+    def __init__(self, url, api_key, timeout=10.0, pool=None, reactor=None):
+        if reactor is None:
+            from twisted.internet import reactor
         self.url = url.rstrip("/")
         self.api_key = api_key
         self.timeout = timeout
         self.pool = pool
+        self.reactor = reactor
+
+    def _request(self, method, path, body=None):
+        """The decoded JSON answer, or a PresenceError, within ``timeout``."""
+        call = self._call(method, path, body)
+        # Over the whole call: treq's own timeout stops at the response head.
+        expired = []
+
+        def expire():
+            expired.append(True)
+            call.cancel()
+        timer = self.reactor.callLater(self.timeout, expire)
+
+        def done(result):
+            if timer.active():
+                timer.cancel()
+            return result
+
+        def failed(failure):
+            if expired:
+                raise PresenceTimeout("%s %s: no answer within %s s"
+                                      % (method, path, self.timeout))
+            if failure.check(ConnectError, ConnectionLost, DNSLookupError, ResponseFailed):
+                raise PresenceConnectionError("%s %s: %s" % (method, path, failure.value))
+            return failure
+        return call.addBoth(done).addErrback(failed)
 
     @defer.inlineCallbacks
-    def _request(self, method, path, body=None):
+    def _call(self, method, path, body):
         headers = {b"Authorization": [b"Bearer " + self.api_key.encode("utf-8")],
                    b"Accept": [b"application/json"]}
         data = None
@@ -53,15 +112,17 @@ class PresenceClient:
             headers[b"Content-Type"] = [b"application/json"]
             data = json.dumps(body).encode("utf-8")
         response = yield treq.request(method, self.url + path, headers=headers, data=data,
-                                      timeout=self.timeout, pool=self.pool)
+                                      pool=self.pool, reactor=self.reactor)
         content = yield treq.content(response)
         try:
             decoded = json.loads(content) if content else None
         except ValueError:
             decoded = {"error": "not_json", "message": content.decode("utf-8", "replace")}
+        if response.code == 503:
+            raise PresenceUnavailable(response.code, decoded,
+                                      _seconds(response.headers.getRawHeaders(b"retry-after")))
         if response.code >= 400:
-            error = PresenceUnavailable if response.code == 503 else PresenceAPIError
-            raise error(response.code, decoded)
+            raise PresenceAPIError(response.code, decoded)
         return decoded
 
     def issue_ticket(self, account, attributes=None, channels=None, ip=None):
@@ -94,10 +155,20 @@ class PresenceClient:
         return self._request("GET", "/presence/" + quote(account, safe=""))
 
     def disconnect(self, session=None, account=None, code=1000, reason=""):
-        """Close a session, or all of an account's, on every node."""
+        """Close a session, or all of an account's, on every node (one of
+        ``session`` and ``account``). ``code``: 1000, 1001, 1008, 1011 or
+        4000-4999; the browser client does not reconnect after 1000, 1008
+        and 4000-4099 (docs/clients.md). Fires with ``{"requested": True}``."""
         body = {"code": code, "reason": reason}
         if session is not None:
             body["session"] = session
         if account is not None:
             body["account"] = account
         return self._request("POST", "/disconnect", body)
+
+
+def _seconds(values):
+    try:
+        return float(values[0])
+    except (TypeError, ValueError, IndexError):
+        return None

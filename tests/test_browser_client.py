@@ -219,3 +219,44 @@ class ReconnectTests(BrowserClientTestCase):
                                    "window.demo.presence.session !== %s" % js(first))
 
         return run(self.browse(scenario))
+
+
+class ClientAPITests(BrowserClientTestCase):
+    def test_members_publish_unsubscribe_and_a_refused_subscription(self):
+        async def scenario(context):
+            page = await self.open_demo(context, "demo-eve")
+            result = await page.evaluate("""async () => {
+                const presence = window.demo.presence;
+                const out = {};
+                out.members = await presence.members("demo:lobby");
+                out.id = await presence.publish("demo:lobby", {note: "not chat"});
+                // Demo tickets allow demo:* only.
+                out.refused = await presence.subscribe("room:secret", () => {})
+                    .then(() => "subscribed", (error) => error.message);
+                out.kept = [...presence._channels.keys()];
+                const got = [];
+                await presence.subscribe("demo:other", (data) => got.push(data));
+                out.unsubscribed = await presence.unsubscribe("demo:other");
+                const idle = new presence.constructor({url: "ws://127.0.0.1:1/",
+                                                       getTicket: async () => "x"});
+                out.notConnected = await idle.publish("demo:lobby", 1)
+                    .then(() => "sent", (error) => error.message);
+                return out;
+            }""")
+            self.assertEqual(result["members"], [
+                {"session": await page.evaluate("window.demo.presence.session"),
+                 "account": "demo-eve"}])
+            self.assertRegex(result["id"], r"^\d+-\d+$")
+            self.assertEqual(result["refused"], "channel not allowed by the ticket")
+            self.assertEqual(result["kept"], ["demo:lobby"])
+            self.assertEqual(result["unsubscribed"], {"type": "unsubscribed",
+                                                      "channel": "demo:other"})
+            self.assertEqual(result["notConnected"], "not connected")
+            # The publish that was not chat went to the stream, and the demo
+            # backend left it there: the chat message after it is the first.
+            await self.say(page, "chat")
+            await self.received(page, "chat")
+            self.assertEqual([m["text"] for m in await page.evaluate("window.demo.messages")],
+                             ["chat"])
+
+        return run(self.browse(scenario))

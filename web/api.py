@@ -258,7 +258,7 @@ class PresenceAPI:
             return 200, {"accounts": await self.hub.online_accounts()}
         return await self._hub_call(request, work)
 
-    @app.route("/presence/<account>", methods=["GET"])
+    @app.route("/presence/<path:account>", methods=["GET"])
     async def account_presence(self, request, account):
         """200 ``{"account", "online", "sessions": [...]}``."""
         async def work():

@@ -30,6 +30,7 @@ export class Presence {
     if (!options || !options.url || typeof options.getTicket !== "function") {
       throw new TypeError("Presence needs {url, getTicket}");
     }
+    new URL(options.url); // throws now on a URL that could never work
     this.options = Object.assign({}, DEFAULTS, options);
     this.state = { state: "closed", code: null, reason: "not connected", willRetry: false };
     this.session = null;
@@ -83,7 +84,7 @@ export class Presence {
     clearTimeout(this._timer);
     const ws = this._ws;
     this._detach();
-    if (ws) ws.close(code, reason);
+    if (ws) ws.close(code, reason); // 1000 or 3000-4999, as browsers require
     this._closed(code, reason, false);
   }
 
@@ -233,7 +234,6 @@ export class Presence {
     } else if (type === "error") {
       this._settle((r) => r.request === message.request && (channel === undefined || r.channel === channel),
         (r) => { const error = new Error(message.reason); error.detail = message; r.reject(error); });
-      if (message.request === "subscribe" && message.channel) this._channels.delete(message.channel);
       this._emit("error", message);
     } else if (type === "subscribed") {
       this._settle((r) => r.type === type && r.channel === channel, (r) => r.resolve(message));
@@ -248,9 +248,12 @@ export class Presence {
 
   _sendSubscribe(channel, subscription) {
     const message = { type: "subscribe", channel, presence: subscription.presence };
-    return this._request(message, "subscribed", channel).catch((error) => {
-      if (error.detail) subscription.reject(error); // refused, not merely disconnected
-    }).then((answer) => { if (answer) subscription.resolve(answer); });
+    return this._request(message, "subscribed", channel).then(subscription.resolve, (error) => {
+      if (!error.detail) return; // disconnected: sent again after the next welcome
+      // Refused (e.g. not allowed by the ticket): not asked again.
+      if (this._channels.get(channel) === subscription) this._channels.delete(channel);
+      subscription.reject(error);
+    });
   }
 
   /** Receive the messages of `channel` (handler(data, message)), now and

@@ -1,0 +1,191 @@
+"""presence.client.PresenceClient, the backends' client, against a running
+server (a twistd process with a real Redis) for publish, presence,
+account_presence and disconnect, and their errors: refusals carry the
+server's status and body, 503 is PresenceUnavailable with Retry-After, and
+calls are bounded by the client's timeout whatever the server does.
+
+issue_ticket and its refusals are tested in tests/test_api.py."""
+
+from twisted.internet import defer, protocol, reactor
+from twisted.trial.unittest import TestCase
+from twisted.web.client import HTTPConnectionPool
+
+from presence.client import (PresenceAPIError, PresenceClient, PresenceConnectionError,
+                             PresenceError, PresenceTimeout, PresenceUnavailable)
+
+from .test_auth import wait
+from .test_hub import KEY, ClusterTestCase, until
+from .test_integration import run
+from .test_plugin import free_port
+
+
+class RunningServerTests(ClusterTestCase):
+    nodes_count = 1
+
+    def setUp(self):
+        d = super().setUp()
+
+        def ready(_):
+            self.api = self.nodes[0]["api"]
+        return d.addCallback(ready)
+
+    def test_publish_to_a_channel_and_to_channels_except_a_session(self):
+        node, = self.nodes
+
+        async def scenario():
+            ann = await self.connect(node, "ann")
+            bob = await self.connect(node, "bob")
+            for client in (ann, bob):
+                await self.subscribe(client, "room:1")
+            self.assertEqual(await wait(self.api.publish("room:1", {"n": 1})),
+                             {"channels": 1, "nodes": 1})
+            for client in (ann, bob):
+                self.assertEqual((await client.next_of("message"))["data"], {"n": 1})
+            answer = await wait(self.api.publish(["room:1", "room:2"], "two",
+                                                 exclude=[ann.welcome["session"]]))
+            self.assertEqual(answer, {"channels": 2, "nodes": 1})
+            self.assertEqual((await bob.next_of("message", 2))["data"], "two")
+            # A marker after it: Ann, excluded, never got "two".
+            await wait(self.api.publish("room:1", "marker"))
+            self.assertEqual((await ann.next_of("message", 2))["data"], "marker")
+            await self.close_clients()
+
+        return run(scenario())
+
+    def test_presence_and_account_presence(self):
+        node, = self.nodes
+
+        async def scenario():
+            self.assertEqual(await wait(self.api.presence()), [])
+            ann = await self.connect(node, "ann")
+            odd = await self.connect(node, "a/b c?d")
+            self.assertEqual(await wait(self.api.presence()), ["a/b c?d", "ann"])
+            answer = await wait(self.api.account_presence("ann"))
+            self.assertEqual((answer["account"], answer["online"]), ("ann", True))
+            session, = answer["sessions"]
+            self.assertEqual((session["session"], session["node"], session["protocol"]),
+                             (ann.welcome["session"], node_id(answer), "websocket"))
+            # The account is quoted into the path.
+            answer = await wait(self.api.account_presence("a/b c?d"))
+            self.assertEqual((answer["account"], answer["online"]), ("a/b c?d", True))
+            self.assertEqual(await wait(self.api.account_presence("nobody")),
+                             {"account": "nobody", "online": False, "sessions": []})
+            await odd.close()
+            await ann.close()
+
+        return run(scenario())
+
+    def test_disconnect_a_session_or_an_account_with_a_code_and_reason(self):
+        node, = self.nodes
+
+        async def scenario():
+            first = await self.connect(node, "ann")
+            second = await self.connect(node, "ann")
+            other = await self.connect(node, "bob")
+            self.assertEqual(await wait(self.api.disconnect(session=first.welcome["session"],
+                                                            code=4001, reason="one")),
+                             {"requested": True})
+            await until(lambda: first.reader.done(), message="first closed")
+            self.assertEqual((first.ws.close_code, first.ws.close_reason), (4001, "one"))
+            self.assertFalse(second.reader.done())
+            await wait(self.api.disconnect(account="ann"))
+            await until(lambda: second.reader.done(), message="second closed")
+            self.assertEqual(second.ws.close_code, 1000)
+            self.assertFalse(other.reader.done())
+            await other.close()
+
+        return run(scenario())
+
+    @defer.inlineCallbacks
+    def assertRefused(self, status, kind, deferred):
+        with self.assertRaises(PresenceAPIError) as raised:
+            yield deferred
+        error = raised.exception
+        self.assertEqual((error.status, error.kind), (status, kind))
+        self.assertEqual(error.body["error"], kind)
+        self.assertIsInstance(error.body["message"], str)
+        self.assertIn(error.body["message"], str(error))
+        return error
+
+    @defer.inlineCallbacks
+    def test_refusals_raise_presence_api_error_with_the_servers_body(self):
+        yield self.assertRefused(400, "bad_request", self.api.publish("x" * 257, 1))
+        yield self.assertRefused(400, "bad_request", self.api.publish([], 1))
+        yield self.assertRefused(400, "bad_request", self.api.disconnect())
+        yield self.assertRefused(400, "bad_request",
+                                 self.api.disconnect(session="s", account="a"))
+        yield self.assertRefused(400, "bad_request", self.api.disconnect(account="a", code=1005))
+        yield self.assertRefused(400, "bad_request",
+                                 self.api.disconnect(account="a", reason="x" * 124))
+        wrong = PresenceClient(self.api.url, "not-" + KEY, timeout=5.0, pool=self.pool)
+        for call in (wrong.publish("room:1", 1), wrong.presence(),
+                     wrong.account_presence("ann"), wrong.disconnect(account="ann")):
+            error = yield self.assertRefused(401, "unauthorized", call)
+            self.assertNotIsInstance(error, PresenceUnavailable)
+
+    @defer.inlineCallbacks
+    def test_with_redis_stopped_every_call_is_presence_unavailable_with_retry_after(self):
+        yield self.redis.stop_process()
+        for call in (self.api.publish("room:1", 1), self.api.presence(),
+                     self.api.account_presence("ann"), self.api.disconnect(account="ann")):
+            error = yield self.assertRefused(503, "unavailable", call)
+            self.assertIsInstance(error, PresenceUnavailable)
+            self.assertEqual(error.retry_after, 1.0)
+
+
+def node_id(answer):
+    return answer["sessions"][0]["node"]
+
+
+class Silent(protocol.Protocol):
+    """Accepts, and answers nothing (or only a head: ``head`` bytes)."""
+
+    head = b""
+
+    def connectionMade(self):
+        self.factory.connections.append(self)
+        if self.head:
+            self.transport.write(self.head)
+
+
+class UnreachableTests(TestCase):
+    def setUp(self):
+        self.pool = HTTPConnectionPool(reactor, persistent=False)
+        self.addCleanup(self.pool.closeCachedConnections)
+
+    def serve(self, head=b""):
+        factory = protocol.Factory.forProtocol(type("Server", (Silent,), {"head": head}))
+        factory.connections = []
+        port = reactor.listenTCP(0, factory, interface="127.0.0.1")
+
+        @defer.inlineCallbacks
+        def close():
+            yield port.stopListening()
+            for server in factory.connections:
+                server.transport.abortConnection()
+        self.addCleanup(close)
+        return "http://127.0.0.1:%d" % port.getHost().port
+
+    def client(self, url, timeout=0.5):
+        return PresenceClient(url, KEY, timeout=timeout, pool=self.pool)
+
+    @defer.inlineCallbacks
+    def assertTimesOut(self, client):
+        started = reactor.seconds()
+        with self.assertRaises(PresenceTimeout):
+            yield client.presence()
+        self.assertLess(reactor.seconds() - started, client.timeout + 1.0)
+
+    def test_a_server_that_never_answers_is_presence_timeout(self):
+        return self.assertTimesOut(self.client(self.serve()))
+
+    def test_a_server_that_stalls_in_the_body_is_presence_timeout_too(self):
+        head = (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                b"Content-Length: 100\r\n\r\n{\"accounts\": [")
+        return self.assertTimesOut(self.client(self.serve(head)))
+
+    @defer.inlineCallbacks
+    def test_nothing_listening_is_presence_connection_error(self):
+        with self.assertRaises(PresenceConnectionError) as raised:
+            yield self.client("http://127.0.0.1:%d" % free_port(), timeout=5.0).presence()
+        self.assertIsInstance(raised.exception, PresenceError)
