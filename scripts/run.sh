@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs Presence into .venv and runs it in the foreground, with a Redis
 # of its own (a redis-server child process) unless --redis is given.
-# Usage: scripts/run.sh [twistd presence options]
-#   (default: clients on tcp:8080, the HTTP API on 127.0.0.1:8081)
+# Usage: scripts/run.sh [--no-demo] [twistd presence options]
+#   (default: clients on tcp:8080, the HTTP API on 127.0.0.1:8081, and the
+#   demo page at http://127.0.0.1:8081/demo: --demo, unless --no-demo)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON="${PYTHON:-python3}"
@@ -15,4 +16,9 @@ if [ -z "${PRESENCE_API_KEY:-}" ]; then
   export PRESENCE_API_KEY
   echo "API key for this run (set PRESENCE_API_KEY to choose your own): $PRESENCE_API_KEY"
 fi
-exec .venv/bin/twistd -n --pidfile= presence "$@"
+DEMO=--demo
+ARGS=()
+for arg in "$@"; do
+  if [ "$arg" = "--no-demo" ]; then DEMO=""; else ARGS+=("$arg"); fi
+done
+exec .venv/bin/twistd -n --pidfile= presence $DEMO ${ARGS[@]+"${ARGS[@]}"}

@@ -6,6 +6,9 @@ calls are bounded by the client's timeout whatever the server does.
 
 issue_ticket and its refusals are tested in tests/test_api.py."""
 
+import os
+
+import websockets
 from twisted.internet import defer, protocol, reactor
 from twisted.trial.unittest import TestCase
 from twisted.web.client import HTTPConnectionPool
@@ -14,7 +17,7 @@ from presence.client import (PresenceAPIError, PresenceClient, PresenceConnectio
                              PresenceError, PresenceTimeout, PresenceUnavailable)
 
 from .test_auth import wait
-from .test_hub import KEY, ClusterTestCase, until
+from .test_hub import KEY, Client, ClusterTestCase, until
 from .test_integration import run
 from .test_plugin import free_port
 
@@ -189,3 +192,50 @@ class UnreachableTests(TestCase):
         with self.assertRaises(PresenceConnectionError) as raised:
             yield self.client("http://127.0.0.1:%d" % free_port(), timeout=5.0).presence()
         self.assertIsInstance(raised.exception, PresenceError)
+
+
+def sync_example(api_url, api_key):
+    """The standard-library client of docs/clients.md, as a namespace."""
+    path = os.path.join(os.path.dirname(__file__), os.pardir, "docs", "clients.md")
+    with open(path, encoding="utf-8") as doc:
+        text = doc.read()
+    block = text.split("<!-- sync-example", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
+    namespace = {}
+    exec(compile(block, "docs/clients.md", "exec"), namespace)
+    namespace.update(PRESENCE_API=api_url, API_KEY=api_key)
+    return namespace
+
+
+class SyncExampleTests(ClusterTestCase):
+    """The documented plain-HTTP example works as written (its blocking
+    calls are fine here: the server is another process)."""
+
+    nodes_count = 1
+
+    def test_the_standard_library_example_in_the_docs_works(self):
+        node, = self.nodes
+        api = sync_example(node["api"].url, KEY)
+
+        async def scenario():
+            ticket = api["issue_ticket"]("ann", channels=["room:*"])["ticket"]
+            ws = await websockets.connect("ws://127.0.0.1:%d/?ticket=%s" % (node["client"], ticket))
+            client = Client(ws)
+            await client.next_of("welcome")
+            await self.subscribe(client, "room:1")
+            self.assertEqual(api["publish"]("room:1", "plain"), {"channels": 1, "nodes": 1})
+            self.assertEqual((await client.next_of("message"))["data"], "plain")
+            self.assertEqual(api["online_accounts"](), ["ann"])
+            self.assertTrue(api["account_presence"]("ann")["online"])
+            with self.assertRaises(api["PresenceError"]) as raised:
+                api["publish"]("", 1)
+            self.assertEqual((raised.exception.status, raised.exception.body["error"]),
+                             (400, "bad_request"))
+            self.assertEqual(api["disconnect"]("ann", reason="bye"), {"requested": True})
+            await until(lambda: client.reader.done(), message="closed")
+            self.assertEqual((ws.close_code, ws.close_reason), (4000, "bye"))
+            api["API_KEY"] = "wrong"
+            with self.assertRaises(api["PresenceError"]) as raised:
+                api["online_accounts"]()
+            self.assertEqual(raised.exception.status, 401)
+
+        return run(scenario())
