@@ -2,7 +2,10 @@
 one Redis: log in, watch a client appear live with its round-trip time,
 kick it, see why it ended; escaping, the password and CSRF.
 
-The tests also take the screenshots of docs/screenshots/."""
+The test takes screenshots at two widths on every run; with
+PRESENCE_UPDATE_SCREENSHOTS=1 they replace those of docs/screenshots/
+(otherwise they go to a temporary directory, so a test run leaves the
+checkout clean)."""
 
 import asyncio
 import json
@@ -26,8 +29,11 @@ from .test_plugin import TWISTD, free_port, outside_env, wait_for_port
 
 KEY = "dashboard-test-key"
 PASSWORD = "correct horse battery staple"
-SCREENSHOTS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                           "docs", "screenshots")
+if os.environ.get("PRESENCE_UPDATE_SCREENSHOTS"):
+    SCREENSHOTS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                               "docs", "screenshots")
+else:
+    SCREENSHOTS = tempfile.mkdtemp(prefix="presence-screenshots-")
 XSS = "<script>alert(1)</script>"
 
 
