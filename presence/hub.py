@@ -59,7 +59,9 @@ def account_channel(account):
     return "account:%s" % account
 
 
-def _valid_channel(channel):
+def valid_channel(channel):
+    """A channel name: 1 to MAX_CHANNEL printable characters, no spaces
+    (the same rule for clients and for the API)."""
     return (isinstance(channel, str) and 0 < len(channel) <= MAX_CHANNEL
             and channel.isprintable() and " " not in channel)
 
@@ -331,7 +333,7 @@ class Hub(Application):
 
     def _checked_channel(self, session, message):
         channel = message.get("channel")
-        if not _valid_channel(channel):
+        if not valid_channel(channel):
             self._error(session, "channel must be a name of 1-%d printable characters"
                         % MAX_CHANNEL, request=message.get("type"))
             return None

@@ -114,6 +114,8 @@ class RunningServerTests(ClusterTestCase):
     def test_refusals_raise_presence_api_error_with_the_servers_body(self):
         yield self.assertRefused(400, "bad_request", self.api.publish("x" * 257, 1))
         yield self.assertRefused(400, "bad_request", self.api.publish([], 1))
+        yield self.assertRefused(400, "bad_request", self.api.publish("a room", 1))
+        yield self.assertRefused(400, "bad_request", self.api.publish(["ok", "tab\there"], 1))
         yield self.assertRefused(400, "bad_request", self.api.disconnect())
         yield self.assertRefused(400, "bad_request",
                                  self.api.disconnect(session="s", account="a"))

@@ -16,6 +16,7 @@ from werkzeug.exceptions import HTTPException
 
 from presence.demo import DEMO_CHANNELS
 from presence.engine import RedisUnavailable
+from presence.hub import MAX_CHANNEL, valid_channel
 from presence.oauth import IntrospectionUnavailable
 from presence.tickets import fingerprint
 
@@ -239,7 +240,10 @@ class PresenceAPI:
                 channels = [data["channel"]]
             else:
                 raise APIError(400, "bad_request", "give channel or channels")
-            channels = [_name(channel, "each channel") for channel in channels]
+            for channel in channels:
+                if not valid_channel(channel):
+                    raise APIError(400, "bad_request", "each channel must be 1-%d printable "
+                                   "characters without spaces" % MAX_CHANNEL)
             if "data" not in data:
                 raise APIError(400, "bad_request", "data is required")
             exclude = data.get("except", [])
