@@ -20,12 +20,46 @@ import json
 from urllib.parse import quote
 
 import treq
-from twisted.internet import defer
+from twisted.internet import defer, protocol
 from twisted.internet.error import ConnectError, ConnectionLost, DNSLookupError
-from twisted.web.client import ResponseFailed
+from twisted.web.client import PotentialDataLoss, ResponseDone, ResponseFailed
 
 __all__ = ["PresenceClient", "PresenceError", "PresenceAPIError", "PresenceUnavailable",
            "PresenceTimeout", "PresenceConnectionError"]
+
+
+class _BodyReader(protocol.Protocol):
+    """Reads a response body into ``finished``. Cancelling ``finished`` (the
+    call's timeout) stops the transfer and closes the connection, rather
+    than leaving a stalled server's connection open."""
+
+    def __init__(self):
+        self.chunks = []
+        self.finished = defer.Deferred(self._cancel)
+
+    def _cancel(self, finished):
+        if self.transport is not None:
+            self.transport.stopProducing()
+
+    def dataReceived(self, data):
+        self.chunks.append(data)
+
+    def connectionLost(self, reason):
+        if self.finished.called:
+            return
+        # PotentialDataLoss: a body without a length, ended by the close.
+        if reason.check(ResponseDone, PotentialDataLoss):
+            self.finished.callback(b"".join(self.chunks))
+        else:
+            self.finished.errback(reason)
+
+
+def _read_body(response):
+    if response.length == 0:
+        return defer.succeed(b"")
+    reader = _BodyReader()
+    response.deliverBody(reader)
+    return reader.finished
 
 
 class PresenceError(Exception):
@@ -113,7 +147,7 @@ class PresenceClient:
             data = json.dumps(body).encode("utf-8")
         response = yield treq.request(method, self.url + path, headers=headers, data=data,
                                       pool=self.pool, reactor=self.reactor)
-        content = yield treq.content(response)
+        content = yield _read_body(response)
         try:
             decoded = json.loads(content) if content else None
         except ValueError:

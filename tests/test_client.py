@@ -149,16 +149,21 @@ class Silent(protocol.Protocol):
 
     def connectionMade(self):
         self.factory.connections.append(self)
+        self.closed = defer.Deferred()
         if self.head:
             self.transport.write(self.head)
 
+    def connectionLost(self, reason):
+        self.closed.callback(None)
+
 
 class UnreachableTests(TestCase):
+    timeout = 30  # a regression here hangs rather than fails
     def setUp(self):
         self.pool = HTTPConnectionPool(reactor, persistent=False)
         self.addCleanup(self.pool.closeCachedConnections)
 
-    def serve(self, head=b""):
+    def serve(self, head=b"", with_connections=False):
         factory = protocol.Factory.forProtocol(type("Server", (Silent,), {"head": head}))
         factory.connections = []
         port = reactor.listenTCP(0, factory, interface="127.0.0.1")
@@ -169,7 +174,8 @@ class UnreachableTests(TestCase):
             for server in factory.connections:
                 server.transport.abortConnection()
         self.addCleanup(close)
-        return "http://127.0.0.1:%d" % port.getHost().port
+        url = "http://127.0.0.1:%d" % port.getHost().port
+        return (url, factory.connections) if with_connections else url
 
     def client(self, url, timeout=0.5):
         return PresenceClient(url, KEY, timeout=timeout, pool=self.pool)
@@ -184,10 +190,15 @@ class UnreachableTests(TestCase):
     def test_a_server_that_never_answers_is_presence_timeout(self):
         return self.assertTimesOut(self.client(self.serve()))
 
+    @defer.inlineCallbacks
     def test_a_server_that_stalls_in_the_body_is_presence_timeout_too(self):
         head = (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
                 b"Content-Length: 100\r\n\r\n{\"accounts\": [")
-        return self.assertTimesOut(self.client(self.serve(head)))
+        url, connections = self.serve(head, with_connections=True)
+        yield self.assertTimesOut(self.client(url))
+        # The timed-out call closed its connection: the stalled server sees
+        # it go (cleanup would abort it otherwise, and this would hang).
+        yield connections[0].closed
 
     @defer.inlineCallbacks
     def test_nothing_listening_is_presence_connection_error(self):
