@@ -10,7 +10,10 @@ clearly demo-only:
   (``XREADGROUP``, as any backend would) and re-publishes chat messages on
   ``demo:`` channels through the hub, so that the other tabs receive them.
   The nodes of a cluster share one consumer group: each message is relayed
-  once.
+  once. A message a node read and did not live to acknowledge is claimed by
+  another node after ``claim_idle`` seconds (``XAUTOCLAIM``) and relayed if
+  it is still recent (``MAX_RELAY_AGE``), so the group's pending list does
+  not grow with every node that dies.
 
 Never run ``--demo`` where untrusted people reach the API port: anyone who
 loads ``/demo`` can get tickets for demo accounts.
@@ -18,6 +21,7 @@ loads ``/demo`` can get tickets for demo accounts.
 
 import json
 import secrets
+import time
 
 from twisted.internet import defer, task
 from twisted.logger import Logger
@@ -35,6 +39,9 @@ DEMO_CHANNELS = ["demo:*"]
 DEMO_CHANNEL = "demo:lobby"
 #: Longest chat message relayed, in characters.
 MAX_TEXT = 500
+#: A chat message older than this (seconds) is no longer worth relaying when
+#: it is claimed from a consumer that died with it.
+MAX_RELAY_AGE = 60.0
 
 
 class Demo:
@@ -72,15 +79,18 @@ class DemoBackend:
 
     group = "presence-demo"
 
-    def __init__(self, redis_url, hub, reactor, block=1.0):
+    def __init__(self, redis_url, hub, reactor, block=1.0, claim_idle=30.0):
         self.hub = hub
         self.reactor = reactor
         self.block = block
+        self.claim_idle = claim_idle
+        self._claimed_at = 0.0
         self.stream = hub.keys.stream
         self.consumer = hub.node_id
         # Its own connection: a blocking read holds up the connection it is on.
         self.engine = RedisEngine(redis_url, reactor, timeout=block + 2.0, poolsize=1)
         self.relayed = 0
+        self.reclaimed = 0
         self._running = False
         self._loop = None
 
@@ -101,6 +111,9 @@ class DemoBackend:
                 await self._ensure_group()
                 while self._running:
                     await self._read()
+                    if self.reactor.seconds() - self._claimed_at >= self.claim_idle:
+                        await self._claim()
+                        self._claimed_at = self.reactor.seconds()
             except RedisUnavailable:
                 pass
             except Exception as error:  # NOGROUP after a Redis restart, etc.
@@ -123,9 +136,27 @@ class DemoBackend:
             "BLOCK", int(self.block * 1000), "STREAMS", self.stream, ">")
         for _stream, entries in reply or ():
             for entry_id, flat in entries:
-                fields = dict(zip(flat[0::2], flat[1::2]))
-                await self._relay(fields)
+                await self._relay(_fields(flat))
                 await self.engine.execute("XACK", self.stream, self.group, entry_id)
+
+    async def _claim(self):
+        """Take over what other consumers read and never acknowledged (their
+        node died between XREADGROUP and XACK): relay it unless it is too old
+        to be chat any more, and acknowledge it either way."""
+        start = "0-0"
+        while True:
+            reply = await self.engine.execute(
+                "XAUTOCLAIM", self.stream, self.group, self.consumer,
+                int(self.claim_idle * 1000), start, "COUNT", 100)
+            start, entries = reply[0], reply[1]
+            for entry_id, flat in entries:
+                # A deleted entry (XTRIM, XDEL) comes back without fields.
+                if flat and _entry_age(entry_id) <= MAX_RELAY_AGE:
+                    await self._relay(_fields(flat))
+                    self.reclaimed += 1
+                await self.engine.execute("XACK", self.stream, self.group, entry_id)
+            if start in ("0-0", b"0-0"):
+                return
 
     async def _relay(self, fields):
         channel = fields.get("channel", "")
@@ -142,3 +173,14 @@ class DemoBackend:
                                            "session": fields.get("session"),
                                            "text": text[:MAX_TEXT]})
         self.relayed += 1
+
+
+def _fields(flat):
+    return dict(zip(flat[0::2], flat[1::2]))
+
+
+def _entry_age(entry_id):
+    """Seconds since a stream entry was added: its id starts with the
+    Redis server's clock in milliseconds."""
+    milliseconds = int(str(entry_id).split("-", 1)[0])
+    return time.time() - milliseconds / 1000.0

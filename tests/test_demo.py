@@ -4,14 +4,18 @@
 demo channels; nothing else). The pages themselves run in Chromium in
 tests/test_browser_client.py."""
 
+import json
 import os
+from unittest.mock import patch
 
 import treq
-from twisted.internet import defer
+from twisted.internet import defer, reactor, task
 from twisted.trial.unittest import TestCase
 
-from presence.demo import DEMO_CHANNELS, Demo
+from presence.demo import DEMO_CHANNELS, Demo, DemoBackend
+from presence.engine import RedisEngine
 from presence.options import Options
+from presence.redis_process import EmbeddedRedis
 from web.api import STATIC
 
 from .test_api import API_KEY, APITestCase
@@ -118,3 +122,93 @@ class DemoOptionTests(TestCase):
         options = Options()
         options.parseOptions(["--demo"])
         self.assertTrue(options["demo"])
+
+
+class FakeHub:
+    """What the demo backend uses of a Hub: the stream's key, the node's id
+    and publish (recorded)."""
+
+    node_id = "node-alive"
+
+    def __init__(self):
+        self.keys = type("Keys", (), {"stream": "presence-test:stream"})()
+        self.published = []
+
+    def publish(self, channels, data, exclude=()):
+        self.published.append((channels, data))
+        return defer.succeed(1)
+
+
+class DemoBackendTests(TestCase):
+    @defer.inlineCallbacks
+    def setUp(self):
+        self.redis = EmbeddedRedis(reactor)
+        self.addCleanup(self.redis.stopService)
+        self.redis_url = yield self.redis.started()
+        self.engine = RedisEngine(self.redis_url, reactor)
+        self.addCleanup(self.engine.disconnect)
+
+    def add(self, text, channel="demo:lobby"):
+        return self.engine.execute("XADD", "presence-test:stream", "*", "channel", channel,
+                                   "account", "demo-ada", "session", "s1",
+                                   "data", json.dumps({"text": text}))
+
+    @defer.inlineCallbacks
+    def test_messages_a_dead_node_read_and_never_acknowledged_are_claimed(self):
+        yield self.engine.execute("XGROUP", "CREATE", "presence-test:stream", DemoBackend.group,
+                                  "$", "MKSTREAM")
+        yield self.add("read by a node that then died")
+        yield self.add("too old to relay")
+        # The dead node's read: both entries are now pending for it.
+        yield self.engine.execute("XREADGROUP", "GROUP", DemoBackend.group, "node-dead",
+                                  "STREAMS", "presence-test:stream", ">")
+        hub = FakeHub()
+        backend = DemoBackend(self.redis_url, hub, reactor, block=0.1, claim_idle=0.2)
+        with patch("presence.demo.MAX_RELAY_AGE", 3600.0):
+            backend.start()
+            yield wait_until(lambda: backend.reclaimed == 2)
+        yield self.add("read normally")
+        yield wait_until(lambda: len(hub.published) == 3)
+        yield backend.stop()
+        texts = [data["text"] for _, data in hub.published]
+        self.assertEqual(texts[2], "read normally")
+        self.assertEqual(sorted(texts[:2]),
+                         ["read by a node that then died", "too old to relay"])
+        pending = yield self.engine.execute("XPENDING", "presence-test:stream",
+                                            DemoBackend.group)
+        self.assertEqual(pending[0], 0)
+
+    @defer.inlineCallbacks
+    def test_claimed_messages_too_old_for_chat_are_acknowledged_not_relayed(self):
+        yield self.engine.execute("XGROUP", "CREATE", "presence-test:stream", DemoBackend.group,
+                                  "$", "MKSTREAM")
+        yield self.add("stale")
+        yield self.engine.execute("XREADGROUP", "GROUP", DemoBackend.group, "node-dead",
+                                  "STREAMS", "presence-test:stream", ">")
+        hub = FakeHub()
+        backend = DemoBackend(self.redis_url, hub, reactor, block=0.1, claim_idle=0.2)
+        with patch("presence.demo.MAX_RELAY_AGE", -1.0):
+            backend.start()
+
+            @defer.inlineCallbacks
+            def nothing_pending():
+                pending = yield self.engine.execute("XPENDING", "presence-test:stream",
+                                                    DemoBackend.group)
+                return pending[0] == 0
+            yield wait_until(nothing_pending)
+        yield backend.stop()
+        self.assertEqual(hub.published, [])
+        self.assertEqual(backend.reclaimed, 0)
+
+
+@defer.inlineCallbacks
+def wait_until(condition, timeout=10.0):
+    """Poll ``condition`` (which may return a Deferred) every 50 ms."""
+    deadline = reactor.seconds() + timeout
+    while True:
+        result = yield defer.maybeDeferred(condition)
+        if result:
+            return
+        if reactor.seconds() > deadline:
+            raise AssertionError("condition not met within %s s" % timeout)
+        yield task.deferLater(reactor, 0.05, lambda: None)
