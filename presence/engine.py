@@ -303,6 +303,13 @@ class _SubscriberFactory(txredisapi.SubscriberFactory):
         self.password = password
 
 
+def _lost_meanwhile(failure):
+    """A (un)subscription whose answer the connection did not live to
+    bring: after a reconnection the subscriptions are made again from
+    ``channels`` (and an unsubscribed channel is no longer there)."""
+    failure.trap(txredisapi.ConnectionError)
+
+
 class RedisSubscriber:
     """One pub/sub connection. It subscribes to the channels it is asked
     for, and subscribes to all of them again after every reconnection
@@ -338,14 +345,14 @@ class RedisSubscriber:
             return
         self.channels.add(channel)
         if self.protocol is not None:
-            self.protocol.subscribe([channel])
+            self.protocol.subscribe([channel]).addErrback(_lost_meanwhile)
 
     def unsubscribe(self, channel):
         if channel not in self.channels:
             return
         self.channels.discard(channel)
         if self.protocol is not None:
-            self.protocol.unsubscribe([channel])
+            self.protocol.unsubscribe([channel]).addErrback(_lost_meanwhile)
 
     def _connected(self, protocol):
         self.protocol = protocol

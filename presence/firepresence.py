@@ -199,9 +199,18 @@ class LineReader:
 
 
 _encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+_encode_ascii = json.JSONEncoder(separators=(",", ":")).encode
 
 
 def encode_line(document):
     """One JSON object as a line: compact, UTF-8, ended by LF. JSON never
-    emits a raw newline outside whitespace, and the encoder adds none."""
-    return _encode(document).encode("utf-8") + b"\n"
+    emits a raw newline outside whitespace, and the encoder adds none.
+
+    A string holding a lone surrogate (a client's ``"\\ud800"``, echoed
+    back in a pong) has no UTF-8 form: such a document goes out with every
+    non-ASCII character escaped, which any JSON reader decodes to the same
+    value."""
+    try:
+        return _encode(document).encode("utf-8") + b"\n"
+    except UnicodeEncodeError:
+        return _encode_ascii(document).encode("ascii") + b"\n"

@@ -27,6 +27,7 @@ them for backend authors):
 import fnmatch
 import json
 import os
+import re
 import socket
 
 from twisted.internet import defer, task
@@ -50,6 +51,19 @@ JUGGERNAUT_UNSUBSCRIBE = "juggernaut:unsubscribe"
 MAX_CHANNEL = 200
 
 _encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+# A JSON escape of a UTF-16 surrogate: "\ud800" alone decodes to a string
+# that is not Unicode text (it cannot be encoded as UTF-8, for Redis or for
+# another client).
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
+def _has_lone_surrogate(document):
+    try:
+        _encode(document).encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
 
 
 def account_channel(account):
@@ -306,6 +320,9 @@ class Hub(Application):
             message = None
         if not isinstance(message, dict):
             self._error(session, "message is not a JSON object")
+            return
+        if "\\u" in text and _SURROGATE_ESCAPE.search(text) and _has_lone_surrogate(message):
+            self._error(session, "message is not Unicode text: it escapes a lone surrogate")
             return
         kind = message.get("type")
         # The type may be any JSON value: a list or an object is no key.

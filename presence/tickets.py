@@ -88,7 +88,9 @@ class TicketStore:
         """Take a ticket out of Redis: fires with the :class:`Ticket`, or
         ``None`` when it is unknown, expired or already used (the three are
         indistinguishable on purpose)."""
-        if not ticket or len(ticket) > 256:
+        if not ticket or len(ticket) > 256 or not ticket.isascii():
+            # Tickets are URL-safe base64: anything else (a lone surrogate
+            # from a JSON auth message has not even a UTF-8 form) is unknown.
             self.refused += 1
             return None
         value = yield self.engine.take_ticket(self.key(ticket))

@@ -33,6 +33,7 @@ log = Logger()
 _VECTORED_WRITE_SIZE = 16384
 
 _encode_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+_encode_json_ascii = json.JSONEncoder(separators=(",", ":")).encode
 
 
 def _ticket_in(path):
@@ -179,7 +180,14 @@ class WebSocketSession(Session):
 
     def send_document(self, document):
         """Send a JSON-serialisable object as a text message."""
-        return self.send_text(_encode_json(document))
+        text = _encode_json(document)
+        try:
+            payload = text.encode("utf-8")
+        except UnicodeEncodeError:
+            # A lone surrogate (from a client's "\\ud800") has no UTF-8
+            # form: escaped, the document is the same to any JSON reader.
+            payload = _encode_json_ascii(document).encode("ascii")
+        return self._send_message(OP_TEXT, payload)
 
     def _send_message(self, opcode, payload):
         connection = self.connection
