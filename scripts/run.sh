@@ -2,8 +2,9 @@
 # Installs Presence into .venv and runs it in the foreground, with a Redis
 # of its own (a redis-server child process) unless --redis is given.
 # Usage: scripts/run.sh [--no-demo] [twistd presence options]
-#   (default: clients on tcp:8080, the HTTP API on 127.0.0.1:8081, and the
-#   demo page at http://127.0.0.1:8081/demo: --demo, unless --no-demo)
+#   (default: clients on tcp:8080, the HTTP API on 127.0.0.1:8081, the admin
+#   dashboard at http://127.0.0.1:8082/, and the demo page at
+#   http://127.0.0.1:8081/demo: --demo, unless --no-demo)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON="${PYTHON:-python3}"
