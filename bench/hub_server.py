@@ -62,7 +62,9 @@ async def main(reactor, port, redis_url, channel_count, report_every):
     engine = RedisEngine(redis_url, reactor)
     hub = BenchHub(engine, clock=reactor)
     hub.channel_count = channel_count
-    node = Node(hub, ServerSettings(), reactor)
+    # Thousands of clients from 127.0.0.1, publishing as fast as they can.
+    node = Node(hub, ServerSettings(max_connections=0, max_connections_per_ip=0,
+                                    max_message_rate=0), reactor)
     hub.start(node)
     endpoint = NoDelayEndpoint(endpoints.serverFromString(
         reactor, "tcp:%d:interface=127.0.0.1:backlog=4096" % port))

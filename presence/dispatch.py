@@ -10,7 +10,9 @@ and then:
 - ``Upgrade: firepresence`` goes to :class:`~presence.firepresence_session.FirepresenceSession`;
 - a request that asks for no upgrade, or for another one, is answered
   ``426 Upgrade Required`` with ``Upgrade: websocket, firepresence/1.0``;
-- a head that does not parse is answered ``400`` (or ``431``, ``505``).
+- a head that does not parse is answered ``400`` (or ``431``, ``505``);
+- past ``--max-connections`` the request is answered ``503``, past
+  ``--max-connections-per-ip`` for its client IP ``429`` (docs/operations.md).
 
 The chosen session takes the transport over (the transport delivers to it
 directly from then on), so dispatching costs nothing after the handshake.
@@ -88,6 +90,7 @@ class Dispatcher(Protocol):
 
     def connectionMade(self):
         node = self.node
+        node.connections += 1
         transport = self.transport
         self._reader = HeadReader(node.settings.max_head_size)
         node.deadlines.set(self, node.settings.handshake_timeout)
@@ -122,11 +125,33 @@ class Dispatcher(Protocol):
                 [("Upgrade", _UPGRADES), ("Connection", "Upgrade")]))
             return
         transport = self.transport
+        settings = node.settings
+        if node.connections > settings.max_connections > 0:
+            node.stats.limits_hit["max-connections"] += 1
+            self._refuse("max_connections", error_response(
+                503, "this server is at its limit of %d connections: try again later"
+                % settings.max_connections))
+            return
         client_ip = proxy = None
-        trusted = node.settings.trusted_proxies
+        trusted = settings.trusted_proxies
         if trusted:
             client_ip, proxy = trusted.client_ip(transport.getPeer().host, head)
+        counted_ip = None
+        if settings.max_connections_per_ip:
+            counted_ip = client_ip or getattr(transport.getPeer(), "host", None)
+            count = node.connections_by_ip.get(counted_ip, 0)
+            if count >= settings.max_connections_per_ip:
+                node.stats.limits_hit["max-connections-per-ip"] += 1
+                self._refuse("max_connections_per_ip", error_response(
+                    429, "too many connections from %s: at most %d"
+                    % (counted_ip, settings.max_connections_per_ip)))
+                return
+            if counted_ip is not None:
+                node.connections_by_ip[counted_ip] = count + 1
+                if client_ip is None:
+                    client_ip = counted_ip  # looked up anyway: the session keeps it
         session = session_class(node)
+        session.counted_ip = counted_ip
         hand_over(transport, self, session)
         session.attach(transport, client_ip, proxy)
         session.start(head, rest)
@@ -148,6 +173,7 @@ class Dispatcher(Protocol):
 
     def connectionLost(self, reason):
         self.node.deadlines.discard(self)
+        self.node.connection_lost()
         self.connected = 0
         if not self._done:
             self.node.stats.handshakes_refused["closed_during_handshake"] += 1

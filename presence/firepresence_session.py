@@ -96,10 +96,17 @@ class FirepresenceSession(Session):
         if self._closed:
             return  # draining after the close
         self.bytes_in += len(data)
+        self._refill()
         batch = self._batch = []
         try:
             for event in self.reader.receive_data(data):
                 if self._closed:
+                    break
+                # Every line counts against --max-message-rate.
+                allowance = self._allowance - 1
+                self._allowance = allowance
+                if allowance < 0:
+                    self._rate_exceeded()
                     break
                 if event.__class__ is BadLine:
                     self._bad_line(event.reason)

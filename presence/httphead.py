@@ -225,6 +225,7 @@ REASON_PHRASES = {
     404: "Not Found",
     408: "Request Timeout",
     426: "Upgrade Required",
+    429: "Too Many Requests",
     431: "Request Header Fields Too Large",
     503: "Service Unavailable",
     505: "HTTP Version Not Supported",

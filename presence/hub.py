@@ -366,6 +366,12 @@ class Hub(Application):
             return
         channels = self.subscriptions.setdefault(session.id, set())
         if channel not in channels and channel != account_channel(session.account):
+            limit = self.node.settings.max_channels_per_session
+            if len(channels) >= limit > 0:
+                self.node.stats.limits_hit["max-channels-per-session"] += 1
+                self._error(session, "too many channels: at most %d per session" % limit,
+                            request="subscribe", channel=channel)
+                return
             channels.add(channel)
             self._subscribe_locally(session, channel)
             self._track(self._joined(session, channel), "joining " + channel)

@@ -32,6 +32,12 @@ class Node:
         self.stats = ServerStats()
         #: Open sessions by id (WebSocket and firepresence alike).
         self.sessions = {}
+        #: Client connections open on this node's ports, from accept to
+        #: close (handshakes included): what --max-connections bounds.
+        self.connections = 0
+        #: Client IP -> its connections past the request head: what
+        #: --max-connections-per-ip bounds.
+        self.connections_by_ip = {}
         self.deadlines = Deadlines(clock)
         self.heartbeat = None
         self._ids = itertools.count(1)
@@ -56,6 +62,17 @@ class Node:
             self.heartbeat = None
         if not self.sessions:
             self.deadlines.stop()
+
+    def connection_lost(self, ip=None):
+        """A client connection ended; ``ip`` is the address it was counted
+        under, if it was."""
+        self.connections -= 1
+        if ip is not None:
+            count = self.connections_by_ip[ip] - 1
+            if count:
+                self.connections_by_ip[ip] = count
+            else:
+                del self.connections_by_ip[ip]
 
     def session_opened(self, session):
         """The session's handshake succeeded (it may still have to

@@ -7,8 +7,15 @@ from twisted.python import usage
 
 from .engine import parse_redis_url
 from .httphead import DEFAULT_MAX_HEAD_SIZE
+from .settings import (
+    DEFAULT_MAX_CHANNELS_PER_SESSION,
+    DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_MAX_CONNECTIONS_PER_IP,
+    DEFAULT_MAX_MESSAGE_RATE,
+    DEFAULT_MESSAGE_BURST,
+)
 from .tickets import IP_POLICIES
-from .websocket.connection import DEFAULT_MAX_MESSAGE_SIZE
+from .websocket.connection import DEFAULT_MAX_FRAGMENTS, DEFAULT_MAX_MESSAGE_SIZE
 
 __all__ = ["Options"]
 
@@ -56,6 +63,36 @@ _non_negative_int.coerceDoc = "Bytes."
 _positive_float.coerceDoc = "Seconds, greater than 0."
 _non_negative_float.coerceDoc = "Seconds; 0 disables."
 _positive_int.coerceDoc = "Bytes, greater than 0."
+
+
+def _limit(value):
+    number = int(value)
+    if number < 0:
+        raise ValueError("must not be negative")
+    return number
+
+
+_limit.coerceDoc = "0: no limit."
+
+
+def _rate(value):
+    number = float(value)
+    if number < 0:
+        raise ValueError("must not be negative")
+    return number
+
+
+_rate.coerceDoc = "Per second; 0: no limit."
+
+
+def _burst(value):
+    number = int(value)
+    if number < 1:
+        raise ValueError("must be at least 1")
+    return number
+
+
+_burst.coerceDoc = "Messages, at least 1."
 
 
 def _loopback(description):
@@ -142,6 +179,24 @@ class Options(usage.Options):
         ["max-bad-lines", None, 10,
          "Malformed firepresence lines a session may send before it is closed with 1007.",
          _positive_int],
+        ["max-connections", None, DEFAULT_MAX_CONNECTIONS,
+         "Client connections this node holds at once; more are refused with 503.", _limit],
+        ["max-connections-per-ip", None, DEFAULT_MAX_CONNECTIONS_PER_IP,
+         "Client connections from one IP address (after trusted proxies and the PROXY "
+         "protocol); more are refused with 429.", _limit],
+        ["max-message-rate", None, DEFAULT_MAX_MESSAGE_RATE,
+         "Messages a session may send per second on average (data messages, pings, pongs, "
+         "firepresence lines); past it, and past --message-burst at once, the session is "
+         "closed with 1008.", _rate],
+        ["message-burst", None, DEFAULT_MESSAGE_BURST,
+         "Messages a session may send at once (the size of the token bucket that "
+         "--max-message-rate refills).", _burst],
+        ["max-fragments", None, DEFAULT_MAX_FRAGMENTS,
+         "Frames one WebSocket message may come in; more close the session with 1008.",
+         _limit],
+        ["max-channels-per-session", None, DEFAULT_MAX_CHANNELS_PER_SESSION,
+         "Channels one session may subscribe to (its account's own apart); more are "
+         "answered with an error.", _limit],
         ["deflate-window-bits", None, 15,
          "permessage-deflate: largest window the server compresses with.", _int_in(9, 15)],
         ["deflate-client-window-bits", None, 15,

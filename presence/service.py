@@ -63,6 +63,12 @@ def settings_from_options(options):
         auth_timeout=options["auth-timeout"],
         anonymous=bool(options["anonymous"]),
         ticket_ip=options["ticket-ip"],
+        max_connections=options["max-connections"],
+        max_connections_per_ip=options["max-connections-per-ip"],
+        max_message_rate=options["max-message-rate"],
+        message_burst=options["message-burst"],
+        max_fragments=options["max-fragments"],
+        max_channels_per_session=options["max-channels-per-session"],
     )
 
 

@@ -27,6 +27,9 @@ __all__ = ["Session", "close_transport", "AUTH_FAILURES", "MAX_QUEUED_BEFORE_AUT
 
 log = Logger()
 
+# A session's message allowance while --max-message-rate is 0.
+_UNLIMITED = float("inf")
+
 #: Why a ticket was not accepted -> (HTTP status at the handshake, close
 #: code afterwards, reason). docs/close-codes.md lists them.
 AUTH_FAILURES = {
@@ -75,6 +78,8 @@ class Session(Protocol):
         "messages_in", "messages_out", "bytes_in", "bytes_out", "close_record",
         "account", "attributes", "allowed_channels", "ready", "ip_mismatch", "_queued",
         "rtt_history", "events",
+        # Limits: the IP the session is counted under, its message allowance.
+        "counted_ip", "_allowance", "_allowance_at",
     )
 
     def __init__(self, node):
@@ -122,6 +127,13 @@ class Session(Protocol):
         #: Recent events of the session, ``(time, text)``, for the dashboard
         #: (created at the first).
         self.events = None
+        #: The client IP this connection counts against for
+        #: --max-connections-per-ip (set by the dispatcher), or None.
+        self.counted_ip = None
+        # The token bucket of --max-message-rate: messages the session may
+        # still send, as of when it was last topped up (None: never, full).
+        self._allowance = _UNLIMITED
+        self._allowance_at = None
 
     def __repr__(self):
         return "<%s %s %s>" % (type(self).__name__, self.id, self.client_ip)
@@ -365,6 +377,11 @@ class Session(Protocol):
         # The transport's buffer is over its limit: the client is not reading
         # as fast as we write. Stop reading from it too (its own requests
         # would only queue more answers), and start counting what is queued.
+        if self._write_paused:
+            # Twisted says so again at every write while its buffer is full:
+            # the count goes on (restarting it would let the queue grow
+            # without bound).
+            return
         self._write_paused = True
         self._paused_bytes = 0
         self.transport.pauseProducing()
@@ -388,6 +405,41 @@ class Session(Protocol):
         self._reading_paused_by_app = False
         if not self._write_paused:
             self.transport.resumeProducing()
+
+    # ------------------------------------------------------------ message rate
+
+    def _refill(self):
+        """Top up the message allowance for the time since the last read
+        (once per read; each message then takes one)."""
+        settings = self.node.settings
+        rate = settings.max_message_rate
+        if not rate:
+            return
+        now = self.node.clock.seconds()
+        burst = settings.message_burst
+        at = self._allowance_at
+        if at is None:
+            allowance = burst
+        else:
+            allowance = self._allowance + (now - at) * rate
+            if allowance > burst:
+                allowance = burst
+        self._allowance = allowance
+        self._allowance_at = now
+
+    def _rate_exceeded(self):
+        """A message past the allowance: it is dropped, and the session is
+        closed with 1008 (once; what still arrives before the close completes
+        is dropped too)."""
+        # Nothing more is taken from this client, however long it waits.
+        self._allowance = -_UNLIMITED
+        if self._closing():
+            return
+        node = self.node
+        node.stats.limits_hit["max-message-rate"] += 1
+        log.info("session {session} closed: more than {rate} messages a second",
+                 session=self.id, rate=node.settings.max_message_rate)
+        self.close(POLICY_VIOLATION, "message rate exceeded")
 
     def _slow_consumer(self):
         self.node.stats.slow_consumers += 1
@@ -437,6 +489,7 @@ class Session(Protocol):
     def connectionLost(self, reason):
         node = self.node
         node.deadlines.discard(self)
+        node.connection_lost(self.counted_ip)
         self.connected = 0
         if self.id is None:
             return  # refused at the handshake: never a session

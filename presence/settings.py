@@ -3,10 +3,33 @@ client controls; docs/configuration.md explains each default."""
 
 from .clientip import TrustedProxies
 from .httphead import DEFAULT_MAX_HEAD_SIZE
-from .websocket.connection import DEFAULT_MAX_MESSAGE_SIZE
+from .websocket.connection import DEFAULT_MAX_FRAGMENTS, DEFAULT_MAX_MESSAGE_SIZE
 from .websocket.handshake import HandshakeConfig
 
-__all__ = ["ServerSettings"]
+__all__ = ["ServerSettings", "DEFAULT_MAX_CONNECTIONS", "DEFAULT_MAX_CONNECTIONS_PER_IP",
+           "DEFAULT_MAX_MESSAGE_RATE", "DEFAULT_MESSAGE_BURST",
+           "DEFAULT_MAX_CHANNELS_PER_SESSION"]
+
+#: Connections a node holds at once (handshakes included); more are refused
+#: with 503, so that a balancer sends them to another node. An idle session
+#: costs about 1.6 KiB of Python memory, a few KiB of kernel buffers and a
+#: file descriptor; 50,000 keeps one process well inside its memory and its
+#: heartbeat sweep (docs/operations.md).
+DEFAULT_MAX_CONNECTIONS = 50000
+#: Connections from one client IP address (after trusted proxies and the
+#: PROXY protocol); more are refused with 429. One host has no business
+#: holding hundreds; an office or a carrier-grade NAT behind one address
+#: may, which is why it is not lower.
+DEFAULT_MAX_CONNECTIONS_PER_IP = 500
+#: Messages per second a session may send on average (every data message,
+#: ping, pong and firepresence line counts), and how many it may send at
+#: once: a token bucket. Past it the session is closed with 1008. Presence
+#: clients send a few messages a minute; a game client's 30-60 updates a
+#: second fit too.
+DEFAULT_MAX_MESSAGE_RATE = 100.0
+DEFAULT_MESSAGE_BURST = 200
+#: Channels one session may subscribe to (its account's own apart).
+DEFAULT_MAX_CHANNELS_PER_SESSION = 100
 
 
 class ServerSettings:
@@ -25,6 +48,12 @@ class ServerSettings:
         auth_timeout=10.0,
         anonymous=False,
         ticket_ip="warn",
+        max_connections=DEFAULT_MAX_CONNECTIONS,
+        max_connections_per_ip=DEFAULT_MAX_CONNECTIONS_PER_IP,
+        max_message_rate=DEFAULT_MAX_MESSAGE_RATE,
+        message_burst=DEFAULT_MESSAGE_BURST,
+        max_fragments=DEFAULT_MAX_FRAGMENTS,
+        max_channels_per_session=DEFAULT_MAX_CHANNELS_PER_SESSION,
     ):
         #: WebSocket handshake configuration (subprotocols, origins, extensions).
         self.handshake = handshake if handshake is not None else HandshakeConfig()
@@ -61,3 +90,16 @@ class ServerSettings:
         #: What a ticket redeemed from another IP than its own does: "off",
         #: "warn" (recorded on the session) or "strict" (refused).
         self.ticket_ip = ticket_ip
+        #: Connections the node holds at once; more get 503. 0: no limit.
+        self.max_connections = max_connections
+        #: Connections from one client IP; more get 429. 0: no limit.
+        self.max_connections_per_ip = max_connections_per_ip
+        #: Messages per second a session may send on average, and at once;
+        #: past that it is closed with 1008. A rate of 0: no limit.
+        self.max_message_rate = max_message_rate
+        self.message_burst = message_burst
+        #: Frames one WebSocket message may come in; more: 1008. 0: no limit.
+        self.max_fragments = max_fragments
+        #: Channels a session may subscribe to (the hub); more: an error.
+        #: 0: no limit.
+        self.max_channels_per_session = max_channels_per_session

@@ -27,6 +27,10 @@ class ServerStats:
         #: Tickets redeemed from another IP than their own (--ticket-ip warn).
         self.ticket_ip_mismatches = 0
         self.heartbeat_timeouts = 0
+        #: Operator limits hit, by option (``max-connections``,
+        #: ``max-connections-per-ip``, ``max-message-rate``, ``max-fragments``,
+        #: ``max-channels-per-session``); docs/operations.md.
+        self.limits_hit = collections.Counter()
         # Heartbeat round trips: cumulative counts per bucket (Prometheus'
         # histogram), their number and sum.
         self.rtt_buckets = [0] * len(self.RTT_BUCKETS)

@@ -17,9 +17,16 @@ from twisted.logger import Logger
 from . import fastwrite
 from .httphead import error_response
 from .session import AUTH_FAILURES, Session
-from .websocket.close import INTERNAL_ERROR, NORMAL_CLOSURE
+from .websocket.close import INTERNAL_ERROR, NORMAL_CLOSURE, POLICY_VIOLATION
 from .websocket.connection import CLOSED, OPEN, ServerConnection
-from .websocket.events import BinaryMessage, Ping, Pong, ProtocolError, TextMessage
+from .websocket.events import (
+    BinaryMessage,
+    CloseReceived,
+    Ping,
+    Pong,
+    ProtocolError,
+    TextMessage,
+)
 from .websocket.extensions import format_extension
 from .websocket.frames import OP_BINARY, OP_TEXT
 from .websocket.handshake import Rejected, server_handshake
@@ -96,7 +103,8 @@ class WebSocketSession(Session):
 
     def _open(self, outcome, rest, authenticated):
         node = self.node
-        self.connection = ServerConnection(node.settings.max_message_size, outcome.extensions)
+        self.connection = ServerConnection(node.settings.max_message_size, outcome.extensions,
+                                           node.settings.max_fragments)
         self.path = outcome.path
         self.origin = outcome.origin
         self.user_agent = outcome.user_agent
@@ -120,6 +128,7 @@ class WebSocketSession(Session):
         if connection.state is CLOSED:
             return  # draining a half-closed connection
         self.bytes_in += len(data)
+        self._refill()
         batch = self._batch = []
         try:
             connection.receive_data(data)
@@ -138,6 +147,13 @@ class WebSocketSession(Session):
         application = self.node.application
         for event in events:
             kind = event.__class__
+            if kind is not ProtocolError and kind is not CloseReceived:
+                # Messages, pings and pongs count against --max-message-rate.
+                allowance = self._allowance - 1
+                self._allowance = allowance
+                if allowance < 0:
+                    self._rate_exceeded()
+                    continue
             try:
                 if kind is TextMessage:
                     self.messages_in += 1
@@ -158,6 +174,8 @@ class WebSocketSession(Session):
                     self._heartbeat_answered(event.payload)
                 elif kind is ProtocolError:
                     self.node.stats.protocol_errors[event.reason] += 1
+                    if event.code == POLICY_VIOLATION:  # more than --max-fragments
+                        self.node.stats.limits_hit["max-fragments"] += 1
             except Exception:
                 log.failure("application error in session {session}", session=self.id)
                 self.close(INTERNAL_ERROR, "internal error")

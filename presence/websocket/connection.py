@@ -23,6 +23,7 @@ from .close import (
     MESSAGE_TOO_BIG,
     NO_STATUS_RECEIVED,
     NORMAL_CLOSURE,
+    POLICY_VIOLATION,
     PROTOCOL_ERROR,
     SERVER,
     CloseRecord,
@@ -45,7 +46,7 @@ from .frames import (
 from .mask import unmask
 
 __all__ = ["ServerConnection", "PreparedMessage", "OPEN", "CLOSING", "CLOSED", "InvalidState",
-           "DEFAULT_MAX_MESSAGE_SIZE"]
+           "DEFAULT_MAX_MESSAGE_SIZE", "DEFAULT_MAX_FRAGMENTS"]
 
 OPEN = "OPEN"
 CLOSING = "CLOSING"
@@ -56,6 +57,14 @@ CLOSED = "CLOSED"
 #: memory one client can make the server hold. Presence messages are small
 #: JSON documents; 1 MiB leaves ample room.
 DEFAULT_MAX_MESSAGE_SIZE = 1024 * 1024
+
+#: Frames one message may come in. Each fragment costs a header to parse and
+#: a piece to keep until the message is whole (about 50 bytes of Python
+#: object for a 1-byte fragment), and empty fragments never bring a message
+#: closer to the size limit: without this bound, one message could hold the
+#: server busy forever, or cost 50 times its size. Browsers send one frame
+#: per message; libraries that fragment do so in pieces of kilobytes.
+DEFAULT_MAX_FRAGMENTS = 1024
 
 _Utf8Decoder = codecs.getincrementaldecoder("utf-8")
 
@@ -107,7 +116,8 @@ class ServerConnection:
     """One WebSocket connection after a successful opening handshake."""
 
     __slots__ = (
-        "state", "max_message_size", "_wire_limit", "extensions", "_rsv_allowed",
+        "state", "max_message_size", "max_fragments", "_fragments", "_wire_limit", "extensions",
+        "_rsv_allowed",
         "_encoding_key", "_outgoing", "_buffer",
         # the data frame whose payload is still arriving
         "_frame_remaining", "_frame_mask", "_frame_offset", "_frame_fin",
@@ -119,9 +129,14 @@ class ServerConnection:
         "_failed",
     )
 
-    def __init__(self, max_message_size=DEFAULT_MAX_MESSAGE_SIZE, extensions=()):
+    def __init__(self, max_message_size=DEFAULT_MAX_MESSAGE_SIZE, extensions=(),
+                 max_fragments=DEFAULT_MAX_FRAGMENTS):
         self.state = OPEN
         self.max_message_size = max_message_size
+        #: Frames a message may come in (0: any number).
+        self.max_fragments = max_fragments
+        # Frames of the fragmented message in progress.
+        self._fragments = 0
         # zlib's deflateBound() is n + n/4096 + n/16384 + 13 and a bit.
         self._wire_limit = max_message_size + (max_message_size >> 10) + 64
         self.extensions = tuple(extensions)
@@ -261,6 +276,14 @@ class ServerConnection:
                         yield self._fail(PROTOCOL_ERROR, "payload length not minimally encoded")
                         return
                 mask = data[start - 4:start]
+                if not opcode:
+                    # Counted once its header is whole (a header split
+                    # across reads is parsed again).
+                    self._fragments += 1
+                    if self._fragments > self.max_fragments > 0:
+                        yield self._fail(POLICY_VIOLATION, "message in more than %d fragments"
+                                         % self.max_fragments)
+                        return
                 if opcode >= 8:
                     if end - start < length:
                         break  # a control frame is handled whole (at most 131 bytes)
@@ -333,6 +356,7 @@ class ServerConnection:
 
     def _start_message(self, opcode, rsv):
         self._message_opcode = opcode
+        self._fragments = 1
         self._message_parts = []
         self._message_size = 0
         self._message_decoded = 0

@@ -1,0 +1,507 @@
+"""Hostile clients, one test per kind: each is stopped by a documented limit
+(docs/operations.md) with its documented close code or HTTP status, and a
+well-behaved client beside it goes on receiving.
+
+Most run on StringTransports with a Clock (every timer driven, no sleeping);
+the client that never reads needs real sockets, and the subscribe flood the
+hub on a real Redis.
+"""
+
+import asyncio
+import json
+import socket
+import struct
+
+import websockets
+from twisted.internet import defer, reactor, task
+from twisted.internet.address import IPv4Address
+from twisted.internet.error import ConnectionDone
+from twisted.internet.task import Clock
+from twisted.internet.testing import StringTransport
+from twisted.python.failure import Failure
+from twisted.trial.unittest import SynchronousTestCase
+
+from bench.echo_server import EchoApplication
+from presence.dispatch import ListenerFactory
+from presence.hub import Hub
+from presence.node import Node
+from presence.settings import ServerSettings
+from presence.websocket.frames import OP_BINARY, OP_CLOSE, OP_PING, OP_PONG, OP_TEXT, encode_text
+
+from .framing import client_frame, random_key, upgrade_request
+from .redis_support import RedisTestCase
+from .test_integration import ServerTestCase, run
+
+FIREPRESENCE_REQUEST = b"OPTIONS / HTTP/1.1\r\nHost: x\r\nUpgrade: firepresence\r\n\r\n"
+
+
+def close_frame(code, reason=b""):
+    return struct.pack("!BBH", 0x80 | OP_CLOSE, 2 + len(reason), code) + reason
+
+
+def frames_of(data):
+    """``(opcode, payload)`` of each unmasked server frame in ``data``."""
+    frames = []
+    while data:
+        length, start = data[1] & 0x7F, 2
+        if length == 126:
+            length, start = int.from_bytes(data[2:4], "big"), 4
+        elif length == 127:
+            length, start = int.from_bytes(data[2:10], "big"), 10
+        frames.append((data[0] & 0x0F, data[start:start + length]))
+        data = data[start + length:]
+    return frames
+
+
+class Echo(EchoApplication):
+    """Echoes; ``BCAST:`` goes to every session; records closes."""
+
+    def __init__(self):
+        super().__init__()
+        self.closed = []
+
+    def session_closed(self, session, record):
+        self.closed.append((session, record))
+
+
+class Hostile(SynchronousTestCase):
+    settings = {}
+
+    def setUp(self):
+        self.clock = Clock()
+        self.app = Echo()
+        settings = dict(heartbeat_interval=0, close_timeout=5.0, handshake_timeout=10.0)
+        settings.update(self.settings)
+        self.node = self.app.node = Node(self.app, ServerSettings(**settings), self.clock)
+        self.factory = ListenerFactory(self.node)
+        self.factory.startFactory()
+        self.addCleanup(self.factory.stopFactory)
+        # The well-behaved client, connected before the offender arrives.
+        self.good, self.good_transport = self.open_session(ip="198.51.100.1")
+
+    def connect(self, ip="192.0.2.7"):
+        address = IPv4Address("TCP", ip, 50000)
+        protocol = self.factory.buildProtocol(address)
+        transport = StringTransport(peerAddress=address)
+        protocol.makeConnection(transport)
+        return protocol, transport
+
+    def open_session(self, ip="192.0.2.7", request=None):
+        dispatcher, transport = self.connect(ip)
+        dispatcher.dataReceived(request or upgrade_request())
+        self.assertTrue(transport.value().startswith(b"HTTP/1.1 101 "), transport.value())
+        transport.clear()
+        return transport.protocol, transport
+
+    def lose(self, protocol, transport):
+        """The client goes away (after its head, the session has the
+        transport: it is the one told)."""
+        transport.connected = False
+        getattr(transport, "protocol", protocol).connectionLost(Failure(ConnectionDone()))
+
+    def assert_good_client_still_served(self):
+        self.good_transport.clear()
+        self.good.dataReceived(client_frame(OP_TEXT, "still here"))
+        self.assertEqual(self.good_transport.value(), encode_text("still here"))
+        self.assertFalse(self.good_transport.disconnecting)
+
+    def record_of(self, session):
+        for closed, record in self.app.closed:
+            if closed is session:
+                return record
+        raise AssertionError("no close record for %r" % (session,))
+
+
+# ------------------------------------------------------------------ slowloris
+
+class SlowlorisTests(Hostile):
+    def test_a_head_trickled_a_byte_at_a_time_is_dropped_at_the_handshake_timeout(self):
+        dispatcher, transport = self.connect()
+        head = upgrade_request()
+        for byte in range(len(head) - 1):  # one byte a second, never the last
+            dispatcher.dataReceived(head[byte:byte + 1])
+            self.clock.advance(1)
+            if transport.disconnecting:
+                break
+            self.assert_good_client_still_served()
+        # Dropped 10 s (the handshake timeout, swept every 0.5 s) after it
+        # connected, with no answer: a client this slow gets no response.
+        self.assertTrue(transport.disconnecting)
+        self.assertEqual(byte + 1, 10)  # bytes sent, one a second
+        self.assertEqual(transport.value(), b"")
+        self.assertEqual(self.node.stats.handshakes_refused["handshake_timeout"], 1)
+        self.lose(dispatcher, transport)
+        self.assertEqual(self.node.connections, 1)  # the good client
+        self.assert_good_client_still_served()
+
+
+# ------------------------------------------------------- a client that never reads
+
+class NeverReadsTests(ServerTestCase):
+    """Real sockets: the kernel's buffers fill, Twisted's transport buffer
+    passes 64 KiB and pauses the session, and past --max-outgoing-buffer
+    the client is dropped."""
+
+    LIMIT = 256 * 1024
+    MESSAGE = 16 * 1024
+
+    def setUp(self):
+        super().setUp()
+        self.node.settings.max_outgoing_buffer = self.LIMIT
+
+    def test_a_client_that_never_reads_is_dropped_with_the_slow_consumer_reason(self):
+        # Twisted's 64 KiB (which it may pass by a write before it pauses
+        # the session), then at most the limit: about 350 KiB held, of the
+        # 3 MiB the good client broadcasts.
+        bound = 65536 + self.LIMIT + 2 * (self.MESSAGE + 64)
+
+        async def scenario():
+            sock = socket.socket()
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            sock.setblocking(False)
+            await asyncio.get_event_loop().sock_connect(sock, ("127.0.0.1",
+                                                               self.port.getHost().port))
+            await asyncio.get_event_loop().sock_sendall(sock, upgrade_request(key=random_key()))
+            while len(self.node.sessions) < 1:
+                await asyncio.sleep(0.01)
+            offender, = self.node.sessions.values()
+            offender.transport.socket.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+            async with websockets.connect(self.url, compression=None, max_size=None) as good:
+                largest = 0
+                for number in range(200):
+                    message = "BCAST:%d:" % number + "x" * self.MESSAGE
+                    await good.send(message)
+                    self.assertEqual(await asyncio.wait_for(good.recv(), 5), message)
+                    transport = offender.transport
+                    if not transport.connected:
+                        break
+                    held = len(transport.dataBuffer) - transport.offset + transport._tempDataLen
+                    largest = max(largest, held)
+                    self.assertLessEqual(held, bound)
+                else:
+                    self.fail("the client that never reads was never dropped")
+                # Dropped; the good client goes on receiving.
+                await good.send("after")
+                self.assertEqual(await asyncio.wait_for(good.recv(), 5), "after")
+            sock.close()
+            return offender, largest
+
+        def check(result):
+            offender, largest = result
+            self.assertEqual(self.node.stats.slow_consumers, 1)
+            record = offender.close_record
+            self.assertEqual((record.code, record.initiated_by, record.clean),
+                             (1006, "server", False))
+            self.assertEqual(record.reason, "slow consumer: more than %d bytes queued"
+                             % self.LIMIT)
+            self.assertGreater(largest, 65536)  # the bound was reached, not avoided
+
+        d = run(scenario())
+        d.addCallback(lambda result: self.wait_for(lambda: result[0].close_record).addCallback(
+            lambda _: result))
+        return d.addCallback(check)
+
+
+class SlowConsumerCountTests(Hostile):
+    settings = {"max_outgoing_buffer": 1000}
+
+    def test_twisted_pausing_again_at_every_write_does_not_restart_the_count(self):
+        # Found by the test above: Twisted calls pauseProducing at every
+        # write while its buffer is full, and each call restarted the count,
+        # so a client that never read was never dropped.
+        offender, transport = self.open_session()
+        for _ in range(2):
+            offender.pauseProducing()
+            offender.send_binary(b"x" * 600)
+        self.assertTrue(transport.disconnecting)
+        self.assertEqual(self.node.stats.slow_consumers, 1)
+        self.assert_good_client_still_served()
+
+
+# -------------------------------------------------------------- floods
+
+class PingFloodTests(Hostile):
+    def test_a_flood_of_pings_is_closed_with_1008_past_the_burst(self):
+        offender, transport = self.open_session()
+        offender.dataReceived(b"".join(client_frame(OP_PING, b"%d" % n) for n in range(1000)))
+        frames = frames_of(transport.value())
+        # The burst (200) is answered; the 201st ping closes the session.
+        self.assertEqual(frames[:200], [(OP_PONG, b"%d" % n) for n in range(200)])
+        self.assertEqual(frames[200:], [(OP_CLOSE, close_frame(1008, b"message rate exceeded")[2:])])
+        self.assertEqual(self.node.stats.limits_hit["max-message-rate"], 1)
+        # What it still sends before answering the close is dropped.
+        transport.clear()
+        offender.dataReceived(b"".join(client_frame(OP_PING, b"more") for _ in range(100)))
+        self.assertEqual(transport.value(), b"")
+        self.assertEqual(self.node.stats.limits_hit["max-message-rate"], 1)
+        offender.dataReceived(client_frame(OP_CLOSE, b"\x03\xe8"))
+        self.assertTrue(transport.disconnecting)
+        self.lose(offender, transport)
+        record = self.record_of(offender)
+        self.assertEqual((record.code, record.reason, record.initiated_by),
+                         (1008, "message rate exceeded", "server"))
+        self.assert_good_client_still_served()
+
+    def test_a_sustained_rate_over_the_limit_is_closed_and_one_under_it_is_not(self):
+        fast, fast_transport = self.open_session()
+        steady, steady_transport = self.open_session(ip="192.0.2.8")
+        for second in range(10):
+            for session, count in ((fast, 150), (steady, 95)):
+                session.dataReceived(b"".join(client_frame(OP_TEXT, "m") for _ in range(count)))
+            self.clock.advance(1)
+        # 200 at once, then 100 a second: 150 a second lasts three seconds.
+        self.assertEqual(fast.messages_in, 150 + 150 + 100)
+        self.assertTrue(fast_transport.value().endswith(
+            close_frame(1008, b"message rate exceeded")))
+        self.assertEqual(steady.messages_in, 950)
+        self.assertFalse(steady_transport.disconnecting)
+
+    def test_a_flood_of_firepresence_lines_is_closed_with_1008(self):
+        offender, transport = self.open_session(request=FIREPRESENCE_REQUEST)
+        offender.dataReceived(b'{"type":"ping","id":1}\n' * 500)
+        lines = transport.value().splitlines()
+        self.assertEqual(lines[:200], [b'{"type":"pong","id":1}'] * 200)
+        self.assertEqual(json.loads(lines[200]), {"type": "close", "code": 1008,
+                                                  "reason": "message rate exceeded"})
+        self.assertEqual(len(lines), 201)
+        self.assertTrue(transport.disconnecting)
+        self.assert_good_client_still_served()
+
+
+class FragmentFloodTests(Hostile):
+    def test_one_message_in_thousands_of_one_byte_fragments_is_closed_at_the_limit(self):
+        offender, transport = self.open_session()
+        offender.dataReceived(client_frame(OP_BINARY, b"x", fin=False))
+        connection = offender.connection
+        for number in range(1, 1024):
+            offender.dataReceived(client_frame(0, b"x", fin=False))
+        # 1,024 frames held: each is a 1-byte piece of the message.
+        self.assertEqual(len(connection._message_parts), 1024)
+        self.assertEqual(transport.value(), b"")
+        offender.dataReceived(client_frame(0, b"x", fin=False) * 4000)
+        self.assertEqual(transport.value(),
+                         close_frame(1008, b"message in more than 1024 fragments"))
+        self.assertIsNone(connection._message_parts)  # let go at once
+        self.assertEqual(self.node.stats.limits_hit["max-fragments"], 1)
+        self.lose(offender, transport)
+        self.assertEqual(self.record_of(offender).code, 1008)
+        self.assert_good_client_still_served()
+
+    def test_empty_fragments_that_never_end_a_message_are_closed_at_the_limit(self):
+        offender, transport = self.open_session()
+        offender.dataReceived(client_frame(OP_TEXT, b"", fin=False)
+                              + client_frame(0, b"", fin=False) * 5000)
+        self.assertEqual(transport.value(),
+                         close_frame(1008, b"message in more than 1024 fragments"))
+        self.assert_good_client_still_served()
+
+
+class SubscribeFloodTests(RedisTestCase):
+    """The hub on a real Redis: WebSocket sessions with tickets."""
+
+    @defer.inlineCallbacks
+    def setUp(self):
+        yield super().setUp()
+        self.hub = Hub(self.engine, clock=reactor, node_heartbeat=60)
+        self.node = Node(self.hub, ServerSettings(heartbeat_interval=0), reactor,
+                         tickets=self.tickets)
+        self.hub.start(self.node)
+        self.addCleanup(self.hub.stop)
+        self.factory = ListenerFactory(self.node)
+        self.factory.startFactory()
+        self.addCleanup(self.factory.stopFactory)
+
+    @defer.inlineCallbacks
+    def open_session(self, account):
+        ticket, _ = yield self.tickets.issue(account, channels=["room:*"])
+        dispatcher = self.factory.buildProtocol(None)
+        transport = StringTransport(peerAddress=IPv4Address("TCP", "192.0.2.7", 50000))
+        dispatcher.makeConnection(transport)
+        dispatcher.dataReceived(upgrade_request(path="/?ticket=" + ticket))
+        yield self.until(lambda: b"welcome" in transport.value())
+        transport.clear()
+        session = transport.protocol
+        self.addCleanup(self.lose, session, transport)
+        return session, transport
+
+    def lose(self, session, transport):
+        if transport.connected:
+            transport.connected = False
+            session.connectionLost(Failure(ConnectionDone()))
+
+    @defer.inlineCallbacks
+    def until(self, condition, timeout=10.0):
+        deadline = reactor.seconds() + timeout
+        while not condition():
+            if reactor.seconds() > deadline:
+                raise AssertionError("condition not reached in %s s" % timeout)
+            yield task.deferLater(reactor, 0.01, lambda: None)
+
+    def documents(self, transport):
+        return [json.loads(payload) for opcode, payload in frames_of(transport.value())
+                if opcode == OP_TEXT]
+
+    @defer.inlineCallbacks
+    def test_a_flood_of_subscribes_is_bounded_by_the_channel_limit_then_closed_by_the_rate(self):
+        good, good_transport = yield self.open_session("good")
+        good.dataReceived(client_frame(OP_TEXT, json.dumps({"type": "subscribe",
+                                                            "channel": "room:good"})))
+        offender, transport = yield self.open_session("flooder")
+        offender.dataReceived(b"".join(
+            client_frame(OP_TEXT, json.dumps({"type": "subscribe", "channel": "room:%d" % n}))
+            for n in range(1000)))
+        answers = self.documents(transport)
+        self.assertEqual([a["type"] for a in answers[:100]], ["subscribed"] * 100)
+        self.assertEqual(answers[100:200], [
+            {"type": "error", "reason": "too many channels: at most 100 per session",
+             "request": "subscribe", "channel": "room:%d" % n} for n in range(100, 200)])
+        self.assertEqual(len(answers), 200)
+        self.assertEqual(frames_of(transport.value())[-1],
+                         (OP_CLOSE, close_frame(1008, b"message rate exceeded")[2:]))
+        self.assertEqual(len(self.hub.subscriptions[offender.id]), 100)
+        self.assertEqual(self.node.stats.limits_hit["max-channels-per-session"], 100)
+        self.assertEqual(self.node.stats.limits_hit["max-message-rate"], 1)
+        self.lose(offender, transport)
+        self.assertNotIn("room:5", self.hub.channels)  # its subscriptions went with it
+        # The well-behaved client still gets what is published to its channel.
+        good_transport.clear()
+        yield self.hub.publish(["room:good"], {"text": "hello"})
+        yield self.until(lambda: good_transport.value())
+        self.assertEqual(self.documents(good_transport),
+                         [{"type": "message", "channel": "room:good", "data": {"text": "hello"}}])
+
+
+# ------------------------------------------------------------ oversized everything
+
+class OversizedTests(Hostile):
+    settings = {"max_message_size": 4096, "max_head_size": 1024}
+
+    def test_an_oversized_head_is_refused_with_431(self):
+        dispatcher, transport = self.connect()
+        dispatcher.dataReceived(b"GET / HTTP/1.1\r\nCookie: " + b"c" * 2000)
+        response = transport.value()
+        self.assertTrue(response.startswith(b"HTTP/1.1 431 Request Header Fields Too Large\r\n"))
+        self.assertTrue(response.endswith(b"request head larger than 1024 bytes\n"))
+        self.assertTrue(transport.disconnecting)
+        self.assert_good_client_still_served()
+
+    def test_a_head_of_too_many_fields_is_refused_with_431(self):
+        dispatcher, transport = self.connect()
+        dispatcher.dataReceived(upgrade_request(extra=["X: %d" % n for n in range(100)]))
+        self.assertTrue(transport.value().endswith(b"more than 100 header fields\n"))
+        self.assert_good_client_still_served()
+
+    def test_an_oversized_message_is_closed_with_1009_when_its_length_is_announced(self):
+        offender, transport = self.open_session()
+        header = client_frame(OP_BINARY, b"x" * 5000)[:8]  # header and mask only
+        offender.dataReceived(header)
+        self.assertEqual(transport.value(), close_frame(1009, b"message larger than 4096 bytes"))
+        self.assert_good_client_still_served()
+
+    def test_an_oversized_fragmented_message_is_closed_with_1009(self):
+        offender, transport = self.open_session()
+        offender.dataReceived(client_frame(OP_TEXT, b"a" * 3000, fin=False)
+                              + client_frame(0, b"a" * 3000))
+        self.assertEqual(transport.value(), close_frame(1009, b"message larger than 4096 bytes"))
+        self.assert_good_client_still_served()
+
+    def test_oversized_firepresence_lines_get_error_lines_then_1007(self):
+        offender, transport = self.open_session(request=FIREPRESENCE_REQUEST)
+        offender.dataReceived(b"{" + b" " * 5000)  # never buffered past the limit
+        self.assertEqual(offender.reader._buffer, b"")
+        offender.dataReceived(b"}\n" + (b"[" * 4100 + b"\n") * 9)
+        lines = [json.loads(line) for line in transport.value().splitlines()]
+        self.assertEqual(lines[:10], [{"type": "error",
+                                       "reason": "line longer than 4096 bytes"}] * 10)
+        self.assertEqual(lines[10:], [{"type": "close", "code": 1007,
+                                       "reason": "too many malformed lines"}])
+        self.assert_good_client_still_served()
+
+    def test_an_oversized_close_reason_is_closed_with_1002(self):
+        offender, transport = self.open_session()
+        offender.dataReceived(client_frame(OP_CLOSE, b"\x03\xe8" + b"r" * 124))
+        self.assertEqual(transport.value(),
+                         close_frame(1002, b"control frame payload over 125 bytes"))
+        self.assert_good_client_still_served()
+
+    def test_an_oversized_ping_payload_is_closed_with_1002(self):
+        offender, transport = self.open_session()
+        offender.dataReceived(client_frame(OP_PING, b"p" * 126))
+        self.assertEqual(transport.value(),
+                         close_frame(1002, b"control frame payload over 125 bytes"))
+        self.assert_good_client_still_served()
+
+
+# ---------------------------------------------------------- connection limits
+
+class PerAddressLimitTests(Hostile):
+    settings = {"max_connections_per_ip": 3, "trusted_proxies": ["10.0.0.0/8"]}
+
+    def test_connections_over_the_per_ip_limit_are_refused_with_429(self):
+        sessions = [self.open_session() for _ in range(3)]
+        dispatcher, transport = self.connect()
+        dispatcher.dataReceived(upgrade_request())
+        response = transport.value()
+        self.assertTrue(response.startswith(b"HTTP/1.1 429 Too Many Requests\r\n"), response)
+        self.assertTrue(response.endswith(b"too many connections from 192.0.2.7: at most 3\n"))
+        self.assertTrue(transport.disconnecting)
+        self.assertEqual(self.node.stats.handshakes_refused["max_connections_per_ip"], 1)
+        self.assertEqual(self.node.stats.limits_hit["max-connections-per-ip"], 1)
+        self.lose(dispatcher, transport)
+        # Another address is served, and the offender's first three too.
+        self.open_session(ip="192.0.2.8")
+        self.assert_good_client_still_served()
+        session, session_transport = sessions[0]
+        session.dataReceived(client_frame(OP_TEXT, "ok"))
+        self.assertEqual(session_transport.value(), encode_text("ok"))
+        # One of them leaves: the address may connect again.
+        self.lose(*sessions[0])
+        self.open_session()
+        self.assertEqual(self.node.connections_by_ip, {"192.0.2.7": 3, "192.0.2.8": 1,
+                                                       "198.51.100.1": 1})
+
+    def test_clients_behind_a_trusted_proxy_are_counted_by_their_own_address(self):
+        for number in range(5):
+            self.open_session(ip="10.1.1.1", request=upgrade_request(
+                extra=["X-Forwarded-For: 203.0.113.%d" % number]))
+        dispatcher, transport = self.connect(ip="10.1.1.1")
+        dispatcher.dataReceived(upgrade_request(extra=["X-Forwarded-For: 203.0.113.0"]) * 1)
+        self.assertEqual(self.node.connections_by_ip["203.0.113.0"], 2)
+        for _ in range(2):
+            dispatcher, transport = self.connect(ip="10.1.1.1")
+            dispatcher.dataReceived(upgrade_request(extra=["X-Forwarded-For: 203.0.113.0"]))
+        self.assertTrue(transport.value().startswith(b"HTTP/1.1 429 "))
+        self.assertNotIn("10.1.1.1", self.node.connections_by_ip)
+
+    def test_every_connection_is_uncounted_when_it_ends(self):
+        opened = [self.open_session(ip="192.0.2.%d" % (n % 4)) for n in range(4)]
+        opened += [self.open_session(ip="192.0.2.0") for n in range(2)]
+        refused = self.connect(ip="192.0.2.0")
+        refused[0].dataReceived(upgrade_request())
+        self.assertTrue(refused[1].value().startswith(b"HTTP/1.1 429 "))
+        never = self.connect()  # never sends its head
+        for protocol, transport in [*opened, refused, never, (self.good, self.good_transport)]:
+            self.lose(protocol, transport)
+        self.assertEqual((self.node.connections, self.node.connections_by_ip), (0, {}))
+
+
+class PerNodeLimitTests(Hostile):
+    settings = {"max_connections": 3}
+
+    def test_connections_over_the_node_limit_are_refused_with_503(self):
+        self.open_session()
+        waiting = self.connect(ip="192.0.2.8")  # a handshake in progress counts
+        dispatcher, transport = self.connect(ip="192.0.2.9")
+        dispatcher.dataReceived(upgrade_request())
+        response = transport.value()
+        self.assertTrue(response.startswith(b"HTTP/1.1 503 Service Unavailable\r\n"), response)
+        self.assertTrue(response.endswith(
+            b"this server is at its limit of 3 connections: try again later\n"))
+        self.assertEqual(self.node.stats.handshakes_refused["max_connections"], 1)
+        self.assertEqual(self.node.stats.limits_hit["max-connections"], 1)
+        self.assert_good_client_still_served()
+        # Room again once a connection ends.
+        self.lose(dispatcher, transport)
+        self.lose(*waiting)
+        self.open_session(ip="192.0.2.9")
+        self.assertEqual(self.node.connections, 3)
