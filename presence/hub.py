@@ -214,6 +214,7 @@ class Hub(Application):
                      "redeemed": getattr(tickets, "redeemed", 0),
                      "refused": getattr(tickets, "refused", 0)},
             heartbeat_timeouts=stats.heartbeat_timeouts, slow_consumers=stats.slow_consumers,
+            limits_hit=dict(stats.limits_hit), connections=node.connections,
             protocol_errors=sum(stats.protocol_errors.values()),
             redis_reconnects=self.stats.redis_reconnects, redis_errors=self.stats.redis_errors,
             **totals, **rates)

@@ -423,6 +423,12 @@ def prometheus(node, hub=None):
     metric("presence_slow_consumers_total", "counter",
            "Sessions dropped for not reading what was sent to them.",
            [({}, stats.slow_consumers)])
+    metric("presence_limits_hit_total", "counter",
+           "Operator limits hit, by option (docs/operations.md).",
+           [({"limit": k}, v) for k, v in sorted(stats.limits_hit.items())])
+    metric("presence_connections", "gauge",
+           "Client connections open, handshakes in progress included.",
+           [({}, node.connections)])
     lines.append("# HELP presence_heartbeat_rtt_seconds Heartbeat round-trip time.")
     lines.append("# TYPE presence_heartbeat_rtt_seconds histogram")
     for bound, count in zip(stats.RTT_BUCKETS, stats.rtt_buckets):
