@@ -227,7 +227,8 @@ class PingFloodTests(Hostile):
         frames = frames_of(transport.value())
         # The burst (200) is answered; the 201st ping closes the session.
         self.assertEqual(frames[:200], [(OP_PONG, b"%d" % n) for n in range(200)])
-        self.assertEqual(frames[200:], [(OP_CLOSE, close_frame(1008, b"message rate exceeded")[2:])])
+        self.assertEqual(frames[200:],
+                         [(OP_CLOSE, close_frame(1008, b"message rate exceeded")[2:])])
         self.assertEqual(self.node.stats.limits_hit["max-message-rate"], 1)
         # What it still sends before answering the close is dropped.
         transport.clear()
