@@ -70,6 +70,13 @@ end
 return 0
 """
 
+# A node's heartbeat; answers 1 when a surviving node has reaped it since.
+_ANNOUNCE = """
+redis.call('SADD', KEYS[1], ARGV[1])
+redis.call('SET', KEYS[2], ARGV[2], 'EX', tonumber(ARGV[3]))
+return redis.call('DEL', KEYS[3])
+"""
+
 # Claim a dead node's sessions: only the first surviving node to call this
 # gets them (SREM answers 1 once), and only if the node's key has expired.
 _REAP = """
@@ -174,8 +181,18 @@ class RedisEngine:
         return self.execute("HGETALL", keys.account(account)).addCallback(_pairs)
 
     def announce_node(self, keys, node, info, ttl):
-        return self.execute("SADD", keys.nodes, node).addCallback(
-            lambda _: self.execute("SET", keys.node(node), info, "EX", ttl))
+        """The node's heartbeat: fires with True when another node had
+        reaped it meanwhile (its key expired: a pause, a partition, a Redis
+        restart), so it must assert its sessions' presence again."""
+        return self.execute("EVAL", _ANNOUNCE, 3, keys.nodes, keys.node(node),
+                            keys.node_reaped(node), node, info, ttl).addCallback(
+            lambda reply: reply == 1)
+
+    def mark_reaped(self, keys, node, ttl):
+        """Tell a reaped node, should it be alive after all, that its
+        sessions were taken out of presence (set once the reaping is done,
+        so its re-assertion cannot be undone by the reaper)."""
+        return self.execute("SET", keys.node_reaped(node), "1", "EX", ttl)
 
     def nodes(self, keys):
         return self.execute("SMEMBERS", keys.nodes)
@@ -248,6 +265,9 @@ class PresenceKeys:
 
     def node_sessions(self, node):
         return "%snode:%s:sessions" % (self.prefix, node)
+
+    def node_reaped(self, node):
+        return "%snode:%s:reaped" % (self.prefix, node)
 
     def members(self, channel):
         return "%smembers:%s" % (self.prefix, channel)

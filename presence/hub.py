@@ -89,6 +89,7 @@ class HubStats:
         self.redis_reconnects = 0
         self.redis_outage_seconds = 0.0
         self.reaped_nodes = 0
+        self.reasserted = 0  # times this node found it had been reaped, and re-asserted
         self.errors = {}  # reasons sent in error messages, counted
 
 
@@ -225,8 +226,13 @@ class Hub(Application):
     def _node_heartbeat(self):
         keys = self.keys
         try:
-            yield self.engine.announce_node(keys, self.node_id, self._node_info(),
-                                            int(self.node_heartbeat * 3) or 1)
+            reaped = yield self.engine.announce_node(keys, self.node_id, self._node_info(),
+                                                     int(self.node_heartbeat * 3) or 1)
+            if reaped:
+                self.stats.reasserted += 1
+                log.warn("presence: this node's heartbeat lapsed and another node took its "
+                         "sessions out of presence; re-asserting them")
+                yield self._reassert()
             nodes = yield self.engine.nodes(keys)
             for other in nodes:
                 if other == self.node_id:
@@ -259,6 +265,9 @@ class Hub(Application):
                 went_offline = yield self.engine.session_offline(self.keys, dead, session_id,
                                                                  account)
                 yield self._went_offline(went_offline, account, session_id, dead)
+        # Should the node be alive after all, its next heartbeat re-asserts
+        # its sessions; an hour covers any pause worth surviving.
+        yield self.engine.mark_reaped(self.keys, dead, 3600)
 
     # -------------------------------------------------------------- sessions
 
@@ -602,17 +611,30 @@ class Hub(Application):
     @defer.inlineCallbacks
     def _reassert(self):
         keys = self.keys
-        yield self.engine.announce_node(keys, self.node_id, self._node_info(),
-                                        int(self.node_heartbeat * 3) or 1)
+        reaped = yield self.engine.announce_node(keys, self.node_id, self._node_info(),
+                                                 int(self.node_heartbeat * 3) or 1)
+        if reaped:
+            self.stats.reasserted += 1
         for session in list(self.node.sessions.values()):
             if session.account is None or not session.ready:
                 continue
             info = _encode({"node": self.node_id, "ip": session.client_ip,
                             "protocol": session.protocol_name, "since": session.opened_at})
-            yield self.engine.session_online(keys, self.node_id, session.id, session.account,
-                                             info, self._session_entry(session))
+            came_online = yield self.engine.session_online(
+                keys, self.node_id, session.id, session.account, info,
+                self._session_entry(session))
+            # Whoever saw this session go (a reaper's offline and leave
+            # events) sees it come back; after a restart of a Redis that
+            # kept nothing, the events announce what the cluster lost.
+            yield self._came_online(came_online, session)
             for channel in self.subscriptions.get(session.id, ()):
-                yield self.engine.join(keys, channel, session.id, session.account)
+                added = yield self.engine.join(keys, channel, session.id, session.account)
+                if int(added) == 1:
+                    yield self._publish_channel(channel, {
+                        "type": "join", "channel": channel, "account": session.account,
+                        "session": session.id}, [session.id])
+                    yield self._event("subscribe", session.account, session.id, self.node_id,
+                                      channel)
 
     # ------------------------------------------------ for the dashboard
 
