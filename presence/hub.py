@@ -27,7 +27,6 @@ them for backend authors):
 import fnmatch
 import json
 import os
-import re
 import socket
 
 from twisted.internet import defer, task
@@ -35,6 +34,7 @@ from twisted.logger import Logger
 
 from .application import Application
 from .engine import PresenceKeys, RedisSubscriber, RedisUnavailable
+from .jsontext import escapes_lone_surrogate
 from .websocket.close import GOING_AWAY, NORMAL_CLOSURE, is_valid_received_code
 from .websocket.connection import PreparedMessage
 
@@ -51,20 +51,6 @@ JUGGERNAUT_UNSUBSCRIBE = "juggernaut:unsubscribe"
 MAX_CHANNEL = 200
 
 _encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
-
-# A JSON escape of a UTF-16 surrogate: "\ud800" alone decodes to a string
-# that is not Unicode text (it cannot be encoded as UTF-8, for Redis or for
-# another client).
-_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
-
-
-def _has_lone_surrogate(document):
-    try:
-        _encode(document).encode("utf-8")
-    except UnicodeEncodeError:
-        return True
-    return False
-
 
 def account_channel(account):
     """Every account's own channel: a backend reaches all of a user's
@@ -331,7 +317,7 @@ class Hub(Application):
         if not isinstance(message, dict):
             self._error(session, "message is not a JSON object")
             return
-        if "\\u" in text and _SURROGATE_ESCAPE.search(text) and _has_lone_surrogate(message):
+        if escapes_lone_surrogate(text, message):
             self._error(session, "message is not Unicode text: it escapes a lone surrogate")
             return
         kind = message.get("type")

@@ -227,6 +227,19 @@ class BadRequestTests(APITestCase):
     def test_an_empty_body(self):
         return self.assertBadRequest(b"")
 
+    @defer.inlineCallbacks
+    def test_a_body_escaping_a_lone_surrogate(self):
+        # "\ud800" alone is valid JSON but not Unicode text: it could not be
+        # stored in Redis or sent to a client later.
+        answer = yield self.assertBadRequest(b'{"account": "\\ud800"}')
+        self.assertIn("lone surrogate", answer["message"])
+        yield self.assertBadRequest(b'{"account": "a", "attributes": {"n": "x\\udfff"}}')
+
+    @defer.inlineCallbacks
+    def test_a_surrogate_pair_is_text(self):
+        status, _, _ = yield self.post_ticket(b'{"account": "\\ud83d\\ude00"}')
+        self.assertEqual(status, 201)
+
     def test_a_body_that_is_a_list(self):
         return self.assertBadRequest([{"account": "user-42"}])
 

@@ -116,6 +116,7 @@ class RunningServerTests(ClusterTestCase):
         yield self.assertRefused(400, "bad_request", self.api.publish([], 1))
         yield self.assertRefused(400, "bad_request", self.api.publish("a room", 1))
         yield self.assertRefused(400, "bad_request", self.api.publish(["ok", "tab\there"], 1))
+        yield self.assertRefused(400, "bad_request", self.api.publish("room", "\ud800"))
         yield self.assertRefused(400, "bad_request", self.api.disconnect())
         yield self.assertRefused(400, "bad_request",
                                  self.api.disconnect(session="s", account="a"))

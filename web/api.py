@@ -17,6 +17,7 @@ from werkzeug.exceptions import HTTPException
 from presence.demo import DEMO_CHANNELS
 from presence.engine import RedisUnavailable
 from presence.hub import MAX_CHANNEL, valid_channel
+from presence.jsontext import escapes_lone_surrogate
 from presence.oauth import IntrospectionUnavailable
 from presence.tickets import fingerprint
 
@@ -56,12 +57,16 @@ def _json_body(request):
     if len(body) > MAX_BODY:
         raise APIError(413, "too_large", "request body larger than %d bytes" % MAX_BODY)
     try:
-        data = json.loads(body)
-    except (ValueError, UnicodeDecodeError, RecursionError):
+        text = body.decode("utf-8")
+        data = json.loads(text)
+    except (ValueError, RecursionError):
         # RecursionError: nested deeper than the parser goes.
-        raise APIError(400, "bad_request", "request body is not JSON") from None
+        raise APIError(400, "bad_request", "request body is not JSON (in UTF-8)") from None
     if not isinstance(data, dict):
         raise APIError(400, "bad_request", "request body must be a JSON object")
+    if escapes_lone_surrogate(text, data):
+        raise APIError(400, "bad_request",
+                       "request body is not Unicode text: it escapes a lone surrogate")
     return data
 
 
