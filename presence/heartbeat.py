@@ -1,13 +1,20 @@
-"""Heartbeats: one sweep pings every open session, and the pong gives the
-round-trip time.
+"""Heartbeats: rounds of pings over every open session, and the pong gives
+the round-trip time.
 
-Every ``interval`` seconds one round runs over all open sessions: a session
+Every ``interval`` seconds a round starts over the open sessions: a session
 whose previous ping is still unanswered after ``timeout`` seconds is closed
 as a heartbeat timeout; every other session without an outstanding ping is
 sent this round's ping. A round's payload names the round, so it is the same
-for every session and its frame is encoded once. When ``timeout`` is shorter
-than ``interval``, one extra pass per round (a single timer, not one per
-session) expires the sessions that did not answer in time.
+for every session and its frame is encoded once.
+
+A round is spread over the interval: up to ``SPREAD_CHUNK`` sessions are
+pinged at once; a larger node pings its sessions in ``SPREAD_STEPS`` equal
+chunks, one every ``interval / SPREAD_STEPS`` seconds. One sweep over 10,000
+sessions would hold the reactor for tens of milliseconds and bring 10,000
+pongs back at once, delaying every message behind them (and inflating the
+round trips it measures); in chunks, neither happens. When ``timeout`` is
+shorter than ``interval``, one timer per chunk (not per session) expires the
+sessions that did not answer in time.
 
 A session takes part by providing ``ping_sent_at`` (``None`` when no ping is
 outstanding), ``send_heartbeat(round, now)`` and ``heartbeat_timed_out()``; a
@@ -23,6 +30,10 @@ from .firepresence import encode_line
 from .websocket.frames import OP_PING, encode_frame
 
 __all__ = ["Heartbeat", "HeartbeatRound", "ping_payload"]
+
+#: Sessions pinged at once; a round over more is spread in SPREAD_STEPS chunks.
+SPREAD_CHUNK = 500
+SPREAD_STEPS = 10
 
 _pack_round = struct.Struct("!4sQ").pack
 
@@ -48,7 +59,7 @@ class HeartbeatRound:
 
 class Heartbeat:
     def __init__(self, clock, interval, timeout, sessions):
-        """``sessions``: a callable returning the open sessions."""
+        """``sessions``: the open sessions, a mapping from id to session."""
         if interval <= 0:
             raise ValueError("heartbeat interval must be positive")
         if timeout <= 0:
@@ -60,7 +71,7 @@ class Heartbeat:
         self.rounds = 0
         self.timeouts = 0
         self._loop = None
-        self._expiry = None
+        self._timers = []  # this round's later chunks and expiry passes
 
     def start(self):
         self._loop = LoopingCall(self.run_round)
@@ -71,30 +82,43 @@ class Heartbeat:
         if self._loop is not None and self._loop.running:
             self._loop.stop()
         self._loop = None
-        if self._expiry is not None and self._expiry.active():
-            self._expiry.cancel()
-        self._expiry = None
+        for timer in self._timers:
+            if timer.active():
+                timer.cancel()
+        self._timers = []
 
     def run_round(self):
         now = self.clock.seconds()
         self.expire(now)
+        self._timers = [timer for timer in self._timers if timer.active()]
         self.rounds += 1
         heartbeat_round = HeartbeatRound(self.rounds)
-        for session in list(self.sessions()):
-            if session.ping_sent_at is None:
+        ids = list(self.sessions)
+        chunk = max(SPREAD_CHUNK, -(-len(ids) // SPREAD_STEPS))
+        self._ping(heartbeat_round, ids[:chunk])
+        step = self.interval / SPREAD_STEPS
+        for number, start in enumerate(range(chunk, len(ids), chunk), 1):
+            self._timers.append(self.clock.callLater(
+                number * step, self._ping, heartbeat_round, ids[start:start + chunk]))
+
+    def _ping(self, heartbeat_round, ids):
+        now = self.clock.seconds()
+        sessions = self.sessions
+        for session_id in ids:
+            session = sessions.get(session_id)  # None: closed meanwhile
+            if session is not None and session.ping_sent_at is None:
                 session.send_heartbeat(heartbeat_round, now)
         if self.timeout < self.interval:
-            self._expiry = self.clock.callLater(self.timeout, self._expire_now)
+            self._timers.append(self.clock.callLater(self.timeout, self._expire_now))
 
     def _expire_now(self):
-        self._expiry = None
         self.expire(self.clock.seconds())
 
     def expire(self, now):
         """Close every session whose ping has waited ``timeout`` seconds."""
         # A small tolerance: a timer may fire a hair before its nominal time.
         limit = now - self.timeout + 1e-6
-        late = [session for session in self.sessions()
+        late = [session for session in self.sessions.values()
                 if session.ping_sent_at is not None and session.ping_sent_at <= limit]
         for session in late:
             self.timeouts += 1

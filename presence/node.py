@@ -53,7 +53,7 @@ class Node:
         settings = self.settings
         if settings.heartbeat_interval and self.heartbeat is None:
             self.heartbeat = Heartbeat(self.clock, settings.heartbeat_interval,
-                                       settings.heartbeat_timeout, self.sessions.values)
+                                       settings.heartbeat_timeout, self.sessions)
             self.heartbeat.start()
 
     def stop(self):

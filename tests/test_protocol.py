@@ -2,6 +2,7 @@
 Clock for every timer (handshake, close and heartbeat timeouts)."""
 
 import struct
+from unittest.mock import patch
 
 from twisted.internet.address import IPv4Address
 from twisted.internet.error import ConnectionDone
@@ -289,6 +290,51 @@ class HeartbeatTests(Harness):
         self.clock.advance(30)
         values = {transport.value() for _, transport in sessions}
         self.assertEqual(len(values), 1)
+
+
+class SpreadHeartbeatTests(Harness):
+    """A round over more than SPREAD_CHUNK sessions is pinged in chunks,
+    one every interval / SPREAD_STEPS seconds, each with its own timeout."""
+
+    def setUp(self):
+        patcher = patch("presence.heartbeat.SPREAD_CHUNK", 2)
+        patcher.start()
+        self.addCleanup(patcher.stop)
+        super().setUp()
+
+    def pinged(self, sessions):
+        return [transport.value().endswith(ping_payload(1)) for _, transport in sessions]
+
+    def test_a_large_round_is_spread_over_the_interval(self):
+        sessions = [self.open_session() for _ in range(5)]
+        self.clock.advance(30)
+        self.assertEqual(self.pinged(sessions), [True, True, False, False, False])
+        self.clock.advance(3)
+        self.assertEqual(self.pinged(sessions), [True, True, True, True, False])
+        self.clock.advance(3)
+        self.assertEqual(self.pinged(sessions), [True] * 5)
+
+    def test_each_chunk_times_out_a_timeout_after_its_own_ping(self):
+        sessions = [self.open_session() for _ in range(3)]
+        self.clock.advance(30)
+        self.clock.advance(3)  # the second chunk (the Clock runs a call at the time it is
+        self.clock.advance(6.5)  # advanced to, so the steps are taken one by one)
+        self.assertEqual(self.node.stats.heartbeat_timeouts, 0)
+        self.clock.advance(0.5)  # 10 s after the first chunk's ping
+        self.assertEqual(self.node.stats.heartbeat_timeouts, 2)
+        self.clock.advance(2.5)
+        self.assertEqual(self.node.stats.heartbeat_timeouts, 2)
+        self.clock.advance(0.5)  # 10 s after the second chunk's, 3 s later
+        self.assertEqual(self.node.stats.heartbeat_timeouts, 3)
+
+    def test_a_session_that_closed_before_its_chunk_is_skipped(self):
+        sessions = [self.open_session() for _ in range(3)]
+        self.clock.advance(30)
+        protocol, transport = sessions[2]
+        transport.clear()
+        self.lose(protocol, transport)
+        self.clock.advance(3)
+        self.assertEqual(transport.value(), b"")
 
 
 class LongTimeoutHeartbeatTests(Harness):
