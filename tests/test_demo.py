@@ -9,16 +9,16 @@ import os
 from unittest.mock import patch
 
 import treq
-from twisted.internet import defer, reactor, task
+from twisted.internet import defer, reactor
 from twisted.trial.unittest import TestCase
 
 from presence.demo import DEMO_CHANNELS, Demo, DemoBackend
-from presence.engine import RedisEngine
 from presence.options import Options
-from presence.redis_process import EmbeddedRedis
 from web.api import STATIC
 
+from .redis_support import RedisTestCase
 from .test_api import API_KEY, APITestCase
+from .waiting import until
 
 
 class FakePort:
@@ -139,14 +139,7 @@ class FakeHub:
         return defer.succeed(1)
 
 
-class DemoBackendTests(TestCase):
-    @defer.inlineCallbacks
-    def setUp(self):
-        self.redis = EmbeddedRedis(reactor)
-        self.addCleanup(self.redis.stopService)
-        self.redis_url = yield self.redis.started()
-        self.engine = RedisEngine(self.redis_url, reactor)
-        self.addCleanup(self.engine.disconnect)
+class DemoBackendTests(RedisTestCase):
 
     def add(self, text, channel="demo:lobby"):
         return self.engine.execute("XADD", "presence-test:stream", "*", "channel", channel,
@@ -166,9 +159,9 @@ class DemoBackendTests(TestCase):
         backend = DemoBackend(self.redis_url, hub, reactor, block=0.1, claim_idle=0.2)
         with patch("presence.demo.MAX_RELAY_AGE", 3600.0):
             backend.start()
-            yield wait_until(lambda: backend.reclaimed == 2)
+            yield until(lambda: backend.reclaimed == 2)
         yield self.add("read normally")
-        yield wait_until(lambda: len(hub.published) == 3)
+        yield until(lambda: len(hub.published) == 3)
         yield backend.stop()
         texts = [data["text"] for _, data in hub.published]
         self.assertEqual(texts[2], "read normally")
@@ -195,20 +188,8 @@ class DemoBackendTests(TestCase):
                 pending = yield self.engine.execute("XPENDING", "presence-test:stream",
                                                     DemoBackend.group)
                 return pending[0] == 0
-            yield wait_until(nothing_pending)
+            yield until(nothing_pending)
         yield backend.stop()
         self.assertEqual(hub.published, [])
         self.assertEqual(backend.reclaimed, 0)
 
-
-@defer.inlineCallbacks
-def wait_until(condition, timeout=10.0):
-    """Poll ``condition`` (which may return a Deferred) every 50 ms."""
-    deadline = reactor.seconds() + timeout
-    while True:
-        result = yield defer.maybeDeferred(condition)
-        if result:
-            return
-        if reactor.seconds() > deadline:
-            raise AssertionError("condition not met within %s s" % timeout)
-        yield task.deferLater(reactor, 0.05, lambda: None)

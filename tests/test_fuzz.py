@@ -22,12 +22,10 @@ import zlib
 
 from hypothesis import HealthCheck, Phase, example, given, settings
 from hypothesis import strategies as st
-from twisted.internet import defer, reactor, task
+from twisted.internet import defer, reactor
 from twisted.internet.address import IPv4Address
-from twisted.internet.error import ConnectionDone
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
-from twisted.python.failure import Failure
 
 from presence.application import Application
 from presence.dispatch import ListenerFactory, choose_session
@@ -63,6 +61,7 @@ from presence.websocket.mask import unmask_pure
 
 from .framing import client_frame, upgrade_request
 from .redis_support import RedisTestCase
+from .waiting import lose, until
 
 #: Examples per property: enough to reach every branch of these parsers
 #: (checked with coverage), few enough that the file takes seconds.
@@ -668,17 +667,10 @@ class HubSessions(RedisTestCase):
         return session, transport
 
     def lose(self, session, transport):
-        if transport.connected:
-            transport.connected = False
-            session.connectionLost(Failure(ConnectionDone()))
+        lose(session, transport)
 
-    @defer.inlineCallbacks
     def wait_for(self, condition, timeout=10.0):
-        deadline = reactor.seconds() + timeout
-        while not condition():
-            if reactor.seconds() > deadline:
-                raise AssertionError("condition not reached in %s s" % timeout)
-            yield task.deferLater(reactor, 0.01, lambda: None)
+        return until(condition, timeout)
 
 
 class HubFuzzTests(HubSessions):

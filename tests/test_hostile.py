@@ -13,7 +13,7 @@ import socket
 import struct
 
 import websockets
-from twisted.internet import defer, reactor, task
+from twisted.internet import defer, reactor
 from twisted.internet.address import IPv4Address
 from twisted.internet.error import ConnectionDone
 from twisted.internet.task import Clock
@@ -30,6 +30,7 @@ from presence.websocket.frames import OP_BINARY, OP_CLOSE, OP_PING, OP_PONG, OP_
 
 from .framing import client_frame, random_key, upgrade_request
 from .redis_support import RedisTestCase
+from .waiting import lose, until
 from .test_integration import ServerTestCase, run
 
 FIREPRESENCE_REQUEST = b"OPTIONS / HTTP/1.1\r\nHost: x\r\nUpgrade: firepresence\r\n\r\n"
@@ -326,17 +327,10 @@ class SubscribeFloodTests(RedisTestCase):
         return session, transport
 
     def lose(self, session, transport):
-        if transport.connected:
-            transport.connected = False
-            session.connectionLost(Failure(ConnectionDone()))
+        lose(session, transport)
 
-    @defer.inlineCallbacks
     def until(self, condition, timeout=10.0):
-        deadline = reactor.seconds() + timeout
-        while not condition():
-            if reactor.seconds() > deadline:
-                raise AssertionError("condition not reached in %s s" % timeout)
-            yield task.deferLater(reactor, 0.01, lambda: None)
+        return until(condition, timeout)
 
     def documents(self, transport):
         return [json.loads(payload) for opcode, payload in frames_of(transport.value())
