@@ -52,6 +52,7 @@ MAX_CHANNEL = 200
 
 _encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
+
 def account_channel(account):
     """Every account's own channel: a backend reaches all of a user's
     sessions, on every node, with one publish to it. Its sessions are

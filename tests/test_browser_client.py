@@ -55,7 +55,8 @@ class BrowserClientTestCase(TestCase):
         process = subprocess.Popen(
             [TWISTD, "-n", "--pidfile=", "presence", "--demo", "--redis", self.redis_url,
              "--listen", "tcp:%d:interface=127.0.0.1" % self.client_port,
-             "--api", "tcp:%d:interface=127.0.0.1" % self.api_port, "--close-timeout", "2"],
+             "--api", "tcp:%d:interface=127.0.0.1" % self.api_port, "--close-timeout", "2",
+             "--admin", "none"],
             cwd=tempfile.mkdtemp(prefix="presence-node-"),
             env=dict(outside_env(), PRESENCE_API_KEY=KEY),
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

@@ -194,6 +194,7 @@ class DashboardTests(TestCase):
             for name in ("presence_sessions", "presence_messages_total",
                          "presence_handshakes_refused_total", "presence_closes_total",
                          "presence_heartbeat_rtt_seconds_bucket", "presence_tickets_total",
-                         "presence_redis_reconnects_total"):
+                         "presence_redis_reconnects_total", "presence_nodes_reaped_total",
+                         "presence_reasserted_total"):
                 self.assertIn("# TYPE %s" % name.replace("_bucket", ""), body)
         return run(scenario())

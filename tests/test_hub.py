@@ -101,7 +101,8 @@ class ClusterTestCase(TestCase):
             [TWISTD, "-n", "--pidfile=", "presence", "--redis", self.redis_url,
              "--listen", "tcp:%d:interface=127.0.0.1" % client_port,
              "--api", "tcp:%d:interface=127.0.0.1" % api_port,
-             "--node-heartbeat", str(self.node_heartbeat), "--close-timeout", "2"],
+             "--node-heartbeat", str(self.node_heartbeat), "--close-timeout", "2",
+             "--admin", "none"],
             cwd=tempfile.mkdtemp(prefix="presence-node-"),
             env=dict(outside_env(), PRESENCE_API_KEY=KEY),
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

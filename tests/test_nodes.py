@@ -35,7 +35,7 @@ class TwoNodesTests(TestCase):
         process = subprocess.Popen(
             [TWISTD, "-n", "--pidfile=", "presence", "--redis", self.redis_url,
              "--listen", "tcp:%d:interface=127.0.0.1" % client_port,
-             "--api", "tcp:%d:interface=127.0.0.1" % api_port],
+             "--api", "tcp:%d:interface=127.0.0.1" % api_port, "--admin", "none"],
             cwd=tempfile.mkdtemp(prefix="presence-node-"), env=env,
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         self.addCleanup(self.stop_node, process)

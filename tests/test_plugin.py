@@ -58,7 +58,7 @@ class PluginTests(TestCase):
         process = subprocess.Popen(
             [TWISTD, "-n", "--pidfile=", "presence"]
             + ["--listen=tcp:%d:interface=127.0.0.1" % port for port in ports]
-            + ["--api=tcp:0:interface=127.0.0.1"],
+            + ["--api=tcp:0:interface=127.0.0.1", "--admin=none"],
             cwd=self.outside, env=outside_env(), stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT, text=True)
         self.addCleanup(lambda: process.poll() is None and process.kill())

@@ -447,6 +447,12 @@ def prometheus(node, hub=None):
                "Reconnections to Redis after an outage.", [({}, hub.stats.redis_reconnects)])
         metric("presence_redis_errors_total", "counter", "Redis commands that failed.",
                [({}, hub.stats.redis_errors)])
+        metric("presence_nodes_reaped_total", "counter",
+               "Dead nodes whose sessions this node took out of presence.",
+               [({}, hub.stats.reaped_nodes)])
+        metric("presence_reasserted_total", "counter",
+               "Times this node found it had been reaped while alive, and re-asserted "
+               "its sessions.", [({}, hub.stats.reasserted)])
         metric("presence_delivered_total", "counter",
                "Channel messages written to local sessions.", [({}, hub.stats.delivered)])
     return "\n".join(lines) + "\n"
