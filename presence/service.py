@@ -1,6 +1,10 @@
 """Assembling the running server from options: the service tree behind
 ``twistd presence``."""
 
+import atexit
+import os
+import sys
+
 from twisted.application.service import MultiService, Service
 from twisted.internet import defer, endpoints, task
 from twisted.logger import Logger
@@ -115,7 +119,7 @@ class PresenceService(Service):
 
     def _failed(self, failure):
         log.failure("presence: could not start", failure)
-        self.reactor.callLater(0, self.reactor.stop)
+        _stop_with_failure(self.reactor)
 
     async def _start(self):
         log.info("presence: unmasking with {how}",
@@ -214,6 +218,27 @@ def _url(scheme, port):
     return "%s://%s:%d/" % (scheme, host, address.port)
 
 
+def _stop_with_failure(reactor):
+    """Stop the reactor, and make the process exit with status 1 (twistd
+    itself exits 0 however the reactor stopped; a supervisor such as
+    systemd's Restart=on-failure needs to see the failure)."""
+    if not _stop_with_failure.registered:
+        _stop_with_failure.registered = True
+
+        def exit_failed():
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(1)
+        # Registered last, run first at interpreter exit: after twistd has
+        # shut down and removed its pidfile.
+        atexit.register(exit_failed)
+    if reactor.running:
+        reactor.callLater(0, reactor.stop)
+
+
+_stop_with_failure.registered = False
+
+
 def make_service(options, api_factory, application=None, reactor=None, admin_factory=None):
     """The service for ``twistd presence`` options; ``api_factory`` builds the
     HTTP API from the ticket store (web.api.PresenceAPI), ``admin_factory``
@@ -264,7 +289,10 @@ class AdminService(Service):
         defer.ensureDeferred(self._start()).addErrback(self._failed)
 
     def _failed(self, failure):
+        # A dashboard that was asked for and cannot listen is a
+        # configuration error like any other port's: stop, and say so.
         log.failure("presence: the dashboard could not start", failure)
+        _stop_with_failure(self.reactor)
 
     async def _start(self):
         await self.presence.ready

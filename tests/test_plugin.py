@@ -86,6 +86,38 @@ class PluginTests(TestCase):
         return run(clients()).addCallback(stopped)
 
 
+class PortTakenTests(TestCase):
+    """A port that cannot be listened on (here: taken by another socket)
+    stops the node with exit status 1, so that a supervisor sees it."""
+
+    def start(self, *arguments):
+        taken = socket.socket()
+        self.addCleanup(taken.close)
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        arguments = [argument.replace("TAKEN", str(port)) for argument in arguments]
+        return subprocess.run(
+            [TWISTD, "-n", "--pidfile=", "presence", *arguments],
+            cwd=tempfile.mkdtemp(prefix="presence-node-"),
+            env=dict(outside_env(), PRESENCE_API_KEY="k"), capture_output=True, text=True,
+            timeout=60)
+
+    def test_a_taken_client_port(self):
+        result = self.start("--listen=tcp:TAKEN:interface=127.0.0.1",
+                            "--api=tcp:0:interface=127.0.0.1", "--admin=none")
+        self.assertEqual(result.returncode, 1, result.stdout + result.stderr)
+        self.assertIn("presence: could not start", result.stdout)
+        self.assertIn("Address already in use", result.stdout)
+
+    def test_a_taken_dashboard_port(self):
+        result = self.start("--listen=tcp:0:interface=127.0.0.1",
+                            "--api=tcp:0:interface=127.0.0.1",
+                            "--admin=tcp:TAKEN:interface=127.0.0.1")
+        self.assertEqual(result.returncode, 1, result.stdout + result.stderr)
+        self.assertIn("presence: the dashboard could not start", result.stdout)
+
+
 async def asyncio_wait(waiter):
     import asyncio
 
