@@ -16,12 +16,13 @@ bash setup.sh
 
 # A snapshot of the working tree (tracked files, uncommitted edits included), so
 # one run measures one version even if the tree changes meanwhile; echo_server.py
-# puts its repo first on sys.path. The venv gets Presence's dependencies + wsaccel.
+# puts its repo first on sys.path. The venv gets Presence's dependencies, its
+# speedups, and wsaccel (the other C unmasking path, measured as presence-wsaccel).
 commit=$(git -C "$repo" describe --always --dirty)
 snap=$(git -C "$repo" stash create); snap=${snap:-HEAD}
 rm -rf presence-src && mkdir presence-src && git -C "$repo" archive "$snap" | tar -x -C presence-src
 [ -x venvs/presence/bin/python ] || python3 -m venv venvs/presence
-venvs/presence/bin/pip install -q "./presence-src[speedups,embedded-redis]"
+venvs/presence/bin/pip install -q "./presence-src[speedups,embedded-redis]" "wsaccel>=0.6.6"
 
 # check_ports CONF: run_all.sh would skip a busy port's server silently.
 check_ports() {

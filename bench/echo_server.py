@@ -69,8 +69,8 @@ def main(port, flags=()):
     endpoint = NoDelayEndpoint(endpoints.serverFromString(
         reactor, "tcp:%d:interface=127.0.0.1:backlog=4096" % port))
     endpoint.listen(ListenerFactory(node))
-    print("presence echo listening on %d (wsaccel: %s, extensions: %s)"
-          % (port, mask.ACCELERATED, [e.name for e in extensions] or "none"), flush=True)
+    print("presence echo listening on %d (unmasking: %s, extensions: %s)"
+          % (port, mask.UNMASKING, [e.name for e in extensions] or "none"), flush=True)
     reactor.run()
 
 

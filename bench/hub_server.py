@@ -69,8 +69,8 @@ async def main(reactor, port, redis_url, channel_count, report_every):
     endpoint = NoDelayEndpoint(endpoints.serverFromString(
         reactor, "tcp:%d:interface=127.0.0.1:backlog=4096" % port))
     await endpoint.listen(ListenerFactory(node))
-    print("presence hub listening on %d (wsaccel: %s, redis: %s)"
-          % (port, mask.ACCELERATED, redis_url), flush=True)
+    print("presence hub listening on %d (unmasking: %s, redis: %s)"
+          % (port, mask.UNMASKING, redis_url), flush=True)
 
     def report():
         print("delivered %d redis_messages %d sessions %d"

@@ -18,7 +18,8 @@ autobahn|9401|venvs/autobahn/bin/python servers/autobahn_twisted.py {PORT}
 twistedws|9402|venvs/twisted/bin/python servers/twisted_web_websocket.py {PORT}
 websockets|9403|venvs/websockets/bin/python servers/websockets_asyncio.py {PORT}
 presence|9411|venvs/presence/bin/python presence-src/bench/echo_server.py {PORT}
-presence-pure|9412|env PRESENCE_PURE_PYTHON=1 venvs/presence/bin/python presence-src/bench/echo_server.py {PORT}
+presence-pure|9412|env PRESENCE_UNMASK=pure venvs/presence/bin/python presence-src/bench/echo_server.py {PORT}
+presence-wsaccel|9413|env PRESENCE_UNMASK=wsaccel venvs/presence/bin/python presence-src/bench/echo_server.py {PORT}
 EOF
 check_ports "$conf"
 

@@ -122,8 +122,7 @@ class PresenceService(Service):
         _stop_with_failure(self.reactor)
 
     async def _start(self):
-        log.info("presence: unmasking with {how}",
-                 how="wsaccel (C)" if mask.ACCELERATED else "pure Python")
+        log.info("presence: unmasking with {how}", how=mask.UNMASKING)
         if self.api_endpoint is not None:
             url = self.redis_url
             if url is None:

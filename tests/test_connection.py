@@ -35,6 +35,7 @@ from presence.websocket.frames import (
     RSV3,
     frame_header,
 )
+from presence.websocket import mask as mask_paths
 from presence.websocket.mask import unmask, unmask_pure
 
 # The masking key of the examples in RFC 6455 5.7.
@@ -1033,19 +1034,38 @@ def test_a_close_payload_for_1005_is_empty():
 # ------------------------------------------------------------- unmasking
 
 
-def test_unmask_pure_xors_each_byte_with_the_mask_byte_at_its_offset():
-    data = bytes(range(13))
-    for offset in range(8):
-        expected = bytes(b ^ MASK[(i + offset) % 4] for i, b in enumerate(data))
-        assert unmask_pure(MASK, data, offset) == expected
+def _unmask_by_definition(mask, data, offset):
+    return bytes(b ^ mask[(i + offset) % 4] for i, b in enumerate(data))
 
 
-def test_unmask_and_unmask_pure_agree_for_all_offsets_and_short_lengths():
+# Lengths on both sides of the pure path's switch from the big-integer XOR
+# to the strided translations, and not multiples of 4.
+_UNMASK_LENGTHS = list(range(13)) + [125, 126, 2047, 2048, 2049, 2050, 65535, 65537]
+
+
+@pytest.mark.parametrize("path", sorted(mask_paths.AVAILABLE))
+def test_every_unmasking_path_xors_each_byte_with_the_mask_byte_at_its_offset(path):
+    unmask_with = mask_paths.AVAILABLE[path]
     mask = b"\xa5\x0f\xf0\x5a"
-    for offset in range(4):
-        for length in range(71):
-            data = bytes((i * 37 + length) & 0xFF for i in range(length))
-            assert unmask(mask, data, offset) == unmask_pure(mask, data, offset), (offset, length)
+    for length in _UNMASK_LENGTHS:
+        data = bytes((i * 37 + length) & 0xFF for i in range(length))
+        for offset in range(8):
+            assert bytes(unmask_with(mask, data, offset)) == \
+                _unmask_by_definition(mask, data, offset), (offset, length)
+
+
+@pytest.mark.parametrize("path", sorted(mask_paths.AVAILABLE))
+def test_every_unmasking_path_takes_a_memoryview(path):
+    data = bytes(range(256)) * 20
+    unmask_with = mask_paths.AVAILABLE[path]
+
+    assert bytes(unmask_with(MASK, memoryview(data)[3:], 3)) == \
+        _unmask_by_definition(MASK, data[3:], 3)
+
+
+def test_the_test_environment_has_both_c_accelerators():
+    # [speedups] and [test] install them, so that CI checks every path.
+    assert list(mask_paths.AVAILABLE) == ["websockets", "wsaccel", "pure"]
 
 
 def test_unmasking_twice_gives_back_the_data():

@@ -8,7 +8,7 @@ checks is tested here by feeding bytes and asserting bytes.
 - :mod:`.connection`: framing, fragmentation, ping/pong and the closing
   handshake (5, 7) as a state machine.
 - :mod:`.frames`: frame constants and encoding (5.2).
-- :mod:`.mask`: unmasking (5.3), pure Python or ``wsaccel``.
+- :mod:`.mask`: unmasking (5.3), pure Python or a C accelerator.
 - :mod:`.close`: close codes (7.4) and the close record.
 - :mod:`.extensions`: extension negotiation (9.1) and the extension interface.
 """
