@@ -15,7 +15,7 @@ endpoints): there the transport's peer already is the client.
 
 import ipaddress
 
-__all__ = ["TrustedProxies", "parse_address"]
+__all__ = ["TrustedProxies", "parse_address", "counted_network"]
 
 
 def parse_address(text):
@@ -34,6 +34,23 @@ def parse_address(text):
     if address.version == 6 and address.ipv4_mapped is not None:
         return address.ipv4_mapped
     return address
+
+
+def counted_network(ip):
+    """What ``--max-connections-per-ip`` counts a client under: an IPv4
+    address as itself; an IPv6 address as its /64 (written ``2001:db8::/64``).
+    A /64 is the smallest prefix a host or a subscriber is given (RFC 4291
+    section 2.5.4, RFC 6177), and a client can pick any address inside it, so
+    counting IPv6 addresses one by one would not limit it at all."""
+    if ":" not in ip:
+        return ip
+    address = parse_address(ip)
+    if address is None:
+        return ip
+    if address.version == 4:  # IPv4-mapped
+        return str(address)
+    network = ipaddress.IPv6Network((address, 64), strict=False)
+    return "%s/64" % network.network_address
 
 
 class TrustedProxies:

@@ -21,6 +21,7 @@ directly from then on), so dispatching costs nothing after the handshake.
 from twisted.internet.abstract import FileDescriptor
 from twisted.internet.protocol import Factory, Protocol
 
+from .clientip import counted_network
 from .firepresence import UPGRADE as FIREPRESENCE_UPGRADE
 from .firepresence import asks_for_firepresence
 from .firepresence_session import FirepresenceSession
@@ -138,7 +139,11 @@ class Dispatcher(Protocol):
             client_ip, proxy = trusted.client_ip(transport.getPeer().host, head)
         counted_ip = None
         if settings.max_connections_per_ip:
-            counted_ip = client_ip or getattr(transport.getPeer(), "host", None)
+            if client_ip is None:
+                # Looked up anyway: the session keeps it.
+                client_ip = getattr(transport.getPeer(), "host", None)
+            if client_ip is not None:
+                counted_ip = counted_network(client_ip)
             count = node.connections_by_ip.get(counted_ip, 0)
             if count >= settings.max_connections_per_ip:
                 node.stats.limits_hit["max-connections-per-ip"] += 1
@@ -148,8 +153,6 @@ class Dispatcher(Protocol):
                 return
             if counted_ip is not None:
                 node.connections_by_ip[counted_ip] = count + 1
-                if client_ip is None:
-                    client_ip = counted_ip  # looked up anyway: the session keeps it
         session = session_class(node)
         session.counted_ip = counted_ip
         hand_over(transport, self, session)

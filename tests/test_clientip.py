@@ -3,7 +3,7 @@ peers, and the client is the right-most address that is not a trusted proxy."""
 
 import pytest
 
-from presence.clientip import TrustedProxies, parse_address
+from presence.clientip import TrustedProxies, counted_network, parse_address
 from presence.httphead import RequestHead
 
 TRUSTED = TrustedProxies(["10.0.0.0/8", "2001:db8::/32", "192.0.2.1"])
@@ -79,3 +79,17 @@ def test_an_ipv4_mapped_peer_is_matched_as_ipv4():
 def test_parse_address(text, expected):
     address = parse_address(text)
     assert (str(address) if address is not None else None) == expected
+
+
+@pytest.mark.parametrize("ip, counted", [
+    ("198.51.100.1", "198.51.100.1"),
+    ("2001:db8:1:2::1", "2001:db8:1:2::/64"),
+    ("2001:db8:1:2:ffff:ffff:ffff:ffff", "2001:db8:1:2::/64"),
+    ("2001:db8:1:3::1", "2001:db8:1:3::/64"),
+    ("::1", "::/64"),
+    ("::ffff:192.0.2.1", "192.0.2.1"),
+    ("fe80::1%eth0", "fe80::/64"),
+    ("not an address", "not an address"),
+])
+def test_ipv4_addresses_are_counted_one_by_one_and_ipv6_by_their_64(ip, counted):
+    assert counted_network(ip) == counted

@@ -14,7 +14,7 @@ import struct
 
 import websockets
 from twisted.internet import defer, reactor
-from twisted.internet.address import IPv4Address
+from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.error import ConnectionDone
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
@@ -81,7 +81,7 @@ class Hostile(SynchronousTestCase):
         self.good, self.good_transport = self.open_session(ip="198.51.100.1")
 
     def connect(self, ip="192.0.2.7"):
-        address = IPv4Address("TCP", ip, 50000)
+        address = (IPv6Address if ":" in ip else IPv4Address)("TCP", ip, 50000)
         protocol = self.factory.buildProtocol(address)
         transport = StringTransport(peerAddress=address)
         protocol.makeConnection(transport)
@@ -467,6 +467,20 @@ class PerAddressLimitTests(Hostile):
             dispatcher.dataReceived(upgrade_request(extra=["X-Forwarded-For: 203.0.113.0"]))
         self.assertTrue(transport.value().startswith(b"HTTP/1.1 429 "))
         self.assertNotIn("10.1.1.1", self.node.connections_by_ip)
+
+    def test_ipv6_clients_are_counted_by_their_64(self):
+        # One host can use every address in its /64: hopping addresses within
+        # it must not escape the limit.
+        opened = [self.open_session(ip="2001:db8:1:2::%x" % n) for n in range(1, 4)]
+        dispatcher, transport = self.connect(ip="2001:db8:1:2:aaaa::9")
+        dispatcher.dataReceived(upgrade_request())
+        self.assertTrue(transport.value().endswith(
+            b"too many connections from 2001:db8:1:2::/64: at most 3\n"), transport.value())
+        self.open_session(ip="2001:db8:1:3::1")  # the next /64 is someone else
+        session, _ = opened[0]
+        self.assertEqual(session.client_ip, "2001:db8:1:2::1")  # the session keeps the address
+        self.lose(*opened[0])
+        self.assertEqual(self.node.connections_by_ip["2001:db8:1:2::/64"], 2)
 
     def test_every_connection_is_uncounted_when_it_ends(self):
         opened = [self.open_session(ip="192.0.2.%d" % (n % 4)) for n in range(4)]
