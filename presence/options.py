@@ -20,25 +20,18 @@ from .websocket.connection import DEFAULT_MAX_FRAGMENTS, DEFAULT_MAX_MESSAGE_SIZ
 __all__ = ["Options"]
 
 
-def _positive_float(value):
-    number = float(value)
-    if number <= 0:
-        raise ValueError("must be positive")
-    return number
+def _number(kind, doc, low=0, above=False):
+    """A coercer for usage.Options: a ``kind`` (int or float) of at least
+    ``low``, or greater than ``low`` when ``above``; ``doc`` is shown in
+    --help after the option's own text."""
+    def coerce(value):
+        number = kind(value)
+        if number < low or (above and number == low):
+            raise ValueError("must be %s %s" % ("greater than" if above else "at least", low))
+        return number
 
-
-def _non_negative_float(value):
-    number = float(value)
-    if number < 0:
-        raise ValueError("must not be negative")
-    return number
-
-
-def _positive_int(value):
-    number = int(value)
-    if number <= 0:
-        raise ValueError("must be positive")
-    return number
+    coerce.coerceDoc = doc
+    return coerce
 
 
 def _int_in(low, high):
@@ -52,47 +45,9 @@ def _int_in(low, high):
     return coerce
 
 
-def _non_negative_int(value):
-    number = int(value)
-    if number < 0:
-        raise ValueError("must not be negative")
-    return number
-
-
-_non_negative_int.coerceDoc = "Bytes."
-_positive_float.coerceDoc = "Seconds, greater than 0."
-_non_negative_float.coerceDoc = "Seconds; 0 disables."
-_positive_int.coerceDoc = "Bytes, greater than 0."
-
-
-def _limit(value):
-    number = int(value)
-    if number < 0:
-        raise ValueError("must not be negative")
-    return number
-
-
-_limit.coerceDoc = "0: no limit."
-
-
-def _rate(value):
-    number = float(value)
-    if number < 0:
-        raise ValueError("must not be negative")
-    return number
-
-
-_rate.coerceDoc = "Per second; 0: no limit."
-
-
-def _burst(value):
-    number = int(value)
-    if number < 1:
-        raise ValueError("must be at least 1")
-    return number
-
-
-_burst.coerceDoc = "Messages, at least 1."
+_BYTES = _number(int, "Bytes, greater than 0.", above=True)
+_SECONDS = _number(float, "Seconds, greater than 0.", above=True)
+_LIMIT = _number(int, "0: no limit.")
 
 
 def _loopback(description):
@@ -122,29 +77,30 @@ class Options(usage.Options):
     optParameters = [
         ["max-message-size", None, DEFAULT_MAX_MESSAGE_SIZE,
          "Largest message accepted, in bytes; larger ones close the session with 1009.",
-         _positive_int],
+         _BYTES],
         ["max-head-size", None, DEFAULT_MAX_HEAD_SIZE,
-         "Largest HTTP request head accepted, in bytes; larger ones get 431.", _positive_int],
+         "Largest HTTP request head accepted, in bytes; larger ones get 431.", _BYTES],
         ["handshake-timeout", None, 10.0,
-         "Seconds a client may take to send its request head.", _positive_float],
+         "Seconds a client may take to send its request head.", _SECONDS],
         ["close-timeout", None, 5.0,
          "Seconds to wait for the client's answer to a Close before dropping it.",
-         _positive_float],
+         _SECONDS],
         ["heartbeat", None, 30.0,
-         "Seconds between heartbeat pings to every session (0 disables).", _non_negative_float],
+         "Seconds between heartbeat pings to every session (0 disables).",
+         _number(float, "Seconds; 0 disables.")],
         ["heartbeat-timeout", None, 10.0,
          "Seconds a heartbeat ping may wait for its pong; then the session is closed "
-         "with 1011.", _positive_float],
+         "with 1011.", _SECONDS],
         ["max-outgoing-buffer", None, 1024 * 1024,
          "Bytes that may queue for a client that is not reading before it is dropped.",
-         _positive_int],
+         _BYTES],
         ["redis", None, None,
          "Redis to use: redis://[:PASSWORD@]HOST[:PORT][/DB] or unix:///PATH[?db=N]. "
          "Not given: a redis-server child process on a private unix socket."],
         ["redis-prefix", None, "presence:", "Prefix of every Redis key Presence uses."],
         ["redis-timeout", None, 2.0,
          "Seconds a Redis command may take before the caller gets an error (503).",
-         _positive_float],
+         _SECONDS],
         ["api", None, "tcp:8081:interface=127.0.0.1",
          "Endpoint of the HTTP API (tickets, publishing, presence)."],
         ["admin", None, "tcp:8082:interface=127.0.0.1",
@@ -163,40 +119,41 @@ class Options(usage.Options):
         ["oauth-client-secret", None, None,
          "Client secret for the introspection endpoint (default: the environment variable "
          "PRESENCE_OAUTH_CLIENT_SECRET)."],
-        ["ticket-ttl", None, 10, "Seconds a ticket can be redeemed.", _positive_int],
+        ["ticket-ttl", None, 10, "Seconds a ticket can be redeemed.",
+         _number(int, "Whole seconds, greater than 0.", above=True)],
         ["ticket-ip", None, "warn",
          "A ticket redeemed from another IP than its own: off (ignored), warn (recorded), "
          "strict (refused)."],
         ["auth-timeout", None, 10.0,
          "Seconds a session without a ticket in its handshake has to send one.",
-         _positive_float],
+         _SECONDS],
         ["node-heartbeat", None, 5.0,
          "Seconds between a node's announcements in Redis; a node silent for three is "
-         "dead, and its sessions leave presence.", _positive_float],
+         "dead, and its sessions leave presence.", _SECONDS],
         ["stream-maxlen", None, 100000,
          "Approximate length bound of the Redis Stream carrying client publishes to "
-         "backends.", _positive_int],
+         "backends.", _number(int, "Entries, greater than 0.", above=True)],
         ["max-bad-lines", None, 10,
          "Malformed firepresence lines a session may send before it is closed with 1007.",
-         _positive_int],
+         _number(int, "Lines, greater than 0.", above=True)],
         ["max-connections", None, DEFAULT_MAX_CONNECTIONS,
-         "Client connections this node holds at once; more are refused with 503.", _limit],
+         "Client connections this node holds at once; more are refused with 503.", _LIMIT],
         ["max-connections-per-ip", None, DEFAULT_MAX_CONNECTIONS_PER_IP,
          "Client connections from one IP address (after trusted proxies and the PROXY "
-         "protocol); more are refused with 429.", _limit],
+         "protocol); more are refused with 429.", _LIMIT],
         ["max-message-rate", None, DEFAULT_MAX_MESSAGE_RATE,
          "Messages a session may send per second on average (data messages, pings, pongs, "
          "firepresence lines); past it, and past --message-burst at once, the session is "
-         "closed with 1008.", _rate],
+         "closed with 1008.", _number(float, "Per second; 0: no limit.")],
         ["message-burst", None, DEFAULT_MESSAGE_BURST,
          "Messages a session may send at once (the size of the token bucket that "
-         "--max-message-rate refills).", _burst],
+         "--max-message-rate refills).", _number(int, "Messages, at least 1.", low=1)],
         ["max-fragments", None, DEFAULT_MAX_FRAGMENTS,
          "Frames one WebSocket message may come in; more close the session with 1008.",
-         _limit],
+         _LIMIT],
         ["max-channels-per-session", None, DEFAULT_MAX_CHANNELS_PER_SESSION,
          "Channels one session may subscribe to (its account's own apart); more are "
-         "answered with an error.", _limit],
+         "answered with an error.", _LIMIT],
         ["deflate-window-bits", None, 15,
          "permessage-deflate: largest window the server compresses with.", _int_in(9, 15)],
         ["deflate-client-window-bits", None, 15,
@@ -208,7 +165,7 @@ class Options(usage.Options):
          _int_in(1, 9)],
         ["deflate-min-size", None, 128,
          "permessage-deflate: messages shorter than this are sent uncompressed.",
-         _non_negative_int],
+         _number(int, "Bytes.")],
     ]
 
     optFlags = [
