@@ -29,9 +29,7 @@ def _direct(transport):
 def write(transport, data):
     """Write ``data`` to ``transport``, sending at once when it is a plain TCP
     connection with an empty buffer."""
-    if (transport.__class__ is _TCP_SERVER and not transport.dataBuffer
-            and not transport._tempDataBuffer and transport.connected
-            and not transport.disconnecting and not transport._writeDisconnected):
+    if _direct(transport):
         try:
             sent = transport.socket.send(data)
         except BlockingIOError:

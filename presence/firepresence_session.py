@@ -20,8 +20,7 @@ from .firepresence import (
     encode_line,
     firepresence_handshake,
 )
-from .httphead import error_response
-from .session import AUTH_FAILURES, Session
+from .session import Session
 from .websocket.close import (
     ABNORMAL_CLOSURE,
     CLIENT,
@@ -40,12 +39,11 @@ __all__ = ["FirepresenceSession"]
 class FirepresenceSession(Session):
     protocol_name = "firepresence"
 
-    __slots__ = ("reader", "bad_lines", "_close", "_closed", "_held")
+    __slots__ = ("reader", "bad_lines", "_close", "_closed")
 
     def __init__(self, node):
         super().__init__(node)
         self.reader = None
-        self._held = None
         #: Malformed lines received.
         self.bad_lines = 0
         # (code, reason, initiated_by, clean) once a close line went either way.
@@ -62,20 +60,7 @@ class FirepresenceSession(Session):
         if outcome.auth_token is None or self.node.tickets is None:
             self._open(outcome, rest, False)
             return
-        # Redeem before answering: a bad ticket is refused at the handshake.
-        self._held = rest
-        self.redeem(outcome.auth_token).addCallback(self._redeemed, outcome)
-
-    def _redeemed(self, failure, outcome):
-        rest = self._held
-        self._held = None
-        if not self.connected:
-            return
-        if failure is not None:
-            status, _, reason = AUTH_FAILURES[failure]
-            self.refuse("ticket_" + failure, error_response(status, reason))
-            return
-        self._open(outcome, rest, True)
+        self.open_when_redeemed(outcome.auth_token, outcome, rest)
 
     def _open(self, outcome, rest, authenticated):
         self.reader = LineReader(self.node.settings.max_message_size)

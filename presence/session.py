@@ -20,6 +20,7 @@ from zope.interface import implementer
 from . import fastwrite
 from .clientip import parse_address
 from .engine import RedisUnavailable
+from .httphead import error_response
 from .tickets import fingerprint
 from .websocket.close import ABNORMAL_CLOSURE, INTERNAL_ERROR, NORMAL_CLOSURE, POLICY_VIOLATION
 
@@ -77,7 +78,7 @@ class Session(Protocol):
         "user_agent", "opened_at", "ping_sent_at", "_ping_id", "rtt", "last_heartbeat",
         "messages_in", "messages_out", "bytes_in", "bytes_out", "close_record",
         "account", "attributes", "allowed_channels", "ready", "ip_mismatch", "_queued",
-        "rtt_history", "events",
+        "rtt_history", "events", "_held",
         # Limits: the IP the session is counted under, its message allowance.
         "counted_ip", "_allowance", "_allowance_at",
     )
@@ -90,6 +91,9 @@ class Session(Protocol):
         self._client_ip = None
         #: The trusted proxy the client came through (X-Forwarded-For), or None.
         self.proxy = None
+        #: What the client sent after its handshake while the ticket in it is
+        #: redeemed (bytes), kept for after the answer; None otherwise.
+        self._held = None
         self._producing = False
         self._batch = None
         self._write_paused = False
@@ -151,6 +155,29 @@ class Session(Protocol):
 
     def start(self, head, rest):
         """Answer the handshake in ``head``; ``rest`` is what followed it."""
+        raise NotImplementedError
+
+    def open_when_redeemed(self, ticket, outcome, rest):
+        """Redeem the ticket the handshake carried before answering it, so
+        that a bad ticket is refused at the handshake with its HTTP status;
+        then ``self._open(outcome, rest, True)``. Bytes the client sends
+        meanwhile are added to ``self._held`` by ``dataReceived``."""
+        self._held = rest
+        self.redeem(ticket).addCallback(self._handshake_redeemed, outcome)
+
+    def _handshake_redeemed(self, failure, outcome):
+        rest = self._held
+        self._held = None
+        if not self.connected:
+            return
+        if failure is not None:
+            status, _, reason = AUTH_FAILURES[failure]
+            self.refuse("ticket_" + failure, error_response(status, reason))
+            return
+        self._open(outcome, rest, True)
+
+    def _open(self, outcome, rest, authenticated):
+        """Answer the accepted handshake ``outcome`` and open the session."""
         raise NotImplementedError
 
     def refuse(self, kind, response):

@@ -15,8 +15,7 @@ from urllib.parse import parse_qs, urlsplit
 from twisted.logger import Logger
 
 from . import fastwrite
-from .httphead import error_response
-from .session import AUTH_FAILURES, Session
+from .session import Session
 from .websocket.close import INTERNAL_ERROR, NORMAL_CLOSURE, POLICY_VIOLATION
 from .websocket.connection import CLOSED, OPEN, ServerConnection
 from .websocket.events import (
@@ -54,12 +53,11 @@ def _ticket_in(path):
 class WebSocketSession(Session):
     protocol_name = "websocket"
 
-    __slots__ = ("connection", "subprotocol", "extensions", "_held")
+    __slots__ = ("connection", "subprotocol", "extensions")
 
     def __init__(self, node):
         super().__init__(node)
         self.connection = None
-        self._held = None
         self.subprotocol = None
         #: Names of the negotiated extensions.
         self.extensions = ()
@@ -86,20 +84,7 @@ class WebSocketSession(Session):
         if ticket is None:
             self._open(outcome, rest, False)
             return
-        # Redeem before answering: a bad ticket is refused at the handshake.
-        self._held = rest
-        self.redeem(ticket).addCallback(self._redeemed, outcome)
-
-    def _redeemed(self, failure, outcome):
-        rest = self._held
-        self._held = None
-        if not self.connected:
-            return
-        if failure is not None:
-            status, _, reason = AUTH_FAILURES[failure]
-            self.refuse("ticket_" + failure, error_response(status, reason))
-            return
-        self._open(outcome, rest, True)
+        self.open_when_redeemed(ticket, outcome, rest)
 
     def _open(self, outcome, rest, authenticated):
         node = self.node
