@@ -46,8 +46,8 @@ def unmask_pure(mask, data, offset=0):
     if n < _TRANSLATE_FROM:
         key = mask * (n >> 2) + mask[:n & 3]
         return (int.from_bytes(data, "big") ^ int.from_bytes(key, "big")).to_bytes(n, "big")
-    data = bytes(data)
-    out = bytearray(data)
+    data = bytes(data)  # no copy when it is bytes already; a memoryview has no translate
+    out = bytearray(n)  # every byte is set below
     tables = _XOR_TABLES
     out[0::4] = data[0::4].translate(tables[mask[0]])
     out[1::4] = data[1::4].translate(tables[mask[1]])
