@@ -8,8 +8,11 @@ from presence.websocket.mask import unmask_pure
 
 SAMPLE_KEY = "dGhlIHNhbXBsZSBub25jZQ=="  # RFC 6455 1.3
 
+# The masking key of the examples in RFC 6455 5.7.
+MASK = b"\x37\xfa\x21\x3d"
 
-def client_frame(opcode, payload=b"", fin=True, rsv=0, mask=b"\x37\xfa\x21\x3d"):
+
+def client_frame(opcode, payload=b"", fin=True, rsv=0, mask=MASK):
     """One masked client frame (5.2, 5.3), minimal length encoding."""
     if isinstance(payload, str):
         payload = payload.encode("utf-8")
@@ -26,6 +29,26 @@ def client_frame(opcode, payload=b"", fin=True, rsv=0, mask=b"\x37\xfa\x21\x3d")
 
 def close_payload(code, reason=""):
     return struct.pack("!H", code) + reason.encode("utf-8")
+
+
+def server_close_frame(code, reason=b""):
+    """The Close frame the server sends (unmasked, 5.5.1)."""
+    return struct.pack("!BBH", 0x88, 2 + len(reason), code) + reason
+
+
+def server_frames(data):
+    """``(opcode, payload)`` of each (unmasked, unfragmented) server frame in
+    ``data``."""
+    frames = []
+    while data:
+        length, start = data[1] & 0x7F, 2
+        if length == 126:
+            length, start = int.from_bytes(data[2:4], "big"), 4
+        elif length == 127:
+            length, start = int.from_bytes(data[2:10], "big"), 10
+        frames.append((data[0] & 0x0F, data[start:start + length]))
+        data = data[start + length:]
+    return frames
 
 
 def upgrade_request(path="/", key=SAMPLE_KEY, extra=(), host="example.com"):

@@ -12,11 +12,11 @@ from presence.engine import RedisEngine
 from presence.redis_process import EmbeddedRedis
 from presence.tickets import TicketStore
 
-from .framing import client_frame, random_key, upgrade_request
+from .framing import client_frame, random_key, server_close_frame, upgrade_request
 from .test_dispatch import FIREPRESENCE
 from .test_integration import ServerTestCase, run
 from .test_one_port import FIREPRESENCE_ACCEPTED
-from .test_protocol import Harness, close_frame
+from .test_protocol import Harness
 
 
 def wait(deferred):
@@ -215,7 +215,7 @@ class AuthTimeoutTests(Harness):
         self.clock.advance(9.9)
         self.assertEqual(transport.value(), b"")
         self.clock.advance(0.6)
-        self.assertEqual(transport.value(), close_frame(4408, b"authentication timeout"))
+        self.assertEqual(transport.value(), server_close_frame(4408, b"authentication timeout"))
         self.assertEqual(self.node.stats.auth_failures["timeout"], 1)
         self.assertEqual(self.app.opened, [])
 
@@ -223,4 +223,4 @@ class AuthTimeoutTests(Harness):
         session, transport = self.open_session()
         session.dataReceived(client_frame(0x2, b"\x00"))
         self.assertEqual(transport.value(),
-                         close_frame(4401, b"authentication required: send a ticket"))
+                         server_close_frame(4401, b"authentication required: send a ticket"))

@@ -10,8 +10,6 @@ who is online). Waits are bounded polls (``page.wait_for_function``)."""
 import asyncio
 import json
 import signal
-import subprocess
-import tempfile
 
 from playwright.async_api import TimeoutError as PlaywrightTimeout
 from playwright.async_api import async_playwright
@@ -25,7 +23,7 @@ from presence.redis_process import EmbeddedRedis
 from .test_auth import wait
 from .test_compression import CHROMIUM, CHROMIUM_ARGS
 from .test_integration import run
-from .test_plugin import TWISTD, free_port, outside_env, wait_for_port
+from .test_plugin import free_port, start_node_process
 
 KEY = "browser-test-key"
 #: Reconnect quickly in these tests (the defaults are 1 s, doubling to 30 s).
@@ -52,24 +50,8 @@ class BrowserClientTestCase(TestCase):
         self.process = self.start_node()
 
     def start_node(self):
-        process = subprocess.Popen(
-            [TWISTD, "-n", "--pidfile=", "presence", "--demo", "--redis", self.redis_url,
-             "--listen", "tcp:%d:interface=127.0.0.1" % self.client_port,
-             "--api", "tcp:%d:interface=127.0.0.1" % self.api_port, "--close-timeout", "2",
-             "--admin", "none"],
-            cwd=tempfile.mkdtemp(prefix="presence-node-"),
-            env=dict(outside_env(), PRESENCE_API_KEY=KEY),
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        self.addCleanup(self.stop_node, process)
-        wait_for_port(self.api_port, process)
-        wait_for_port(self.client_port, process)
-        return process
-
-    def stop_node(self, process):
-        if process.poll() is None:
-            process.send_signal(signal.SIGCONT)  # in case a test left it stopped
-            process.terminate()
-            process.communicate(timeout=30)
+        return start_node_process(self, self.redis_url, self.client_port, self.api_port,
+                                  ["--demo", "--close-timeout", "2"], {"PRESENCE_API_KEY": KEY})
 
     async def exited(self, process, timeout=30):
         loop = asyncio.get_event_loop()

@@ -38,22 +38,7 @@ from presence.websocket.frames import (
 from presence.websocket import mask as mask_paths
 from presence.websocket.mask import unmask, unmask_pure
 
-# The masking key of the examples in RFC 6455 5.7.
-MASK = b"\x37\xfa\x21\x3d"
-
-
-def client_frame(opcode, payload=b"", fin=True, rsv=0, mask=MASK):
-    """A masked client frame, its length minimally encoded (5.2, 5.3)."""
-    first = (0x80 if fin else 0) | rsv | opcode
-    n = len(payload)
-    if n < 126:
-        header = bytes((first, 0x80 | n))
-    elif n < 65536:
-        header = bytes((first, 0x80 | 126)) + n.to_bytes(2, "big")
-    else:
-        header = bytes((first, 0x80 | 127)) + n.to_bytes(8, "big")
-    return header + mask + unmask_pure(mask, payload)
-
+from .framing import MASK, client_frame, server_close_frame
 
 def text(data, fin=True, mask=MASK):
     return client_frame(OP_TEXT, data.encode("utf-8") if isinstance(data, str) else data,
@@ -76,12 +61,6 @@ def receive(conn, data):
     return list(conn.events())
 
 
-def server_close(code, reason=b""):
-    """The Close frame the server sends (unmasked)."""
-    payload = code.to_bytes(2, "big") + reason
-    return bytes((0x88, len(payload))) + payload
-
-
 def assert_failed(conn, events, code):
     """The last event fails the connection with ``code``; the Close frame
     carrying that code and reason is queued and the connection is CLOSED."""
@@ -89,7 +68,7 @@ def assert_failed(conn, events, code):
     error = events[-1]
     assert isinstance(error, ProtocolError), events
     assert error.code == code, error
-    assert conn.data_to_send() == server_close(code, error.reason.encode("utf-8"))
+    assert conn.data_to_send() == server_close_frame(code, error.reason.encode("utf-8"))
     assert conn.state == CLOSED
 
 
@@ -186,7 +165,7 @@ def test_a_reserved_opcode_fails_the_connection_with_1002(opcode):
     events = receive(conn, client_frame(opcode, b"x"))
 
     assert events == [ProtocolError(1002, "reserved opcode %d" % opcode)]
-    assert conn.data_to_send() == server_close(1002, b"reserved opcode %d" % opcode)
+    assert conn.data_to_send() == server_close_frame(1002, b"reserved opcode %d" % opcode)
     assert conn.state == CLOSED
 
 
@@ -368,7 +347,7 @@ def test_invalid_utf_8_in_a_text_message_fails_with_1007():
     events = receive(conn, text(b"bad \xff byte"))
 
     assert events == [ProtocolError(1007, "invalid UTF-8 in text message")]
-    assert conn.data_to_send() == server_close(1007, b"invalid UTF-8 in text message")
+    assert conn.data_to_send() == server_close_frame(1007, b"invalid UTF-8 in text message")
 
 
 @pytest.mark.parametrize("payload", [
@@ -718,7 +697,7 @@ def test_parsing_is_lazy_so_an_answer_precedes_the_failure_it_arrived_with():
     assert next(events) == ProtocolError(1002, "client frame is not masked")
     assert conn.state == CLOSED
     assert answer == b"\x81\x06answer"
-    assert conn.data_to_send() == server_close(1002, b"client frame is not masked")
+    assert conn.data_to_send() == server_close_frame(1002, b"client frame is not masked")
     assert list(events) == []
 
 

@@ -10,7 +10,6 @@ checkout clean)."""
 import asyncio
 import json
 import os
-import subprocess
 import tempfile
 
 import websockets
@@ -25,7 +24,7 @@ from presence.redis_process import EmbeddedRedis
 from .test_auth import wait
 from .test_compression import CHROMIUM, CHROMIUM_ARGS
 from .test_integration import run
-from .test_plugin import TWISTD, free_port, outside_env, wait_for_port
+from .test_plugin import free_port, start_node_process
 
 KEY = "dashboard-test-key"
 PASSWORD = "correct horse battery staple"
@@ -50,30 +49,13 @@ class DashboardTests(TestCase):
 
     def start_node(self, admin=False):
         client_port, api_port = free_port(), free_port()
-        arguments = [TWISTD, "-n", "--pidfile=", "presence", "--redis", self.redis_url,
-                     "--listen", "tcp:%d:interface=127.0.0.1" % client_port,
-                     "--api", "tcp:%d:interface=127.0.0.1" % api_port,
-                     "--heartbeat", "1", "--heartbeat-timeout", "1", "--node-heartbeat", "1"]
-        if admin:
-            arguments += ["--admin", "tcp:%d:interface=127.0.0.1" % self.admin_port]
-        else:
-            arguments += ["--admin", "none"]
-        process = subprocess.Popen(
-            arguments, cwd=tempfile.mkdtemp(prefix="presence-node-"),
-            env=dict(outside_env(), PRESENCE_API_KEY=KEY, PRESENCE_ADMIN_PASSWORD=PASSWORD),
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        self.addCleanup(self.stop_node, process)
-        wait_for_port(api_port, process)
-        wait_for_port(client_port, process)
-        if admin:
-            wait_for_port(self.admin_port, process)
+        process = start_node_process(
+            self, self.redis_url, client_port, api_port,
+            ["--heartbeat", "1", "--heartbeat-timeout", "1", "--node-heartbeat", "1"],
+            {"PRESENCE_API_KEY": KEY, "PRESENCE_ADMIN_PASSWORD": PASSWORD},
+            admin_port=self.admin_port if admin else None)
         return {"client": client_port, "process": process,
                 "api": PresenceClient("http://127.0.0.1:%d" % api_port, KEY, pool=self.pool)}
-
-    def stop_node(self, process):
-        if process.poll() is None:
-            process.terminate()
-            process.communicate(timeout=30)
 
     async def client(self, node, account):
         issued = await wait(node["api"].issue_ticket(account, channels=["room:*"]))

@@ -18,9 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from presence.httphead import HeadReader
-from presence.websocket.close import encode_close_payload
 from presence.websocket.connection import (
-    CLOSED,
     OPEN,
     InvalidState,
     PreparedMessage,
@@ -31,7 +29,6 @@ from presence.websocket.events import (
     BinaryMessage,
     CloseReceived,
     Ping,
-    ProtocolError,
     TextMessage,
 )
 from presence.websocket.extensions import format_extension, parse_extension_offers
@@ -50,6 +47,7 @@ from presence.websocket.frames import (
 from presence.websocket.handshake import Accepted, HandshakeConfig, server_handshake
 
 from .framing import client_frame, upgrade_request
+from .test_connection import assert_failed, receive
 
 MiB = 1024 * 1024
 
@@ -124,23 +122,6 @@ def compressed(opcode, payload, fin=True):
     """A client data frame with RSV1 set: the first frame of a compressed
     message (6.1)."""
     return client_frame(opcode, payload, fin=fin, rsv=RSV1)
-
-
-def receive(conn, data):
-    conn.receive_data(data)
-    return list(conn.events())
-
-
-def assert_failed(conn, events, code):
-    """The last event fails the connection with ``code``; the Close frame
-    carrying that code and reason is queued and the connection is CLOSED."""
-    assert events, "no event"
-    error = events[-1]
-    assert isinstance(error, ProtocolError), events
-    assert error.code == code, error
-    assert conn.data_to_send() == encode_frame(OP_CLOSE,
-                                               encode_close_payload(code, error.reason))
-    assert conn.state == CLOSED
 
 
 def server_frame(frame):

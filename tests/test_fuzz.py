@@ -59,7 +59,7 @@ from presence.websocket.frames import (
 from presence.websocket.handshake import Accepted, HandshakeConfig, Rejected, server_handshake
 from presence.websocket.mask import unmask_pure
 
-from .framing import client_frame, upgrade_request
+from .framing import client_frame, server_frames, upgrade_request
 from .redis_support import RedisTestCase
 from .waiting import lose, until
 
@@ -542,20 +542,6 @@ def test_line_reader_gives_documents_or_bad_lines_however_the_bytes_arrive(cuts,
 
 
 # ------------------------------------------------------- the hub's messages
-
-def server_frames(data):
-    """``(opcode, payload)`` of each (unmasked, unfragmented) server frame."""
-    frames = []
-    while data:
-        length, start = data[1] & 0x7F, 2
-        if length == 126:
-            length, start = int.from_bytes(data[2:4], "big"), 4
-        elif length == 127:
-            length, start = int.from_bytes(data[2:10], "big"), 10
-        frames.append((data[0] & 0x0F, data[start:start + length]))
-        data = data[start + length:]
-    return frames
-
 
 # Any JSON value: strings with any code point, lone surrogates included
 # (JSON escapes them: "\ud800"), numbers of any size, NaN and the infinities

@@ -10,7 +10,6 @@ hub on a real Redis.
 import asyncio
 import json
 import socket
-import struct
 
 import websockets
 from twisted.internet import defer, reactor
@@ -28,30 +27,12 @@ from presence.node import Node
 from presence.settings import ServerSettings
 from presence.websocket.frames import OP_BINARY, OP_CLOSE, OP_PING, OP_PONG, OP_TEXT, encode_text
 
-from .framing import client_frame, random_key, upgrade_request
+from .framing import client_frame, random_key, server_close_frame, server_frames, upgrade_request
 from .redis_support import RedisTestCase
 from .waiting import lose, until
 from .test_integration import ServerTestCase, run
 
 FIREPRESENCE_REQUEST = b"OPTIONS / HTTP/1.1\r\nHost: x\r\nUpgrade: firepresence\r\n\r\n"
-
-
-def close_frame(code, reason=b""):
-    return struct.pack("!BBH", 0x80 | OP_CLOSE, 2 + len(reason), code) + reason
-
-
-def frames_of(data):
-    """``(opcode, payload)`` of each unmasked server frame in ``data``."""
-    frames = []
-    while data:
-        length, start = data[1] & 0x7F, 2
-        if length == 126:
-            length, start = int.from_bytes(data[2:4], "big"), 4
-        elif length == 127:
-            length, start = int.from_bytes(data[2:10], "big"), 10
-        frames.append((data[0] & 0x0F, data[start:start + length]))
-        data = data[start + length:]
-    return frames
 
 
 class Echo(EchoApplication):
@@ -225,11 +206,11 @@ class PingFloodTests(Hostile):
     def test_a_flood_of_pings_is_closed_with_1008_past_the_burst(self):
         offender, transport = self.open_session()
         offender.dataReceived(b"".join(client_frame(OP_PING, b"%d" % n) for n in range(1000)))
-        frames = frames_of(transport.value())
+        frames = server_frames(transport.value())
         # The burst (200) is answered; the 201st ping closes the session.
         self.assertEqual(frames[:200], [(OP_PONG, b"%d" % n) for n in range(200)])
         self.assertEqual(frames[200:],
-                         [(OP_CLOSE, close_frame(1008, b"message rate exceeded")[2:])])
+                         [(OP_CLOSE, server_close_frame(1008, b"message rate exceeded")[2:])])
         self.assertEqual(self.node.stats.limits_hit["max-message-rate"], 1)
         # What it still sends before answering the close is dropped.
         transport.clear()
@@ -254,7 +235,7 @@ class PingFloodTests(Hostile):
         # 200 at once, then 100 a second: 150 a second lasts three seconds.
         self.assertEqual(fast.messages_in, 150 + 150 + 100)
         self.assertTrue(fast_transport.value().endswith(
-            close_frame(1008, b"message rate exceeded")))
+            server_close_frame(1008, b"message rate exceeded")))
         self.assertEqual(steady.messages_in, 950)
         self.assertFalse(steady_transport.disconnecting)
 
@@ -282,7 +263,7 @@ class FragmentFloodTests(Hostile):
         self.assertEqual(transport.value(), b"")
         offender.dataReceived(client_frame(0, b"x", fin=False) * 4000)
         self.assertEqual(transport.value(),
-                         close_frame(1008, b"message in more than 1024 fragments"))
+                         server_close_frame(1008, b"message in more than 1024 fragments"))
         self.assertIsNone(connection._message_parts)  # let go at once
         self.assertEqual(self.node.stats.limits_hit["max-fragments"], 1)
         self.lose(offender, transport)
@@ -294,7 +275,7 @@ class FragmentFloodTests(Hostile):
         offender.dataReceived(client_frame(OP_TEXT, b"", fin=False)
                               + client_frame(0, b"", fin=False) * 5000)
         self.assertEqual(transport.value(),
-                         close_frame(1008, b"message in more than 1024 fragments"))
+                         server_close_frame(1008, b"message in more than 1024 fragments"))
         self.assert_good_client_still_served()
 
 
@@ -333,7 +314,7 @@ class SubscribeFloodTests(RedisTestCase):
         return until(condition, timeout)
 
     def documents(self, transport):
-        return [json.loads(payload) for opcode, payload in frames_of(transport.value())
+        return [json.loads(payload) for opcode, payload in server_frames(transport.value())
                 if opcode == OP_TEXT]
 
     @defer.inlineCallbacks
@@ -351,8 +332,8 @@ class SubscribeFloodTests(RedisTestCase):
             {"type": "error", "reason": "too many channels: at most 100 per session",
              "request": "subscribe", "channel": "room:%d" % n} for n in range(100, 200)])
         self.assertEqual(len(answers), 200)
-        self.assertEqual(frames_of(transport.value())[-1],
-                         (OP_CLOSE, close_frame(1008, b"message rate exceeded")[2:]))
+        self.assertEqual(server_frames(transport.value())[-1],
+                         (OP_CLOSE, server_close_frame(1008, b"message rate exceeded")[2:]))
         self.assertEqual(len(self.hub.subscriptions[offender.id]), 100)
         self.assertEqual(self.node.stats.limits_hit["max-channels-per-session"], 100)
         self.assertEqual(self.node.stats.limits_hit["max-message-rate"], 1)
@@ -390,14 +371,14 @@ class OversizedTests(Hostile):
         offender, transport = self.open_session()
         header = client_frame(OP_BINARY, b"x" * 5000)[:8]  # header and mask only
         offender.dataReceived(header)
-        self.assertEqual(transport.value(), close_frame(1009, b"message larger than 4096 bytes"))
+        self.assertEqual(transport.value(), server_close_frame(1009, b"message larger than 4096 bytes"))
         self.assert_good_client_still_served()
 
     def test_an_oversized_fragmented_message_is_closed_with_1009(self):
         offender, transport = self.open_session()
         offender.dataReceived(client_frame(OP_TEXT, b"a" * 3000, fin=False)
                               + client_frame(0, b"a" * 3000))
-        self.assertEqual(transport.value(), close_frame(1009, b"message larger than 4096 bytes"))
+        self.assertEqual(transport.value(), server_close_frame(1009, b"message larger than 4096 bytes"))
         self.assert_good_client_still_served()
 
     def test_oversized_firepresence_lines_get_error_lines_then_1007(self):
@@ -416,14 +397,14 @@ class OversizedTests(Hostile):
         offender, transport = self.open_session()
         offender.dataReceived(client_frame(OP_CLOSE, b"\x03\xe8" + b"r" * 124))
         self.assertEqual(transport.value(),
-                         close_frame(1002, b"control frame payload over 125 bytes"))
+                         server_close_frame(1002, b"control frame payload over 125 bytes"))
         self.assert_good_client_still_served()
 
     def test_an_oversized_ping_payload_is_closed_with_1002(self):
         offender, transport = self.open_session()
         offender.dataReceived(client_frame(OP_PING, b"p" * 126))
         self.assertEqual(transport.value(),
-                         close_frame(1002, b"control frame payload over 125 bytes"))
+                         server_close_frame(1002, b"control frame payload over 125 bytes"))
         self.assert_good_client_still_served()
 
 

@@ -7,8 +7,6 @@ tests wait for conditions (bounded), never for a fixed time."""
 import asyncio
 import json
 import signal
-import subprocess
-import tempfile
 
 import websockets
 from twisted.internet import defer, reactor
@@ -21,7 +19,7 @@ from presence.redis_process import EmbeddedRedis
 
 from .test_auth import wait
 from .test_integration import run
-from .test_plugin import TWISTD, free_port, outside_env, wait_for_port
+from .test_plugin import free_port, start_node_process
 
 KEY = "hub-test-key"
 
@@ -97,25 +95,12 @@ class ClusterTestCase(TestCase):
 
     def start_node(self):
         client_port, api_port = free_port(), free_port()
-        process = subprocess.Popen(
-            [TWISTD, "-n", "--pidfile=", "presence", "--redis", self.redis_url,
-             "--listen", "tcp:%d:interface=127.0.0.1" % client_port,
-             "--api", "tcp:%d:interface=127.0.0.1" % api_port,
-             "--node-heartbeat", str(self.node_heartbeat), "--close-timeout", "2",
-             "--admin", "none"],
-            cwd=tempfile.mkdtemp(prefix="presence-node-"),
-            env=dict(outside_env(), PRESENCE_API_KEY=KEY),
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        self.addCleanup(self.stop_node, process)
-        wait_for_port(api_port, process)
-        wait_for_port(client_port, process)
+        process = start_node_process(
+            self, self.redis_url, client_port, api_port,
+            ["--node-heartbeat", str(self.node_heartbeat), "--close-timeout", "2"],
+            {"PRESENCE_API_KEY": KEY})
         return {"client": client_port, "process": process,
                 "api": PresenceClient("http://127.0.0.1:%d" % api_port, KEY, pool=self.pool)}
-
-    def stop_node(self, process):
-        if process.poll() is None:
-            process.terminate()
-            process.communicate(timeout=30)
 
     async def connect(self, node, account, channels=("room:*",)):
         issued = await wait(node["api"].issue_ticket(account, channels=list(channels)))

@@ -2,8 +2,6 @@
 
 import asyncio
 import json
-import subprocess
-import tempfile
 
 import websockets
 from twisted.internet import defer, reactor
@@ -16,7 +14,7 @@ from presence.redis_process import EmbeddedRedis
 from .framing import random_key, upgrade_request
 from .test_auth import wait
 from .test_integration import run
-from .test_plugin import TWISTD, free_port, outside_env, wait_for_port
+from .test_plugin import free_port, start_node_process
 
 
 class TwoNodesTests(TestCase):
@@ -31,22 +29,9 @@ class TwoNodesTests(TestCase):
 
     def start_node(self):
         client_port, api_port = free_port(), free_port()
-        env = dict(outside_env(), PRESENCE_API_KEY="shared-key")
-        process = subprocess.Popen(
-            [TWISTD, "-n", "--pidfile=", "presence", "--redis", self.redis_url,
-             "--listen", "tcp:%d:interface=127.0.0.1" % client_port,
-             "--api", "tcp:%d:interface=127.0.0.1" % api_port, "--admin", "none"],
-            cwd=tempfile.mkdtemp(prefix="presence-node-"), env=env,
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        self.addCleanup(self.stop_node, process)
-        wait_for_port(api_port, process)
-        wait_for_port(client_port, process)
+        process = start_node_process(self, self.redis_url, client_port, api_port,
+                                     env={"PRESENCE_API_KEY": "shared-key"})
         return {"client": client_port, "api": api_port, "process": process}
-
-    def stop_node(self, process):
-        if process.poll() is None:
-            process.terminate()
-            process.communicate(timeout=30)
 
     def test_a_ticket_issued_on_one_node_is_redeemed_on_the_other_once(self):
         a, b = self.nodes

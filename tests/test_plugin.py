@@ -43,6 +43,33 @@ def wait_for_port(port, process, timeout=30):
     raise AssertionError("nothing listening on %d" % port)
 
 
+def start_node_process(test, redis_url, client_port, api_port, arguments=(), env=None,
+                       admin_port=None):
+    """``twistd -n presence`` on loopback ``client_port`` and ``api_port``
+    (and a dashboard on ``admin_port``, none without it) with Redis at
+    ``redis_url``, more ``arguments`` and ``env`` added to the environment;
+    stopped at ``test``'s cleanup. Returns the process once its ports listen."""
+    admin = "none" if admin_port is None else "tcp:%d:interface=127.0.0.1" % admin_port
+    process = subprocess.Popen(
+        [TWISTD, "-n", "--pidfile=", "presence", "--redis", redis_url,
+         "--listen", "tcp:%d:interface=127.0.0.1" % client_port,
+         "--api", "tcp:%d:interface=127.0.0.1" % api_port, "--admin", admin, *arguments],
+        cwd=tempfile.mkdtemp(prefix="presence-node-"), env=dict(outside_env(), **(env or {})),
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    test.addCleanup(stop_node_process, process)
+    for port in (api_port, client_port, admin_port):
+        if port is not None:
+            wait_for_port(port, process)
+    return process
+
+
+def stop_node_process(process):
+    if process.poll() is None:
+        process.send_signal(signal.SIGCONT)  # in case a test left it stopped
+        process.terminate()
+        process.communicate(timeout=30)
+
+
 class PluginTests(TestCase):
     def setUp(self):
         self.outside = tempfile.mkdtemp(prefix="presence-plugin-")

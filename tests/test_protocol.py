@@ -1,7 +1,6 @@
 """The Twisted adapter, without sockets: StringTransport for the wire and
 Clock for every timer (handshake, close and heartbeat timeouts)."""
 
-import struct
 from unittest.mock import patch
 
 from twisted.internet.address import IPv4Address
@@ -19,7 +18,7 @@ from presence.settings import ServerSettings
 from presence.websocket.connection import PreparedMessage
 from presence.websocket.frames import OP_BINARY, OP_CLOSE, OP_PING, OP_PONG, OP_TEXT, encode_text
 
-from .framing import client_frame, close_payload, upgrade_request
+from .framing import client_frame, close_payload, server_close_frame, upgrade_request
 
 
 class RecordingApplication(Application):
@@ -73,10 +72,6 @@ class Harness(SynchronousTestCase):
     def lose(self, protocol, transport):
         transport.connected = False
         protocol.connectionLost(Failure(ConnectionDone()))
-
-
-def close_frame(code, reason=b""):
-    return struct.pack("!BBH", 0x80 | OP_CLOSE, 2 + len(reason), code) + reason
 
 
 class HandshakeTests(Harness):
@@ -159,7 +154,7 @@ class MessageTests(Harness):
         self.assertEqual(
             transport.value(),
             encode_text("Hello")
-            + close_frame(1002, b"RSV bits set without a negotiated extension"))
+            + server_close_frame(1002, b"RSV bits set without a negotiated extension"))
         self.assertTrue(transport.disconnecting)
         self.assertEqual(self.node.stats.protocol_errors[
             "RSV bits set without a negotiated extension"], 1)
@@ -169,7 +164,7 @@ class MessageTests(Harness):
         bad, bad_transport = self.open_session()
         self.app.fail_on = "boom"
         bad.dataReceived(client_frame(OP_TEXT, "boom"))
-        self.assertEqual(bad_transport.value(), close_frame(1011, b"internal error"))
+        self.assertEqual(bad_transport.value(), server_close_frame(1011, b"internal error"))
         good.dataReceived(client_frame(OP_TEXT, "still here"))
         self.assertEqual(good_transport.value(), encode_text("still here"))
         self.assertFalse(good_transport.disconnecting)
@@ -192,7 +187,7 @@ class ClosingTests(Harness):
         protocol, transport = self.open_session()
         self.clock.advance(2.5)
         protocol.dataReceived(client_frame(OP_CLOSE, close_payload(1000, "bye")))
-        self.assertEqual(transport.value(), close_frame(1000))
+        self.assertEqual(transport.value(), server_close_frame(1000))
         self.assertTrue(transport.disconnecting)
         self.lose(protocol, transport)
         (session, record), = self.app.closed
@@ -205,7 +200,7 @@ class ClosingTests(Harness):
     def test_server_close_waits_for_the_client_answer(self):
         protocol, transport = self.open_session()
         protocol.close(4000, "kicked")
-        self.assertEqual(transport.value(), close_frame(4000, b"kicked"))
+        self.assertEqual(transport.value(), server_close_frame(4000, b"kicked"))
         self.assertFalse(transport.disconnecting)
         protocol.dataReceived(client_frame(OP_CLOSE, close_payload(4000)))
         self.assertTrue(transport.disconnecting)
@@ -233,7 +228,7 @@ class ClosingTests(Harness):
     def test_protocol_error_is_recorded_with_its_code_and_reason(self):
         protocol, transport = self.open_session()
         protocol.dataReceived(b"\x81\x05hello")  # unmasked
-        self.assertEqual(transport.value(), close_frame(1002, b"client frame is not masked"))
+        self.assertEqual(transport.value(), server_close_frame(1002, b"client frame is not masked"))
         self.lose(protocol, transport)
         record = self.app.closed[0][1]
         self.assertEqual((record.code, record.reason, record.initiated_by, record.clean),
@@ -276,7 +271,7 @@ class HeartbeatTests(Harness):
         self.clock.advance(9.9)
         self.assertEqual(transport.value(), b"")
         self.clock.advance(0.1)
-        self.assertEqual(transport.value(), close_frame(1011, b"heartbeat timeout"))
+        self.assertEqual(transport.value(), server_close_frame(1011, b"heartbeat timeout"))
         self.assertEqual(self.node.stats.heartbeat_timeouts, 1)
         self.clock.advance(5.5)  # and the dead peer does not answer the close either
         self.assertTrue(transport.disconnecting)
@@ -315,7 +310,8 @@ class SpreadHeartbeatTests(Harness):
         self.assertEqual(self.pinged(sessions), [True] * 5)
 
     def test_each_chunk_times_out_a_timeout_after_its_own_ping(self):
-        sessions = [self.open_session() for _ in range(3)]
+        for _ in range(3):
+            self.open_session()
         self.clock.advance(30)
         self.clock.advance(3)  # the second chunk (the Clock runs a call at the time it is
         self.clock.advance(6.5)  # advanced to, so the steps are taken one by one)
@@ -349,7 +345,7 @@ class LongTimeoutHeartbeatTests(Harness):
         self.clock.advance(10)  # 20 s after the ping, not yet 25
         self.assertEqual(transport.value(), b"")
         self.clock.advance(10)
-        self.assertEqual(transport.value(), close_frame(1011, b"heartbeat timeout"))
+        self.assertEqual(transport.value(), server_close_frame(1011, b"heartbeat timeout"))
 
 
 class FlowControlTests(Harness):
@@ -395,4 +391,4 @@ class ShutdownTests(Harness):
         sessions = [self.open_session() for _ in range(2)]
         self.node.close_all()
         for _, transport in sessions:
-            self.assertEqual(transport.value(), close_frame(1001, b"server shutting down"))
+            self.assertEqual(transport.value(), server_close_frame(1001, b"server shutting down"))
