@@ -7,7 +7,6 @@ Each page is its own demo "backend": it gets its tickets from ``POST
 (the Presence object, the tickets it asked for, its states, messages and
 who is online). Waits are bounded polls (``page.wait_for_function``)."""
 
-import asyncio
 import json
 import signal
 
@@ -24,6 +23,7 @@ from .test_auth import wait
 from .test_compression import CHROMIUM, CHROMIUM_ARGS
 from .test_integration import run
 from .test_plugin import free_port, start_node_process
+from .waiting import async_until
 
 KEY = "browser-test-key"
 #: Reconnect quickly in these tests (the defaults are 1 s, doubling to 30 s).
@@ -54,11 +54,7 @@ class BrowserClientTestCase(TestCase):
                                   ["--demo", "--close-timeout", "2"], {"PRESENCE_API_KEY": KEY})
 
     async def exited(self, process, timeout=30):
-        loop = asyncio.get_event_loop()
-        deadline = loop.time() + timeout
-        while process.poll() is None:
-            self.assertLess(loop.time(), deadline, "twistd did not stop")
-            await asyncio.sleep(0.05)
+        await async_until(lambda: process.poll() is not None, timeout, "twistd stopped")
         process.communicate()
 
     async def browse(self, scenario):

@@ -20,6 +20,7 @@ from presence.websocket.deflate import PerMessageDeflate
 from presence.websocket.handshake import HandshakeConfig
 
 from .test_integration import Echo, ServerTestCase, run
+from .waiting import async_until
 
 CHROMIUM = os.environ.get("PRESENCE_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -80,8 +81,7 @@ class WebsocketsClientTests(CompressionTestCase):
             clients = [await websockets.connect(self.url, compression="deflate")
                        for _ in range(5)]
             try:
-                while len(self.node.sessions) < 5:
-                    await asyncio.sleep(0.01)
+                await async_until(lambda: len(self.node.sessions) >= 5)
                 message = PreparedMessage.text(DOCUMENT)
                 self.assertEqual(self.node.fan_out(message, self.node.sessions.values()), 5)
                 frames = set(map(id, message._encoded.values()))
@@ -167,8 +167,7 @@ class ChromiumTests(CompressionTestCase):
                              "server_no_context_takeover; client_no_context_takeover")
             self.assertTrue(result["echoed"])
             self.assertEqual(result["short"], "hi")
-            while not self.app.closed:
-                await asyncio.sleep(0.01)
+            await async_until(lambda: self.app.closed)
             record, = self.app.closed
             self.assertEqual((record.code, record.reason, record.clean), (1000, "done", True))
 

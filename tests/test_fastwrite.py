@@ -14,6 +14,7 @@ from presence.websocket.frames import encode_binary
 
 from .framing import upgrade_request
 from .test_integration import ServerTestCase, run
+from .waiting import async_until
 
 
 class PartialWriteTests(ServerTestCase):
@@ -37,8 +38,7 @@ class PartialWriteTests(ServerTestCase):
 
         async def scenario():
             reader, writer = await self.slow_client()
-            while not self.node.sessions:
-                await asyncio.sleep(0.01)
+            await async_until(lambda: self.node.sessions)
             session, = self.node.sessions.values()
             for index in range(count):
                 session.send_binary(struct.pack("!I", index) * (size // 4))
@@ -55,8 +55,7 @@ class PartialWriteTests(ServerTestCase):
     def test_fan_out_to_a_mix_of_fast_and_backed_up_clients_keeps_order(self):
         async def scenario():
             clients = [await self.slow_client() for _ in range(3)]
-            while len(self.node.sessions) < 3:
-                await asyncio.sleep(0.01)
+            await async_until(lambda: len(self.node.sessions) >= 3)
             messages = [PreparedMessage.binary(struct.pack("!I", i) * 25_000) for i in range(40)]
             frames = [message.frame for message in messages]
             for message in messages:

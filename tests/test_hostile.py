@@ -29,7 +29,7 @@ from presence.websocket.frames import OP_BINARY, OP_CLOSE, OP_PING, OP_PONG, OP_
 
 from .framing import client_frame, random_key, server_close_frame, server_frames, upgrade_request
 from .redis_support import RedisTestCase
-from .waiting import lose, until
+from .waiting import async_until, lose, until
 from .test_integration import ServerTestCase, run
 
 FIREPRESENCE_REQUEST = b"OPTIONS / HTTP/1.1\r\nHost: x\r\nUpgrade: firepresence\r\n\r\n"
@@ -144,8 +144,7 @@ class NeverReadsTests(ServerTestCase):
             await asyncio.get_event_loop().sock_connect(sock, ("127.0.0.1",
                                                                self.port.getHost().port))
             await asyncio.get_event_loop().sock_sendall(sock, upgrade_request(key=random_key()))
-            while len(self.node.sessions) < 1:
-                await asyncio.sleep(0.01)
+            await async_until(lambda: self.node.sessions)
             offender, = self.node.sessions.values()
             offender.transport.socket.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
             async with websockets.connect(self.url, compression=None, max_size=None) as good:

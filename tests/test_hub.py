@@ -20,23 +20,9 @@ from presence.redis_process import EmbeddedRedis
 from .test_auth import wait
 from .test_integration import run
 from .test_plugin import free_port, start_node_process
+from .waiting import async_until
 
 KEY = "hub-test-key"
-
-
-async def until(condition, timeout=15.0, message="condition"):
-    """Poll ``condition()`` (a plain or async callable) until it is true."""
-    loop = asyncio.get_event_loop()
-    deadline = loop.time() + timeout
-    while True:
-        result = condition()
-        if asyncio.iscoroutine(result):
-            result = await result
-        if result:
-            return result
-        if loop.time() > deadline:
-            raise AssertionError("%s not reached within %s s" % (message, timeout))
-        await asyncio.sleep(0.05)
 
 
 class Client:
@@ -61,7 +47,7 @@ class Client:
         await self.ws.send(json.dumps(message))
 
     async def next_of(self, kind, count=1, timeout=10):
-        await until(lambda: len(self.of(kind)) >= count, timeout, "%d %s" % (count, kind))
+        await async_until(lambda: len(self.of(kind)) >= count, timeout, "%d %s" % (count, kind))
         return self.of(kind)[count - 1]
 
     async def close(self):
@@ -113,8 +99,8 @@ class ClusterTestCase(TestCase):
 
     async def subscribe(self, client, channel, presence=False):
         await client.send({"type": "subscribe", "channel": channel, "presence": presence})
-        await until(lambda: any(m.get("channel") == channel for m in client.of("subscribed")),
-                    message="subscribed to " + channel)
+        await async_until(lambda: any(m.get("channel") == channel for m in client.of("subscribed")),
+                          message="subscribed to " + channel)
 
     async def close_clients(self):
         for client in self.clients:
@@ -242,8 +228,8 @@ class PresenceTests(ClusterTestCase):
             # Still online: her other session is open.
             self.assertEqual(await wait(a["api"].presence()), ["ann", "bob"])
             await ann_too.close()
-            await until(lambda: any(e["type"] == "offline" and e["account"] == "ann"
-                                    for e in self.events), message="ann offline")
+            await async_until(lambda: any(e["type"] == "offline" and e["account"] == "ann"
+                                          for e in self.events), message="ann offline")
             self.assertEqual(await wait(a["api"].presence()), ["bob"])
             online = [e["account"] for e in self.events if e["type"] == "online"]
             self.assertEqual(sorted(online), ["ann", "bob"])
@@ -257,7 +243,7 @@ class PresenceTests(ClusterTestCase):
         async def scenario():
             target = await self.connect(c, "mallory")
             await wait(a["api"].disconnect(account="mallory", code=4000, reason="banned"))
-            await until(lambda: target.reader.done(), message="closed")
+            await async_until(lambda: target.reader.done(), message="closed")
             self.assertEqual((target.ws.close_code, target.ws.close_reason), (4000, "banned"))
 
         return run(scenario())
@@ -270,9 +256,9 @@ class PresenceTests(ClusterTestCase):
             await self.connect(a, "survivor")
             c["process"].send_signal(signal.SIGKILL)
             started = asyncio.get_event_loop().time()
-            await until(lambda: any(e["type"] == "offline" and e["account"] == "doomed"
-                                    for e in self.events), timeout=10,
-                        message="the dead node's offline event")
+            await async_until(lambda: any(e["type"] == "offline" and e["account"] == "doomed"
+                                          for e in self.events), timeout=10,
+                              message="the dead node's offline event")
             # Three heartbeats to expire, one more for a survivor to notice.
             self.assertLess(asyncio.get_event_loop().time() - started,
                             4 * self.node_heartbeat + 1.5)
@@ -300,24 +286,25 @@ class PausedNodeTests(ClusterTestCase):
             await self.subscribe(ann, "room:r")
             b["process"].send_signal(signal.SIGSTOP)
             try:
-                await until(lambda: any(e["type"] == "offline" and e["account"] == "ann"
-                                        for e in self.events), timeout=10,
-                            message="ann reaped while her node is paused")
-                await until(lambda: watcher.of("leave"), message="the leave of the reaping")
+                await async_until(lambda: any(e["type"] == "offline" and e["account"] == "ann"
+                                              for e in self.events), timeout=10,
+                                  message="ann reaped while her node is paused")
+                await async_until(lambda: watcher.of("leave"), message="the leave of the reaping")
             finally:
                 b["process"].send_signal(signal.SIGCONT)
             offline_at = next(i for i, e in enumerate(self.events)
                               if e["type"] == "offline" and e["account"] == "ann")
-            await until(lambda: any(e["type"] == "online" and e["account"] == "ann"
-                                    for e in self.events[offline_at:]), timeout=10,
-                        message="ann online again")
+            await async_until(lambda: any(e["type"] == "online" and e["account"] == "ann"
+                                          for e in self.events[offline_at:]), timeout=10,
+                              message="ann online again")
             self.assertEqual(await wait(a["api"].presence()), ["ann", "watcher"])
-            await until(lambda: watcher.of("join"), message="ann's join again")
+            await async_until(lambda: watcher.of("join"), message="ann's join again")
             members = await wait(self.engine.members(self.keys, "room:r"))
             self.assertEqual(sorted(members.values()), ["ann", "watcher"])
             await wait(a["api"].publish("room:r", "welcome back"))
-            await until(lambda: any(m.get("data") == "welcome back" for m in ann.of("message")),
-                        message="delivery after the pause")
+            await async_until(
+                lambda: any(m.get("data") == "welcome back" for m in ann.of("message")),
+                message="delivery after the pause")
             await self.close_clients()
 
         return run(scenario())
@@ -342,7 +329,7 @@ class OutageTests(ClusterTestCase):
                 except Exception:
                     return False
                 return bool(ann.of("message"))
-            await until(delivered, timeout=20, message="delivery after the restart")
+            await async_until(delivered, timeout=20, message="delivery after the restart")
             self.assertFalse(ann.reader.done())
 
             # Presence is asserted again (after the Redis restart her node's
@@ -350,7 +337,7 @@ class OutageTests(ClusterTestCase):
             # next heartbeat put her back: PausedNodeTests).
             async def present():
                 return "ann" in await wait(a["api"].presence())
-            await until(present, timeout=10, message="ann present again")
+            await async_until(present, timeout=10, message="ann present again")
             await ann.close()
 
         return run(scenario())
@@ -365,11 +352,14 @@ class ShutdownTests(ClusterTestCase):
         async def scenario():
             client = await self.connect(b, "ann")
             b["process"].send_signal(signal.SIGTERM)
-            await until(lambda: client.reader.done(), message="closed by the shutdown")
+            await async_until(lambda: client.reader.done(), message="closed by the shutdown")
             self.assertEqual(client.ws.close_code, 1001)
-            await until(lambda: any(e["type"] == "offline" and e["account"] == "ann"
-                                    for e in self.events), message="offline event")
+            await async_until(lambda: any(e["type"] == "offline" and e["account"] == "ann"
+                                          for e in self.events), message="offline event")
             self.assertEqual(await wait(a["api"].presence()), [])
+            # The node leaves the cluster after its sessions' offline events:
+            # once the process has exited.
+            await async_until(lambda: b["process"].poll() is not None, 30, "node b stopped")
             nodes = await wait(self.engine.execute("SMEMBERS", self.keys.nodes))
             self.assertEqual(len(nodes), 1)
 

@@ -19,6 +19,7 @@ from presence.settings import ServerSettings
 from presence.websocket.handshake import HandshakeConfig
 
 from .framing import client_frame, random_key, upgrade_request
+from .waiting import async_until
 
 
 def run(coroutine):
@@ -125,8 +126,7 @@ class EchoTests(ServerTestCase):
     def test_close_from_the_server_reaches_the_client_with_code_and_reason(self):
         async def client():
             async with websockets.connect(self.url, compression=None) as ws:
-                while not self.app.opened:
-                    await asyncio.sleep(0.01)
+                await async_until(lambda: self.app.opened)
                 self.app.opened[0].close(4002, "kicked")
                 with self.assertRaises(websockets.ConnectionClosed):
                     await ws.recv()
@@ -231,8 +231,7 @@ class ShutdownTests(ServerTestCase):
 
         async def scenario():
             async with websockets.connect(self.url, compression=None) as ws:
-                while not self.app.opened:
-                    await asyncio.sleep(0.01)
+                await async_until(lambda: self.app.opened)
                 stopped = asyncio.ensure_future(service.stopService().asFuture(
                     asyncio.get_event_loop()))
                 with self.assertRaises(websockets.ConnectionClosed):
@@ -247,8 +246,7 @@ class NoDelayTests(ServerTestCase):
     def nodelay_of_session(self, url):
         async def scenario():
             async with websockets.connect(url, compression=None):
-                while not self.node.sessions:
-                    await asyncio.sleep(0.01)
+                await async_until(lambda: self.node.sessions)
                 session, = self.node.sessions.values()
                 return session.transport.socket.getsockopt(
                     socket.IPPROTO_TCP, socket.TCP_NODELAY)
@@ -299,7 +297,6 @@ class TcpCloseTests(ServerTestCase):
             writer.write(b"late bytes" * 1000)
             await writer.drain()
             writer.close()
-            while self.node.sessions:
-                await asyncio.sleep(0.01)
+            await async_until(lambda: not self.node.sessions)
             self.assertEqual(self.app.closed[0].code, 1002)
         return run(scenario())

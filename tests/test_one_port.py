@@ -24,6 +24,7 @@ from presence.settings import ServerSettings
 
 from .framing import random_key, upgrade_request
 from .test_integration import Echo, ServerTestCase, read_until_eof, run
+from .waiting import async_until
 
 FIREPRESENCE = (b"OPTIONS / HTTP/1.1\r\nHost: presence.example\r\nUpgrade: firepresence\r\n"
                 b"X-Auth-Token: t0k3n\r\n\r\n")
@@ -132,15 +133,13 @@ class OnePortTests(ServerTestCase):
     def test_json_lines_both_ways_split_and_batched(self):
         async def scenario():
             client = await Lines.connect(self.port_number)
-            while not self.node.sessions:
-                await asyncio.sleep(0.01)
+            await async_until(lambda: self.node.sessions)
             session = self.session()
             # One line split across two segments: the second part is sent
             # only once the server has read the first.
             client.send(b'{"type":"greeting","text":"he')
             await client.writer.drain()
-            while session.bytes_in == 0:
-                await asyncio.sleep(0.01)
+            await async_until(lambda: session.bytes_in)
             client.send(b'llo\\nworld"}\n')
             self.assertEqual(await client.line(), {"type": "greeting", "text": "hello\nworld"})
             # Several lines in one segment.
@@ -165,8 +164,7 @@ class OnePortTests(ServerTestCase):
         async def scenario():
             lines = await Lines.connect(self.port_number)
             async with websockets.connect(self.url, compression=None) as ws:
-                while len(self.node.sessions) < 2:
-                    await asyncio.sleep(0.01)
+                await async_until(lambda: len(self.node.sessions) >= 2)
                 kinds = sorted(s.protocol_name for s in self.node.sessions.values())
                 self.assertEqual(kinds, ["firepresence", "websocket"])
                 await ws.send("BCAST:" + json.dumps({"type": "message", "data": "to all"}))
@@ -177,8 +175,7 @@ class OnePortTests(ServerTestCase):
                 lines.send(b'{"type":"close","code":1000,"reason":"done"}\n')
                 self.assertEqual(await lines.line(), {"type": "close", "code": 1000, "reason": ""})
                 self.assertEqual(await lines.reader.read(), b"")
-            while len(self.app.closed) < 2:
-                await asyncio.sleep(0.01)
+            await async_until(lambda: len(self.app.closed) >= 2)
             self.assertEqual(sorted((r.code, r.reason, r.clean) for r in self.app.closed),
                              [(1000, "", True), (1000, "done", True)])
         return run(scenario())
@@ -186,8 +183,7 @@ class OnePortTests(ServerTestCase):
     def test_a_direct_client_is_its_tcp_peer(self):
         async def scenario():
             client = await Lines.connect(self.port_number)
-            while not self.node.sessions:
-                await asyncio.sleep(0.01)
+            await async_until(lambda: self.node.sessions)
             self.assertEqual((self.session().client_ip, self.session().proxy), ("127.0.0.1", None))
             client.close()
         return run(scenario())
@@ -203,8 +199,7 @@ class TrustedProxyTests(ServerTestCase):
         async def scenario():
             async with websockets.connect(
                     self.url, additional_headers={"X-Forwarded-For": "198.51.100.4, 127.0.0.2"}):
-                while not self.node.sessions:
-                    await asyncio.sleep(0.01)
+                await async_until(lambda: self.node.sessions)
                 session, = self.node.sessions.values()
                 self.assertEqual((session.client_ip, session.proxy), ("198.51.100.4", "127.0.0.1"))
         return run(scenario())
@@ -220,8 +215,7 @@ class UntrustedPeerTests(ServerTestCase):
         async def scenario():
             client = await Lines.connect(self.port.getHost().port, head=FIREPRESENCE.replace(
                 b"\r\n\r\n", b"\r\nX-Forwarded-For: 198.51.100.4\r\n\r\n"))
-            while not self.node.sessions:
-                await asyncio.sleep(0.01)
+            await async_until(lambda: self.node.sessions)
             session, = self.node.sessions.values()
             self.assertEqual((session.client_ip, session.proxy), ("127.0.0.1", None))
             client.close()
@@ -282,14 +276,12 @@ class ProxyProtocolTests(ListenedTestCase):
 
     async def client_ip_for(self, prefix):
         client = await Lines.connect(self.port.getHost().port, prefix=prefix)
-        while not self.node.sessions:
-            await asyncio.sleep(0.01)
+        await async_until(lambda: self.node.sessions)
         session, = self.node.sessions.values()
         client.send(b'{"type":"hello"}\n')
         self.assertEqual(await client.line(), {"type": "hello"})
         client.close()
-        while self.node.sessions:
-            await asyncio.sleep(0.01)
+        await async_until(lambda: not self.node.sessions)
         return session.client_ip
 
     def test_proxy_protocol_v1_and_v2_name_the_client(self):
