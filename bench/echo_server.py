@@ -26,24 +26,24 @@ if __name__ == "__main__":
 
     epollreactor.install()
 
-from presence.application import Application  # noqa: E402
-from presence.dispatch import ListenerFactory  # noqa: E402
-from presence.listening import NoDelayEndpoint  # noqa: E402
-from presence.node import Node  # noqa: E402
-from presence.settings import ServerSettings  # noqa: E402
+from presence.net.dispatch import ListenerFactory  # noqa: E402
+from presence.net.interfaces import SessionHandler  # noqa: E402
+from presence.net.listening import NoDelayEndpoint  # noqa: E402
+from presence.net.server import Server  # noqa: E402
+from presence.net.settings import ServerSettings  # noqa: E402
 from presence.websocket import mask  # noqa: E402
-from presence.websocket.connection import PreparedMessage  # noqa: E402
 from presence.websocket.deflate import PerMessageDeflate  # noqa: E402
 from presence.websocket.handshake import HandshakeConfig  # noqa: E402
+from presence.wire.prepared import PreparedMessage  # noqa: E402
 
 
-class EchoApplication(Application):
+class EchoHandler(SessionHandler):
     def __init__(self):
-        self.node = None
+        self.server = None
 
     def text_received(self, session, text):
         if text.startswith("BCAST:"):
-            self.node.fan_out(PreparedMessage.text(text), self.node.sessions.values())
+            self.server.fan_out(PreparedMessage.text(text), self.server.sessions.values())
         else:
             session.send_text(text)
 
@@ -54,7 +54,7 @@ class EchoApplication(Application):
 def main(port, flags=()):
     from twisted.internet import endpoints, reactor
 
-    application = EchoApplication()
+    handler = EchoHandler()
     extensions = []
     if "--deflate" in flags or "--deflate-context-takeover" in flags:
         extensions.append(PerMessageDeflate(
@@ -65,10 +65,10 @@ def main(port, flags=()):
     settings = ServerSettings(handshake=HandshakeConfig(extensions=extensions),
                               max_message_size=16 * 1024 * 1024, max_fragments=0,
                               max_message_rate=0, max_connections=0, max_connections_per_ip=0)
-    node = application.node = Node(application, settings, reactor)
+    server = handler.server = Server(handler, settings, reactor)
     endpoint = NoDelayEndpoint(endpoints.serverFromString(
         reactor, "tcp:%d:interface=127.0.0.1:backlog=4096" % port))
-    endpoint.listen(ListenerFactory(node))
+    endpoint.listen(ListenerFactory(server))
     print("presence echo listening on %d (unmasking: %s, extensions: %s)"
           % (port, mask.UNMASKING, [e.name for e in extensions] or "none"), flush=True)
     reactor.run()

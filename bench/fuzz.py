@@ -58,10 +58,11 @@ def seed(flags, stream, *points):
 
 
 def frames_target():
-    from presence.websocket.close import encode_close_payload
-    from presence.websocket.connection import CLOSED, ServerConnection
+    from presence.websocket.connection import ServerConnection
     from presence.websocket.deflate import PerMessageDeflate
-    from presence.websocket.events import (
+    from presence.websocket.frames import OP_CLOSE, encode_close_payload, encode_frame
+    from presence.wire.events import (
+        CLOSED,
         BinaryMessage,
         CloseReceived,
         Ping,
@@ -69,7 +70,6 @@ def frames_target():
         ProtocolError,
         TextMessage,
     )
-    from presence.websocket.frames import OP_CLOSE, encode_frame
 
     limits = (125, 300, 4096, 1 << 20)
     events_allowed = (TextMessage, BinaryMessage, Ping, Pong, CloseReceived, ProtocolError)
@@ -160,11 +160,11 @@ def frames_seeds():
 
 
 def head_target():
-    from presence.dispatch import choose_session
-    from presence.firepresence import firepresence_handshake
-    from presence.httphead import HeadError, HeadReader, RequestHead
+    from presence.firepresence.handshake import firepresence_handshake
+    from presence.net.dispatch import choose_session
     from presence.websocket.deflate import PerMessageDeflate
     from presence.websocket.handshake import Accepted, HandshakeConfig, Rejected, server_handshake
+    from presence.wire.httphead import HeadError, HeadReader, RequestHead
 
     configs = [HandshakeConfig(),
                HandshakeConfig(subprotocols=["chat", "v2"], origins=["https://example.com"],
@@ -230,7 +230,7 @@ def run_one(target, seconds, out, replay=None):
     import atheris
 
     with atheris.instrument_imports(include=["presence"]):
-        import presence.dispatch  # noqa: F401  (the handshakes, the head, the frames)
+        import presence.net.dispatch  # noqa: F401  (the handshakes, the head, the frames)
         import presence.websocket.connection  # noqa: F401
         import presence.websocket.deflate  # noqa: F401
     make_target, make_seeds, max_len = FACTORIES[target]

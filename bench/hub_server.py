@@ -24,13 +24,13 @@ if __name__ == "__main__":
 
 from twisted.internet import defer, endpoints, task  # noqa: E402
 
-from presence.dispatch import ListenerFactory  # noqa: E402
-from presence.engine import RedisEngine  # noqa: E402
-from presence.hub import Hub  # noqa: E402
-from presence.listening import NoDelayEndpoint  # noqa: E402
-from presence.node import Node  # noqa: E402
-from presence.redis_process import EmbeddedRedis  # noqa: E402
-from presence.settings import ServerSettings  # noqa: E402
+from presence.hub.hub import Hub  # noqa: E402
+from presence.net.dispatch import ListenerFactory  # noqa: E402
+from presence.net.listening import NoDelayEndpoint  # noqa: E402
+from presence.net.server import Server  # noqa: E402
+from presence.net.settings import ServerSettings  # noqa: E402
+from presence.redis.embedded import EmbeddedRedis  # noqa: E402
+from presence.redis.engine import RedisEngine  # noqa: E402
 from presence.websocket import mask  # noqa: E402
 
 
@@ -44,14 +44,15 @@ class BenchHub(Hub):
         else:
             channel = "bench"
         self.opened += 1
-        self.subscriptions[session.id] = {channel}
-        self._subscribe_locally(session, channel)
-        self._track(self._joined(session, channel), "joining " + channel)
+        channels = self.channels
+        channels.subscriptions[session.id] = {channel}
+        channels.listen(session, channel)
+        self.work.track(channels.joined(session, channel), "joining " + channel)
 
     def text_received(self, session, text):
         if text.startswith("BCAST:"):
-            channel, = self.subscriptions[session.id]
-            self._track(self.publish([channel], text), "publishing")
+            channel, = self.channels.subscriptions[session.id]
+            self.work.track(self.publish([channel], text), "publishing")
 
 
 async def main(reactor, port, redis_url, channel_count, report_every):
@@ -60,21 +61,22 @@ async def main(reactor, port, redis_url, channel_count, report_every):
         redis_url = await embedded.started()
         reactor.addSystemEventTrigger("before", "shutdown", embedded.stopService)
     engine = RedisEngine(redis_url, reactor)
-    hub = BenchHub(engine, clock=reactor)
+    hub = BenchHub(engine, reactor)
     hub.channel_count = channel_count
     # Thousands of clients from 127.0.0.1, publishing as fast as they can.
-    node = Node(hub, ServerSettings(max_connections=0, max_connections_per_ip=0,
-                                    max_message_rate=0), reactor)
-    hub.start(node)
+    server = Server(hub, ServerSettings(max_connections=0, max_connections_per_ip=0,
+                                        max_message_rate=0), reactor)
+    hub.start(server)
     endpoint = NoDelayEndpoint(endpoints.serverFromString(
         reactor, "tcp:%d:interface=127.0.0.1:backlog=4096" % port))
-    await endpoint.listen(ListenerFactory(node))
+    await endpoint.listen(ListenerFactory(server))
     print("presence hub listening on %d (unmasking: %s, redis: %s)"
           % (port, mask.UNMASKING, redis_url), flush=True)
 
     def report():
         print("delivered %d redis_messages %d sessions %d"
-              % (hub.stats.delivered, hub.stats.redis_messages, len(node.sessions)), flush=True)
+              % (hub.stats.delivered, hub.stats.redis_messages, len(server.sessions)),
+              flush=True)
     task.LoopingCall(report).start(report_every, now=False)
     await defer.Deferred()  # until the reactor stops
 

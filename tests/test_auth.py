@@ -8,20 +8,23 @@ import json
 import websockets
 from twisted.internet import defer, reactor
 
-from presence.engine import RedisEngine
-from presence.redis_process import EmbeddedRedis
-from presence.tickets import TicketStore
+from presence.hub.tickets import TicketStore
+from presence.redis.embedded import EmbeddedRedis
+from presence.redis.engine import RedisEngine
+from presence.redis.keys import PresenceKeys
+from presence.redis.store import PresenceStore
 
-from .framing import client_frame, random_key, server_close_frame, upgrade_request
-from .test_dispatch import FIREPRESENCE
-from .test_integration import ServerTestCase, run
-from .test_one_port import FIREPRESENCE_ACCEPTED
-from .test_protocol import Harness
-
-
-def wait(deferred):
-    """A Deferred, awaitable from the asyncio coroutines these tests run."""
-    return deferred.asFuture(asyncio.get_event_loop())
+from .helpers.framing import (
+    FIREPRESENCE,
+    FIREPRESENCE_ACCEPTED,
+    client_frame,
+    random_key,
+    server_close_frame,
+    upgrade_request,
+)
+from .helpers.servers import ServerTestCase
+from .helpers.transports import Harness
+from .helpers.waiting import run, wait
 
 
 class AuthTestCase(ServerTestCase):
@@ -33,10 +36,10 @@ class AuthTestCase(ServerTestCase):
         url = yield self.redis.started()
         self.engine = RedisEngine(url, reactor, timeout=0.5)
         self.addCleanup(self.engine.disconnect)
-        self.node.tickets = TicketStore(self.engine)
+        self.server.tickets = TicketStore(PresenceStore(self.engine, PresenceKeys()), reactor)
 
     async def ticket(self, account="user-1", **fields):
-        issued = self.node.tickets.issue(account, fields.get("attributes", {"name": "Ada"}),
+        issued = self.server.tickets.issue(account, fields.get("attributes", {"name": "Ada"}),
                                          fields.get("channels", ["room:*"]), fields.get("ip"))
         return await wait(issued)
 
@@ -55,7 +58,7 @@ class WebSocketTicketTests(AuthTestCase):
             ticket, _ = await self.ticket()
             async with websockets.connect(self.url + "?ticket=" + ticket) as ws:
                 welcome = json.loads(await ws.recv())
-                session, = self.node.sessions.values()
+                session, = self.server.sessions.values()
                 self.assertEqual(welcome, {"type": "welcome", "session": session.id,
                                            "account": "user-1"})
                 self.assertEqual((session.account, session.attributes, session.allowed_channels),
@@ -68,12 +71,12 @@ class WebSocketTicketTests(AuthTestCase):
     def test_a_used_ticket_is_refused_at_the_handshake_with_401(self):
         async def scenario():
             ticket, _ = await self.ticket()
-            self.assertIsNotNone(await wait(self.node.tickets.redeem(ticket)))
+            self.assertIsNotNone(await wait(self.server.tickets.redeem(ticket)))
             answer = await self.raw(upgrade_request(path="/?ticket=" + ticket,
                                                     key=random_key()))
             self.assertTrue(answer.startswith(b"HTTP/1.1 401 Unauthorized\r\n"), answer)
             self.assertTrue(answer.endswith(b"\r\n\r\ninvalid, expired or already used ticket\n"))
-            self.assertEqual(self.node.stats.handshakes_refused["ticket_invalid"], 1)
+            self.assertEqual(self.server.stats.handshakes_refused["ticket_invalid"], 1)
             self.assertEqual(self.app.opened, [])
         return run(scenario())
 
@@ -122,7 +125,7 @@ class WebSocketTicketTests(AuthTestCase):
 
 class TicketIPTests(AuthTestCase):
     def test_strict_refuses_a_ticket_from_another_ip_with_403(self):
-        self.node.settings.ticket_ip = "strict"
+        self.server.settings.ticket_ip = "strict"
 
         async def scenario():
             ticket, _ = await self.ticket(ip="198.51.100.1")
@@ -137,9 +140,9 @@ class TicketIPTests(AuthTestCase):
             ticket, _ = await self.ticket(ip="198.51.100.1")
             async with websockets.connect(self.url + "?ticket=" + ticket) as ws:
                 await ws.recv()
-                session, = self.node.sessions.values()
+                session, = self.server.sessions.values()
                 self.assertTrue(session.ip_mismatch)
-                self.assertEqual(self.node.stats.ticket_ip_mismatches, 1)
+                self.assertEqual(self.server.stats.ticket_ip_mismatches, 1)
         return run(scenario())
 
     def test_the_same_ip_is_no_mismatch(self):
@@ -147,7 +150,7 @@ class TicketIPTests(AuthTestCase):
             ticket, _ = await self.ticket(ip="127.0.0.1")
             async with websockets.connect(self.url + "?ticket=" + ticket) as ws:
                 await ws.recv()
-                session, = self.node.sessions.values()
+                session, = self.server.sessions.values()
                 self.assertFalse(session.ip_mismatch)
         return run(scenario())
 
@@ -191,13 +194,13 @@ class FirepresenceTicketTests(AuthTestCase):
 
 class AnonymousTests(AuthTestCase):
     def test_anonymous_sessions_are_ready_without_a_ticket(self):
-        self.node.settings.anonymous = True
+        self.server.settings.anonymous = True
 
         async def scenario():
             async with websockets.connect(self.url) as ws:
                 await ws.send("no ticket")
                 self.assertEqual(await ws.recv(), "no ticket")
-                session, = self.node.sessions.values()
+                session, = self.server.sessions.values()
                 self.assertIsNone(session.account)
         return run(scenario())
 
@@ -207,7 +210,7 @@ class AuthTimeoutTests(Harness):
 
     def setUp(self):
         super().setUp()
-        self.node.tickets = object()  # tickets are required; none is ever redeemed here
+        self.server.tickets = object()  # tickets are required; none is ever redeemed here
 
     def test_a_session_that_sends_no_ticket_is_closed_with_4408(self):
         session, transport = self.open_session()
@@ -216,7 +219,7 @@ class AuthTimeoutTests(Harness):
         self.assertEqual(transport.value(), b"")
         self.clock.advance(0.6)
         self.assertEqual(transport.value(), server_close_frame(4408, b"authentication timeout"))
-        self.assertEqual(self.node.stats.auth_failures["timeout"], 1)
+        self.assertEqual(self.server.stats.auth_failures["timeout"], 1)
         self.assertEqual(self.app.opened, [])
 
     def test_binary_before_authentication_is_refused(self):

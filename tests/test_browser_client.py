@@ -17,13 +17,11 @@ from twisted.trial.unittest import TestCase
 from twisted.web.client import HTTPConnectionPool
 
 from presence.client import PresenceClient
-from presence.redis_process import EmbeddedRedis
+from presence.redis.embedded import EmbeddedRedis
 
-from .test_auth import wait
-from .test_compression import CHROMIUM, CHROMIUM_ARGS
-from .test_integration import run
-from .test_plugin import free_port, start_node_process
-from .waiting import async_until
+from .helpers.browser import CHROMIUM, CHROMIUM_ARGS
+from .helpers.processes import free_port, start_node_process
+from .helpers.waiting import run, until, wait
 
 KEY = "browser-test-key"
 #: Reconnect quickly in these tests (the defaults are 1 s, doubling to 30 s).
@@ -47,14 +45,14 @@ class BrowserClientTestCase(TestCase):
         self.client_port, self.api_port = free_port(), free_port()
         self.api_url = "http://127.0.0.1:%d" % self.api_port
         self.api = PresenceClient(self.api_url, KEY, timeout=5.0, pool=self.pool)
-        self.process = self.start_node()
+        self.process = yield run(self.start_node())
 
     def start_node(self):
         return start_node_process(self, self.redis_url, self.client_port, self.api_port,
                                   ["--demo", "--close-timeout", "2"], {"PRESENCE_API_KEY": KEY})
 
     async def exited(self, process, timeout=30):
-        await async_until(lambda: process.poll() is not None, timeout, "twistd stopped")
+        await until(lambda: process.poll() is not None, timeout, "twistd stopped")
         process.communicate()
 
     async def browse(self, scenario):
@@ -123,7 +121,7 @@ class DemoTests(BrowserClientTestCase):
             for page in (ann, bob):
                 await self.until(page, "window.demo.states.some(s => s.state === 'closed' "
                                        "&& s.code === 1001 && s.willRetry)")
-            self.process = self.start_node()
+            self.process = await self.start_node()
             for page, old in zip((ann, bob), sessions):
                 await self.until(page, "window.demo.presence.state.state === 'open' && "
                                        "window.demo.presence.session !== %s" % js(old))

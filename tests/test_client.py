@@ -13,14 +13,18 @@ from twisted.internet import defer, protocol, reactor
 from twisted.trial.unittest import TestCase
 from twisted.web.client import HTTPConnectionPool
 
-from presence.client import (PresenceAPIError, PresenceClient, PresenceConnectionError,
-                             PresenceError, PresenceTimeout, PresenceUnavailable)
+from presence.client import (
+    PresenceAPIError,
+    PresenceClient,
+    PresenceConnectionError,
+    PresenceError,
+    PresenceTimeout,
+    PresenceUnavailable,
+)
 
-from .test_auth import wait
-from .test_hub import KEY, Client, ClusterTestCase
-from .test_integration import run
-from .test_plugin import free_port
-from .waiting import async_until
+from .helpers.cluster import KEY, Client, ClusterTestCase
+from .helpers.processes import free_port
+from .helpers.waiting import run, until, wait
 
 
 class RunningServerTests(ClusterTestCase):
@@ -89,11 +93,11 @@ class RunningServerTests(ClusterTestCase):
             self.assertEqual(await wait(self.api.disconnect(session=first.welcome["session"],
                                                             code=4001, reason="one")),
                              {"requested": True})
-            await async_until(lambda: first.reader.done(), message="first closed")
+            await until(lambda: first.reader.done(), message="first closed")
             self.assertEqual((first.ws.close_code, first.ws.close_reason), (4001, "one"))
             self.assertFalse(second.reader.done())
             await wait(self.api.disconnect(account="ann"))
-            await async_until(lambda: second.reader.done(), message="second closed")
+            await until(lambda: second.reader.done(), message="second closed")
             self.assertEqual(second.ws.close_code, 1000)
             self.assertFalse(other.reader.done())
             await other.close()
@@ -246,7 +250,7 @@ class SyncExampleTests(ClusterTestCase):
             self.assertEqual((raised.exception.status, raised.exception.body["error"]),
                              (400, "bad_request"))
             self.assertEqual(api["disconnect"]("ann", reason="bye"), {"requested": True})
-            await async_until(lambda: client.reader.done(), message="closed")
+            await until(lambda: client.reader.done(), message="closed")
             self.assertEqual((ws.close_code, ws.close_reason), (4000, "bye"))
             api["API_KEY"] = "wrong"
             with self.assertRaises(api["PresenceError"]) as raised:

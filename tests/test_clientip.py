@@ -3,8 +3,8 @@ peers, and the client is the right-most address that is not a trusted proxy."""
 
 import pytest
 
-from presence.clientip import TrustedProxies, counted_network, parse_address
-from presence.httphead import RequestHead
+from presence.wire.clientip import TrustedProxies, counted_network, parse_address
+from presence.wire.httphead import RequestHead
 
 TRUSTED = TrustedProxies(["10.0.0.0/8", "2001:db8::/32", "192.0.2.1"])
 

@@ -12,21 +12,16 @@ from twisted.internet import reactor
 from twisted.web.resource import Resource
 from twisted.web.server import Site
 
-from presence.dispatch import ListenerFactory
-from presence.node import Node
-from presence.settings import ServerSettings
-from presence.websocket.connection import PreparedMessage
+from presence.net.dispatch import ListenerFactory
+from presence.net.server import Server
+from presence.net.settings import ServerSettings
 from presence.websocket.deflate import PerMessageDeflate
 from presence.websocket.handshake import HandshakeConfig
+from presence.wire.prepared import PreparedMessage
 
-from .test_integration import Echo, ServerTestCase, run
-from .waiting import async_until
-
-CHROMIUM = os.environ.get("PRESENCE_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-]
+from .helpers.browser import CHROMIUM, CHROMIUM_ARGS
+from .helpers.servers import Echo, ServerTestCase
+from .helpers.waiting import run, until
 
 # Something JSON-shaped and long enough to be compressed (min_size is 128).
 DOCUMENT = json.dumps({"type": "message", "channel": "room:lobby",
@@ -40,14 +35,14 @@ class CompressionTestCase(ServerTestCase):
         self.app = Echo()
         settings = ServerSettings(handshake=HandshakeConfig(extensions=[self.deflate]),
                                   max_message_size=4 * 1024 * 1024)
-        self.node = self.app.node = Node(self.app, settings, reactor)
-        self.factory = ListenerFactory(self.node)
+        self.server = self.app.node = Server(self.app, settings, reactor)
+        self.factory = ListenerFactory(self.server)
         self.port = reactor.listenTCP(0, self.factory, interface="127.0.0.1")
         self.url = "ws://127.0.0.1:%d/" % self.port.getHost().port
         self.addCleanup(self._stop)
 
     def only_extension(self):
-        session, = self.node.sessions.values()
+        session, = self.server.sessions.values()
         extension, = session.connection.extensions
         return session, extension
 
@@ -81,10 +76,10 @@ class WebsocketsClientTests(CompressionTestCase):
             clients = [await websockets.connect(self.url, compression="deflate")
                        for _ in range(5)]
             try:
-                await async_until(lambda: len(self.node.sessions) >= 5)
+                await until(lambda: len(self.server.sessions) >= 5)
                 message = PreparedMessage.text(DOCUMENT)
-                self.assertEqual(self.node.fan_out(message, self.node.sessions.values()), 5)
-                frames = set(map(id, message._encoded.values()))
+                self.assertEqual(self.server.fan_out(message, self.server.sessions.values()), 5)
+                frames = set(map(id, message.forms.values()))
                 self.assertEqual(len(frames), 1)
                 for ws in clients:
                     self.assertEqual(await asyncio.wait_for(ws.recv(), 5), DOCUMENT)
@@ -167,7 +162,7 @@ class ChromiumTests(CompressionTestCase):
                              "server_no_context_takeover; client_no_context_takeover")
             self.assertTrue(result["echoed"])
             self.assertEqual(result["short"], "hi")
-            await async_until(lambda: self.app.closed)
+            await until(lambda: self.app.closed)
             record, = self.app.closed
             self.assertEqual((record.code, record.reason, record.clean), (1000, "done", True))
 

@@ -6,22 +6,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from presence.websocket.close import CloseRecord, encode_close_payload
-from presence.websocket.connection import (
-    CLOSED,
-    CLOSING,
-    OPEN,
-    InvalidState,
-    ServerConnection,
-)
-from presence.websocket.events import (
-    BinaryMessage,
-    CloseReceived,
-    Ping,
-    Pong,
-    ProtocolError,
-    TextMessage,
-)
+from presence.websocket import mask as mask_paths
+from presence.websocket.connection import ServerConnection
 from presence.websocket.extensions import Extension
 from presence.websocket.frames import (
     OP_BINARY,
@@ -33,12 +19,26 @@ from presence.websocket.frames import (
     RSV1,
     RSV2,
     RSV3,
+    encode_close_payload,
     frame_header,
 )
-from presence.websocket import mask as mask_paths
 from presence.websocket.mask import unmask, unmask_pure
+from presence.wire.close import CloseRecord
+from presence.wire.events import (
+    CLOSED,
+    CLOSING,
+    OPEN,
+    BinaryMessage,
+    CloseReceived,
+    InvalidState,
+    Ping,
+    Pong,
+    ProtocolError,
+    TextMessage,
+)
 
-from .framing import MASK, client_frame, server_close_frame
+from .helpers.framing import MASK, assert_failed, client_frame, receive, server_close_frame
+
 
 def text(data, fin=True, mask=MASK):
     return client_frame(OP_TEXT, data.encode("utf-8") if isinstance(data, str) else data,
@@ -53,23 +53,6 @@ def continuation(data, fin=True, mask=MASK):
 def close_frame(code=None, reason=b"", mask=MASK):
     payload = b"" if code is None else code.to_bytes(2, "big") + reason
     return client_frame(OP_CLOSE, payload, mask=mask)
-
-
-def receive(conn, data):
-    """Feed ``data`` and return every event it produces."""
-    conn.receive_data(data)
-    return list(conn.events())
-
-
-def assert_failed(conn, events, code):
-    """The last event fails the connection with ``code``; the Close frame
-    carrying that code and reason is queued and the connection is CLOSED."""
-    assert events, "no event"
-    error = events[-1]
-    assert isinstance(error, ProtocolError), events
-    assert error.code == code, error
-    assert conn.data_to_send() == server_close_frame(code, error.reason.encode("utf-8"))
-    assert conn.state == CLOSED
 
 
 # ------------------------------------------------------------------- the helper

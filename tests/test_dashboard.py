@@ -19,12 +19,11 @@ from twisted.trial.unittest import TestCase
 from twisted.web.client import HTTPConnectionPool
 
 from presence.client import PresenceClient
-from presence.redis_process import EmbeddedRedis
+from presence.redis.embedded import EmbeddedRedis
 
-from .test_auth import wait
-from .test_compression import CHROMIUM, CHROMIUM_ARGS
-from .test_integration import run
-from .test_plugin import free_port, start_node_process
+from .helpers.browser import CHROMIUM, CHROMIUM_ARGS
+from .helpers.processes import free_port, start_node_process
+from .helpers.waiting import run, wait
 
 KEY = "dashboard-test-key"
 PASSWORD = "correct horse battery staple"
@@ -45,11 +44,11 @@ class DashboardTests(TestCase):
         self.pool = HTTPConnectionPool(reactor, persistent=False)
         self.addCleanup(self.pool.closeCachedConnections)
         self.admin_port = free_port()
-        self.nodes = [self.start_node(admin=True), self.start_node()]
+        self.nodes = [(yield run(self.start_node(admin=True))), (yield run(self.start_node()))]
 
-    def start_node(self, admin=False):
+    async def start_node(self, admin=False):
         client_port, api_port = free_port(), free_port()
-        process = start_node_process(
+        process = await start_node_process(
             self, self.redis_url, client_port, api_port,
             ["--heartbeat", "1", "--heartbeat-timeout", "1", "--node-heartbeat", "1"],
             {"PRESENCE_API_KEY": KEY, "PRESENCE_ADMIN_PASSWORD": PASSWORD},

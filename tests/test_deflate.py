@@ -17,20 +17,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from presence.httphead import HeadReader
-from presence.websocket.connection import (
-    OPEN,
-    InvalidState,
-    PreparedMessage,
-    ServerConnection,
-)
+from presence.websocket.connection import ServerConnection
 from presence.websocket.deflate import DeflateExtension, PerMessageDeflate
-from presence.websocket.events import (
-    BinaryMessage,
-    CloseReceived,
-    Ping,
-    TextMessage,
-)
 from presence.websocket.extensions import format_extension, parse_extension_offers
 from presence.websocket.frames import (
     OP_BINARY,
@@ -45,9 +33,11 @@ from presence.websocket.frames import (
     encode_frame,
 )
 from presence.websocket.handshake import Accepted, HandshakeConfig, server_handshake
+from presence.wire.events import OPEN, BinaryMessage, CloseReceived, InvalidState, Ping, TextMessage
+from presence.wire.httphead import HeadReader
+from presence.wire.prepared import PreparedMessage
 
-from .framing import client_frame, upgrade_request
-from .test_connection import assert_failed, receive
+from .helpers.framing import assert_failed, client_frame, receive, upgrade_request
 
 MiB = 1024 * 1024
 
@@ -955,7 +945,7 @@ def test_a_prepared_message_goes_uncompressed_to_a_connection_without_extensions
 
     frame = conn.send_prepared(prepared)
 
-    assert frame is prepared.frame
+    assert frame is ServerConnection().send_prepared(prepared)  # encoded once, for every one
     assert frame == encode_frame(OP_TEXT, DOCUMENT.encode())
 
 
@@ -1014,7 +1004,7 @@ def test_a_prepared_message_is_encoded_separately_for_another_configuration():
     two = ServerConnection(extensions=[best.accept([])]).send_prepared(prepared)
 
     assert one is not two
-    assert len(prepared._encoded) == 2
+    assert len(prepared.forms) == 2
     assert inflate(server_frame(one)[1]) == inflate(server_frame(two)[1]) == DOCUMENT.encode()
 
 

@@ -12,13 +12,13 @@ import treq
 from twisted.internet import defer, reactor
 from twisted.trial.unittest import TestCase
 
-from presence.demo import DEMO_CHANNELS, Demo, DemoBackend
-from presence.options import Options
-from web.api import STATIC
+from presence.app.demo import DEMO_CHANNELS, Demo, DemoBackend
+from presence.app.options import Options
+from presence.web.api import STATIC
 
-from .redis_support import RedisTestCase
-from .test_api import API_KEY, APITestCase
-from .waiting import until
+from .helpers.api import API_KEY, APITestCase
+from .helpers.redis import RedisTestCase
+from .helpers.waiting import run, until
 
 
 class FakePort:
@@ -157,11 +157,11 @@ class DemoBackendTests(RedisTestCase):
                                   "STREAMS", "presence-test:stream", ">")
         hub = FakeHub()
         backend = DemoBackend(self.redis_url, hub, reactor, block=0.1, claim_idle=0.2)
-        with patch("presence.demo.MAX_RELAY_AGE", 3600.0):
+        with patch("presence.app.demo.MAX_RELAY_AGE", 3600.0):
             backend.start()
-            yield until(lambda: backend.reclaimed == 2)
+            yield run(until(lambda: backend.reclaimed == 2))
         yield self.add("read normally")
-        yield until(lambda: len(hub.published) == 3)
+        yield run(until(lambda: len(hub.published) == 3))
         yield backend.stop()
         texts = [data["text"] for _, data in hub.published]
         self.assertEqual(texts[2], "read normally")
@@ -180,7 +180,7 @@ class DemoBackendTests(RedisTestCase):
                                   "STREAMS", "presence-test:stream", ">")
         hub = FakeHub()
         backend = DemoBackend(self.redis_url, hub, reactor, block=0.1, claim_idle=0.2)
-        with patch("presence.demo.MAX_RELAY_AGE", -1.0):
+        with patch("presence.app.demo.MAX_RELAY_AGE", -1.0):
             backend.start()
 
             @defer.inlineCallbacks
@@ -188,7 +188,7 @@ class DemoBackendTests(RedisTestCase):
                 pending = yield self.engine.execute("XPENDING", "presence-test:stream",
                                                     DemoBackend.group)
                 return pending[0] == 0
-            yield until(nothing_pending)
+            yield run(until(nothing_pending))
         yield backend.stop()
         self.assertEqual(hub.published, [])
         self.assertEqual(backend.reclaimed, 0)

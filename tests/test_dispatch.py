@@ -4,18 +4,16 @@ timers, StringTransport for the wire)."""
 
 import json
 
-from presence.firepresence_session import FirepresenceSession
-from presence.heartbeat import HeartbeatRound
-from presence.websocket.connection import PreparedMessage
-from presence.websocket_session import WebSocketSession
+from presence.firepresence.connection import FirepresenceConnection
+from presence.net.firepresence import FirepresenceSession
+from presence.net.heartbeat import HeartbeatRound
+from presence.net.websocket import WebSocketSession
+from presence.websocket.connection import ServerConnection
+from presence.websocket.frames import OP_TEXT, encode_frame, heartbeat_ping_payload
+from presence.wire.prepared import PreparedMessage
 
-from .framing import upgrade_request
-from .test_protocol import Harness
-
-FIREPRESENCE = (b"OPTIONS / HTTP/1.1\r\nHost: presence.example\r\nUpgrade: firepresence\r\n"
-                b"X-Auth-Token: t0k3n\r\n\r\n")
-ACCEPTED = (b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: firepresence/1.0\r\n"
-            b"Connection: Upgrade\r\n\r\n")
+from .helpers.framing import FIREPRESENCE, FIREPRESENCE_ACCEPTED, upgrade_request
+from .helpers.transports import Harness
 
 
 def lines(transport):
@@ -30,8 +28,8 @@ class DispatchTests(Harness):
         dispatcher, transport = self.connect()
         dispatcher.dataReceived(FIREPRESENCE)
         self.assertIsInstance(transport.protocol, FirepresenceSession)
-        self.assertEqual(transport.value(), ACCEPTED)
-        self.assertEqual(dict(self.node.stats.sessions_opened),
+        self.assertEqual(transport.value(), FIREPRESENCE_ACCEPTED)
+        self.assertEqual(dict(self.server.stats.sessions_opened),
                          {"websocket": 1, "firepresence": 1})
 
     def test_a_request_without_upgrade_gets_426_naming_both_protocols(self):
@@ -44,7 +42,7 @@ class DispatchTests(Harness):
             b"Connection: close\r\n\r\n"
             b"this port speaks WebSocket and firepresence: ask for one with Upgrade\n"))
         self.assertTrue(transport.disconnecting)
-        self.assertEqual(self.node.stats.handshakes_refused["no_upgrade"], 1)
+        self.assertEqual(self.server.stats.handshakes_refused["no_upgrade"], 1)
 
     def test_an_upgrade_to_something_else_gets_426_too(self):
         dispatcher, transport = self.connect()
@@ -62,7 +60,7 @@ class DispatchTests(Harness):
         dispatcher.dataReceived(b"OPTIONS / HTTP/1.1\r\n")
         self.clock.advance(10.5)
         self.assertTrue(transport.disconnecting)
-        self.assertEqual(self.node.stats.handshakes_refused["handshake_timeout"], 1)
+        self.assertEqual(self.server.stats.handshakes_refused["handshake_timeout"], 1)
 
     def test_a_firepresence_refusal_is_answered_by_the_firepresence_session(self):
         dispatcher, transport = self.connect()
@@ -70,7 +68,7 @@ class DispatchTests(Harness):
         self.assertTrue(transport.value().startswith(b"HTTP/1.1 400 Bad Request\r\n"))
         self.assertTrue(transport.value().endswith(
             b"a firepresence handshake must use OPTIONS, not POST\n"))
-        self.assertEqual(self.node.sessions, {})
+        self.assertEqual(self.server.sessions, {})
 
 
 class TrustedProxyTests(Harness):
@@ -97,12 +95,6 @@ class UntrustedPeerTests(Harness):
 class FirepresenceTests(Harness):
     settings = dict(Harness.settings, max_message_size=64, max_bad_lines=3)
 
-    def open_firepresence(self):
-        dispatcher, transport = self.connect()
-        dispatcher.dataReceived(FIREPRESENCE)
-        transport.clear()
-        return transport.protocol, transport
-
     def test_json_lines_reach_the_application_and_answers_are_lines(self):
         session, transport = self.open_firepresence()
         session.dataReceived(b'{"type":"hello","n":1}\n{"type":"hel')
@@ -123,7 +115,7 @@ class FirepresenceTests(Harness):
             {"type": "error", "reason": "line longer than 64 bytes"},
             {"type": "close", "code": 1007, "reason": "too many malformed lines"}])
         self.assertTrue(transport.disconnecting)
-        self.assertEqual(self.node.stats.protocol_errors["line is not JSON"], 1)
+        self.assertEqual(self.server.stats.protocol_errors["line is not JSON"], 1)
         self.lose(session, transport)
         record = self.app.closed[0][1]
         self.assertEqual((record.code, record.reason, record.initiated_by, record.clean),
@@ -178,9 +170,9 @@ class FirepresenceTests(Harness):
         firepresence, fp_transport = self.open_firepresence()
         websocket, ws_transport = self.open_session()
         message = PreparedMessage.text('{"type":"message","data":1}')
-        self.assertEqual(self.node.fan_out(message, self.node.sessions.values()), 2)
+        self.assertEqual(self.server.fan_out(message, self.server.sessions.values()), 2)
         self.assertEqual(fp_transport.value(), b'{"type":"message","data":1}\n')
-        self.assertEqual(ws_transport.value(), message.frame)
+        self.assertEqual(ws_transport.value(), encode_frame(OP_TEXT, message.payload))
         self.assertFalse(firepresence.send_prepared(PreparedMessage.binary(b"\x00")))
 
     def test_a_newline_in_sent_text_is_refused(self):
@@ -189,7 +181,10 @@ class FirepresenceTests(Harness):
             session.send_text('{"a":\n1}')
 
 
-def test_heartbeat_round_has_every_transports_ping():
+def test_heartbeat_round_has_every_protocols_ping_each_encoded_once():
     heartbeat_round = HeartbeatRound(7)
-    assert heartbeat_round.line == b'{"type":"ping","id":7}\n'
-    assert heartbeat_round.frame == b"\x89\x0c" + heartbeat_round.payload
+    line, pong_id = heartbeat_round.ping(FirepresenceConnection(100))
+    assert (line, pong_id) == (b'{"type":"ping","id":7}\n', 7)
+    frame, payload = heartbeat_round.ping(ServerConnection())
+    assert frame == b"\x89\x0c" + payload and payload == heartbeat_ping_payload(7)
+    assert heartbeat_round.ping(ServerConnection())[0] is frame

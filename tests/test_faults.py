@@ -13,13 +13,13 @@ from twisted.internet import defer, endpoints, reactor
 from twisted.internet.task import Clock
 from twisted.web.server import Site
 
-from presence.dispatch import ListenerFactory
-from presence.listening import NoDelayEndpoint
-from presence.node import Node
-from presence.settings import ServerSettings
+from presence.net.dispatch import ListenerFactory
+from presence.net.listening import NoDelayEndpoint
+from presence.net.server import Server
+from presence.net.settings import ServerSettings
 
-from .test_integration import Echo, ServerTestCase, read_until_eof, run
-from .test_one_port import self_signed_certificate
+from .helpers.servers import Echo, ServerTestCase, read_until_eof, self_signed_certificate
+from .helpers.waiting import run
 
 
 async def dropped(reader):
@@ -38,9 +38,9 @@ class StalledTLSTests(ServerTestCase):
         self.clock = Clock()
         key, certificate = self_signed_certificate(tempfile.mkdtemp(prefix="presence-tls-"))
         self.certificate = certificate
-        self.node = self.app.node = Node(self.app, ServerSettings(handshake_timeout=10.0),
+        self.server = self.app.node = Server(self.app, ServerSettings(handshake_timeout=10.0),
                                          self.clock)
-        self.factory = ListenerFactory(self.node)
+        self.factory = ListenerFactory(self.server)
         self.port = yield NoDelayEndpoint(endpoints.serverFromString(
             reactor, f"ssl:0:interface=127.0.0.1:privateKey={key}:certKey={certificate}")
         ).listen(self.factory)
@@ -62,7 +62,7 @@ class StalledTLSTests(ServerTestCase):
                 self.clock.advance(10.5)  # the handshake timeout, swept every 0.5 s
                 for reader in (silent_reader, half_reader):
                     await asyncio.wait_for(dropped(reader), 5)
-                self.assertEqual(self.node.stats.handshakes_refused["handshake_timeout"], 2)
+                self.assertEqual(self.server.stats.handshakes_refused["handshake_timeout"], 2)
                 # The established session was not affected.
                 await ws.send("after")
                 self.assertEqual(await ws.recv(), "after")
@@ -77,7 +77,7 @@ class FloodedAPITests(ServerTestCase):
 
     def setUp(self):
         super().setUp()
-        from web.api import PresenceAPI
+        from presence.web.api import PresenceAPI
 
         api = PresenceAPI(tickets=None, api_key="k")
         self.api_port = reactor.listenTCP(0, Site(api.resource()), interface="127.0.0.1")

@@ -4,16 +4,13 @@ import json
 
 import pytest
 
-from presence.firepresence import (
-    BadLine,
-    Document,
+from presence.firepresence.handshake import (
     FirepresenceAccepted,
-    LineReader,
     asks_for_firepresence,
-    encode_line,
     firepresence_handshake,
 )
-from presence.httphead import HeadReader
+from presence.firepresence.lines import BadLine, Document, LineReader, encode_line
+from presence.wire.httphead import HeadReader
 
 
 def head(raw):

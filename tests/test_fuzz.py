@@ -27,25 +27,16 @@ from twisted.internet.address import IPv4Address
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 
-from presence.application import Application
-from presence.dispatch import ListenerFactory, choose_session
-from presence.firepresence import BadLine, Document, LineReader, firepresence_handshake
-from presence.httphead import HeadError, HeadReader, RequestHead, parse_head
-from presence.hub import Hub
-from presence.node import Node
-from presence.settings import ServerSettings
-from presence.tickets import TicketStore
-from presence.websocket.close import encode_close_payload
-from presence.websocket.connection import CLOSED, ServerConnection
+from bench.echo_server import EchoHandler
+from presence.firepresence.handshake import firepresence_handshake
+from presence.firepresence.lines import BadLine, Document, LineReader
+from presence.hub.hub import Hub
+from presence.hub.settings import HubSettings
+from presence.net.dispatch import ListenerFactory, choose_session
+from presence.net.server import Server
+from presence.net.settings import ServerSettings
+from presence.websocket.connection import ServerConnection
 from presence.websocket.deflate import PerMessageDeflate
-from presence.websocket.events import (
-    BinaryMessage,
-    CloseReceived,
-    Ping,
-    Pong,
-    ProtocolError,
-    TextMessage,
-)
 from presence.websocket.frames import (
     OP_BINARY,
     OP_CLOSE,
@@ -54,14 +45,26 @@ from presence.websocket.frames import (
     OP_PONG,
     OP_TEXT,
     RSV1,
+    encode_close_payload,
     encode_frame,
 )
 from presence.websocket.handshake import Accepted, HandshakeConfig, Rejected, server_handshake
 from presence.websocket.mask import unmask_pure
+from presence.wire.events import (
+    CLOSED,
+    OPEN,
+    BinaryMessage,
+    CloseReceived,
+    Ping,
+    Pong,
+    ProtocolError,
+    TextMessage,
+)
+from presence.wire.httphead import HeadError, HeadReader, RequestHead, parse_head
 
-from .framing import client_frame, server_frames, upgrade_request
-from .redis_support import RedisTestCase
-from .waiting import lose, until
+from .helpers.framing import client_frame, server_frames, upgrade_request
+from .helpers.redis import RedisTestCase
+from .helpers.waiting import lose, run, until
 
 #: Examples per property: enough to reach every branch of these parsers
 #: (checked with coverage), few enough that the file takes seconds.
@@ -626,12 +629,12 @@ class HubSessions(RedisTestCase):
         # answers to a whole run are read after it, so the timeout must
         # cover the run.
         engine = self.make_engine(timeout=60)
-        self.hub = Hub(engine, clock=reactor, node_heartbeat=60)
+        self.hub = Hub(engine, reactor, HubSettings(node_heartbeat=60))
         settings = ServerSettings(heartbeat_interval=0)
-        self.node = Node(self.hub, settings, reactor, tickets=TicketStore(engine))
-        self.hub.start(self.node)
+        self.server = Server(self.hub, settings, reactor, tickets=self.hub.tickets)
+        self.hub.start(self.server)
         self.addCleanup(self.hub.stop)
-        self.factory = ListenerFactory(self.node)
+        self.factory = ListenerFactory(self.server)
         self.factory.startFactory()
         self.addCleanup(self.factory.stopFactory)
 
@@ -656,7 +659,7 @@ class HubSessions(RedisTestCase):
         lose(session, transport)
 
     def wait_for(self, condition, timeout=10.0):
-        return until(condition, timeout)
+        return run(until(condition, timeout))
 
 
 class HubFuzzTests(HubSessions):
@@ -683,7 +686,7 @@ class HubFuzzTests(HubSessions):
                     session.dataReceived(client_frame(OP_TEXT, message))
                 answers = server_frames(transport.value())
                 assert all(opcode == OP_TEXT for opcode, _ in answers), answers
-                assert session.connection.state == "OPEN", answers[-1:]
+                assert session.connection.state is OPEN, answers[-1:]
 
         send()
         # publish and members are answered once Redis has answered.
@@ -696,7 +699,7 @@ class HubFuzzTests(HubSessions):
             self.assertEqual(len(answers), len(messages), (messages, answers))
             kinds.update(answer["type"] for answer in answers)
             reasons.update(answer.get("reason") for answer in answers)
-            self.assertEqual(session.connection.state, "OPEN")
+            self.assertIs(session.connection.state, OPEN)
             self.lose(session, transport)
         self.assertEqual(kinds, {"error", "subscribed", "unsubscribed", "published", "members",
                                  "pong"}, reasons)
@@ -733,18 +736,10 @@ class HubFuzzTests(HubSessions):
 
 # --------------------------------------------- sessions (the Twisted adapters)
 
-class EchoApplication(Application):
-    def text_received(self, session, text):
-        session.send_text(text)
-
-    def binary_received(self, session, data):
-        session.send_binary(data)
-
-
-def new_node():
-    clock = Clock()
-    node = Node(EchoApplication(), ServerSettings(max_message_size=300, max_bad_lines=3), clock)
-    return node, ListenerFactory(node)
+def new_server():
+    server = Server(EchoHandler(), ServerSettings(max_message_size=300, max_bad_lines=3),
+                    Clock())
+    return server, ListenerFactory(server)
 
 
 def open_on(factory, request):
@@ -769,7 +764,7 @@ control_lines = st.builds(
                         max_size=6).map(b"".join), max_cuts=8))
 def test_a_firepresence_session_answers_any_lines_with_lines(cuts):
     _, chunks = cuts
-    _, factory = new_node()
+    _, factory = new_server()
     transport = open_on(factory, FIREPRESENCE_REQUEST)
     session = transport.protocol
     head, _, _ = transport.value().partition(b"\r\n\r\n")
@@ -792,9 +787,9 @@ def test_a_firepresence_session_answers_any_lines_with_lines(cuts):
 @given(cuts_of(frame_streams, max_cuts=8), st.booleans())
 def test_a_websocket_session_answers_any_frames_with_frames(cuts, deflate):
     _, chunks = cuts
-    node, factory = new_node()
+    server, factory = new_server()
     if deflate:
-        node.settings.handshake = HandshakeConfig(extensions=[PerMessageDeflate()])
+        server.settings.handshake = HandshakeConfig(extensions=[PerMessageDeflate()])
     transport = open_on(factory, upgrade_request(
         extra=["Sec-WebSocket-Extensions: permessage-deflate"] if deflate else []))
     session = transport.protocol
@@ -825,7 +820,7 @@ class HubRegressionTests(HubSessions):
         session, transport = self.open_session()
         self.assertEqual(self.send(session, transport, {"type": []}, {"type": {"a": 1}}),
                          [{"type": "error", "reason": "unknown message type"}] * 2)
-        self.assertEqual(session.connection.state, "OPEN")
+        self.assertIs(session.connection.state, OPEN)
 
     def test_unsubscribe_or_members_of_a_channel_that_is_not_a_string_is_an_error(self):
         # Found by the hub fuzz: a list or object as the channel of
@@ -837,7 +832,7 @@ class HubRegressionTests(HubSessions):
             [{"type": "error", "reason": "not subscribed", "request": "unsubscribe"},
              {"type": "error", "reason": "subscribe to a channel to see its members",
               "request": "members"}])
-        self.assertEqual(session.connection.state, "OPEN")
+        self.assertIs(session.connection.state, OPEN)
 
     @defer.inlineCallbacks
     def test_a_lone_surrogate_escape_anywhere_in_a_message_is_answered_with_an_error(self):
@@ -875,7 +870,7 @@ class HubRegressionTests(HubSessions):
 def test_a_firepresence_ping_whose_id_has_a_lone_surrogate_is_answered_escaped():
     # Found by the firepresence session fuzz: encoding the pong raised out
     # of dataReceived.
-    _, factory = new_node()
+    _, factory = new_server()
     transport = open_on(factory, FIREPRESENCE_REQUEST)
     transport.clear()
     transport.protocol.dataReceived(b'{"type":"ping","id":["\\ud800",1]}\n')
@@ -884,7 +879,7 @@ def test_a_firepresence_ping_whose_id_has_a_lone_surrogate_is_answered_escaped()
 
 
 def test_a_websocket_document_with_a_lone_surrogate_is_sent_escaped():
-    _, factory = new_node()
+    _, factory = new_server()
     transport = open_on(factory, upgrade_request())
     transport.clear()
     assert transport.protocol.send_document({"echo": "\udc00é"})

@@ -8,7 +8,6 @@ import base64
 
 import pytest
 
-from presence.httphead import HeadReader
 from presence.websocket.extensions import (
     Extension,
     ExtensionFactory,
@@ -24,6 +23,7 @@ from presence.websocket.handshake import (
     accept_key,
     server_handshake,
 )
+from presence.wire.httphead import HeadReader
 
 # The sample handshake of RFC 6455 1.2 / 4.2.2.
 RFC_KEY = "dGhlIHNhbXBsZSBub25jZQ=="

@@ -20,22 +20,29 @@ from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
-from bench.echo_server import EchoApplication
-from presence.dispatch import ListenerFactory
-from presence.hub import Hub
-from presence.node import Node
-from presence.settings import ServerSettings
+from bench.echo_server import EchoHandler
+from presence.hub.hub import Hub
+from presence.hub.settings import HubSettings
+from presence.net.dispatch import ListenerFactory
+from presence.net.server import Server
+from presence.net.settings import ServerSettings
 from presence.websocket.frames import OP_BINARY, OP_CLOSE, OP_PING, OP_PONG, OP_TEXT, encode_text
 
-from .framing import client_frame, random_key, server_close_frame, server_frames, upgrade_request
-from .redis_support import RedisTestCase
-from .waiting import async_until, lose, until
-from .test_integration import ServerTestCase, run
+from .helpers.framing import (
+    client_frame,
+    random_key,
+    server_close_frame,
+    server_frames,
+    upgrade_request,
+)
+from .helpers.redis import RedisTestCase
+from .helpers.servers import ServerTestCase
+from .helpers.waiting import lose, run, until
 
 FIREPRESENCE_REQUEST = b"OPTIONS / HTTP/1.1\r\nHost: x\r\nUpgrade: firepresence\r\n\r\n"
 
 
-class Echo(EchoApplication):
+class Echo(EchoHandler):
     """Echoes; ``BCAST:`` goes to every session; records closes."""
 
     def __init__(self):
@@ -54,8 +61,8 @@ class Hostile(SynchronousTestCase):
         self.app = Echo()
         settings = dict(heartbeat_interval=0, close_timeout=5.0, handshake_timeout=10.0)
         settings.update(self.settings)
-        self.node = self.app.node = Node(self.app, ServerSettings(**settings), self.clock)
-        self.factory = ListenerFactory(self.node)
+        self.server = self.app.server = Server(self.app, ServerSettings(**settings), self.clock)
+        self.factory = ListenerFactory(self.server)
         self.factory.startFactory()
         self.addCleanup(self.factory.stopFactory)
         # The well-behaved client, connected before the offender arrives.
@@ -111,9 +118,9 @@ class SlowlorisTests(Hostile):
         self.assertTrue(transport.disconnecting)
         self.assertEqual(byte + 1, 10)  # bytes sent, one a second
         self.assertEqual(transport.value(), b"")
-        self.assertEqual(self.node.stats.handshakes_refused["handshake_timeout"], 1)
+        self.assertEqual(self.server.stats.handshakes_refused["handshake_timeout"], 1)
         self.lose(dispatcher, transport)
-        self.assertEqual(self.node.connections, 1)  # the good client
+        self.assertEqual(self.server.connections, 1)  # the good client
         self.assert_good_client_still_served()
 
 
@@ -129,7 +136,7 @@ class NeverReadsTests(ServerTestCase):
 
     def setUp(self):
         super().setUp()
-        self.node.settings.max_outgoing_buffer = self.LIMIT
+        self.server.settings.max_outgoing_buffer = self.LIMIT
 
     def test_a_client_that_never_reads_is_dropped_with_the_slow_consumer_reason(self):
         # Twisted's 64 KiB (which it may pass by a write before it pauses
@@ -144,8 +151,8 @@ class NeverReadsTests(ServerTestCase):
             await asyncio.get_event_loop().sock_connect(sock, ("127.0.0.1",
                                                                self.port.getHost().port))
             await asyncio.get_event_loop().sock_sendall(sock, upgrade_request(key=random_key()))
-            await async_until(lambda: self.node.sessions)
-            offender, = self.node.sessions.values()
+            await until(lambda: self.server.sessions)
+            offender, = self.server.sessions.values()
             offender.transport.socket.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
             async with websockets.connect(self.url, compression=None, max_size=None) as good:
                 largest = 0
@@ -169,7 +176,7 @@ class NeverReadsTests(ServerTestCase):
 
         def check(result):
             offender, largest = result
-            self.assertEqual(self.node.stats.slow_consumers, 1)
+            self.assertEqual(self.server.stats.slow_consumers, 1)
             record = offender.close_record
             self.assertEqual((record.code, record.initiated_by, record.clean),
                              (1006, "server", False))
@@ -195,7 +202,7 @@ class SlowConsumerCountTests(Hostile):
             offender.pauseProducing()
             offender.send_binary(b"x" * 600)
         self.assertTrue(transport.disconnecting)
-        self.assertEqual(self.node.stats.slow_consumers, 1)
+        self.assertEqual(self.server.stats.slow_consumers, 1)
         self.assert_good_client_still_served()
 
 
@@ -210,12 +217,12 @@ class PingFloodTests(Hostile):
         self.assertEqual(frames[:200], [(OP_PONG, b"%d" % n) for n in range(200)])
         self.assertEqual(frames[200:],
                          [(OP_CLOSE, server_close_frame(1008, b"message rate exceeded")[2:])])
-        self.assertEqual(self.node.stats.limits_hit["max-message-rate"], 1)
+        self.assertEqual(self.server.stats.limits_hit["max-message-rate"], 1)
         # What it still sends before answering the close is dropped.
         transport.clear()
         offender.dataReceived(b"".join(client_frame(OP_PING, b"more") for _ in range(100)))
         self.assertEqual(transport.value(), b"")
-        self.assertEqual(self.node.stats.limits_hit["max-message-rate"], 1)
+        self.assertEqual(self.server.stats.limits_hit["max-message-rate"], 1)
         offender.dataReceived(client_frame(OP_CLOSE, b"\x03\xe8"))
         self.assertTrue(transport.disconnecting)
         self.lose(offender, transport)
@@ -264,7 +271,7 @@ class FragmentFloodTests(Hostile):
         self.assertEqual(transport.value(),
                          server_close_frame(1008, b"message in more than 1024 fragments"))
         self.assertIsNone(connection._message_parts)  # let go at once
-        self.assertEqual(self.node.stats.limits_hit["max-fragments"], 1)
+        self.assertEqual(self.server.stats.limits_hit["max-fragments"], 1)
         self.lose(offender, transport)
         self.assertEqual(self.record_of(offender).code, 1008)
         self.assert_good_client_still_served()
@@ -284,12 +291,12 @@ class SubscribeFloodTests(RedisTestCase):
     @defer.inlineCallbacks
     def setUp(self):
         yield super().setUp()
-        self.hub = Hub(self.engine, clock=reactor, node_heartbeat=60)
-        self.node = Node(self.hub, ServerSettings(heartbeat_interval=0), reactor,
-                         tickets=self.tickets)
-        self.hub.start(self.node)
+        self.hub = Hub(self.engine, reactor, HubSettings(node_heartbeat=60))
+        self.server = Server(self.hub, ServerSettings(heartbeat_interval=0), reactor,
+                             tickets=self.hub.tickets)
+        self.hub.start(self.server)
         self.addCleanup(self.hub.stop)
-        self.factory = ListenerFactory(self.node)
+        self.factory = ListenerFactory(self.server)
         self.factory.startFactory()
         self.addCleanup(self.factory.stopFactory)
 
@@ -310,7 +317,7 @@ class SubscribeFloodTests(RedisTestCase):
         lose(session, transport)
 
     def until(self, condition, timeout=10.0):
-        return until(condition, timeout)
+        return run(until(condition, timeout))
 
     def documents(self, transport):
         return [json.loads(payload) for opcode, payload in server_frames(transport.value())
@@ -333,11 +340,11 @@ class SubscribeFloodTests(RedisTestCase):
         self.assertEqual(len(answers), 200)
         self.assertEqual(server_frames(transport.value())[-1],
                          (OP_CLOSE, server_close_frame(1008, b"message rate exceeded")[2:]))
-        self.assertEqual(len(self.hub.subscriptions[offender.id]), 100)
-        self.assertEqual(self.node.stats.limits_hit["max-channels-per-session"], 100)
-        self.assertEqual(self.node.stats.limits_hit["max-message-rate"], 1)
+        self.assertEqual(len(self.hub.channels.subscriptions[offender.id]), 100)
+        self.assertEqual(self.server.stats.limits_hit["max-channels-per-session"], 100)
+        self.assertEqual(self.server.stats.limits_hit["max-message-rate"], 1)
         self.lose(offender, transport)
-        self.assertNotIn("room:5", self.hub.channels)  # its subscriptions went with it
+        self.assertNotIn("room:5", self.hub.channels.listeners)  # its subscriptions went with it
         # The well-behaved client still gets what is published to its channel.
         good_transport.clear()
         yield self.hub.publish(["room:good"], {"text": "hello"})
@@ -370,20 +377,22 @@ class OversizedTests(Hostile):
         offender, transport = self.open_session()
         header = client_frame(OP_BINARY, b"x" * 5000)[:8]  # header and mask only
         offender.dataReceived(header)
-        self.assertEqual(transport.value(), server_close_frame(1009, b"message larger than 4096 bytes"))
+        self.assertEqual(transport.value(),
+                         server_close_frame(1009, b"message larger than 4096 bytes"))
         self.assert_good_client_still_served()
 
     def test_an_oversized_fragmented_message_is_closed_with_1009(self):
         offender, transport = self.open_session()
         offender.dataReceived(client_frame(OP_TEXT, b"a" * 3000, fin=False)
                               + client_frame(0, b"a" * 3000))
-        self.assertEqual(transport.value(), server_close_frame(1009, b"message larger than 4096 bytes"))
+        self.assertEqual(transport.value(),
+                         server_close_frame(1009, b"message larger than 4096 bytes"))
         self.assert_good_client_still_served()
 
     def test_oversized_firepresence_lines_get_error_lines_then_1007(self):
         offender, transport = self.open_session(request=FIREPRESENCE_REQUEST)
         offender.dataReceived(b"{" + b" " * 5000)  # never buffered past the limit
-        self.assertEqual(offender.reader._buffer, b"")
+        self.assertEqual(offender.connection._reader._buffer, b"")
         offender.dataReceived(b"}\n" + (b"[" * 4100 + b"\n") * 9)
         lines = [json.loads(line) for line in transport.value().splitlines()]
         self.assertEqual(lines[:10], [{"type": "error",
@@ -420,8 +429,8 @@ class PerAddressLimitTests(Hostile):
         self.assertTrue(response.startswith(b"HTTP/1.1 429 Too Many Requests\r\n"), response)
         self.assertTrue(response.endswith(b"too many connections from 192.0.2.7: at most 3\n"))
         self.assertTrue(transport.disconnecting)
-        self.assertEqual(self.node.stats.handshakes_refused["max_connections_per_ip"], 1)
-        self.assertEqual(self.node.stats.limits_hit["max-connections-per-ip"], 1)
+        self.assertEqual(self.server.stats.handshakes_refused["max_connections_per_ip"], 1)
+        self.assertEqual(self.server.stats.limits_hit["max-connections-per-ip"], 1)
         self.lose(dispatcher, transport)
         # Another address is served, and the offender's first three too.
         self.open_session(ip="192.0.2.8")
@@ -432,7 +441,7 @@ class PerAddressLimitTests(Hostile):
         # One of them leaves: the address may connect again.
         self.lose(*sessions[0])
         self.open_session()
-        self.assertEqual(self.node.connections_by_ip, {"192.0.2.7": 3, "192.0.2.8": 1,
+        self.assertEqual(self.server.connections_by_ip, {"192.0.2.7": 3, "192.0.2.8": 1,
                                                        "198.51.100.1": 1})
 
     def test_clients_behind_a_trusted_proxy_are_counted_by_their_own_address(self):
@@ -441,12 +450,12 @@ class PerAddressLimitTests(Hostile):
                 extra=["X-Forwarded-For: 203.0.113.%d" % number]))
         dispatcher, transport = self.connect(ip="10.1.1.1")
         dispatcher.dataReceived(upgrade_request(extra=["X-Forwarded-For: 203.0.113.0"]) * 1)
-        self.assertEqual(self.node.connections_by_ip["203.0.113.0"], 2)
+        self.assertEqual(self.server.connections_by_ip["203.0.113.0"], 2)
         for _ in range(2):
             dispatcher, transport = self.connect(ip="10.1.1.1")
             dispatcher.dataReceived(upgrade_request(extra=["X-Forwarded-For: 203.0.113.0"]))
         self.assertTrue(transport.value().startswith(b"HTTP/1.1 429 "))
-        self.assertNotIn("10.1.1.1", self.node.connections_by_ip)
+        self.assertNotIn("10.1.1.1", self.server.connections_by_ip)
 
     def test_ipv6_clients_are_counted_by_their_64(self):
         # One host can use every address in its /64: hopping addresses within
@@ -460,7 +469,7 @@ class PerAddressLimitTests(Hostile):
         session, _ = opened[0]
         self.assertEqual(session.client_ip, "2001:db8:1:2::1")  # the session keeps the address
         self.lose(*opened[0])
-        self.assertEqual(self.node.connections_by_ip["2001:db8:1:2::/64"], 2)
+        self.assertEqual(self.server.connections_by_ip["2001:db8:1:2::/64"], 2)
 
     def test_every_connection_is_uncounted_when_it_ends(self):
         opened = [self.open_session(ip="192.0.2.%d" % (n % 4)) for n in range(4)]
@@ -471,7 +480,7 @@ class PerAddressLimitTests(Hostile):
         never = self.connect()  # never sends its head
         for protocol, transport in [*opened, refused, never, (self.good, self.good_transport)]:
             self.lose(protocol, transport)
-        self.assertEqual((self.node.connections, self.node.connections_by_ip), (0, {}))
+        self.assertEqual((self.server.connections, self.server.connections_by_ip), (0, {}))
 
 
 class PerNodeLimitTests(Hostile):
@@ -486,11 +495,11 @@ class PerNodeLimitTests(Hostile):
         self.assertTrue(response.startswith(b"HTTP/1.1 503 Service Unavailable\r\n"), response)
         self.assertTrue(response.endswith(
             b"this server is at its limit of 3 connections: try again later\n"))
-        self.assertEqual(self.node.stats.handshakes_refused["max_connections"], 1)
-        self.assertEqual(self.node.stats.limits_hit["max-connections"], 1)
+        self.assertEqual(self.server.stats.handshakes_refused["max_connections"], 1)
+        self.assertEqual(self.server.stats.limits_hit["max-connections"], 1)
         self.assert_good_client_still_served()
         # Room again once a connection ends.
         self.lose(dispatcher, transport)
         self.lose(*waiting)
         self.open_session(ip="192.0.2.9")
-        self.assertEqual(self.node.connections, 3)
+        self.assertEqual(self.server.connections, 3)

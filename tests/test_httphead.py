@@ -5,7 +5,7 @@ Each test names the rule it checks and shows the bytes that go in.
 
 import pytest
 
-from presence.httphead import HeadError, HeadReader, error_response, parse_head
+from presence.wire.httphead import HeadError, HeadReader, error_response, parse_head
 
 UPGRADE_HEAD = (
     b"GET /chat HTTP/1.1\r\n"

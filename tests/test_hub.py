@@ -8,103 +8,8 @@ import asyncio
 import json
 import signal
 
-import websockets
-from twisted.internet import defer, reactor
-from twisted.trial.unittest import TestCase
-from twisted.web.client import HTTPConnectionPool
-
-from presence.client import PresenceClient
-from presence.engine import PresenceKeys, RedisEngine, RedisSubscriber
-from presence.redis_process import EmbeddedRedis
-
-from .test_auth import wait
-from .test_integration import run
-from .test_plugin import free_port, start_node_process
-from .waiting import async_until
-
-KEY = "hub-test-key"
-
-
-class Client:
-    """A WebSocket client that keeps what it receives, by type."""
-
-    def __init__(self, ws):
-        self.ws = ws
-        self.received = []
-        self.reader = asyncio.ensure_future(self._read())
-
-    async def _read(self):
-        try:
-            async for text in self.ws:
-                self.received.append(json.loads(text))
-        except websockets.ConnectionClosed:
-            pass
-
-    def of(self, kind):
-        return [m for m in self.received if m.get("type") == kind]
-
-    async def send(self, message):
-        await self.ws.send(json.dumps(message))
-
-    async def next_of(self, kind, count=1, timeout=10):
-        await async_until(lambda: len(self.of(kind)) >= count, timeout, "%d %s" % (count, kind))
-        return self.of(kind)[count - 1]
-
-    async def close(self):
-        await self.ws.close()
-        await self.reader
-
-
-class ClusterTestCase(TestCase):
-    nodes_count = 3
-    node_heartbeat = 0.5
-
-    @defer.inlineCallbacks
-    def setUp(self):
-        self.redis = EmbeddedRedis(reactor)
-        self.addCleanup(self.redis.stopService)
-        self.redis_url = yield self.redis.started()
-        self.engine = RedisEngine(self.redis_url, reactor, timeout=2)
-        self.addCleanup(self.engine.disconnect)
-        self.keys = PresenceKeys()
-        self.pool = HTTPConnectionPool(reactor, persistent=False)
-        self.addCleanup(self.pool.closeCachedConnections)
-        self.nodes = [self.start_node() for _ in range(self.nodes_count)]
-        self.clients = []
-        self.events = []
-        self.subscriber = RedisSubscriber(self.redis_url, self._event, reactor=reactor)
-        self.subscriber.subscribe(self.keys.events)
-        self.addCleanup(self.subscriber.close)
-
-    def _event(self, channel, message):
-        self.events.append(json.loads(message))
-
-    def start_node(self):
-        client_port, api_port = free_port(), free_port()
-        process = start_node_process(
-            self, self.redis_url, client_port, api_port,
-            ["--node-heartbeat", str(self.node_heartbeat), "--close-timeout", "2"],
-            {"PRESENCE_API_KEY": KEY})
-        return {"client": client_port, "process": process,
-                "api": PresenceClient("http://127.0.0.1:%d" % api_port, KEY, pool=self.pool)}
-
-    async def connect(self, node, account, channels=("room:*",)):
-        issued = await wait(node["api"].issue_ticket(account, channels=list(channels)))
-        ws = await websockets.connect("ws://127.0.0.1:%d/?ticket=%s" % (
-            node["client"], issued["ticket"]))
-        client = Client(ws)
-        self.clients.append(client)
-        client.welcome = await client.next_of("welcome")
-        return client
-
-    async def subscribe(self, client, channel, presence=False):
-        await client.send({"type": "subscribe", "channel": channel, "presence": presence})
-        await async_until(lambda: any(m.get("channel") == channel for m in client.of("subscribed")),
-                          message="subscribed to " + channel)
-
-    async def close_clients(self):
-        for client in self.clients:
-            await client.close()
+from .helpers.cluster import ClusterTestCase
+from .helpers.waiting import run, until, wait
 
 
 class DeliveryTests(ClusterTestCase):
@@ -228,7 +133,7 @@ class PresenceTests(ClusterTestCase):
             # Still online: her other session is open.
             self.assertEqual(await wait(a["api"].presence()), ["ann", "bob"])
             await ann_too.close()
-            await async_until(lambda: any(e["type"] == "offline" and e["account"] == "ann"
+            await until(lambda: any(e["type"] == "offline" and e["account"] == "ann"
                                           for e in self.events), message="ann offline")
             self.assertEqual(await wait(a["api"].presence()), ["bob"])
             online = [e["account"] for e in self.events if e["type"] == "online"]
@@ -243,7 +148,7 @@ class PresenceTests(ClusterTestCase):
         async def scenario():
             target = await self.connect(c, "mallory")
             await wait(a["api"].disconnect(account="mallory", code=4000, reason="banned"))
-            await async_until(lambda: target.reader.done(), message="closed")
+            await until(lambda: target.reader.done(), message="closed")
             self.assertEqual((target.ws.close_code, target.ws.close_reason), (4000, "banned"))
 
         return run(scenario())
@@ -256,7 +161,7 @@ class PresenceTests(ClusterTestCase):
             await self.connect(a, "survivor")
             c["process"].send_signal(signal.SIGKILL)
             started = asyncio.get_event_loop().time()
-            await async_until(lambda: any(e["type"] == "offline" and e["account"] == "doomed"
+            await until(lambda: any(e["type"] == "offline" and e["account"] == "doomed"
                                           for e in self.events), timeout=10,
                               message="the dead node's offline event")
             # Three heartbeats to expire, one more for a survivor to notice.
@@ -286,23 +191,23 @@ class PausedNodeTests(ClusterTestCase):
             await self.subscribe(ann, "room:r")
             b["process"].send_signal(signal.SIGSTOP)
             try:
-                await async_until(lambda: any(e["type"] == "offline" and e["account"] == "ann"
+                await until(lambda: any(e["type"] == "offline" and e["account"] == "ann"
                                               for e in self.events), timeout=10,
                                   message="ann reaped while her node is paused")
-                await async_until(lambda: watcher.of("leave"), message="the leave of the reaping")
+                await until(lambda: watcher.of("leave"), message="the leave of the reaping")
             finally:
                 b["process"].send_signal(signal.SIGCONT)
             offline_at = next(i for i, e in enumerate(self.events)
                               if e["type"] == "offline" and e["account"] == "ann")
-            await async_until(lambda: any(e["type"] == "online" and e["account"] == "ann"
+            await until(lambda: any(e["type"] == "online" and e["account"] == "ann"
                                           for e in self.events[offline_at:]), timeout=10,
                               message="ann online again")
             self.assertEqual(await wait(a["api"].presence()), ["ann", "watcher"])
-            await async_until(lambda: watcher.of("join"), message="ann's join again")
-            members = await wait(self.engine.members(self.keys, "room:r"))
+            await until(lambda: watcher.of("join"), message="ann's join again")
+            members = await wait(self.store.members("room:r"))
             self.assertEqual(sorted(members.values()), ["ann", "watcher"])
             await wait(a["api"].publish("room:r", "welcome back"))
-            await async_until(
+            await until(
                 lambda: any(m.get("data") == "welcome back" for m in ann.of("message")),
                 message="delivery after the pause")
             await self.close_clients()
@@ -329,7 +234,7 @@ class OutageTests(ClusterTestCase):
                 except Exception:
                     return False
                 return bool(ann.of("message"))
-            await async_until(delivered, timeout=20, message="delivery after the restart")
+            await until(delivered, timeout=20, message="delivery after the restart")
             self.assertFalse(ann.reader.done())
 
             # Presence is asserted again (after the Redis restart her node's
@@ -337,7 +242,7 @@ class OutageTests(ClusterTestCase):
             # next heartbeat put her back: PausedNodeTests).
             async def present():
                 return "ann" in await wait(a["api"].presence())
-            await async_until(present, timeout=10, message="ann present again")
+            await until(present, timeout=10, message="ann present again")
             await ann.close()
 
         return run(scenario())
@@ -352,14 +257,14 @@ class ShutdownTests(ClusterTestCase):
         async def scenario():
             client = await self.connect(b, "ann")
             b["process"].send_signal(signal.SIGTERM)
-            await async_until(lambda: client.reader.done(), message="closed by the shutdown")
+            await until(lambda: client.reader.done(), message="closed by the shutdown")
             self.assertEqual(client.ws.close_code, 1001)
-            await async_until(lambda: any(e["type"] == "offline" and e["account"] == "ann"
+            await until(lambda: any(e["type"] == "offline" and e["account"] == "ann"
                                           for e in self.events), message="offline event")
             self.assertEqual(await wait(a["api"].presence()), [])
             # The node leaves the cluster after its sessions' offline events:
             # once the process has exited.
-            await async_until(lambda: b["process"].poll() is not None, 30, "node b stopped")
+            await until(lambda: b["process"].poll() is not None, 30, "node b stopped")
             nodes = await wait(self.engine.execute("SMEMBERS", self.keys.nodes))
             self.assertEqual(len(nodes), 1)
 

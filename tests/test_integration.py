@@ -8,89 +8,14 @@ import socket
 import websockets
 from twisted.internet import defer, reactor
 from twisted.internet.endpoints import TCP4ServerEndpoint
-from twisted.trial.unittest import TestCase
 
-from bench.echo_server import EchoApplication
-from presence.dispatch import ListenerFactory
-from presence.listening import NODELAY_MARK, NoDelayEndpoint
-from presence.node import Node
-from presence.service import PresenceService
-from presence.settings import ServerSettings
+from presence.app.service import PresenceService
+from presence.net.listening import NODELAY_MARK, NoDelayEndpoint
 from presence.websocket.handshake import HandshakeConfig
 
-from .framing import client_frame, random_key, upgrade_request
-from .waiting import async_until
-
-
-def run(coroutine):
-    """A coroutine on the shared asyncio loop, as a Deferred."""
-    return defer.Deferred.fromFuture(asyncio.ensure_future(coroutine))
-
-
-class Echo(EchoApplication):
-    """The benchmark's echo server, recording sessions as they open and close."""
-
-    def __init__(self):
-        super().__init__()
-        self.closed = []
-        self.opened = []
-
-    def session_opened(self, session):
-        self.opened.append(session)
-
-    def session_closed(self, session, record):
-        self.closed.append(record)
-
-
-async def read_until_eof(reader, limit=1 << 20):
-    data = b""
-    while len(data) < limit:
-        chunk = await reader.read(65536)
-        if not chunk:
-            break
-        data += chunk
-    return data
-
-
-class ServerTestCase(TestCase):
-    handshake = HandshakeConfig()
-
-    def setUp(self):
-        self.app = Echo()
-        settings = ServerSettings(handshake=self.handshake, max_message_size=4 * 1024 * 1024)
-        self.node = self.app.node = Node(self.app, settings, reactor)
-        self.factory = ListenerFactory(self.node)
-        self.port = reactor.listenTCP(0, self.factory, interface="127.0.0.1")
-        self.url = "ws://127.0.0.1:%d/" % self.port.getHost().port
-        self.addCleanup(self._stop)
-
-    @defer.inlineCallbacks
-    def _stop(self):
-        for session in list(self.node.sessions.values()):
-            session.transport.abortConnection()
-        yield self.port.stopListening()
-        yield self.wait_for(lambda: not self.node.sessions)
-        self.node.deadlines.stop()
-
-    @defer.inlineCallbacks
-    def wait_for(self, condition, timeout=5.0):
-        """Let the reactor run until ``condition()`` holds (I/O, not timers)."""
-        deadline = reactor.seconds() + timeout
-        while not condition():
-            if reactor.seconds() > deadline:
-                raise AssertionError("condition not reached in %s s" % timeout)
-            d = defer.Deferred()
-            reactor.callLater(0.01, d.callback, None)
-            yield d
-
-    async def raw(self, data, read_all=True):
-        reader, writer = await asyncio.open_connection("127.0.0.1", self.port.getHost().port)
-        writer.write(data)
-        await writer.drain()
-        try:
-            return await asyncio.wait_for(read_until_eof(reader), 5)
-        finally:
-            writer.close()
+from .helpers.framing import client_frame, random_key, upgrade_request
+from .helpers.servers import ServerTestCase, read_until_eof
+from .helpers.waiting import run, until
 
 
 class EchoTests(ServerTestCase):
@@ -126,7 +51,7 @@ class EchoTests(ServerTestCase):
     def test_close_from_the_server_reaches_the_client_with_code_and_reason(self):
         async def client():
             async with websockets.connect(self.url, compression=None) as ws:
-                await async_until(lambda: self.app.opened)
+                await until(lambda: self.app.opened)
                 self.app.opened[0].close(4002, "kicked")
                 with self.assertRaises(websockets.ConnectionClosed):
                     await ws.recv()
@@ -212,7 +137,7 @@ class RefusalTests(ServerTestCase):
         d = run(scenario())
 
         def counted(_):
-            refused = self.node.stats.handshakes_refused
+            refused = self.server.stats.handshakes_refused
             self.assertEqual((refused["unsupported_version"], refused["origin"]), (1, 1))
         return d.addCallback(counted)
 
@@ -226,19 +151,19 @@ class RefusalTests(ServerTestCase):
 
 class ShutdownTests(ServerTestCase):
     def test_stopping_the_service_closes_sessions_with_going_away(self):
-        service = PresenceService(self.node, [])
+        service = PresenceService(self.server, [])
         service.startService()
 
         async def scenario():
             async with websockets.connect(self.url, compression=None) as ws:
-                await async_until(lambda: self.app.opened)
+                await until(lambda: self.app.opened)
                 stopped = asyncio.ensure_future(service.stopService().asFuture(
                     asyncio.get_event_loop()))
                 with self.assertRaises(websockets.ConnectionClosed):
                     await ws.recv()
                 self.assertEqual(ws.close_code, 1001)
                 await stopped
-            self.assertEqual(self.node.sessions, {})
+            self.assertEqual(self.server.sessions, {})
         return run(scenario())
 
 
@@ -246,8 +171,8 @@ class NoDelayTests(ServerTestCase):
     def nodelay_of_session(self, url):
         async def scenario():
             async with websockets.connect(url, compression=None):
-                await async_until(lambda: self.node.sessions)
-                session, = self.node.sessions.values()
+                await until(lambda: self.server.sessions)
+                session, = self.server.sessions.values()
                 return session.transport.socket.getsockopt(
                     socket.IPPROTO_TCP, socket.TCP_NODELAY)
         return run(scenario())
@@ -279,7 +204,7 @@ class TcpCloseTests(ServerTestCase):
             writer.write(client_frame(0x8, b"\x03\xe8"))
             self.assertEqual(await asyncio.wait_for(read_until_eof(reader), 5), b"\x88\x02\x03\xe8")
             # The server's FIN came after it let the connection go entirely.
-            self.assertEqual(self.node.sessions, {})
+            self.assertEqual(self.server.sessions, {})
             writer.close()
         return run(scenario())
 
@@ -291,12 +216,12 @@ class TcpCloseTests(ServerTestCase):
             self.assertEqual(frames[2:4], b"\x03\xea")
             # FIN sent, but the server still reads (and discards) what the
             # client sends, so no reset can destroy the frames it sent.
-            session, = self.node.sessions.values()
+            session, = self.server.sessions.values()
             self.assertTrue(session.transport.connected)
             self.assertTrue(session.transport._writeDisconnected)
             writer.write(b"late bytes" * 1000)
             await writer.drain()
             writer.close()
-            await async_until(lambda: not self.node.sessions)
+            await until(lambda: not self.server.sessions)
             self.assertEqual(self.app.closed[0].code, 1002)
         return run(scenario())

@@ -9,12 +9,11 @@ from twisted.trial.unittest import TestCase
 from twisted.web.client import HTTPConnectionPool
 
 from presence.client import PresenceClient
-from presence.redis_process import EmbeddedRedis
+from presence.redis.embedded import EmbeddedRedis
 
-from .framing import random_key, upgrade_request
-from .test_auth import wait
-from .test_integration import run
-from .test_plugin import free_port, start_node_process
+from .helpers.framing import random_key, upgrade_request
+from .helpers.processes import free_port, start_node_process
+from .helpers.waiting import run, wait
 
 
 class TwoNodesTests(TestCase):
@@ -25,12 +24,14 @@ class TwoNodesTests(TestCase):
         self.redis_url = yield self.redis.started()
         self.pool = HTTPConnectionPool(reactor, persistent=False)
         self.addCleanup(self.pool.closeCachedConnections)
-        self.nodes = [self.start_node() for _ in range(2)]
+        self.nodes = []
+        for _ in range(2):
+            self.nodes.append((yield run(self.start_node())))
 
-    def start_node(self):
+    async def start_node(self):
         client_port, api_port = free_port(), free_port()
-        process = start_node_process(self, self.redis_url, client_port, api_port,
-                                     env={"PRESENCE_API_KEY": "shared-key"})
+        process = await start_node_process(self, self.redis_url, client_port, api_port,
+                                           env={"PRESENCE_API_KEY": "shared-key"})
         return {"client": client_port, "api": api_port, "process": process}
 
     def test_a_ticket_issued_on_one_node_is_redeemed_on_the_other_once(self):

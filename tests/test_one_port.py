@@ -2,59 +2,23 @@
 protocol, with raw sockets and the websockets library as clients."""
 
 import asyncio
-import datetime
 import ipaddress
 import json
-import os
 import ssl
 import struct
 import tempfile
 
 import websockets
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from twisted.internet import defer, endpoints, reactor
 
-from presence.dispatch import ListenerFactory
-from presence.listening import NoDelayEndpoint
-from presence.node import Node
-from presence.settings import ServerSettings
+from presence.net.dispatch import ListenerFactory
+from presence.net.listening import NoDelayEndpoint
+from presence.net.server import Server
+from presence.net.settings import ServerSettings
 
-from .framing import random_key, upgrade_request
-from .test_integration import Echo, ServerTestCase, read_until_eof, run
-from .waiting import async_until
-
-FIREPRESENCE = (b"OPTIONS / HTTP/1.1\r\nHost: presence.example\r\nUpgrade: firepresence\r\n"
-                b"X-Auth-Token: t0k3n\r\n\r\n")
-FIREPRESENCE_ACCEPTED = (b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: firepresence/1.0\r\n"
-                         b"Connection: Upgrade\r\n\r\n")
-
-
-def self_signed_certificate(folder):
-    """A key and a certificate for 127.0.0.1, written as PEM files."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = datetime.datetime.now(datetime.timezone.utc)
-    certificate = (
-        x509.CertificateBuilder().subject_name(name).issuer_name(name)
-        .public_key(key.public_key()).serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName(
-            [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
-        .sign(key, hashes.SHA256())
-    )
-    key_path = os.path.join(folder, "key.pem")
-    cert_path = os.path.join(folder, "cert.pem")
-    with open(key_path, "wb") as f:
-        f.write(key.private_bytes(serialization.Encoding.PEM,
-                                  serialization.PrivateFormat.PKCS8,
-                                  serialization.NoEncryption()))
-    with open(cert_path, "wb") as f:
-        f.write(certificate.public_bytes(serialization.Encoding.PEM))
-    return key_path, cert_path
+from .helpers.framing import FIREPRESENCE, FIREPRESENCE_ACCEPTED, random_key, upgrade_request
+from .helpers.servers import Echo, ServerTestCase, read_until_eof, self_signed_certificate
+from .helpers.waiting import run, until
 
 
 class Lines:
@@ -85,11 +49,11 @@ class Lines:
 class OnePortTests(ServerTestCase):
     def setUp(self):
         super().setUp()
-        self.node.settings.max_message_size = 256
+        self.server.settings.max_message_size = 256
         self.port_number = self.port.getHost().port
 
     def session(self):
-        session, = self.node.sessions.values()
+        session, = self.server.sessions.values()
         return session
 
     def test_both_handshakes_byte_for_byte(self):
@@ -133,13 +97,13 @@ class OnePortTests(ServerTestCase):
     def test_json_lines_both_ways_split_and_batched(self):
         async def scenario():
             client = await Lines.connect(self.port_number)
-            await async_until(lambda: self.node.sessions)
+            await until(lambda: self.server.sessions)
             session = self.session()
             # One line split across two segments: the second part is sent
             # only once the server has read the first.
             client.send(b'{"type":"greeting","text":"he')
             await client.writer.drain()
-            await async_until(lambda: session.bytes_in)
+            await until(lambda: session.bytes_in)
             client.send(b'llo\\nworld"}\n')
             self.assertEqual(await client.line(), {"type": "greeting", "text": "hello\nworld"})
             # Several lines in one segment.
@@ -164,8 +128,8 @@ class OnePortTests(ServerTestCase):
         async def scenario():
             lines = await Lines.connect(self.port_number)
             async with websockets.connect(self.url, compression=None) as ws:
-                await async_until(lambda: len(self.node.sessions) >= 2)
-                kinds = sorted(s.protocol_name for s in self.node.sessions.values())
+                await until(lambda: len(self.server.sessions) >= 2)
+                kinds = sorted(s.protocol_name for s in self.server.sessions.values())
                 self.assertEqual(kinds, ["firepresence", "websocket"])
                 await ws.send("BCAST:" + json.dumps({"type": "message", "data": "to all"}))
                 expected = json.dumps({"type": "message", "data": "to all"})
@@ -175,7 +139,7 @@ class OnePortTests(ServerTestCase):
                 lines.send(b'{"type":"close","code":1000,"reason":"done"}\n')
                 self.assertEqual(await lines.line(), {"type": "close", "code": 1000, "reason": ""})
                 self.assertEqual(await lines.reader.read(), b"")
-            await async_until(lambda: len(self.app.closed) >= 2)
+            await until(lambda: len(self.app.closed) >= 2)
             self.assertEqual(sorted((r.code, r.reason, r.clean) for r in self.app.closed),
                              [(1000, "", True), (1000, "done", True)])
         return run(scenario())
@@ -183,7 +147,7 @@ class OnePortTests(ServerTestCase):
     def test_a_direct_client_is_its_tcp_peer(self):
         async def scenario():
             client = await Lines.connect(self.port_number)
-            await async_until(lambda: self.node.sessions)
+            await until(lambda: self.server.sessions)
             self.assertEqual((self.session().client_ip, self.session().proxy), ("127.0.0.1", None))
             client.close()
         return run(scenario())
@@ -192,15 +156,15 @@ class OnePortTests(ServerTestCase):
 class TrustedProxyTests(ServerTestCase):
     def setUp(self):
         super().setUp()
-        self.node.settings.trusted_proxies = type(self.node.settings.trusted_proxies)(
+        self.server.settings.trusted_proxies = type(self.server.settings.trusted_proxies)(
             ["127.0.0.0/8"])
 
     def test_x_forwarded_for_from_a_trusted_proxy_names_the_client(self):
         async def scenario():
             async with websockets.connect(
                     self.url, additional_headers={"X-Forwarded-For": "198.51.100.4, 127.0.0.2"}):
-                await async_until(lambda: self.node.sessions)
-                session, = self.node.sessions.values()
+                await until(lambda: self.server.sessions)
+                session, = self.server.sessions.values()
                 self.assertEqual((session.client_ip, session.proxy), ("198.51.100.4", "127.0.0.1"))
         return run(scenario())
 
@@ -208,15 +172,15 @@ class TrustedProxyTests(ServerTestCase):
 class UntrustedPeerTests(ServerTestCase):
     def setUp(self):
         super().setUp()
-        self.node.settings.trusted_proxies = type(self.node.settings.trusted_proxies)(
+        self.server.settings.trusted_proxies = type(self.server.settings.trusted_proxies)(
             ["10.0.0.0/8"])
 
     def test_a_spoofed_x_forwarded_for_is_ignored(self):
         async def scenario():
             client = await Lines.connect(self.port.getHost().port, head=FIREPRESENCE.replace(
                 b"\r\n\r\n", b"\r\nX-Forwarded-For: 198.51.100.4\r\n\r\n"))
-            await async_until(lambda: self.node.sessions)
-            session, = self.node.sessions.values()
+            await until(lambda: self.server.sessions)
+            session, = self.server.sessions.values()
             self.assertEqual((session.client_ip, session.proxy), ("127.0.0.1", None))
             client.close()
         return run(scenario())
@@ -233,8 +197,8 @@ class ListenedTestCase(ServerTestCase):
         self.folder = tempfile.mkdtemp(prefix="presence-tls-")
         self.key, self.certificate = self_signed_certificate(self.folder)
         settings = ServerSettings(max_message_size=1024 * 1024)
-        self.node = self.app.node = Node(self.app, settings, reactor)
-        self.factory = ListenerFactory(self.node)
+        self.server = self.app.node = Server(self.app, settings, reactor)
+        self.factory = ListenerFactory(self.server)
         description = self.description % {"key": self.key, "cert": self.certificate}
         self.port = yield NoDelayEndpoint(
             endpoints.serverFromString(reactor, description)).listen(self.factory)
@@ -258,7 +222,7 @@ class TLSTests(ListenedTestCase):
                 self.assertEqual(await ws.recv(), "over tls")
                 lines.send(b'{"type":"over","tls":true}\n')
                 self.assertEqual(await lines.line(), {"type": "over", "tls": True})
-                kinds = sorted(s.protocol_name for s in self.node.sessions.values())
+                kinds = sorted(s.protocol_name for s in self.server.sessions.values())
                 self.assertEqual(kinds, ["firepresence", "websocket"])
                 lines.send(b'{"type":"close","code":1000}\n')
                 self.assertEqual((await lines.line())["type"], "close")
@@ -276,12 +240,12 @@ class ProxyProtocolTests(ListenedTestCase):
 
     async def client_ip_for(self, prefix):
         client = await Lines.connect(self.port.getHost().port, prefix=prefix)
-        await async_until(lambda: self.node.sessions)
-        session, = self.node.sessions.values()
+        await until(lambda: self.server.sessions)
+        session, = self.server.sessions.values()
         client.send(b'{"type":"hello"}\n')
         self.assertEqual(await client.line(), {"type": "hello"})
         client.close()
-        await async_until(lambda: not self.node.sessions)
+        await until(lambda: not self.server.sessions)
         return session.client_ip
 
     def test_proxy_protocol_v1_and_v2_name_the_client(self):
@@ -299,7 +263,7 @@ class ProxyProtocolTests(ListenedTestCase):
                          + upgrade_request(key=random_key()))
             self.assertTrue((await reader.readuntil(b"\r\n\r\n")).startswith(
                 b"HTTP/1.1 101 Switching Protocols\r\n"))
-            session, = self.node.sessions.values()
+            session, = self.server.sessions.values()
             self.assertEqual(session.client_ip, "198.51.100.8")
             writer.close()
             await asyncio.wait_for(read_until_eof(reader), 5)

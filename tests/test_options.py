@@ -3,8 +3,8 @@
 import pytest
 from twisted.python.usage import UsageError
 
-from presence.options import Options
-from presence.service import settings_from_options
+from presence.app.config import server_settings_from_options
+from presence.app.options import Options
 
 
 def parse(*argv):
@@ -15,7 +15,7 @@ def parse(*argv):
 
 def test_defaults():
     options = parse()
-    settings = settings_from_options(options)
+    settings = server_settings_from_options(options)
     assert options["listen"] == ["tcp:8080"]
     assert settings.max_message_size == 1024 * 1024
     assert settings.heartbeat_interval == 30.0
@@ -31,18 +31,18 @@ def test_listen_origin_and_subprotocol_repeat():
     options = parse("--listen", "tcp:1", "--listen", "unix:/tmp/x.sock",
                     "--origin", "https://a.example", "--origin", "https://b.example",
                     "--subprotocol", "v2", "--subprotocol", "v1")
-    settings = settings_from_options(options)
+    settings = server_settings_from_options(options)
     assert options["listen"] == ["tcp:1", "unix:/tmp/x.sock"]
     assert settings.handshake.origins == {"https://a.example", "https://b.example"}
     assert settings.handshake.subprotocols == ("v2", "v1")
 
 
 def test_no_deflate_accepts_no_extension():
-    assert settings_from_options(parse("--no-deflate")).handshake.extensions == ()
+    assert server_settings_from_options(parse("--no-deflate")).handshake.extensions == ()
 
 
 def test_deflate_options():
-    deflate, = settings_from_options(parse(
+    deflate, = server_settings_from_options(parse(
         "--deflate-window-bits", "10", "--deflate-client-window-bits", "9",
         "--deflate-level", "1", "--deflate-memory-level", "4", "--deflate-min-size", "0",
         "--deflate-server-context-takeover", "--deflate-client-context-takeover",

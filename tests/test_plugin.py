@@ -1,73 +1,33 @@
 """The twistd plugin, as a user meets it: ``twistd --help`` lists it after
-the README's install step, and ``twistd -n presence`` serves WebSocket on
-every --listen endpoint and shuts down cleanly."""
+the README's install step, cheaply, and ``twistd -n presence`` serves
+WebSocket on every --listen endpoint and shuts down cleanly."""
 
-import os
+import asyncio
+import json
 import signal
 import socket
 import subprocess
 import sys
 import tempfile
-import time
 
 import websockets
 from twisted.trial.unittest import TestCase
 
-from .test_integration import run
+from .helpers.processes import TWISTD, free_port, outside_env, wait_for_port
+from .helpers.waiting import run
 
-TWISTD = os.path.join(os.path.dirname(sys.executable), "twistd")
+#: What importing the plugin must not load: the Redis client, the C
+#: unmasking accelerators, or the reactor (twistd imports every plugin to
+#: list them, for --help too).
+HEAVY = ("txredisapi", "websockets", "wsaccel", "presence.websocket.mask",
+         "twisted.internet.reactor", "klein", "treq", "jinja2")
 
-
-def outside_env():
-    env = dict(os.environ)
-    env.pop("PYTHONPATH", None)
-    return env
-
-
-def free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_for_port(port, process, timeout=30):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError("twistd exited: %s" % process.stdout.read())
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            return
-        except OSError:
-            time.sleep(0.1)
-    raise AssertionError("nothing listening on %d" % port)
-
-
-def start_node_process(test, redis_url, client_port, api_port, arguments=(), env=None,
-                       admin_port=None):
-    """``twistd -n presence`` on loopback ``client_port`` and ``api_port``
-    (and a dashboard on ``admin_port``, none without it) with Redis at
-    ``redis_url``, more ``arguments`` and ``env`` added to the environment;
-    stopped at ``test``'s cleanup. Returns the process once its ports listen."""
-    admin = "none" if admin_port is None else "tcp:%d:interface=127.0.0.1" % admin_port
-    process = subprocess.Popen(
-        [TWISTD, "-n", "--pidfile=", "presence", "--redis", redis_url,
-         "--listen", "tcp:%d:interface=127.0.0.1" % client_port,
-         "--api", "tcp:%d:interface=127.0.0.1" % api_port, "--admin", admin, *arguments],
-        cwd=tempfile.mkdtemp(prefix="presence-node-"), env=dict(outside_env(), **(env or {})),
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    test.addCleanup(stop_node_process, process)
-    for port in (api_port, client_port, admin_port):
-        if port is not None:
-            wait_for_port(port, process)
-    return process
-
-
-def stop_node_process(process):
-    if process.poll() is None:
-        process.send_signal(signal.SIGCONT)  # in case a test left it stopped
-        process.terminate()
-        process.communicate(timeout=30)
+_IMPORTS = """
+import json, sys
+from twisted.plugins import presence_plugin
+presence_plugin.serviceMaker.options().parseOptions([])
+print(json.dumps(sorted(sys.modules)))
+"""
 
 
 class PluginTests(TestCase):
@@ -80,6 +40,15 @@ class PluginTests(TestCase):
         self.assertEqual(result.returncode, 0, result.stderr)
         self.assertIn("presence", result.stdout.split("Commands:")[1])
 
+    def test_importing_the_plugin_and_its_options_loads_nothing_heavy(self):
+        result = subprocess.run([sys.executable, "-c", _IMPORTS], cwd=self.outside,
+                                env=outside_env(), capture_output=True, text=True, timeout=60)
+        self.assertEqual(result.returncode, 0, result.stderr)
+        modules = json.loads(result.stdout)
+        self.assertIn("presence.app.options", modules)
+        self.assertEqual([name for name in modules if name.split(".")[0] in HEAVY
+                          or name in HEAVY or name.startswith("presence.websocket.mask")], [])
+
     def test_twistd_presence_serves_every_listen_endpoint_and_stops_cleanly(self):
         ports = [free_port(), free_port()]
         process = subprocess.Popen(
@@ -89,10 +58,10 @@ class PluginTests(TestCase):
             cwd=self.outside, env=outside_env(), stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT, text=True)
         self.addCleanup(lambda: process.poll() is None and process.kill())
-        for port in ports:
-            wait_for_port(port, process)
 
         async def clients():
+            for port in ports:
+                await wait_for_port(port, process)
             first = await websockets.connect("ws://127.0.0.1:%d/" % ports[0])
             second = await websockets.connect("ws://127.0.0.1:%d/" % ports[1])
             await asyncio_wait(await first.ping(b"are you there"))
@@ -146,6 +115,4 @@ class PortTakenTests(TestCase):
 
 
 async def asyncio_wait(waiter):
-    import asyncio
-
     await asyncio.wait_for(waiter, 10)

@@ -3,75 +3,19 @@ Clock for every timer (handshake, close and heartbeat timeouts)."""
 
 from unittest.mock import patch
 
-from twisted.internet.address import IPv4Address
-from twisted.internet.error import ConnectionDone
-from twisted.internet.task import Clock
-from twisted.internet.testing import StringTransport
-from twisted.python.failure import Failure
-from twisted.trial.unittest import SynchronousTestCase
+from presence.websocket.frames import (
+    OP_BINARY,
+    OP_CLOSE,
+    OP_PING,
+    OP_PONG,
+    OP_TEXT,
+    encode_text,
+    heartbeat_ping_payload,
+)
+from presence.wire.prepared import PreparedMessage
 
-from presence.application import Application
-from presence.dispatch import ListenerFactory
-from presence.heartbeat import ping_payload
-from presence.node import Node
-from presence.settings import ServerSettings
-from presence.websocket.connection import PreparedMessage
-from presence.websocket.frames import OP_BINARY, OP_CLOSE, OP_PING, OP_PONG, OP_TEXT, encode_text
-
-from .framing import client_frame, close_payload, server_close_frame, upgrade_request
-
-
-class RecordingApplication(Application):
-    """Echoes, and records what happened."""
-
-    def __init__(self):
-        self.opened = []
-        self.closed = []
-        self.fail_on = None
-
-    def session_opened(self, session):
-        self.opened.append(session)
-
-    def text_received(self, session, text):
-        if text == self.fail_on:
-            raise RuntimeError("application bug")
-        session.send_text(text)
-
-    def binary_received(self, session, data):
-        session.send_binary(data)
-
-    def session_closed(self, session, record):
-        self.closed.append((session, record))
-
-
-class Harness(SynchronousTestCase):
-    settings = dict(heartbeat_interval=30.0, heartbeat_timeout=10.0, close_timeout=5.0,
-                    handshake_timeout=10.0)
-
-    def setUp(self):
-        self.clock = Clock()
-        self.app = RecordingApplication()
-        self.node = Node(self.app, ServerSettings(**self.settings), self.clock)
-        self.factory = ListenerFactory(self.node)
-        self.factory.startFactory()
-        self.addCleanup(self.factory.stopFactory)
-
-    def connect(self):
-        protocol = self.factory.buildProtocol(IPv4Address("TCP", "192.0.2.7", 50000))
-        transport = StringTransport(peerAddress=IPv4Address("TCP", "192.0.2.7", 50000))
-        protocol.makeConnection(transport)
-        return protocol, transport
-
-    def open_session(self):
-        dispatcher, transport = self.connect()
-        dispatcher.dataReceived(upgrade_request())
-        self.assertTrue(transport.value().startswith(b"HTTP/1.1 101 Switching Protocols\r\n"))
-        transport.clear()
-        return transport.protocol, transport
-
-    def lose(self, protocol, transport):
-        transport.connected = False
-        protocol.connectionLost(Failure(ConnectionDone()))
+from .helpers.framing import client_frame, close_payload, server_close_frame, upgrade_request
+from .helpers.transports import Harness
 
 
 class HandshakeTests(Harness):
@@ -82,12 +26,12 @@ class HandshakeTests(Harness):
         self.assertIn(b"Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n", transport.value())
         session = transport.protocol
         self.assertEqual(self.app.opened, [session])
-        self.assertIs(self.node.sessions[session.id], session)
+        self.assertIs(self.server.sessions[session.id], session)
         self.assertEqual((session.path, session.origin, session.user_agent, session.client_ip,
                           session.protocol_name),
                          ("/live?x=1", "https://example.com", "test-agent/1", "192.0.2.7",
                           "websocket"))
-        self.assertEqual(self.node.stats.handshakes_accepted, 1)
+        self.assertEqual(self.server.stats.handshakes_accepted, 1)
 
     def test_frames_sent_right_after_the_head_are_processed(self):
         protocol, transport = self.connect()
@@ -103,7 +47,7 @@ class HandshakeTests(Harness):
         self.assertIn(b"Sec-WebSocket-Version: 13\r\n", response)
         self.assertTrue(response.endswith(b"this server speaks 13\n"))
         self.assertTrue(transport.disconnecting)
-        self.assertEqual(self.node.stats.handshakes_refused["unsupported_version"], 1)
+        self.assertEqual(self.server.stats.handshakes_refused["unsupported_version"], 1)
         self.assertEqual(self.app.opened, [])
 
     def test_head_over_the_size_limit_gets_431(self):
@@ -112,7 +56,7 @@ class HandshakeTests(Harness):
         self.assertTrue(transport.value().startswith(
             b"HTTP/1.1 431 Request Header Fields Too Large\r\n"))
         self.assertTrue(transport.disconnecting)
-        self.assertEqual(self.node.stats.handshakes_refused["head_too_large"], 1)
+        self.assertEqual(self.server.stats.handshakes_refused["head_too_large"], 1)
 
     def test_client_that_never_finishes_its_head_is_dropped_after_the_timeout(self):
         protocol, transport = self.connect()
@@ -121,13 +65,13 @@ class HandshakeTests(Harness):
         self.assertFalse(transport.disconnecting)
         self.clock.advance(0.6)  # deadlines are swept every 0.5 s
         self.assertTrue(transport.disconnecting)
-        self.assertEqual(self.node.stats.handshakes_refused["handshake_timeout"], 1)
+        self.assertEqual(self.server.stats.handshakes_refused["handshake_timeout"], 1)
 
     def test_completed_handshake_cancels_the_handshake_timeout(self):
         protocol, transport = self.open_session()
         self.clock.advance(11)
         self.assertFalse(transport.disconnecting)
-        self.assertEqual(len(self.node.deadlines), 0)
+        self.assertEqual(len(self.server.deadlines), 0)
 
 
 class MessageTests(Harness):
@@ -156,7 +100,7 @@ class MessageTests(Harness):
             encode_text("Hello")
             + server_close_frame(1002, b"RSV bits set without a negotiated extension"))
         self.assertTrue(transport.disconnecting)
-        self.assertEqual(self.node.stats.protocol_errors[
+        self.assertEqual(self.server.stats.protocol_errors[
             "RSV bits set without a negotiated extension"], 1)
 
     def test_application_error_closes_only_that_session_with_1011(self):
@@ -177,7 +121,7 @@ class MessageTests(Harness):
         closing_transport.clear()
         message = PreparedMessage.text("to all")
         frame = encode_text("to all")
-        sent = self.node.fan_out(message, self.node.sessions.values())
+        sent = self.server.fan_out(message, self.server.sessions.values())
         self.assertEqual(sent, 2)
         self.assertEqual([t.value() for _, t in sessions], [frame, frame, b""])
 
@@ -193,9 +137,9 @@ class ClosingTests(Harness):
         (session, record), = self.app.closed
         self.assertEqual((record.code, record.reason, record.initiated_by, record.clean,
                           record.duration), (1000, "bye", "client", True, 2.5))
-        self.assertNotIn(protocol.id, self.node.sessions)
-        self.assertEqual(self.node.stats.closes[1000], 1)
-        self.assertEqual(self.node.stats.recent_closes[-1], (protocol.id, record))
+        self.assertNotIn(protocol.id, self.server.sessions)
+        self.assertEqual(self.server.stats.closes[1000], 1)
+        self.assertEqual(self.server.stats.recent_closes[-1], (protocol.id, record))
 
     def test_server_close_waits_for_the_client_answer(self):
         protocol, transport = self.open_session()
@@ -246,7 +190,7 @@ class HeartbeatTests(Harness):
     def test_every_open_session_is_pinged_each_interval_and_the_pong_gives_the_rtt(self):
         protocol, transport = self.open_session()
         self.clock.advance(30)
-        payload = ping_payload(1)
+        payload = heartbeat_ping_payload(1)
         self.assertEqual(transport.value(), bytes([0x80 | OP_PING, len(payload)]) + payload)
         self.clock.advance(0.25)
         protocol.dataReceived(client_frame(OP_PONG, payload))
@@ -255,7 +199,7 @@ class HeartbeatTests(Harness):
         self.assertIsNone(protocol.ping_sent_at)
         self.clock.advance(30)
         self.assertFalse(transport.disconnecting)
-        self.assertTrue(transport.value().endswith(ping_payload(2)))
+        self.assertTrue(transport.value().endswith(heartbeat_ping_payload(2)))
 
     def test_an_unsolicited_or_stale_pong_does_not_count(self):
         protocol, transport = self.open_session()
@@ -272,7 +216,7 @@ class HeartbeatTests(Harness):
         self.assertEqual(transport.value(), b"")
         self.clock.advance(0.1)
         self.assertEqual(transport.value(), server_close_frame(1011, b"heartbeat timeout"))
-        self.assertEqual(self.node.stats.heartbeat_timeouts, 1)
+        self.assertEqual(self.server.stats.heartbeat_timeouts, 1)
         self.clock.advance(5.5)  # and the dead peer does not answer the close either
         self.assertTrue(transport.disconnecting)
         self.lose(protocol, transport)
@@ -292,13 +236,13 @@ class SpreadHeartbeatTests(Harness):
     one every interval / SPREAD_STEPS seconds, each with its own timeout."""
 
     def setUp(self):
-        patcher = patch("presence.heartbeat.SPREAD_CHUNK", 2)
+        patcher = patch("presence.net.heartbeat.SPREAD_CHUNK", 2)
         patcher.start()
         self.addCleanup(patcher.stop)
         super().setUp()
 
     def pinged(self, sessions):
-        return [transport.value().endswith(ping_payload(1)) for _, transport in sessions]
+        return [transport.value().endswith(heartbeat_ping_payload(1)) for _, transport in sessions]
 
     def test_a_large_round_is_spread_over_the_interval(self):
         sessions = [self.open_session() for _ in range(5)]
@@ -315,13 +259,13 @@ class SpreadHeartbeatTests(Harness):
         self.clock.advance(30)
         self.clock.advance(3)  # the second chunk (the Clock runs a call at the time it is
         self.clock.advance(6.5)  # advanced to, so the steps are taken one by one)
-        self.assertEqual(self.node.stats.heartbeat_timeouts, 0)
+        self.assertEqual(self.server.stats.heartbeat_timeouts, 0)
         self.clock.advance(0.5)  # 10 s after the first chunk's ping
-        self.assertEqual(self.node.stats.heartbeat_timeouts, 2)
+        self.assertEqual(self.server.stats.heartbeat_timeouts, 2)
         self.clock.advance(2.5)
-        self.assertEqual(self.node.stats.heartbeat_timeouts, 2)
+        self.assertEqual(self.server.stats.heartbeat_timeouts, 2)
         self.clock.advance(0.5)  # 10 s after the second chunk's, 3 s later
-        self.assertEqual(self.node.stats.heartbeat_timeouts, 3)
+        self.assertEqual(self.server.stats.heartbeat_timeouts, 3)
 
     def test_a_session_that_closed_before_its_chunk_is_skipped(self):
         sessions = [self.open_session() for _ in range(3)]
@@ -359,7 +303,7 @@ class FlowControlTests(Harness):
         self.assertFalse(transport.disconnecting)
         protocol.send_binary(b"x" * 600)
         self.assertTrue(transport.disconnecting)
-        self.assertEqual(self.node.stats.slow_consumers, 1)
+        self.assertEqual(self.server.stats.slow_consumers, 1)
         self.lose(protocol, transport)
         record = self.app.closed[0][1]
         self.assertEqual((record.code, record.initiated_by, record.clean), (1006, "server", False))
@@ -389,6 +333,6 @@ class FlowControlTests(Harness):
 class ShutdownTests(Harness):
     def test_close_all_sends_going_away_to_every_session(self):
         sessions = [self.open_session() for _ in range(2)]
-        self.node.close_all()
+        self.server.close_all()
         for _, transport in sessions:
             self.assertEqual(transport.value(), server_close_frame(1001, b"server shutting down"))

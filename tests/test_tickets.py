@@ -11,10 +11,14 @@ import time
 
 from twisted.internet import defer, reactor
 
-from presence.engine import RedisUnavailable
-from presence.tickets import Ticket, TicketStore, fingerprint
+from presence.hub.tickets import Ticket, TicketStore, fingerprint
+from presence.net.interfaces import TicketStoreUnavailable
+from presence.redis.engine import RedisUnavailable
+from presence.redis.keys import PresenceKeys
+from presence.redis.store import PresenceStore
 
-from .redis_support import ENGINE_TIMEOUT, RedisTestCase, eventually, pause
+from .helpers.redis import ENGINE_TIMEOUT, RedisTestCase, reconnected
+from .helpers.waiting import run, until
 
 URL_SAFE = re.compile(r"\A[A-Za-z0-9_-]+\Z")
 
@@ -70,7 +74,7 @@ class IssueAndRedeemTests(RedisTestCase):
         keys = yield self.engine.execute("KEYS", "*")
 
         self.assertEqual(keys, ["presence:ticket:" + sha256_hex(ticket)])
-        self.assertEqual(self.tickets.key(ticket), keys[0])
+        self.assertEqual(self.keys.ticket(ticket), keys[0])
         self.assertNotIn(ticket, keys[0])
         value = yield self.engine.execute("GET", keys[0])
         self.assertNotIn(ticket, value)
@@ -81,7 +85,7 @@ class IssueAndRedeemTests(RedisTestCase):
 
     @defer.inlineCallbacks
     def test_another_prefix_gives_another_key(self):
-        store = TicketStore(self.engine, prefix="app7:")
+        store = TicketStore(PresenceStore(self.engine, PresenceKeys("app7:")), reactor)
         ticket, _ = yield store.issue("user-42")
         keys = yield self.engine.execute("KEYS", "*")
         self.assertEqual(keys, ["app7:ticket:" + sha256_hex(ticket)])
@@ -98,7 +102,7 @@ class SingleUseTests(RedisTestCase):
         second = yield self.tickets.redeem(ticket)
         self.assertEqual(first.account, "user-42")
         self.assertIsNone(second)
-        self.assertEqual((yield self.engine.execute("EXISTS", self.tickets.key(ticket))), 0)
+        self.assertEqual((yield self.engine.execute("EXISTS", self.keys.ticket(ticket))), 0)
         self.assertEqual((self.tickets.redeemed, self.tickets.refused), (1, 1))
 
     @defer.inlineCallbacks
@@ -111,7 +115,7 @@ class SingleUseTests(RedisTestCase):
     def test_of_100_concurrent_redemptions_on_10_connection_pools_exactly_one_succeeds(self):
         engines = [self.make_engine() for _ in range(10)]
         yield defer.gatherResults([engine.ping() for engine in engines])  # all connected
-        stores = [TicketStore(engine) for engine in engines]
+        stores = [TicketStore(PresenceStore(engine, self.keys), reactor) for engine in engines]
         ticket, _ = yield self.tickets.issue("user-42", {}, ["room:lobby"])
 
         attempts = [stores[i % 10].redeem(ticket) for i in range(100)]
@@ -135,7 +139,7 @@ class MalformedTicketTests(RedisTestCase):
     def plant(self, ticket):
         """Store a valid ticket value under ``ticket``'s key, behind the
         store's back; fires with the key."""
-        key = self.tickets.key(ticket)
+        key = self.keys.ticket(ticket)
         value = json.dumps(Ticket("planted").as_dict())
         yield self.engine.execute("SET", key, value, "EX", 60)
         return key
@@ -185,48 +189,48 @@ class ExpiryTests(RedisTestCase):
     @defer.inlineCallbacks
     def test_a_ticket_key_expires_after_the_ttl(self):
         ticket, ttl = yield self.tickets.issue("user-42")
-        pttl = yield self.engine.execute("PTTL", self.tickets.key(ticket))
+        pttl = yield self.engine.execute("PTTL", self.keys.ticket(ticket))
         self.assertEqual(ttl, 10)
         self.assertTrue(ttl * 1000 - 2000 <= pttl <= ttl * 1000, pttl)
 
     @defer.inlineCallbacks
     def test_the_ttl_is_the_stores(self):
-        store = TicketStore(self.engine, ttl=3)
+        store = TicketStore(self.store, reactor, ttl=3)
         ticket, ttl = yield store.issue("user-42")
-        pttl = yield self.engine.execute("PTTL", store.key(ticket))
+        pttl = yield self.engine.execute("PTTL", self.keys.ticket(ticket))
         self.assertEqual(ttl, 3)
         self.assertTrue(1000 <= pttl <= 3000, pttl)
 
     @defer.inlineCallbacks
     def test_an_expired_ticket_gives_none(self):
         ticket, _ = yield self.tickets.issue("user-42")
-        key = self.tickets.key(ticket)
+        key = self.keys.ticket(ticket)
         self.assertEqual((yield self.engine.execute("PEXPIRE", key, 1)), 1)
-        deadline = reactor.seconds() + 5
-        while (yield self.engine.execute("EXISTS", key)):
-            self.assertLess(reactor.seconds(), deadline, "the key did not expire")
-            yield pause(0.005)
+        yield run(until(lambda: self.engine.execute("EXISTS", key).addCallback(
+            lambda exists: not exists), 5, "the key's expiry", 0.005))
 
         self.assertIsNone((yield self.tickets.redeem(ticket)))
 
 
 class RedisDownTests(RedisTestCase):
     @defer.inlineCallbacks
-    def assertUnavailableWithinTimeout(self, call):
+    def assertUnavailableWithinTimeout(self, call, error=RedisUnavailable):
         started = time.monotonic()
-        with self.assertRaises(RedisUnavailable):
+        with self.assertRaises(error):
             yield call()
         elapsed = time.monotonic() - started
         self.assertLess(elapsed, 3.0, "the engine's timeout is %s s" % ENGINE_TIMEOUT)
         return elapsed
 
     @defer.inlineCallbacks
-    def test_with_redis_stopped_issue_and_redeem_fail_with_redis_unavailable(self):
+    def test_with_redis_stopped_issue_and_redeem_fail_within_the_timeout(self):
         ticket, _ = yield self.tickets.issue("user-42")
         yield self.stop_redis()
 
         yield self.assertUnavailableWithinTimeout(lambda: self.tickets.issue("user-43"))
-        yield self.assertUnavailableWithinTimeout(lambda: self.tickets.redeem(ticket))
+        # A session is told the store is unavailable, not that its ticket is bad.
+        yield self.assertUnavailableWithinTimeout(lambda: self.tickets.redeem(ticket),
+                                                  TicketStoreUnavailable)
         self.assertEqual((self.tickets.issued, self.tickets.redeemed), (1, 0))
 
     @defer.inlineCallbacks
@@ -237,6 +241,6 @@ class RedisDownTests(RedisTestCase):
 
         yield self.embedded.started()
 
-        ticket, _ = yield eventually(lambda: self.tickets.issue("user-42", channels=["c"]))
+        ticket, _ = yield reconnected(lambda: self.tickets.issue("user-42", channels=["c"]))
         redeemed = yield self.tickets.redeem(ticket)
         self.assertEqual((redeemed.account, redeemed.channels), ("user-42", ("c",)))

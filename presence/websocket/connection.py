@@ -2,21 +2,22 @@
 5-7), as a sans-I/O state machine.
 
 Bytes from the client go in through :meth:`ServerConnection.receive_data`;
-iterating :meth:`ServerConnection.events` parses them into events. A ping's
-answer travels with its :class:`~presence.websocket.events.Ping` event; the
-reply to a Close and the Close that fails a connection (always the last thing
-a read produces) collect in :meth:`~ServerConnection.data_to_send`. The
-``send_*`` methods return the bytes of the frame to write. Nothing here does
-I/O or reads a clock.
+iterating :meth:`ServerConnection.events` parses them into events
+(presence/wire/events.py). A ping's answer travels with its ``Ping`` event;
+the reply to a Close and the Close that fails a connection (always the last
+thing a read produces) collect in :meth:`~ServerConnection.data_to_send`.
+The ``send_*`` methods return the bytes of the frame to write. Nothing here
+does I/O or reads a clock.
 
-States: ``OPEN`` (after the opening handshake), ``CLOSING`` (this side sent a
-Close and waits for the answer), ``CLOSED`` (the closing handshake is done or
-the connection was failed: the transport should now be closed).
+Its state (presence/wire/events.py ``ConnectionState``) is ``OPEN`` after the
+opening handshake, ``CLOSING`` once this side sent a Close and waits for the
+answer, ``CLOSED`` once the closing handshake is done or the connection was
+failed (the transport should then be closed).
 """
 
 import codecs
 
-from .close import (
+from ..wire.close import (
     ABNORMAL_CLOSURE,
     CLIENT,
     INVALID_PAYLOAD,
@@ -27,10 +28,20 @@ from .close import (
     PROTOCOL_ERROR,
     SERVER,
     CloseRecord,
-    encode_close_payload,
     is_valid_received_code,
 )
-from .events import BinaryMessage, CloseReceived, Ping, Pong, ProtocolError, TextMessage
+from ..wire.events import (
+    CLOSED,
+    CLOSING,
+    OPEN,
+    BinaryMessage,
+    CloseReceived,
+    InvalidState,
+    Ping,
+    Pong,
+    ProtocolError,
+    TextMessage,
+)
 from .extensions import ExtensionError
 from .frames import (
     FIN,
@@ -40,76 +51,36 @@ from .frames import (
     OP_PING,
     OP_PONG,
     OP_TEXT,
+    encode_close_payload,
     encode_frame,
     frame_header,
+    heartbeat_ping_payload,
 )
+from .limits import DEFAULT_MAX_FRAGMENTS, DEFAULT_MAX_MESSAGE_SIZE
 from .mask import unmask
 
-__all__ = ["ServerConnection", "PreparedMessage", "OPEN", "CLOSING", "CLOSED", "InvalidState",
-           "DEFAULT_MAX_MESSAGE_SIZE", "DEFAULT_MAX_FRAGMENTS"]
-
-OPEN = "OPEN"
-CLOSING = "CLOSING"
-CLOSED = "CLOSED"
-
-#: Largest message accepted, in bytes, after reassembly (and decompression).
-#: A message is buffered whole before it is delivered, so this bounds the
-#: memory one client can make the server hold. Presence messages are small
-#: JSON documents; 1 MiB leaves ample room.
-DEFAULT_MAX_MESSAGE_SIZE = 1024 * 1024
-
-#: Frames one message may come in. Each fragment costs a header to parse and
-#: a piece to keep until the message is whole (about 50 bytes of Python
-#: object for a 1-byte fragment), and empty fragments never bring a message
-#: closer to the size limit: without this bound, one message could hold the
-#: server busy forever, or cost 50 times its size. Browsers send one frame
-#: per message; libraries that fragment do so in pieces of kilobytes.
-DEFAULT_MAX_FRAGMENTS = 1024
+__all__ = ["ServerConnection"]
 
 _Utf8Decoder = codecs.getincrementaldecoder("utf-8")
 
-
-class PreparedMessage:
-    """A message encoded once for many connections (fan-out).
-
-    Server frames are unmasked (5.1), so the uncompressed frame is the same
-    bytes for every connection. A connection whose extensions encode every
-    message on its own (permessage-deflate without server context takeover)
-    shares its encoding with every connection that has the same parameters:
-    it is computed once, by the first of them, and cached here."""
-
-    __slots__ = ("opcode", "payload", "frame", "_encoded", "_line")
-
-    def __init__(self, opcode, payload):
-        self.opcode = opcode
-        self.payload = payload
-        self.frame = encode_frame(opcode, payload)
-        self._encoded = None
-        self._line = None
-
-    @property
-    def line(self):
-        """The message as a firepresence line (its text and LF), or ``None``
-        for a binary message, which firepresence does not carry."""
-        if self.opcode != OP_TEXT:
-            return None
-        line = self._line
-        if line is None:
-            line = self._line = self.payload + b"\n"
-        return line
-
-    @classmethod
-    def text(cls, text):
-        return cls(OP_TEXT, text.encode("utf-8"))
-
-    @classmethod
-    def binary(cls, data):
-        return cls(OP_BINARY, data)
+#: The cache key of the plain (unextended) frame of a PreparedMessage.
+_PLAIN_FRAME = "websocket"
 
 
-class InvalidState(RuntimeError):
-    """A send was attempted in a state that does not allow it (5.5.1: after
-    sending a Close frame, an endpoint sends no more data frames)."""
+class _Violation(Exception):
+    """The client broke the protocol: raised where the parser finds it, and
+    turned into the failing of the connection (7.1.7) in one place,
+    :meth:`ServerConnection.events`."""
+
+    def __init__(self, code, reason, limit=None):
+        super().__init__(code, reason)
+        self.code = code
+        self.reason = reason
+        self.limit = limit
+
+
+def _plain_frame(prepared):
+    return encode_frame(OP_TEXT if prepared.is_text else OP_BINARY, prepared.payload)
 
 
 class ServerConnection:
@@ -117,8 +88,7 @@ class ServerConnection:
 
     __slots__ = (
         "state", "max_message_size", "max_fragments", "_fragments", "_wire_limit", "extensions",
-        "_rsv_allowed",
-        "_encoding_key", "_outgoing", "_buffer",
+        "_rsv_allowed", "_encoding_key", "_outgoing", "_buffer",
         # the data frame whose payload is still arriving
         "_frame_remaining", "_frame_mask", "_frame_offset", "_frame_fin",
         # the message being reassembled (fragmented, or split across reads)
@@ -145,9 +115,10 @@ class ServerConnection:
             rsv |= extension.rsv
         self._rsv_allowed = rsv
         # Connections whose extensions encode every message on its own, with
-        # the same parameters, share one encoding of a PreparedMessage.
+        # the same parameters, share one encoding of a PreparedMessage; with
+        # no extension, that is the plain frame.
         key = tuple(extension.shared_encoding for extension in self.extensions)
-        self._encoding_key = None if None in key else key
+        self._encoding_key = None if None in key else (key or _PLAIN_FRAME)
         self._outgoing = []
         self._buffer = b""
         self._frame_remaining = 0
@@ -183,19 +154,15 @@ class ServerConnection:
         Parsing is lazy: each event is yielded before the bytes after it are
         looked at, so whatever the caller sends in answer to a message goes
         out while the connection is still open, ahead of the Close that a
-        later protocol error in the same read would queue."""
+        later protocol error in the same read would queue. A protocol error
+        is raised where it is found and fails the connection here, once."""
         data = self._buffer
         self._buffer = b""
         pos = 0
         try:
             if self._frame_remaining and data:
-                remaining = self._frame_remaining
-                if len(data) <= remaining:
-                    pos = len(data)
-                    event = self._continue_frame(data)
-                else:
-                    pos = remaining
-                    event = self._continue_frame(data[:remaining])
+                pos = min(len(data), self._frame_remaining)
+                event = self._continue_frame(data if pos == len(data) else data[:pos])
                 if event is not None:
                     yield event
             end = len(data)
@@ -205,122 +172,39 @@ class ServerConnection:
                 b0 = data[pos]
                 b1 = data[pos + 1]
                 opcode = b0 & 0x0F
-                fin = b0 & 0x80
                 rsv = b0 & 0x70
-                if not b1 & 0x80:
-                    yield self._fail(PROTOCOL_ERROR, "client frame is not masked")  # 5.1
-                    return
-                if opcode >= 8:
-                    if opcode > OP_PONG:
-                        yield self._fail(PROTOCOL_ERROR, "reserved opcode %d" % opcode)
-                        return
-                    # 5.5: control frames are not fragmented, carry at most
-                    # 125 bytes, and no extension defines RSV bits for them.
-                    if not fin:
-                        yield self._fail(PROTOCOL_ERROR, "fragmented control frame")
-                        return
-                    if rsv:
-                        yield self._fail(PROTOCOL_ERROR, "RSV bits set on a control frame")
-                        return
-                    if b1 & 0x7F > MAX_CONTROL_PAYLOAD:
-                        yield self._fail(PROTOCOL_ERROR, "control frame payload over 125 bytes")
-                        return
-                elif opcode:
-                    if opcode > OP_BINARY:
-                        yield self._fail(PROTOCOL_ERROR, "reserved opcode %d" % opcode)
-                        return
-                    if self._message_opcode:
-                        # 5.4: fragments of one message are not interleaved
-                        # with another data message.
-                        yield self._fail(PROTOCOL_ERROR,
-                                         "new data frame before the fragmented message ended")
-                        return
-                    if rsv & ~self._rsv_allowed:
-                        yield self._fail(PROTOCOL_ERROR,
-                                         "RSV bits set without a negotiated extension"
-                                         if not self._rsv_allowed else "RSV bits not negotiated")
-                        return
-                else:
-                    if not self._message_opcode:
-                        yield self._fail(PROTOCOL_ERROR,
-                                         "continuation frame without a message to continue")
-                        return
-                    if rsv:
-                        # RFC 7692 6.1: RSV1 marks only the first frame of a
-                        # compressed message; without an extension, 5.2.
-                        yield self._fail(PROTOCOL_ERROR, "RSV bits set on a continuation frame")
-                        return
+                if rsv or not b1 & 0x80 or opcode > OP_BINARY or not opcode \
+                        or self._message_opcode:
+                    # Anything but the start of a data message without RSV
+                    # bits: a control frame, a continuation, a fault.
+                    self._check_frame_start(opcode, b0 & 0x80, rsv, b1)
                 length = b1 & 0x7F
-                if length < 126:
-                    start = pos + 6
-                    if end < start:
-                        break
-                elif length == 126:
-                    start = pos + 8
-                    if end < start:
-                        break
-                    length = (data[pos + 2] << 8) | data[pos + 3]
-                    if length < 126:
-                        yield self._fail(PROTOCOL_ERROR, "payload length not minimally encoded")
-                        return
-                else:
-                    start = pos + 14
-                    if end < start:
-                        break
-                    length = int.from_bytes(data[pos + 2:pos + 10], "big")
-                    if length >> 63:
-                        yield self._fail(PROTOCOL_ERROR,
-                                         "most significant bit of payload length set")
-                        return
-                    if length < 65536:
-                        yield self._fail(PROTOCOL_ERROR, "payload length not minimally encoded")
-                        return
+                start = pos + 6
+                if length >= 126:
+                    start, length = self._extended_length(data, pos, length)
+                if end < start:
+                    break  # the header is not whole yet
                 mask = data[start - 4:start]
                 if not opcode:
-                    # Counted once its header is whole (a header split
-                    # across reads is parsed again).
-                    self._fragments += 1
-                    if self._fragments > self.max_fragments > 0:
-                        yield self._fail(POLICY_VIOLATION, "message in more than %d fragments"
-                                         % self.max_fragments)
-                        return
+                    self._count_fragment()
                 if opcode >= 8:
                     if end - start < length:
                         break  # a control frame is handled whole (at most 131 bytes)
                     pos = start + length
                     yield self._control(opcode, unmask(mask, data[start:pos]) if length else b"")
                     continue
-                # 10.4: the size limit is checked as frames announce their
-                # length, before their payload is buffered. A compressed
-                # message is held to its inflated size as it inflates; on the
-                # wire it may exceed the limit by deflate's worst-case
-                # expansion (incompressible data in stored blocks).
-                if self._message_size + length > (
-                        self._wire_limit if rsv or self._message_extension is not None
-                        else self.max_message_size):
-                    yield self._fail(MESSAGE_TOO_BIG, "message larger than %d bytes"
-                                     % self.max_message_size)
-                    return
-                available = end - start
-                if available >= length:
+                self._check_size(length, rsv)
+                if end - start >= length:
                     pos = start + length
                     payload = unmask(mask, data[start:pos]) if length else b""
-                    if fin and opcode and not rsv:
+                    if b0 & 0x80 and opcode and not rsv:
                         # The common case: a whole unfragmented message.
-                        if opcode == OP_TEXT:
-                            try:
-                                text = payload.decode("utf-8")
-                            except UnicodeDecodeError:
-                                yield self._fail(INVALID_PAYLOAD, "invalid UTF-8 in text message")
-                                return
-                            yield TextMessage(text)
-                        else:
-                            yield BinaryMessage(payload)
+                        yield self._whole_message(opcode, payload)
                         continue
                     if opcode:
                         self._start_message(opcode, rsv)
                     self._message_size += length
-                    event = self._message_data(payload, fin)
+                    event = self._message_data(payload, b0 & 0x80)
                     if event is not None:
                         yield event
                     continue
@@ -328,25 +212,122 @@ class ServerConnection:
                 # that invalid UTF-8 fails the connection as soon as it
                 # arrives (8.1) and a large message never sits in the buffer
                 # twice.
-                if opcode:
-                    self._start_message(opcode, rsv)
-                self._message_size += length
-                self._frame_remaining = length - available
-                self._frame_mask = mask
-                self._frame_offset = available
-                self._frame_fin = fin
                 pos = end
-                if available:
-                    event = self._message_data(unmask(mask, data[start:end]), False)
-                    if event is not None:
-                        yield event
+                event = self._start_streaming(opcode, b0 & 0x80, rsv, mask, length,
+                                              data[start:end])
+                if event is not None:
+                    yield event
                 return
+        except _Violation as violation:
+            yield self._fail(violation.code, violation.reason, violation.limit)
         finally:
             # Keep what was not parsed (an incomplete header or control
             # frame), ahead of anything received while events were out.
             if pos < len(data) and self.state is not CLOSED:
                 rest = data[pos:] if pos else data
                 self._buffer = rest + self._buffer if self._buffer else rest
+
+    def _check_frame_start(self, opcode, fin, rsv, b1):
+        """The rules of 5.1-5.5 that the first two bytes of a frame can
+        break, for every frame but the start of a plain data message."""
+        if not b1 & 0x80:
+            raise _Violation(PROTOCOL_ERROR, "client frame is not masked")  # 5.1
+        if opcode >= 8:
+            if opcode > OP_PONG:
+                raise _Violation(PROTOCOL_ERROR, "reserved opcode %d" % opcode)
+            # 5.5: control frames are not fragmented, carry at most 125
+            # bytes, and no extension defines RSV bits for them.
+            if not fin:
+                raise _Violation(PROTOCOL_ERROR, "fragmented control frame")
+            if rsv:
+                raise _Violation(PROTOCOL_ERROR, "RSV bits set on a control frame")
+            if b1 & 0x7F > MAX_CONTROL_PAYLOAD:
+                raise _Violation(PROTOCOL_ERROR, "control frame payload over 125 bytes")
+        elif opcode:
+            if opcode > OP_BINARY:
+                raise _Violation(PROTOCOL_ERROR, "reserved opcode %d" % opcode)
+            if self._message_opcode:
+                # 5.4: fragments of one message are not interleaved with
+                # another data message.
+                raise _Violation(PROTOCOL_ERROR,
+                                 "new data frame before the fragmented message ended")
+            if rsv & ~self._rsv_allowed:
+                raise _Violation(PROTOCOL_ERROR, "RSV bits set without a negotiated extension"
+                                 if not self._rsv_allowed else "RSV bits not negotiated")
+        else:
+            if not self._message_opcode:
+                raise _Violation(PROTOCOL_ERROR,
+                                 "continuation frame without a message to continue")
+            if rsv:
+                # RFC 7692 6.1: RSV1 marks only the first frame of a
+                # compressed message; without an extension, 5.2.
+                raise _Violation(PROTOCOL_ERROR, "RSV bits set on a continuation frame")
+
+    @staticmethod
+    def _extended_length(data, pos, length):
+        """``(payload start, payload length)`` of a frame whose 7-bit length
+        is 126 or 127 (5.2); the length is 0 while the header is incomplete
+        (the start then lies past the data)."""
+        if length == 126:
+            start = pos + 8
+            if len(data) < start:
+                return start, 0
+            length = (data[pos + 2] << 8) | data[pos + 3]
+            if length < 126:
+                raise _Violation(PROTOCOL_ERROR, "payload length not minimally encoded")
+            return start, length
+        start = pos + 14
+        if len(data) < start:
+            return start, 0
+        length = int.from_bytes(data[pos + 2:pos + 10], "big")
+        if length >> 63:
+            raise _Violation(PROTOCOL_ERROR, "most significant bit of payload length set")
+        if length < 65536:
+            raise _Violation(PROTOCOL_ERROR, "payload length not minimally encoded")
+        return start, length
+
+    def _count_fragment(self):
+        # Counted once its header is whole (a header split across reads is
+        # parsed again, and counted then).
+        self._fragments += 1
+        if self._fragments > self.max_fragments > 0:
+            raise _Violation(POLICY_VIOLATION, "message in more than %d fragments"
+                             % self.max_fragments, limit="max-fragments")
+
+    def _check_size(self, length, rsv):
+        # 10.4: the size limit is checked as frames announce their length,
+        # before their payload is buffered. A compressed message is held to
+        # its inflated size as it inflates; on the wire it may exceed the
+        # limit by deflate's worst-case expansion (incompressible data in
+        # stored blocks).
+        if self._message_size + length > (
+                self._wire_limit if rsv or self._message_extension is not None
+                else self.max_message_size):
+            raise _Violation(MESSAGE_TOO_BIG, "message larger than %d bytes"
+                             % self.max_message_size)
+
+    @staticmethod
+    def _whole_message(opcode, payload):
+        if opcode == OP_TEXT:
+            try:
+                return TextMessage(payload.decode("utf-8"))
+            except UnicodeDecodeError:
+                raise _Violation(INVALID_PAYLOAD, "invalid UTF-8 in text message") from None
+        return BinaryMessage(payload)
+
+    def _start_streaming(self, opcode, fin, rsv, mask, length, available):
+        """A data frame whose payload continues in later reads: the part that
+        is here now is decoded at once."""
+        if opcode:
+            self._start_message(opcode, rsv)
+        self._message_size += length
+        self._frame_remaining = length - len(available)
+        self._frame_mask = mask
+        self._frame_offset = len(available)
+        self._frame_fin = fin
+        if available:
+            return self._message_data(unmask(mask, available), False)
+        return None
 
     def _continue_frame(self, chunk):
         self._frame_remaining -= len(chunk)
@@ -370,23 +351,23 @@ class ServerConnection:
 
     def _message_data(self, payload, end_of_message):
         """One piece of the current message's (unmasked) payload; returns the
-        message event when it completes, a failure, or ``None``."""
+        message event when it completes, or ``None``."""
         extension = self._message_extension
         if extension is not None:
             try:
                 payload = extension.decode(
                     payload, end_of_message, self.max_message_size - self._message_decoded)
             except ExtensionError as error:
-                return self._fail(error.code, error.reason)
+                raise _Violation(error.code, error.reason) from None
             self._message_decoded += len(payload)
             if self._message_decoded > self.max_message_size:
-                return self._fail(MESSAGE_TOO_BIG, "message larger than %d bytes"
-                                  % self.max_message_size)
+                raise _Violation(MESSAGE_TOO_BIG, "message larger than %d bytes"
+                                 % self.max_message_size)
         if self._message_opcode == OP_TEXT:
             try:
                 text = self._message_decoder.decode(payload, end_of_message)
             except UnicodeDecodeError:
-                return self._fail(INVALID_PAYLOAD, "invalid UTF-8 in text message")
+                raise _Violation(INVALID_PAYLOAD, "invalid UTF-8 in text message") from None
             if text:
                 self._message_parts.append(text)
             if end_of_message:
@@ -425,15 +406,15 @@ class ServerConnection:
             code = NO_STATUS_RECEIVED
             reason = ""
         elif len(payload) == 1:
-            return self._fail(PROTOCOL_ERROR, "close frame with a 1-byte payload")
+            raise _Violation(PROTOCOL_ERROR, "close frame with a 1-byte payload")
         else:
             code = (payload[0] << 8) | payload[1]
             if not is_valid_received_code(code):
-                return self._fail(PROTOCOL_ERROR, "invalid close code %d" % code)
+                raise _Violation(PROTOCOL_ERROR, "invalid close code %d" % code)
             try:
                 reason = payload[2:].decode("utf-8")
             except UnicodeDecodeError:
-                return self._fail(INVALID_PAYLOAD, "close reason is not valid UTF-8")
+                raise _Violation(INVALID_PAYLOAD, "close reason is not valid UTF-8") from None
         self._close_received = True
         if self.state is OPEN:
             # The client started the closing handshake: answer, echoing its
@@ -447,7 +428,7 @@ class ServerConnection:
         self._buffer = b""
         return CloseReceived(code, reason)
 
-    def _fail(self, code, reason):
+    def _fail(self, code, reason, limit=None):
         # 7.1.7 Fail the WebSocket Connection: send a Close frame with the
         # status code, then close the transport without reading further.
         if self.state is OPEN:
@@ -461,13 +442,13 @@ class ServerConnection:
         self._buffer = b""
         self._frame_remaining = 0
         self._end_message()
-        return ProtocolError(code, reason)
+        return ProtocolError(code, reason, limit)
 
     # ----------------------------------------------------------------- output
 
     def data_to_send(self):
-        """Close frames queued by :meth:`receive_data`: the answer to the
-        client's Close, or the Close that fails the connection."""
+        """Close frames queued by :meth:`events`: the answer to the client's
+        Close, or the Close that fails the connection."""
         outgoing = self._outgoing
         if not outgoing:
             return b""
@@ -480,7 +461,7 @@ class ServerConnection:
         payload)``: for a large payload, writing the two parts with one
         vectored send spares a copy of the payload."""
         if self.state is not OPEN:
-            raise InvalidState("cannot send a message in state %s" % self.state)
+            raise InvalidState("cannot send a message in state %s" % self.state.name)
         rsv = 0
         for extension in self.extensions:
             bits, payload = extension.encode(payload)
@@ -492,35 +473,53 @@ class ServerConnection:
         header, payload = self.send_message_parts(opcode, payload)
         return header + payload
 
-    def send_prepared(self, prepared):
-        """The frame bytes of a :class:`PreparedMessage` for this connection."""
-        extensions = self.extensions
-        if not extensions:
-            if self.state is not OPEN:
-                raise InvalidState("cannot send a message in state %s" % self.state)
-            return prepared.frame
-        key = self._encoding_key
-        if key is None:
-            return self.send_message(prepared.opcode, prepared.payload)
-        encoded = prepared._encoded
-        if encoded is None:
-            encoded = prepared._encoded = {}
-        frame = encoded.get(key)
-        if frame is None:
-            frame = encoded[key] = self.send_message(prepared.opcode, prepared.payload)
-        elif self.state is not OPEN:
-            raise InvalidState("cannot send a message in state %s" % self.state)
-        return frame
-
     def send_text(self, text):
         return self.send_message(OP_TEXT, text.encode("utf-8"))
 
     def send_binary(self, data):
         return self.send_message(OP_BINARY, data)
 
+    # The protocol-neutral sends every core offers (presence/net/interfaces.py
+    # IProtocolConnection).
+
+    def send_data(self, payload, is_text):
+        """One message as frame bytes: text (``payload`` is its UTF-8) or
+        binary."""
+        return self.send_message(OP_TEXT if is_text else OP_BINARY, payload)
+
+    def send_data_parts(self, payload, is_text):
+        """One message as the parts of a vectored write."""
+        return list(self.send_message_parts(OP_TEXT if is_text else OP_BINARY, payload))
+
+    def send_prepared(self, prepared):
+        """The frame bytes of a :class:`~presence.wire.prepared.PreparedMessage`
+        for this connection: shared with every connection that encodes it
+        the same way (the plain frame, or one compression per parameter
+        set), computed once by the first. On the fan-out path: one lookup
+        for every connection but the first."""
+        if self.state is not OPEN:
+            raise InvalidState("cannot send a message in state %s" % self.state.name)
+        key = self._encoding_key
+        if key is None:
+            # This connection's own compression context: encoded for it alone.
+            return self.send_data(prepared.payload, prepared.is_text)
+        frame = prepared.forms.get(key)
+        if frame is None:
+            frame = prepared.forms[key] = (
+                _plain_frame(prepared) if key is _PLAIN_FRAME
+                else self.send_data(prepared.payload, prepared.is_text))
+        return frame
+
+    @staticmethod
+    def heartbeat_ping(number):
+        """Heartbeat round ``number``'s ping, the same for every connection:
+        ``(frame, pong payload to expect)``."""
+        payload = heartbeat_ping_payload(number)
+        return encode_frame(OP_PING, payload), payload
+
     def send_ping(self, payload=b""):
         if self.state is not OPEN:
-            raise InvalidState("cannot send a ping in state %s" % self.state)
+            raise InvalidState("cannot send a ping in state %s" % self.state.name)
         if len(payload) > MAX_CONTROL_PAYLOAD:
             raise ValueError("ping payload over 125 bytes")
         return encode_frame(OP_PING, payload)
@@ -544,6 +543,12 @@ class ServerConnection:
         """Both Close frames were exchanged and nothing broke the protocol
         (7.1.5 "the WebSocket closing handshake was completed")."""
         return self._close_sent and self._close_received and not self._failed
+
+    @property
+    def peer_closed(self):
+        """The client sent its Close: it sends nothing more, so the transport
+        can be closed outright (7.1.1)."""
+        return self._close_received
 
     def abort(self, code, reason):
         """The server drops the transport without (finishing) the closing

@@ -28,13 +28,24 @@ Memory is what permessage-deflate costs, so this module is careful with it:
 
 import zlib
 
-from .close import INVALID_PAYLOAD, MESSAGE_TOO_BIG
+from ..wire.close import INVALID_PAYLOAD, MESSAGE_TOO_BIG
 from .extensions import Extension, ExtensionError, ExtensionFactory
 from .frames import RSV1
 
-__all__ = ["PerMessageDeflate", "DeflateExtension", "EXTENSION_NAME"]
+__all__ = ["PerMessageDeflate", "DeflateExtension", "EXTENSION_NAME", "DEFAULT_WINDOW_BITS",
+           "DEFAULT_COMPRESSION_LEVEL", "DEFAULT_MEMORY_LEVEL", "DEFAULT_MIN_SIZE"]
 
 EXTENSION_NAME = "permessage-deflate"
+
+#: zlib's largest window, for the server's compressor and asked of clients:
+#: the best ratios; smaller windows trade them for memory per connection.
+DEFAULT_WINDOW_BITS = 15
+#: zlib's own default level and memory level: its balance of CPU and ratio.
+DEFAULT_COMPRESSION_LEVEL = 6
+DEFAULT_MEMORY_LEVEL = 8
+#: Messages shorter than this are sent uncompressed: below it, deflate's own
+#: overhead and the CPU spent outweigh the bytes saved.
+DEFAULT_MIN_SIZE = 128
 
 # 7.2.1: the tail every sync-flushed message ends with, removed on the wire
 # and appended again before inflating (7.2.2).
@@ -74,9 +85,10 @@ class PerMessageDeflate(ExtensionFactory):
 
     name = EXTENSION_NAME
 
-    def __init__(self, server_max_window_bits=15, client_max_window_bits=15,
-                 server_context_takeover=False, client_context_takeover=False,
-                 compression_level=6, memory_level=8, min_size=128):
+    def __init__(self, server_max_window_bits=DEFAULT_WINDOW_BITS,
+                 client_max_window_bits=DEFAULT_WINDOW_BITS, server_context_takeover=False,
+                 client_context_takeover=False, compression_level=DEFAULT_COMPRESSION_LEVEL,
+                 memory_level=DEFAULT_MEMORY_LEVEL, min_size=DEFAULT_MIN_SIZE):
         if server_max_window_bits not in range(9, 16):
             raise ValueError("server_max_window_bits must be 9-15")
         if client_max_window_bits not in range(9, 16):

@@ -7,10 +7,13 @@ encodes once.
 
 import struct
 
+from ..wire.close import NO_STATUS_RECEIVED, cut_reason
+
 __all__ = [
     "OP_CONTINUATION", "OP_TEXT", "OP_BINARY", "OP_CLOSE", "OP_PING", "OP_PONG",
     "FIN", "RSV1", "RSV2", "RSV3", "MAX_CONTROL_PAYLOAD",
-    "frame_header", "encode_frame", "encode_text", "encode_binary",
+    "frame_header", "encode_frame", "encode_text", "encode_binary", "encode_close_payload",
+    "heartbeat_ping_payload",
 ]
 
 # 5.2 Base Framing Protocol: opcodes
@@ -29,6 +32,8 @@ RSV3 = 0x10
 # 5.5: all control frames MUST have a payload length of 125 bytes or less.
 MAX_CONTROL_PAYLOAD = 125
 
+_pack_code = struct.Struct("!H").pack
+_pack_round = struct.Struct("!4sQ").pack
 _pack_16 = struct.Struct("!BBH").pack
 _pack_64 = struct.Struct("!BBQ").pack
 
@@ -56,3 +61,18 @@ def encode_text(text):
 def encode_binary(data):
     """A single-frame binary message (uncompressed), ready for any connection."""
     return encode_frame(OP_BINARY, data)
+
+
+def encode_close_payload(code, reason=""):
+    """The payload of a Close frame (5.5.1): the code in network byte order,
+    then the reason as UTF-8, cut on a character boundary to fit 123 bytes."""
+    if code is None or code == NO_STATUS_RECEIVED:
+        return b""
+    return _pack_code(code) + cut_reason(reason)
+
+
+def heartbeat_ping_payload(round_number):
+    """The payload of a heartbeat round's ping, 12 bytes: a marker and the
+    round number (5.5.2 allows any payload of up to 125 bytes; the peer must
+    echo it in its pong, which is how the answer is matched to the round)."""
+    return _pack_round(b"hb01", round_number)

@@ -10,7 +10,7 @@ import base64
 import binascii
 import hashlib
 
-from ..httphead import error_response, split_list
+from ..wire.httphead import error_response, split_list
 from .extensions import negotiate_extensions
 
 __all__ = [

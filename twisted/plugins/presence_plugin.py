@@ -8,7 +8,7 @@ from twisted.application.service import IServiceMaker
 from twisted.plugin import IPlugin
 from zope.interface import implementer
 
-from presence.options import Options
+from presence.app.options import Options
 
 
 @implementer(IServiceMaker, IPlugin)
@@ -18,9 +18,9 @@ class PresenceServiceMaker:
     options = Options
 
     def makeService(self, options):
-        from presence.service import make_service
-        from web.admin import AdminApp
-        from web.api import PresenceAPI
+        from presence.app.service import make_service
+        from presence.web.admin import AdminApp
+        from presence.web.api import PresenceAPI
 
         return make_service(options, PresenceAPI, admin_factory=AdminApp)
 

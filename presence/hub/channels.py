@@ -1,0 +1,190 @@
+"""Channels: who is subscribed to what, on this node and in Redis, and the
+delivery of channel messages across nodes.
+
+A node keeps in memory only what its own sessions need: which local
+sessions listen to which channel. Subscribing adds the session to the
+channel's members in Redis and, when it is the node's first subscriber of
+the channel, subscribes the node to the channel's Redis channel: a message
+reaches only nodes with subscribers, is decoded once, encoded once per
+protocol form and written to every local subscriber.
+
+Every account has a channel of its own (:func:`account_channel`): a backend
+reaches all of a user's sessions, on every node, with one publish to it.
+"""
+
+from ..wire.jsontext import encode_json
+from ..wire.prepared import PreparedMessage
+
+__all__ = ["Channels", "account_channel", "valid_channel", "MAX_CHANNEL"]
+
+#: Longest channel name accepted.
+MAX_CHANNEL = 200
+
+
+def account_channel(account):
+    """Every account's own channel; its sessions are subscribed to it when
+    they open."""
+    return "account:%s" % account
+
+
+def valid_channel(channel):
+    """A channel name: 1 to MAX_CHANNEL printable characters, no spaces
+    (the same rule for clients and for the API)."""
+    return (isinstance(channel, str) and 0 < len(channel) <= MAX_CHANNEL
+            and channel.isprintable() and " " not in channel)
+
+
+def membership_event(kind, channel, account, session_id):
+    """The ``join`` or ``leave`` event of a session in a channel."""
+    return {"type": kind, "channel": channel, "account": account, "session": session_id}
+
+
+class Channels:
+    """``store``: the node's PresenceStore; ``events``: its BackendEvents.
+    ``server`` (the node's client side) and ``subscriber`` (its pub/sub
+    connection) are given when the hub starts."""
+
+    def __init__(self, store, events, node_id, stats):
+        self.store = store
+        self.events = events
+        self.node_id = node_id
+        self.stats = stats
+        self.server = None
+        self.subscriber = None
+        #: Presence channel -> {session id: session} of this node.
+        self.listeners = {}
+        #: Presence channel -> the local sessions that asked for its join and
+        #: leave events ({"type": "subscribe", ..., "presence": true}).
+        self.presence_listeners = {}
+        #: Session id -> the channels it subscribed to (its own one apart).
+        self.subscriptions = {}
+
+    def session_entry(self, session):
+        """The session's entry in its node's session hash: what a reaper
+        needs to take it out of presence."""
+        return encode_json({"account": session.account,
+                            "channels": sorted(self.subscriptions.get(session.id, ()))})
+
+    # ------------------------------------------------- local routing
+
+    def listen(self, session, channel):
+        """Deliver ``channel``'s messages to ``session`` (on this node)."""
+        listeners = self.listeners.get(channel)
+        if listeners is None:
+            listeners = self.listeners[channel] = {}
+            self.subscriber.subscribe(self.store.keys.channel(channel))
+        listeners[session.id] = session
+
+    def stop_listening(self, session, channel):
+        watching = self.presence_listeners.get(channel)
+        if watching is not None:
+            watching.pop(session.id, None)
+            if not watching:
+                del self.presence_listeners[channel]
+        listeners = self.listeners.get(channel)
+        if listeners is None:
+            return
+        listeners.pop(session.id, None)
+        if not listeners:
+            del self.listeners[channel]
+            self.subscriber.unsubscribe(self.store.keys.channel(channel))
+
+    def watch_presence(self, session, channel):
+        """Send ``session`` the channel's join and leave events too."""
+        self.presence_listeners.setdefault(channel, {})[session.id] = session
+
+    # ------------------------------------------------- membership in Redis
+
+    async def joined(self, session, channel):
+        """``session`` subscribed to ``channel``: it is a member, its node
+        entry lists the channel, and the channel and backends hear of it."""
+        store = self.store
+        await store.join(channel, session.id, session.account or "")
+        await store.set_session_entry(self.node_id, session.id, self.session_entry(session))
+        await self.publish_to_channel(channel, membership_event(
+            "join", channel, session.account, session.id), [session.id])
+        await self.events.publish("subscribe", session.account, session.id, self.node_id,
+                                  channel)
+
+    async def left(self, channel, session_id, account, node, entry=None):
+        """A session of ``node`` left ``channel`` (``entry``: its node entry
+        now, when it is still open)."""
+        store = self.store
+        await store.leave(channel, session_id)
+        if entry is not None:
+            await store.set_session_entry(node, session_id, entry)
+        await self.publish_to_channel(channel, membership_event(
+            "leave", channel, account, session_id), [session_id])
+        await self.events.publish("unsubscribe", account, session_id, node, channel)
+
+    async def rejoin(self, session, channel):
+        """After this node was reaped (or Redis lost everything): make
+        ``session`` a member of ``channel`` again, and say so if it was not."""
+        added = await self.store.join(channel, session.id, session.account)
+        if int(added) == 1:
+            await self.publish_to_channel(channel, membership_event(
+                "join", channel, session.account, session.id), [session.id])
+            await self.events.publish("subscribe", session.account, session.id,
+                                      self.node_id, channel)
+
+    def members(self, channel):
+        return self.store.members(channel)
+
+    # ---------------------------------------------------------- delivery
+
+    def publish_to_channel(self, channel, document, exclude=()):
+        """Publish ``document`` to ``channel``'s subscribers on every node;
+        fires with the number of nodes that had subscribers."""
+        if exclude:
+            document = dict(document, **{"except": list(exclude)})
+        return self.store.publish(self.store.keys.channel(channel), encode_json(document))
+
+    async def publish(self, channels, data, exclude=()):
+        """A backend's message to channels, cluster-wide. Fires with the
+        number of nodes that had subscribers (summed over the channels)."""
+        reached = 0
+        for channel in channels:
+            reached += await self.publish_to_channel(
+                channel, {"type": "message", "channel": channel, "data": data}, exclude)
+        return reached
+
+    def deliver(self, channel, document, exclude=None):
+        """Write ``document`` to this node's subscribers of ``channel``
+        (join and leave events: to those that asked for them), encoded once.
+        Returns how many sessions got it."""
+        if document.get("type") in ("join", "leave"):
+            listeners = self.presence_listeners.get(channel)
+        else:
+            listeners = self.listeners.get(channel)
+        if not listeners:
+            return 0
+        prepared = PreparedMessage.text(encode_json(document))
+        if exclude:
+            if isinstance(exclude, str):
+                exclude = (exclude,)
+            excluded = set(exclude)
+            sessions = [s for sid, s in listeners.items() if sid not in excluded]
+        else:
+            sessions = listeners.values()
+        sent = self.server.fan_out(prepared, sessions)
+        self.stats.delivered += sent
+        return sent
+
+    def channel_message(self, channel, message):
+        """A message on a Presence channel's Redis channel."""
+        exclude = message.pop("except", None)
+        message.setdefault("channel", channel)
+        self.deliver(channel, message, exclude)
+
+    def juggernaut_message(self, message):
+        """``PUBLISH juggernaut {"channels": [...], "data": ..., "except":
+        ...}``, as Juggernaut's backends send it."""
+        channels = message.get("channels")
+        if isinstance(channels, str):
+            channels = [channels]
+        if not isinstance(channels, list):
+            return
+        for channel in channels:
+            if isinstance(channel, str):
+                self.deliver(channel, {"type": "message", "channel": channel,
+                                       "data": message.get("data")}, message.get("except"))

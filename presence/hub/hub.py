@@ -1,0 +1,207 @@
+"""The hub: channels, presence and delivery across nodes, over Redis.
+
+Every node runs one :class:`Hub` as its session handler
+(presence/net/interfaces.py ``ISessionHandler``). It assembles the rooms of
+presence/hub/ and routes between them:
+
+- a session that opens with an account is online in Redis until its last
+  session ends (presence/hub/records.py), and listens to its account's own
+  channel;
+- what a ready session sends is the client vocabulary's
+  (presence/hub/vocabulary.py); subscriptions and delivery are the channels'
+  (presence/hub/channels.py);
+- what Redis delivers goes to the channels (channel messages, Juggernaut's
+  ``PUBLISH juggernaut {...}``) or to the control channel's handler
+  (presence/hub/control.py);
+- the node announces itself and reaps dead nodes (presence/hub/liveness.py);
+- after a Redis outage the subscriptions are restored, the node's presence
+  re-asserted, and the gap logged and counted.
+
+Everything another node or a backend must see lives in Redis
+(presence/redis/keys.py names it; docs/redis.md documents it).
+"""
+
+import json
+import os
+import socket
+
+from twisted.logger import Logger
+from zope.interface import implementer
+
+from ..net.interfaces import ISessionHandler
+from ..redis.engine import RedisUnavailable
+from ..redis.keys import JUGGERNAUT, PresenceKeys
+from ..redis.store import PresenceStore
+from ..redis.subscriber import RedisSubscriber
+from ..wire.close import GOING_AWAY
+from .channels import Channels, account_channel
+from .control import Control
+from .events import BackendEvents
+from .liveness import Liveness
+from .queries import ClusterQueries, QueryAnswers
+from .records import PresenceRecords
+from .settings import HubSettings
+from .tickets import TicketStore
+from .vocabulary import ClientMessages
+from .work import HubStats, RedisWork
+
+__all__ = ["Hub"]
+
+log = Logger()
+
+
+def _new_node_id():
+    return "%s-%d-%s" % (socket.gethostname(), os.getpid(), os.urandom(2).hex())
+
+
+@implementer(ISessionHandler)
+class Hub:
+    """``engine``: a RedisEngine; ``settings``: HubSettings."""
+
+    def __init__(self, engine, clock, settings=None, node_id=None):
+        settings = settings if settings is not None else HubSettings()
+        self.settings = settings
+        self.engine = engine
+        self.clock = clock
+        self.node_id = node_id or _new_node_id()
+        self.keys = PresenceKeys(settings.prefix)
+        self.store = store = PresenceStore(engine, self.keys)
+        self.stats = stats = HubStats()
+        self.work = RedisWork(stats)
+        self.server = None
+        self.subscriber = None
+        self._lost_at = None
+        #: The ticket store of this node's sessions and API.
+        self.tickets = TicketStore(store, clock, settings.ticket_ttl)
+        self.events = BackendEvents(store)
+        self.records = PresenceRecords(store, self.events, self.node_id, clock,
+                                       settings.closes_kept)
+        self.channels = Channels(store, self.events, self.node_id, stats)
+        self.messages = ClientMessages(self.channels, store, self.work, stats, self.node_id,
+                                       clock, settings.stream_maxlen)
+        self.liveness = Liveness(store, self.records, self.channels, stats, self.node_id,
+                                 clock, settings)
+        self.answers = QueryAnswers(store, self.channels, self.node_id)
+        self.control = Control(store, self.answers, self.work)
+        #: What the dashboard asks of the cluster, from this node.
+        self.queries = ClusterQueries(store, self.control, clock)
+
+    # ----------------------------------------------------------- life cycle
+
+    def start(self, server):
+        """Begin serving ``server``'s sessions (the node's client side):
+        listen to Redis, announce the node, and start its heartbeat."""
+        self.server = server
+        server.handler = self
+        for room in (self.channels, self.messages, self.liveness, self.answers, self.control):
+            room.server = server
+        self.subscriber = RedisSubscriber(self.engine.url, self._redis_message,
+                                          self._redis_connected, self._redis_lost,
+                                          reactor=self.engine.reactor)
+        self.channels.subscriber = self.subscriber
+        self.subscriber.subscribe(self.keys.control)
+        self.subscriber.subscribe(JUGGERNAUT)
+        self.liveness.start()
+
+    async def stop(self):
+        """After the node's sessions were closed: wait for their Redis
+        updates, then take the node out of Redis."""
+        self.liveness.stop()
+        await self.work.finished()
+        try:
+            await self.store.forget_node(self.node_id)
+        except RedisUnavailable:
+            log.warn("presence: Redis unavailable at shutdown; node {node} will expire",
+                     node=self.node_id)
+        if self.subscriber is not None:
+            await self.subscriber.close()
+
+    @property
+    def addresses(self):
+        """Where this node listens for clients (shown on the dashboard)."""
+        return self.liveness.addresses
+
+    # ------------------------------------------------------------- sessions
+
+    def session_opened(self, session):
+        account = session.account
+        if account is None:
+            return
+        self.channels.listen(session, account_channel(account))
+        self.work.track(self.records.online(session, self.channels.session_entry(session)),
+                        "presence of " + session.id)
+
+    def session_closed(self, session, record):
+        channels = self.channels
+        self.work.track(self.records.record_close(session, record),
+                        "close record of " + session.id)
+        for channel in channels.subscriptions.pop(session.id, ()):
+            channels.stop_listening(session, channel)
+            self.work.track(channels.left(channel, session.id, session.account, self.node_id),
+                            "leaving " + channel)
+        account = session.account
+        if account is None:
+            return
+        channels.stop_listening(session, account_channel(account))
+        self.work.track(self.records.offline(self.node_id, session.id, account),
+                        "presence of " + session.id)
+
+    def text_received(self, session, text):
+        self.messages.text_received(session, text)
+
+    def binary_received(self, session, data):
+        self.messages.binary_received(session, data)
+
+    # ---------------------------------------------------- messages from Redis
+
+    def _redis_message(self, redis_channel, payload):
+        self.stats.redis_messages += 1
+        try:
+            message = json.loads(payload)
+        except ValueError:
+            log.warn("presence: ignoring a message that is not JSON on {channel}",
+                     channel=redis_channel)
+            return
+        if not isinstance(message, dict):
+            return
+        prefix = self.keys.channel_prefix
+        if redis_channel.startswith(prefix):
+            self.channels.channel_message(redis_channel[len(prefix):], message)
+        elif redis_channel == JUGGERNAUT:
+            self.channels.juggernaut_message(message)
+        elif redis_channel == self.keys.control:
+            self.control.received(message)
+
+    def _redis_connected(self):
+        if self._lost_at is None:
+            return  # the first connection
+        gap = self.clock.seconds() - self._lost_at
+        self._lost_at = None
+        self.stats.redis_reconnects += 1
+        self.stats.redis_outage_seconds += gap
+        log.warn("presence: Redis is back after {gap:.1f} s: subscriptions restored, "
+                 "re-asserting presence; messages published meanwhile were not delivered",
+                 gap=gap)
+        self.work.track(self.liveness.reassert(), "re-asserting presence")
+
+    def _redis_lost(self):
+        if self._lost_at is None:
+            self._lost_at = self.clock.seconds()
+            log.warn("presence: lost the Redis subscription connection; reconnecting")
+
+    # ------------------------------------------------------- for the HTTP API
+
+    def publish(self, channels, data, exclude=()):
+        """Publish ``data`` to channels, cluster-wide; fires with the number
+        of nodes that had subscribers (summed over the channels)."""
+        return self.channels.publish(channels, data, exclude)
+
+    def online_accounts(self):
+        return self.records.online_accounts()
+
+    def account_sessions(self, account):
+        return self.records.account_sessions(account)
+
+    def disconnect(self, session=None, account=None, code=GOING_AWAY, reason=""):
+        """Close a session, or every session of an account, on every node."""
+        return self.control.disconnect(session, account, code, reason)

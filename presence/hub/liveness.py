@@ -1,0 +1,177 @@
+"""A node's liveness: its announcements to the cluster, the reaping of nodes
+that stopped announcing, and the re-assertion of its own sessions when it
+finds it was reaped while alive.
+
+Each node announces itself every ``node_heartbeat`` seconds with a key that
+expires after three (``P node:NODE``, holding the node's report for the
+dashboard). A surviving node that finds a node in the registry without its
+key reaps it: claims its sessions atomically, once (presence/redis/scripts.py
+``REAP``), takes them out of their channels and of presence, and publishes
+their leave and offline events. A node that was only paused, partitioned or
+cut off by a Redis restart finds, at its next announcement, that it was
+reaped, and asserts its sessions' presence again.
+
+These are the node's own heartbeats; the pings to client sessions are
+presence/net/heartbeat.py's.
+"""
+
+import json
+
+from twisted.internet import defer, task
+from twisted.logger import Logger
+
+from ..redis.engine import RedisUnavailable
+from ..wire.jsontext import encode_json
+
+__all__ = ["Liveness"]
+
+log = Logger()
+
+#: Seconds a reaped node's mark lasts: should the node be alive after all,
+#: its next announcement finds it and re-asserts its sessions; an hour
+#: covers any pause worth surviving.
+REAPED_MARK_TTL = 3600
+
+
+class Liveness:
+    """``settings``: the HubSettings; ``server`` (the node's client side) is
+    given when the hub starts."""
+
+    def __init__(self, store, records, channels, stats, node_id, clock, settings):
+        self.store = store
+        self.records = records
+        self.channels = channels
+        self.stats = stats
+        self.node_id = node_id
+        self.clock = clock
+        self.settings = settings
+        self.server = None
+        self.started_at = clock.seconds()
+        #: Where this node listens for clients (shown on the dashboard).
+        self.addresses = []
+        self._loop = None
+        self._previous_report = None
+
+    def start(self):
+        self._loop = task.LoopingCall(self.announce)
+        self._loop.clock = self.clock
+        self._loop.start(self.settings.node_heartbeat, now=True)
+
+    def stop(self):
+        if self._loop is not None and self._loop.running:
+            self._loop.stop()
+
+    # ---------------------------------------------------------- the report
+
+    def node_report(self):
+        """What the node tells the cluster about itself with each
+        announcement (the dashboard's overview adds these up)."""
+        server = self.server
+        now = self.clock.seconds()
+        report = {"id": self.node_id, "started_at": self.started_at, "heartbeat_at": now,
+                  "addresses": list(self.addresses), "sessions": 0}
+        if server is None:
+            return report
+        stats = server.stats
+        by_protocol = {}
+        by_extension = {}
+        totals = {"messages_in": stats.messages_in, "messages_out": stats.messages_out,
+                  "bytes_in": stats.bytes_in, "bytes_out": stats.bytes_out}
+        for session in server.sessions.values():
+            by_protocol[session.protocol_name] = by_protocol.get(session.protocol_name, 0) + 1
+            for name in session.extensions or ("none",):
+                by_extension[name] = by_extension.get(name, 0) + 1
+            totals["messages_in"] += session.messages_in
+            totals["messages_out"] += session.messages_out
+            totals["bytes_in"] += session.bytes_in
+            totals["bytes_out"] += session.bytes_out
+        rates = {}
+        previous = self._previous_report
+        if previous is not None and now > previous["heartbeat_at"]:
+            elapsed = now - previous["heartbeat_at"]
+            for name in ("messages_in", "messages_out"):
+                rates[name + "_per_s"] = max(0.0, (totals[name] - previous[name]) / elapsed)
+        tickets = server.tickets
+        report.update(
+            sessions=len(server.sessions), by_protocol=by_protocol, by_extension=by_extension,
+            handshakes_refused=dict(stats.handshakes_refused),
+            auth_failures=dict(stats.auth_failures),
+            tickets={"issued": tickets.issued if tickets else 0,
+                     "redeemed": tickets.redeemed if tickets else 0,
+                     "refused": tickets.refused if tickets else 0},
+            heartbeat_timeouts=stats.heartbeat_timeouts, slow_consumers=stats.slow_consumers,
+            limits_hit=dict(stats.limits_hit), connections=server.connections,
+            protocol_errors=sum(stats.protocol_errors.values()),
+            redis_reconnects=self.stats.redis_reconnects, redis_errors=self.stats.redis_errors,
+            **totals, **rates)
+        self._previous_report = report
+        return report
+
+    # ------------------------------------------------------- announcements
+
+    def announce(self):
+        """One announcement: refresh the node's key (re-asserting its
+        sessions if it was reaped meanwhile), then reap every node whose key
+        expired. Fires when done."""
+        return defer.ensureDeferred(self._announce_and_reap())
+
+    async def _announce_and_reap(self):
+        try:
+            if await self._announce():
+                log.warn("presence: this node's heartbeat lapsed and another node took its "
+                         "sessions out of presence; re-asserting them")
+                await self._reassert_sessions()
+            for other in await self.store.nodes():
+                if other != self.node_id and await self.store.node_info(other) is None:
+                    await self.reap(other)
+        except RedisUnavailable:
+            self.stats.redis_errors += 1
+        except Exception:
+            log.failure("presence: node heartbeat")
+
+    async def _announce(self):
+        """Refresh the node's key; True (and counted) when it had been reaped."""
+        reaped = await self.store.announce_node(self.node_id, encode_json(self.node_report()),
+                                                self.settings.node_ttl)
+        if reaped:
+            self.stats.reasserted += 1
+        return reaped
+
+    async def reap(self, dead):
+        """Take the sessions of the dead node ``dead`` out of presence, if
+        this node is the first to claim them."""
+        sessions = await self.store.reap_node(dead)
+        if sessions is None:
+            return  # alive after all, or another node claimed it
+        self.stats.reaped_nodes += 1
+        log.info("presence: node {node} is gone; {count} of its sessions leave presence",
+                 node=dead, count=len(sessions))
+        for session_id, entry in sessions.items():
+            try:
+                entry = json.loads(entry)
+            except ValueError:
+                continue
+            account = entry.get("account")
+            for channel in entry.get("channels", ()):
+                await self.channels.left(channel, session_id, account, dead)
+            if account is not None:
+                await self.records.offline(dead, session_id, account)
+        await self.store.mark_reaped(dead, REAPED_MARK_TTL)
+
+    async def reassert(self):
+        """Assert this node's sessions' presence again (after a Redis outage,
+        or when it finds it was reaped)."""
+        await self._announce()
+        await self._reassert_sessions()
+
+    async def _reassert_sessions(self):
+        channels = self.channels
+        for session in list(self.server.sessions.values()):
+            if session.account is None or not session.ready:
+                continue
+            # Whoever saw this session go (a reaper's offline and leave
+            # events) sees it come back; after a restart of a Redis that
+            # kept nothing, the events announce what the cluster lost.
+            await self.records.online(session, channels.session_entry(session))
+            for channel in channels.subscriptions.get(session.id, ()):
+                await channels.rejoin(session, channel)

@@ -1,0 +1,170 @@
+"""The messages clients send the hub, and its answers (docs/messages.md):
+``subscribe``, ``unsubscribe``, ``publish``, ``members`` and ``ping``, each a
+JSON object with a ``type``. A message that cannot be done is answered with
+an ``error`` naming the reason (and the request and channel it was about);
+each reason is counted."""
+
+import fnmatch
+import json
+
+from ..redis.engine import RedisUnavailable
+from ..wire.jsontext import encode_json, escapes_lone_surrogate
+from .channels import MAX_CHANNEL, account_channel, valid_channel
+
+__all__ = ["ClientMessages"]
+
+
+class ClientMessages:
+    """``channels``: the hub's Channels; ``store``: the node's PresenceStore;
+    ``server``: the node's client side (its settings and stats), given when
+    the hub starts."""
+
+    def __init__(self, channels, store, work, stats, node_id, clock, stream_maxlen):
+        self.channels = channels
+        self.store = store
+        self.work = work
+        self.stats = stats
+        self.node_id = node_id
+        self.clock = clock
+        self.stream_maxlen = stream_maxlen
+        self.server = None
+
+    def text_received(self, session, text):
+        try:
+            message = json.loads(text)
+        except ValueError:
+            message = None
+        if not isinstance(message, dict):
+            self._error(session, "message is not a JSON object")
+            return
+        if escapes_lone_surrogate(text, message):
+            self._error(session, "message is not Unicode text: it escapes a lone surrogate")
+            return
+        kind = message.get("type")
+        # The type may be any JSON value: a list or an object is no key.
+        handler = self._handlers.get(kind) if isinstance(kind, str) else None
+        if handler is None:
+            self._error(session, "unknown message type",
+                        request=kind if isinstance(kind, str) else None)
+            return
+        handler(self, session, message)
+
+    def binary_received(self, session, data):
+        self._error(session, "binary messages are not understood: send JSON text")
+
+    def _error(self, session, reason, **details):
+        self.stats.errors[reason] = self.stats.errors.get(reason, 0) + 1
+        session.note("error: %s" % reason)
+        document = {"type": "error", "reason": reason}
+        document.update((name, value) for name, value in details.items() if value is not None)
+        session.send_document(document)
+
+    def _allowed(self, session, channel):
+        if session.account is not None and channel == account_channel(session.account):
+            return True
+        return any(fnmatch.fnmatchcase(channel, pattern) for pattern in session.allowed_channels)
+
+    def _checked_channel(self, session, message):
+        channel = message.get("channel")
+        if not valid_channel(channel):
+            self._error(session, "channel must be a name of 1-%d printable characters"
+                        % MAX_CHANNEL, request=message.get("type"))
+            return None
+        if not self._allowed(session, channel):
+            self._error(session, "channel not allowed by the ticket",
+                        request=message.get("type"), channel=channel)
+            return None
+        return channel
+
+    def _on_subscribe(self, session, message):
+        channel = self._checked_channel(session, message)
+        if channel is None:
+            return
+        channels = self.channels
+        subscribed = channels.subscriptions.setdefault(session.id, set())
+        if channel not in subscribed and channel != account_channel(session.account):
+            limit = self.server.settings.max_channels_per_session
+            if len(subscribed) >= limit > 0:
+                self.server.stats.limits_hit["max-channels-per-session"] += 1
+                self._error(session, "too many channels: at most %d per session" % limit,
+                            request="subscribe", channel=channel)
+                return
+            subscribed.add(channel)
+            channels.listen(session, channel)
+            self.work.track(channels.joined(session, channel), "joining " + channel)
+        session.note("subscribed to %s" % channel)
+        if message.get("presence") is True:
+            # Join and leave events are opt-in: on a channel of 10,000
+            # members, sending every join to everyone would be 10^8 messages.
+            channels.watch_presence(session, channel)
+        session.send_document({"type": "subscribed", "channel": channel})
+
+    def _on_unsubscribe(self, session, message):
+        channel = message.get("channel")
+        channels = self.channels
+        subscribed = channels.subscriptions.get(session.id, set())
+        if not isinstance(channel, str) or channel not in subscribed:
+            self._error(session, "not subscribed", request="unsubscribe",
+                        channel=channel if isinstance(channel, str) else None)
+            return
+        subscribed.discard(channel)
+        channels.stop_listening(session, channel)
+        self.work.track(channels.left(channel, session.id, session.account, self.node_id,
+                                      entry=channels.session_entry(session)),
+                        "leaving " + channel)
+        session.note("unsubscribed from %s" % channel)
+        session.send_document({"type": "unsubscribed", "channel": channel})
+
+    def _on_publish(self, session, message):
+        channel = self._checked_channel(session, message)
+        if channel is None:
+            return
+        fields = [("channel", channel), ("data", encode_json(message.get("data"))),
+                  ("account", session.account or ""), ("session", session.id),
+                  ("node", self.node_id), ("time", repr(self.clock.seconds()))]
+
+        def published(entry_id):
+            self.stats.published += 1
+            session.send_document({"type": "published", "channel": channel, "id": entry_id})
+
+        def failed(failure):
+            failure.trap(RedisUnavailable)
+            self.stats.redis_errors += 1
+            self._error(session, "not published: the message store is unavailable",
+                        request="publish", channel=channel)
+
+        self.store.add_to_stream(fields, self.stream_maxlen).addCallbacks(published, failed)
+
+    def _on_members(self, session, message):
+        channel = message.get("channel")
+        if not isinstance(channel, str) or channel not in self.channels.subscriptions.get(
+                session.id, ()):
+            self._error(session, "subscribe to a channel to see its members",
+                        request="members", channel=channel if isinstance(channel, str) else None)
+            return
+
+        def answer(members):
+            session.send_document({"type": "members", "channel": channel, "members": [
+                {"session": member, "account": account or None}
+                for member, account in sorted(members.items())]})
+
+        def failed(failure):
+            failure.trap(RedisUnavailable)
+            self._error(session, "members unavailable: Redis did not answer",
+                        request="members", channel=channel)
+
+        self.channels.members(channel).addCallbacks(answer, failed)
+
+    def _on_ping(self, session, message):
+        # An application-level round trip (WebSocket clients cannot send
+        # pings from a browser): the browser client checks, when its tab
+        # wakes, that the connection still carries messages both ways.
+        session.send_document({"type": "pong", "id": message.get("id")})
+
+    _handlers = {
+        "ping": _on_ping,
+        "subscribe": _on_subscribe,
+        "unsubscribe": _on_unsubscribe,
+        "publish": _on_publish,
+        "members": _on_members,
+    }

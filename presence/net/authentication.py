@@ -1,0 +1,165 @@
+"""How a session proves whose it is: a ticket, redeemed once
+(docs/tickets.md).
+
+A ticket comes in the handshake (the WebSocket URL's ``?ticket=``,
+firepresence's ``X-Auth-Token``) or in the session's first message
+(``{"type": "auth", "ticket": TICKET}``):
+
+- in the handshake, it is redeemed before the handshake is answered, so a
+  bad ticket is refused with its HTTP status; bytes the client sends
+  meanwhile are held for after the answer;
+- in a first message, it is redeemed while later messages wait (at most
+  :data:`MAX_QUEUED_BEFORE_AUTH`); a bad ticket closes the session with its
+  close code.
+
+A :class:`TicketCheck` exists only while a ticket is being redeemed; the
+redeemer is the node's ``ITicketRedeemer`` (the hub's ticket store).
+"""
+
+import json
+
+from twisted.logger import Logger
+
+from ..wire.clientip import parse_address
+from ..wire.close import POLICY_VIOLATION
+from ..wire.events import TextMessage
+from ..wire.httphead import error_response
+from .interfaces import TicketStoreUnavailable
+
+__all__ = ["TicketCheck", "AUTH_FAILURES", "MAX_QUEUED_BEFORE_AUTH"]
+
+log = Logger()
+
+#: Why a ticket was not accepted -> (HTTP status at the handshake, close
+#: code afterwards, reason). docs/close-codes.md lists them.
+AUTH_FAILURES = {
+    "invalid": (401, 4401, "invalid, expired or already used ticket"),
+    "ip": (403, 4403, "ticket issued for another IP address"),
+    "unavailable": (503, 4503, "ticket store unavailable"),
+    "required": (401, 4401, "authentication required: send a ticket"),
+    "timeout": (None, 4408, "authentication timeout"),
+}
+
+#: Messages a client may send after its auth message, before the welcome;
+#: they are delivered once it is authenticated. More closes the session.
+MAX_QUEUED_BEFORE_AUTH = 100
+
+
+def redeem(session, ticket):
+    """Redeem ``ticket`` for ``session``: fires with ``None`` when the session
+    now has an identity, else with the failure's key in :data:`AUTH_FAILURES`
+    (counted)."""
+    server = session.server
+
+    def redeemed(found):
+        if found is None:
+            return "invalid"
+        policy = server.settings.ticket_ip
+        if found.ip and policy != "off" and parse_address(found.ip) != parse_address(
+                session.client_ip or ""):
+            if policy == "strict":
+                return "ip"
+            session.ip_mismatch = True
+            server.stats.ticket_ip_mismatches += 1
+        session.account = found.account
+        session.attributes = found.attributes
+        session.allowed_channels = found.channels
+        return None
+
+    def failed(failure):
+        if not failure.check(TicketStoreUnavailable):
+            log.failure("presence: redeeming a ticket for {session!r}", failure,
+                        session=session)
+        return "unavailable"
+
+    def counted(outcome):
+        if outcome is not None:
+            server.stats.auth_failures[outcome] += 1
+        return outcome
+
+    return server.tickets.redeem(ticket).addCallbacks(redeemed, failed).addCallback(counted)
+
+
+class TicketCheck:
+    """The ticket of one session being redeemed. ``held``: bytes the client
+    sent after its handshake while the handshake's ticket is redeemed;
+    ``queued``: messages it sent after its auth message."""
+
+    __slots__ = ("session", "held", "queued")
+
+    def __init__(self, session):
+        self.session = session
+        self.held = None
+        self.queued = None
+
+    # ------------------------------------------------------- in the handshake
+
+    def before_answering(self, ticket, accept, outcome, rest):
+        """Redeem the handshake's ticket, then ``accept(outcome, rest, True)``
+        (with what the client sent meanwhile added to ``rest``), or refuse
+        the handshake with the failure's HTTP status."""
+        self.held = rest
+        redeem(self.session, ticket).addCallback(self._handshake_redeemed, accept, outcome)
+
+    def hold(self, data):
+        self.held += data
+
+    def _handshake_redeemed(self, failure, accept, outcome):
+        session = self.session
+        rest = self.held
+        self.held = None
+        session.ticket_check = None
+        if not session.connected:
+            return
+        if failure is not None:
+            status, _, reason = AUTH_FAILURES[failure]
+            session.refuse("ticket_" + failure, error_response(status, reason))
+            return
+        accept(outcome, rest, True)
+
+    # ---------------------------------------------------- in a first message
+
+    def message(self, message):
+        """A message (a TextMessage or BinaryMessage event) from a session
+        that is not ready yet: the first must be ``{"type": "auth", "ticket":
+        TICKET}``; what follows it before the welcome is kept, and delivered
+        after."""
+        session = self.session
+        if self.queued is not None:
+            if len(self.queued) >= MAX_QUEUED_BEFORE_AUTH:
+                session.close(POLICY_VIOLATION, "too many messages before authentication")
+            else:
+                self.queued.append(message)
+            return
+        ticket = _ticket_of(message.text) if message.__class__ is TextMessage else None
+        if ticket is None:
+            session.server.stats.auth_failures["required"] += 1
+            session.close(*AUTH_FAILURES["required"][1:])
+            return
+        self.queued = []
+        redeem(session, ticket).addCallback(self._message_redeemed)
+
+    def _message_redeemed(self, failure):
+        session = self.session
+        if not session.connected or session.closing:
+            return
+        if failure is not None:
+            self.queued = None
+            session.close(*AUTH_FAILURES[failure][1:])
+            return
+        queued = self.queued
+        self.queued = None
+        session.ticket_check = None
+        session.become_ready(queued)
+
+
+def _ticket_of(text):
+    """The ticket of an auth message's ``text``, or None when it is not one."""
+    try:
+        document = json.loads(text)
+    except ValueError:
+        return None
+    if not isinstance(document, dict) or document.get("type") != "auth":
+        return None
+    ticket = document.get("ticket")
+    return ticket if isinstance(ticket, str) else None

@@ -1,0 +1,198 @@
+"""One port for every client: read the request head, hand the connection to
+the protocol it asks for.
+
+Every ``--listen`` port is served by a :class:`ListenerFactory`. Its
+:class:`Dispatcher` reads the HTTP request head once (with the size limit
+and the handshake timeout), works out the client's IP (trusted proxies),
+and then hands the connection to the first protocol of :data:`PROTOCOLS`
+that the head asks for:
+
+- ``Upgrade: websocket`` goes to :class:`~presence.net.websocket.WebSocketSession`;
+- ``Upgrade: firepresence`` goes to :class:`~presence.net.firepresence.FirepresenceSession`;
+- a request that asks for none of them is answered ``426 Upgrade Required``
+  with ``Upgrade: websocket, firepresence/1.0``;
+- a head that does not parse is answered ``400`` (or ``431``, ``505``);
+- past ``--max-connections`` the request is answered ``503``, past
+  ``--max-connections-per-ip`` for its client IP ``429`` (docs/operations.md).
+
+The chosen session takes the transport over (the transport delivers to it
+directly from then on), so dispatching costs nothing after the handshake.
+"""
+
+import collections
+
+from twisted.internet.protocol import Factory, Protocol
+
+from ..firepresence.handshake import UPGRADE as FIREPRESENCE_UPGRADE
+from ..firepresence.handshake import asks_for_firepresence
+from ..wire.clientip import counted_network
+from ..wire.httphead import HeadError, HeadReader, error_response, split_list
+from .firepresence import FirepresenceSession
+from .listening import nodelay_inherited
+from .twisted_internals import close_transport, hand_over, reserve_producer_attributes
+from .websocket import WebSocketSession
+
+__all__ = ["ListenerFactory", "Dispatcher", "ProtocolEntry", "PROTOCOLS", "SPOKEN",
+           "choose_session"]
+
+
+def asks_for_websocket(head):
+    """Whether the request's Upgrade field names websocket (RFC 6455 4.2.1)."""
+    for value in head.get_all("upgrade"):
+        value = value.lower()
+        if value == "websocket" or "websocket" in split_list(value):
+            return True
+    return False
+
+
+#: One protocol the client port speaks: ``name`` as the 426 answer says it;
+#: ``asks(head)`` says whether a request head asks for it; ``session`` is its
+#: adapter, a Session subclass whose ``start(head, rest)`` answers the
+#: handshake; ``upgrade`` names it in the 426 answer's Upgrade field.
+ProtocolEntry = collections.namedtuple("ProtocolEntry", "name asks session upgrade")
+
+#: Every protocol of the client port, in the order a head is matched
+#: against them (docs/architecture.md: adding a protocol).
+PROTOCOLS = (
+    ProtocolEntry("WebSocket", asks_for_websocket, WebSocketSession, "websocket"),
+    ProtocolEntry("firepresence", asks_for_firepresence, FirepresenceSession,
+                  FIREPRESENCE_UPGRADE),
+)
+
+_UPGRADES = ", ".join(entry.upgrade for entry in PROTOCOLS)
+#: The protocols in words, for logs and answers ("WebSocket and firepresence").
+SPOKEN = " and ".join(entry.name for entry in PROTOCOLS)
+
+
+def choose_session(head):
+    """The session class a request head asks for, or ``None``."""
+    if "upgrade" not in head.index:
+        return None  # every protocol here is an upgrade: the common refusal, fast
+    for entry in PROTOCOLS:
+        if entry.asks(head):
+            return entry.session
+    return None
+
+
+class Dispatcher(Protocol):
+    """A connection until its request head has been read."""
+
+    __slots__ = ("server", "transport", "connected", "_reader", "_done")
+
+    def __init__(self, server):
+        self.server = server
+        self.transport = None
+        self.connected = 0
+        self._reader = None
+        self._done = False
+
+    def connectionMade(self):
+        server = self.server
+        server.connections += 1
+        transport = self.transport
+        self._reader = HeadReader(server.settings.max_head_size)
+        server.deadlines.set(self, server.settings.handshake_timeout)
+        reserve_producer_attributes(transport)
+        if not nodelay_inherited(transport):
+            try:
+                # Small frames should leave at once; Nagle's algorithm would
+                # hold them back waiting for an ACK (see listening.py).
+                transport.setTcpNoDelay(True)
+            except (AttributeError, OSError):
+                pass
+
+    def dataReceived(self, data):
+        if self._done:
+            return  # draining after a refusal
+        try:
+            result = self._reader.feed(data)
+        except HeadError as error:
+            self._refuse(error.kind, error_response(error.status, error.reason))
+            return
+        if result is None:
+            return
+        head, rest = result
+        server = self.server
+        server.deadlines.discard(self)
+        self._done = True
+        self._reader = None
+        session_class = choose_session(head)
+        if session_class is None:
+            self._refuse("no_upgrade", error_response(
+                426, "this port speaks %s: ask for one with Upgrade" % SPOKEN,
+                [("Upgrade", _UPGRADES), ("Connection", "Upgrade")]))
+            return
+        transport = self.transport
+        settings = server.settings
+        if server.connections > settings.max_connections > 0:
+            server.stats.limits_hit["max-connections"] += 1
+            self._refuse("max_connections", error_response(
+                503, "this server is at its limit of %d connections: try again later"
+                % settings.max_connections))
+            return
+        client_ip = proxy = None
+        trusted = settings.trusted_proxies
+        if trusted:
+            client_ip, proxy = trusted.client_ip(transport.getPeer().host, head)
+        counted_ip = None
+        if settings.max_connections_per_ip:
+            if client_ip is None:
+                # Looked up anyway: the session keeps it.
+                client_ip = getattr(transport.getPeer(), "host", None)
+            if client_ip is not None:
+                counted_ip = counted_network(client_ip)
+            count = server.connections_by_ip.get(counted_ip, 0)
+            if count >= settings.max_connections_per_ip:
+                server.stats.limits_hit["max-connections-per-ip"] += 1
+                self._refuse("max_connections_per_ip", error_response(
+                    429, "too many connections from %s: at most %d"
+                    % (counted_ip, settings.max_connections_per_ip)))
+                return
+            if counted_ip is not None:
+                server.connections_by_ip[counted_ip] = count + 1
+        session = session_class(server)
+        session.counted_ip = counted_ip
+        hand_over(transport, self, session)
+        session.attach(transport, client_ip, proxy)
+        session.start(head, rest)
+
+    def _refuse(self, kind, response):
+        server = self.server
+        server.stats.handshakes_refused[kind] += 1
+        self._done = True
+        self._reader = None
+        self.transport.write(response)
+        server.deadlines.set(self, server.settings.close_timeout)
+        close_transport(self.transport, clean=False)
+
+    def deadline_expired(self):
+        if not self._done:
+            self.server.stats.handshakes_refused["handshake_timeout"] += 1
+            self._done = True
+        self.transport.abortConnection()
+
+    def connectionLost(self, reason):
+        self.server.deadlines.discard(self)
+        self.server.connection_lost()
+        self.connected = 0
+        if not self._done:
+            self.server.stats.handshakes_refused["closed_during_handshake"] += 1
+            self._done = True
+
+
+class ListenerFactory(Factory):
+    """The factory of every ``--listen`` port of one server."""
+
+    noisy = False  # the service logs what it listens on, once
+
+    def __init__(self, server):
+        self.server = server
+
+    def buildProtocol(self, addr):
+        return Dispatcher(self.server)
+
+    def startFactory(self):
+        self.server.start()
+
+    def stopFactory(self):
+        self.server.stop()

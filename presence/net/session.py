@@ -1,0 +1,453 @@
+"""What every session has and does, whatever its protocol.
+
+A session is one client connection after its request head was read and
+dispatched (presence/net/dispatch.py). Its protocol's adapter
+(presence/net/websocket.py, presence/net/firepresence.py) answers the
+handshake and gives it a protocol core (presence/websocket/,
+presence/firepresence/); from then on this class drives the core: one read
+loop for every protocol (bytes in, events out, answers batched), the message
+rate, sending, closing, heartbeats, and the record of how the session ended.
+Its byte stream and flow control are presence/net/stream.py's; its ticket is
+presence/net/authentication.py's.
+"""
+
+import collections
+
+from twisted.logger import Logger
+from zope.interface import implementer
+
+from ..wire.close import ABNORMAL_CLOSURE, INTERNAL_ERROR, NORMAL_CLOSURE, POLICY_VIOLATION
+from ..wire.events import (
+    CLOSED,
+    OPEN,
+    BinaryMessage,
+    CloseReceived,
+    Malformed,
+    Ping,
+    Pong,
+    ProtocolError,
+    TextMessage,
+)
+from ..wire.jsontext import encode_document
+from .authentication import AUTH_FAILURES, TicketCheck
+from .interfaces import ISession, SessionState
+from .stream import Stream
+from .twisted_internals import write
+
+__all__ = ["Session", "VECTORED_WRITE_SIZE"]
+
+log = Logger()
+
+HANDSHAKE = SessionState.HANDSHAKE
+AUTHENTICATING = SessionState.AUTHENTICATING
+READY = SessionState.READY
+ENDED = SessionState.ENDED
+
+# A session's message allowance while --max-message-rate is 0.
+_UNLIMITED = float("inf")
+
+#: Round-trip times kept per session, and events, for the dashboard.
+RTT_HISTORY = 30
+EVENT_HISTORY = 20
+
+#: Payloads from this size are written as header and payload with one
+#: vectored send instead of being copied into one frame first.
+VECTORED_WRITE_SIZE = 16384
+
+
+@implementer(ISession)
+class Session(Stream):
+    #: The protocol's name on the dashboard and in metrics (each adapter's).
+    protocol_name = None
+
+    __slots__ = (
+        "id", "state", "_client_ip", "proxy", "path", "origin", "user_agent", "subprotocol",
+        "extensions", "opened_at", "ping_sent_at", "_ping_id", "rtt", "last_heartbeat",
+        "rtt_history", "events", "messages_in", "messages_out", "close_record", "account",
+        "attributes", "allowed_channels", "ip_mismatch", "ticket_check",
+        # Limits: the IP the session is counted under, its message allowance.
+        "counted_ip", "_allowance", "_allowance_at",
+    )
+
+    def __init__(self, server):
+        super().__init__(server)
+        self.id = None
+        self.state = HANDSHAKE
+        self._client_ip = None
+        self.proxy = None
+        self.path = None
+        self.origin = None
+        self.user_agent = None
+        self.subprotocol = None
+        self.extensions = ()
+        self.opened_at = None
+        self.ping_sent_at = None
+        self._ping_id = None
+        self.rtt = None
+        self.last_heartbeat = None
+        self.rtt_history = None
+        self.events = None
+        self.messages_in = 0
+        self.messages_out = 0
+        self.close_record = None
+        self.account = None
+        self.attributes = {}
+        self.allowed_channels = ()
+        self.ip_mismatch = False
+        #: The TicketCheck while a ticket is being waited for or redeemed.
+        self.ticket_check = None
+        #: The client IP this connection counts against for
+        #: --max-connections-per-ip (set by the dispatcher), or None.
+        self.counted_ip = None
+        # The token bucket of --max-message-rate: messages the session may
+        # still send, as of when it was last topped up (None: never, full).
+        self._allowance = _UNLIMITED
+        self._allowance_at = None
+
+    def __repr__(self):
+        return "<%s %s %s>" % (type(self).__name__, self.id, self.client_ip)
+
+    @property
+    def ready(self):
+        return self.state is READY
+
+    @property
+    def closing(self):
+        """Whether a close was sent or received (or the handshake is not
+        answered yet)."""
+        connection = self.connection
+        return connection is None or connection.state is not OPEN
+
+    @property
+    def extension_details(self):
+        """The negotiated extensions with their agreed parameters (none
+        unless the protocol negotiates extensions)."""
+        return ()
+
+    @property
+    def client_ip(self):
+        """The client's IP address: the TCP peer's (the PROXY protocol's
+        source behind a balancer), or what a trusted proxy said. The peer is
+        looked up only when first asked for: building its address costs a
+        measurable share of a handshake, and most sessions never need it."""
+        if self._client_ip is None and self.transport is not None:
+            self._client_ip = getattr(self.transport.getPeer(), "host", None)
+        return self._client_ip
+
+    @client_ip.setter
+    def client_ip(self, address):
+        self._client_ip = address
+
+    # ------------------------------------------------------------ opening
+
+    def attach(self, transport, client_ip=None, proxy=None):
+        """Take over ``transport`` from the dispatcher."""
+        super().attach(transport)
+        self._client_ip = client_ip
+        self.proxy = proxy
+
+    def refuse(self, kind, response):
+        """Answer the handshake with an HTTP refusal and close."""
+        self.server.stats.handshakes_refused[kind] += 1
+        self.transport.write(response)
+        self._close_transport(False)
+
+    def redeem_before_answering(self, ticket, accept, outcome, rest):
+        """The handshake carried a ticket: redeem it, then ``accept(outcome,
+        rest, True)``, or refuse with the failure's HTTP status."""
+        self.ticket_check = TicketCheck(self)
+        self.ticket_check.before_answering(ticket, accept, outcome, rest)
+
+    def open(self, connection, response, rest, authenticated):
+        """Write the handshake's answer ``response`` and open the session on
+        the protocol core ``connection``; ``rest`` is what followed the
+        handshake. It is ready at once when it redeemed a ticket in its
+        handshake or needs none; otherwise it has ``--auth-timeout`` seconds
+        to send one."""
+        server = self.server
+        self.connection = connection
+        # Byte counters cover the session's stream, not the handshake.
+        write(self.transport, response)
+        self.id = server.next_session_id()
+        self.opened_at = server.clock.seconds()
+        server.session_opened(self)
+        if authenticated or server.tickets is None or server.settings.anonymous:
+            self.become_ready()
+        else:
+            self.state = AUTHENTICATING
+            self.ticket_check = TicketCheck(self)
+            server.deadlines.set(self, server.settings.auth_timeout)
+        if rest and connection.state is not CLOSED:
+            self.dataReceived(rest)
+
+    def become_ready(self, queued=None):
+        """Authenticated (or needing no ticket): say welcome, tell the
+        handler, and deliver the messages the client sent meanwhile
+        (``queued``: their events)."""
+        server = self.server
+        self.state = READY
+        server.deadlines.discard(self)
+        if self.account is not None:
+            self.send_document({"type": "welcome", "session": self.id,
+                                "account": self.account})
+        server.session_ready(self)
+        if queued:
+            handler = server.handler
+            for event in queued:
+                if self.closing:
+                    break
+                try:
+                    if event.__class__ is TextMessage:
+                        handler.text_received(self, event.text)
+                    else:
+                        handler.binary_received(self, event.data)
+                except Exception:
+                    self._handler_failed()
+                    break
+
+    # ------------------------------------------------------------ reading
+
+    def dataReceived(self, data):
+        connection = self.connection
+        if connection is None:
+            check = self.ticket_check
+            if check is not None and check.held is not None:
+                check.hold(data)  # sent before our answer: kept for after it
+            return
+        if connection.state is CLOSED:
+            return  # draining a half-closed connection
+        self.bytes_in += len(data)
+        self._refill()
+        batch = self._batch = []
+        try:
+            connection.receive_data(data)
+            self._dispatch(connection.events())
+            out = connection.data_to_send()
+            if out:
+                batch.append(out)
+        finally:
+            self._batch = None
+        if batch:
+            self._flush(batch)
+        if connection.state is CLOSED:
+            self._close_transport(connection.peer_closed)
+
+    def _dispatch(self, events):
+        """Hand every event of a read to where it goes; a failure in the
+        handler closes only this session, with 1011."""
+        handler = self.server.handler
+        for event in events:
+            kind = event.__class__
+            if kind is not ProtocolError and kind is not CloseReceived:
+                # Messages, pings and pongs count against --max-message-rate.
+                allowance = self._allowance - 1
+                self._allowance = allowance
+                if allowance < 0:
+                    self._rate_exceeded()
+                    continue
+            try:
+                if kind is TextMessage:
+                    self.messages_in += 1
+                    if self.state is READY:
+                        handler.text_received(self, event.text)
+                    else:
+                        self._before_ready(event)
+                elif kind is BinaryMessage:
+                    self.messages_in += 1
+                    if self.state is READY:
+                        handler.binary_received(self, event.data)
+                    else:
+                        self._before_ready(event)
+                elif kind is Ping:
+                    if event.pong:
+                        self._write(event.pong)
+                elif kind is Pong:
+                    self._heartbeat_answered(event.payload)
+                elif kind is Malformed:
+                    self.server.stats.protocol_errors[event.reason] += 1
+                    self._write(event.answer)
+                elif kind is ProtocolError:
+                    stats = self.server.stats
+                    stats.protocol_errors[event.reason] += 1
+                    if event.limit is not None:
+                        stats.limits_hit[event.limit] += 1
+            except Exception:
+                self._handler_failed()
+                return
+
+    def _before_ready(self, message):
+        """A message (its event) before the session is ready: its auth
+        message, or what follows it before the welcome."""
+        if self.ticket_check is not None and not self.closing:
+            self.ticket_check.message(message)
+
+    def _handler_failed(self):
+        log.failure("handler error in session {session}", session=self.id)
+        self.close(INTERNAL_ERROR, "internal error")
+
+    # ------------------------------------------------------- message rate
+
+    def _refill(self):
+        """Top up the message allowance for the time since the last read
+        (once per read; each message then takes one)."""
+        settings = self.server.settings
+        rate = settings.max_message_rate
+        if not rate:
+            return
+        now = self.server.clock.seconds()
+        burst = settings.message_burst
+        at = self._allowance_at
+        if at is None:
+            allowance = burst
+        else:
+            allowance = self._allowance + (now - at) * rate
+            if allowance > burst:
+                allowance = burst
+        self._allowance = allowance
+        self._allowance_at = now
+
+    def _rate_exceeded(self):
+        """A message past the allowance: it is dropped, and the session is
+        closed with 1008 (once; what still arrives before the close completes
+        is dropped too)."""
+        # Nothing more is taken from this client, however long it waits.
+        self._allowance = -_UNLIMITED
+        if self.closing:
+            return
+        server = self.server
+        server.stats.limits_hit["max-message-rate"] += 1
+        log.info("session {session} closed: more than {rate} messages a second",
+                 session=self.id, rate=server.settings.max_message_rate)
+        self.close(POLICY_VIOLATION, "message rate exceeded")
+
+    # ------------------------------------------------------------ sending
+
+    def _send(self, payload, is_text):
+        connection = self.connection
+        if connection is None or connection.state is not OPEN:
+            return False
+        if len(payload) < VECTORED_WRITE_SIZE:
+            data = connection.send_data(payload, is_text)
+            if data is None:
+                return False
+            self._write(data)
+        else:
+            parts = connection.send_data_parts(payload, is_text)
+            if parts is None:
+                return False
+            self._write_parts(parts)
+        self.messages_out += 1
+        return True
+
+    def send_text(self, text):
+        """Send a text message; False when the session is not open."""
+        return self._send(text.encode("utf-8"), True)
+
+    def send_binary(self, data):
+        """Send a binary message; False when the session is not open, or its
+        protocol carries no binary messages."""
+        return self._send(data, False)
+
+    def send_document(self, document):
+        """Send a JSON-serialisable object as a text message."""
+        return self._send(encode_document(document), True)
+
+    def send_prepared(self, prepared):
+        """Send a :class:`~presence.wire.prepared.PreparedMessage` (see
+        :meth:`presence.net.server.Server.fan_out`), in the form its protocol
+        encoded once."""
+        connection = self.connection
+        if connection is None or connection.state is not OPEN:
+            return False
+        data = connection.send_prepared(prepared)
+        if data is None:
+            return False
+        self.messages_out += 1
+        if self._batch is None and not self._write_paused:
+            self.bytes_out += len(data)
+            write(self.transport, data)
+        else:
+            self._write(data)
+        return True
+
+    def close(self, code=NORMAL_CLOSURE, reason=""):
+        """Start closing (RFC 6455 7.1.2); the transport is dropped if the
+        client does not answer within the close timeout. Where the
+        protocol's close is final (firepresence's close line), the transport
+        is closed once it is written."""
+        connection = self.connection
+        if connection is None or connection.state is not OPEN:
+            return
+        self._write(connection.send_close(code, reason))
+        if connection.state is CLOSED:
+            if self._batch is None:
+                self._close_transport(connection.peer_closed)
+            # else: the read being processed closes it after its writes
+        else:
+            self.server.deadlines.set(self, self.server.settings.close_timeout)
+
+    # ---------------------------------------------------------- heartbeat
+
+    def send_heartbeat(self, heartbeat_round, now):
+        connection = self.connection
+        if connection is None or connection.state is not OPEN:
+            return
+        data, self._ping_id = heartbeat_round.ping(connection)
+        self.ping_sent_at = now
+        self._write(data)
+
+    def _heartbeat_answered(self, ping_id):
+        if self.ping_sent_at is not None and ping_id == self._ping_id:
+            server = self.server
+            now = server.clock.seconds()
+            self.rtt = now - self.ping_sent_at
+            self.last_heartbeat = now
+            self.ping_sent_at = None
+            self._ping_id = None
+            history = self.rtt_history
+            if history is None:
+                history = self.rtt_history = collections.deque(maxlen=RTT_HISTORY)
+            history.append(self.rtt)
+            server.stats.heartbeat_answered(self.rtt)
+
+    def heartbeat_timed_out(self):
+        self.ping_sent_at = None
+        self.server.stats.heartbeat_timeouts += 1
+        self.close(INTERNAL_ERROR, "heartbeat timeout")
+
+    def note(self, text):
+        """Remember an event of the session (the dashboard shows the last
+        few)."""
+        events = self.events
+        if events is None:
+            events = self.events = collections.deque(maxlen=EVENT_HISTORY)
+        events.append((self.server.clock.seconds(), text))
+
+    # ------------------------------------------------------------- ending
+
+    def deadline_expired(self):
+        """The auth timeout passed (no ticket came), or the close timeout: the
+        client did not answer our close, or did not let the TCP connection
+        go."""
+        if self.state is AUTHENTICATING and not self.closing:
+            self.server.stats.auth_failures["timeout"] += 1
+            self.close(*AUTH_FAILURES["timeout"][1:])
+        elif self.id is not None and self.connection.state is not CLOSED:
+            self._abort(ABNORMAL_CLOSURE, "close timeout")
+        else:
+            self.transport.abortConnection()
+
+    def connectionLost(self, reason):
+        server = self.server
+        server.deadlines.discard(self)
+        server.connection_lost(self.counted_ip)
+        self.connected = 0
+        was_ready = self.state is READY
+        self.state = ENDED
+        self.ticket_check = None
+        if self.id is None:
+            return  # refused at the handshake: never a session
+        record = self.connection.connection_lost()
+        record.duration = server.clock.seconds() - self.opened_at
+        self.close_record = record
+        server.session_closed(self, record, was_ready)

@@ -1,0 +1,62 @@
+"""The connection to Redis (txredisapi), and the bound on every command.
+
+txredisapi reconnects by itself but lets a command issued during an outage
+wait forever; every command here is bounded by ``timeout`` and fails with
+:class:`RedisUnavailable` instead, so a caller can answer (503, a close code)
+rather than hang. What Presence asks of Redis is presence/redis/store.py's.
+"""
+
+import txredisapi
+from twisted.internet import defer
+from twisted.internet.error import ConnectError
+
+from .connection import DEFAULT_POOL_SIZE, DEFAULT_TIMEOUT, parse_redis_url
+
+__all__ = ["RedisEngine", "RedisUnavailable"]
+
+
+class RedisUnavailable(Exception):
+    """Redis did not answer in time (or refused the connection)."""
+
+
+class RedisEngine:
+    """A pool of connections to one Redis."""
+
+    def __init__(self, url, reactor=None, timeout=DEFAULT_TIMEOUT, poolsize=DEFAULT_POOL_SIZE):
+        if reactor is None:
+            from twisted.internet import reactor
+        self.url = url
+        self.reactor = reactor
+        self.timeout = timeout
+        params = parse_redis_url(url)
+        # dbid None: no SELECT on connecting, for the default database.
+        common = dict(dbid=params["db"] or None, poolsize=poolsize, reconnect=True,
+                      password=params["password"], convertNumbers=False)
+        if "path" in params:
+            self._pool = txredisapi.lazyUnixConnectionPool(params["path"], **common)
+        else:
+            self._pool = txredisapi.lazyConnectionPool(
+                params["host"], params["port"], connectTimeout=timeout, **common)
+
+    def _bounded(self, deferred):
+        deferred.addTimeout(self.timeout, self.reactor)
+
+        def unavailable(failure):
+            failure.trap(defer.TimeoutError, defer.CancelledError, ConnectError,
+                         txredisapi.ConnectionError)
+            raise RedisUnavailable("Redis did not answer within %s s" % self.timeout)
+        return deferred.addErrback(unavailable)
+
+    def execute(self, *command):
+        """Any Redis command, bounded."""
+        return self._bounded(self._pool.execute_command(*command))
+
+    def ping(self):
+        return self.execute("PING")
+
+    def publish(self, channel, message):
+        """PUBLISH: fires with the number of subscribers that got it."""
+        return self.execute("PUBLISH", channel, message)
+
+    def disconnect(self):
+        return self._pool.disconnect()

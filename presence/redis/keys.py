@@ -1,0 +1,80 @@
+"""The names of every Redis key and channel Presence uses, under one prefix
+(``--redis-prefix``); docs/redis.md documents them for backend authors.
+
+Keys (``P`` is the prefix):
+
+- ``P online``: set of accounts with at least one session
+- ``P account:ACCOUNT``: hash, session id -> JSON {node, ip, protocol, since}
+- ``P nodes``: set of the ids of nodes that announced themselves
+- ``P node:NODE``: string, JSON about the node; expires unless refreshed
+- ``P node:NODE:sessions``: hash, session id -> JSON {account, channels}
+- ``P node:NODE:reaped``: string, set when another node reaped it
+- ``P members:CHANNEL``: hash, session id -> account
+- ``P ticket:SHA256``: string, a ticket's JSON, until redeemed or expired
+- ``P stream``: the Stream of what clients publish, for backends
+- ``P closes``, ``P closes:MINUTE``: recent session ends, counts by code
+- ``P reply:TOKEN``: a node's answers to a dashboard query
+
+Channels: ``P channel:CHANNEL`` (a Presence channel's messages), ``P events``
+(online, offline, subscribe, unsubscribe), ``P control`` (disconnects,
+queries), and Juggernaut's ``juggernaut``, ``juggernaut:subscribe`` and
+``juggernaut:unsubscribe``, which are not prefixed.
+"""
+
+import hashlib
+
+__all__ = ["DEFAULT_PREFIX", "PresenceKeys", "JUGGERNAUT", "JUGGERNAUT_SUBSCRIBE",
+           "JUGGERNAUT_UNSUBSCRIBE"]
+
+#: The prefix of every key, so that Presence can share a Redis.
+DEFAULT_PREFIX = "presence:"
+
+#: Juggernaut's publish channel and its subscription events.
+JUGGERNAUT = "juggernaut"
+JUGGERNAUT_SUBSCRIBE = "juggernaut:subscribe"
+JUGGERNAUT_UNSUBSCRIBE = "juggernaut:unsubscribe"
+
+
+class PresenceKeys:
+    """The names of Presence's Redis keys and channels under one prefix."""
+
+    def __init__(self, prefix=DEFAULT_PREFIX):
+        self.prefix = prefix
+        self.online = prefix + "online"
+        self.nodes = prefix + "nodes"
+        self.stream = prefix + "stream"
+        self.control = prefix + "control"
+        self.events = prefix + "events"
+        self.closes = prefix + "closes"
+        #: What every Presence channel's Redis channel starts with.
+        self.channel_prefix = prefix + "channel:"
+
+    def account(self, account):
+        return "%saccount:%s" % (self.prefix, account)
+
+    def node(self, node):
+        return "%snode:%s" % (self.prefix, node)
+
+    def node_sessions(self, node):
+        return "%snode:%s:sessions" % (self.prefix, node)
+
+    def node_reaped(self, node):
+        return "%snode:%s:reaped" % (self.prefix, node)
+
+    def members(self, channel):
+        return "%smembers:%s" % (self.prefix, channel)
+
+    def channel(self, channel):
+        """The Redis pub/sub channel carrying a Presence channel's messages."""
+        return self.channel_prefix + channel
+
+    def ticket(self, ticket):
+        """A ticket's key holds a SHA-256 of it, not the ticket: reading
+        Redis (or its logs) gives nobody a usable ticket."""
+        return "%sticket:%s" % (self.prefix, hashlib.sha256(ticket.encode("utf-8")).hexdigest())
+
+    def closes_minute(self, minute):
+        return "%scloses:%d" % (self.prefix, minute)
+
+    def reply(self, token):
+        return "%sreply:%s" % (self.prefix, token)

@@ -1,0 +1,107 @@
+"""The pub/sub connection (txredisapi): one per node, subscribed to what the
+node's sessions listen to, and subscribed again after every reconnection."""
+
+import txredisapi
+from twisted.internet import defer
+from twisted.internet.endpoints import HostnameEndpoint, UNIXClientEndpoint
+
+from .connection import parse_redis_url
+
+__all__ = ["RedisSubscriber"]
+
+
+class _SubscriberProtocol(txredisapi.SubscriberProtocol):
+    def connectionMade(self):
+        ready = super().connectionMade()
+        if isinstance(ready, defer.Deferred):
+            ready.addCallback(lambda _: self.factory.subscriber._connected(self))
+        else:
+            self.factory.subscriber._connected(self)
+        return ready
+
+    def connectionLost(self, reason):
+        super().connectionLost(reason)
+        self.factory.subscriber._lost(self)
+
+    def messageReceived(self, pattern, channel, message):
+        self.factory.subscriber.on_message(channel, message)
+
+
+class _SubscriberFactory(txredisapi.SubscriberFactory):
+    protocol = _SubscriberProtocol
+
+    def __init__(self, subscriber, password):
+        super().__init__(isLazy=True)
+        self.subscriber = subscriber
+        self.password = password
+
+
+def _lost_meanwhile(failure):
+    """A (un)subscription whose answer the connection did not live to
+    bring: after a reconnection the subscriptions are made again from
+    ``channels`` (and an unsubscribed channel is no longer there)."""
+    failure.trap(txredisapi.ConnectionError)
+
+
+class RedisSubscriber:
+    """One pub/sub connection. It subscribes to the channels it is asked
+    for, and subscribes to all of them again after every reconnection
+    (txredisapi reconnects but does not re-subscribe: a restarted Redis
+    would otherwise deliver nothing). ``on_message(channel, message)`` gets
+    every message; ``on_connected()`` is called after each (re)connection
+    once the subscriptions are back, ``on_lost()`` when it drops."""
+
+    def __init__(self, url, on_message, on_connected=None, on_lost=None, reactor=None):
+        if reactor is None:
+            from twisted.internet import reactor
+        self.reactor = reactor
+        self.on_message = on_message
+        self.on_connected = on_connected
+        self.on_lost = on_lost
+        self.channels = set()
+        self.protocol = None
+        params = parse_redis_url(url)
+        self.factory = _SubscriberFactory(self, params["password"])
+        self.factory.reconnect = True
+        if "path" in params:
+            endpoint = UNIXClientEndpoint(reactor, params["path"], timeout=5)
+        else:
+            endpoint = HostnameEndpoint(reactor, params["host"], params["port"], timeout=5)
+        self.factory.startConnecting(endpoint)
+
+    @property
+    def connected(self):
+        return self.protocol is not None
+
+    def subscribe(self, channel):
+        if channel in self.channels:
+            return
+        self.channels.add(channel)
+        if self.protocol is not None:
+            self.protocol.subscribe([channel]).addErrback(_lost_meanwhile)
+
+    def unsubscribe(self, channel):
+        if channel not in self.channels:
+            return
+        self.channels.discard(channel)
+        if self.protocol is not None:
+            self.protocol.unsubscribe([channel]).addErrback(_lost_meanwhile)
+
+    def _connected(self, protocol):
+        self.protocol = protocol
+        resubscribed = protocol.subscribe(sorted(self.channels)) if self.channels else None
+        if self.on_connected is not None:
+            if isinstance(resubscribed, defer.Deferred):
+                resubscribed.addBoth(lambda _: self.on_connected())
+            else:
+                self.on_connected()
+
+    def _lost(self, protocol):
+        if self.protocol is protocol:
+            self.protocol = None
+            if self.on_lost is not None:
+                self.on_lost()
+
+    def close(self):
+        """Stop reconnecting and close the connection; fires when closed."""
+        return self.factory.disconnect()

@@ -1,0 +1,366 @@
+"""The HTTP API for backends (Klein): tickets, publishing, presence and
+disconnects. docs/api.md documents every endpoint, status and body.
+
+Every answer is JSON, errors included (``{"error": KIND, "message": TEXT}``);
+nothing a caller sends can make it answer with a traceback.
+"""
+
+import hmac
+import ipaddress
+import json
+import os
+
+from klein import Klein
+from twisted.logger import Logger
+from werkzeug.exceptions import HTTPException
+
+from ..app.demo import DEMO_CHANNELS
+from ..app.oauth import IntrospectionUnavailable
+from ..hub.channels import MAX_CHANNEL, valid_channel
+from ..hub.tickets import fingerprint
+from ..redis.engine import RedisUnavailable
+from ..wire.close import MAX_REASON_BYTES, OPERATOR_CLOSE_CODES, is_operator_close_code
+from ..wire.jsontext import escapes_lone_surrogate
+
+__all__ = ["PresenceAPI", "MAX_BODY"]
+
+log = Logger()
+
+#: Largest request body read, in bytes.
+MAX_BODY = 64 * 1024
+#: The browser client (presence.js) and the demo page.
+STATIC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static")
+_MAX_NAME = 256
+
+
+class APIError(Exception):
+    def __init__(self, status, kind, message, headers=()):
+        super().__init__(message)
+        self.status = status
+        self.kind = kind
+        self.message = message
+        self.headers = headers
+
+
+class _Head:
+    """The request's headers as presence.clientip expects them."""
+
+    def __init__(self, request):
+        self.request = request
+
+    def get_all(self, name):
+        values = self.request.requestHeaders.getRawHeaders(name.encode("ascii")) or []
+        return [value.decode("latin-1") for value in values]
+
+
+def _json_body(request):
+    body = request.content.read(MAX_BODY + 1)
+    if len(body) > MAX_BODY:
+        raise APIError(413, "too_large", "request body larger than %d bytes" % MAX_BODY)
+    try:
+        text = body.decode("utf-8")
+        data = json.loads(text)
+    except (ValueError, RecursionError):
+        # RecursionError: nested deeper than the parser goes.
+        raise APIError(400, "bad_request", "request body is not JSON (in UTF-8)") from None
+    if not isinstance(data, dict):
+        raise APIError(400, "bad_request", "request body must be a JSON object")
+    if escapes_lone_surrogate(text, data):
+        raise APIError(400, "bad_request",
+                       "request body is not Unicode text: it escapes a lone surrogate")
+    return data
+
+
+def _name(value, what):
+    if not isinstance(value, str) or not value or len(value) > _MAX_NAME:
+        raise APIError(400, "bad_request", "%s must be a non-empty string of at most %d "
+                       "characters" % (what, _MAX_NAME))
+    return value
+
+
+class PresenceAPI:
+    """``tickets``: a TicketStore. ``api_key``: the backends' key (or None).
+    ``introspector``: an OAuth Introspector (or None). ``trusted_proxies``:
+    whose X-Forwarded-For names the caller's IP. ``hub``: the node's Hub, for
+    publishing, presence and disconnecting. ``demo``: with ``--demo``, a
+    presence.demo.Demo (the /demo page and its demo-only ticket key)."""
+
+    app = Klein()
+
+    def __init__(self, tickets, api_key=None, introspector=None, trusted_proxies=None,
+                 hub=None, demo=None):
+        self.tickets = tickets
+        self.hub = hub
+        self.demo = demo
+        self.api_key = api_key.encode("utf-8") if api_key else None
+        self.introspector = introspector
+        self.trusted_proxies = trusted_proxies
+
+    def resource(self):
+        return self.app.resource()
+
+    # ------------------------------------------------------------ helpers
+
+    @staticmethod
+    def _answer(request, status, body, headers=()):
+        request.setResponseCode(status)
+        request.setHeader(b"content-type", b"application/json")
+        request.setHeader(b"cache-control", b"no-store")
+        for name, value in headers:
+            request.setHeader(name, value)
+        return json.dumps(body).encode("utf-8")
+
+    def _client_ip(self, request):
+        peer = request.getClientAddress()
+        host = getattr(peer, "host", None)
+        if self.trusted_proxies:
+            host, _ = self.trusted_proxies.client_ip(host, _Head(request))
+        return host
+
+    async def _caller(self, request):
+        """``("backend", None)``, ``("demo", None)`` (the demo page's key, only
+        with --demo) or ``("user", introspection answer)``."""
+        header = request.getHeader(b"authorization")
+        if header is None:
+            raise APIError(401, "unauthorized", "no credentials: send Authorization: Bearer",
+                           [(b"www-authenticate", b'Bearer realm="presence"')])
+        scheme, _, token = header.decode("latin-1").partition(" ")
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token:
+            raise APIError(401, "unauthorized", "credentials must be a Bearer token",
+                           [(b"www-authenticate", b'Bearer realm="presence"')])
+        if self.api_key is not None and hmac.compare_digest(token.encode("utf-8"),
+                                                            self.api_key):
+            return "backend", None
+        if self.demo is not None and hmac.compare_digest(token.encode("utf-8"),
+                                                         self.demo.key.encode("utf-8")):
+            return "demo", None
+        if self.introspector is not None:
+            try:
+                answer = await self.introspector.introspect(token)
+            except IntrospectionUnavailable as error:
+                log.warn("presence api: {error}", error=error)
+                raise APIError(503, "unavailable", "the token could not be checked now",
+                               [(b"retry-after", b"1")]) from None
+            if answer is not None and isinstance(answer.get("sub"), str) and answer["sub"]:
+                return "user", answer
+        raise APIError(401, "unauthorized", "invalid credentials",
+                       [(b"www-authenticate", b'Bearer realm="presence", error="invalid_token"')])
+
+    # ------------------------------------------------------------- routes
+
+    @app.route("/tickets", methods=["POST"])
+    async def issue_ticket(self, request):
+        """``{"account", "attributes", "channels", "ip"}`` -> 201
+        ``{"ticket", "expires_in"}``."""
+        try:
+            caller, answer = await self._caller(request)
+            data = _json_body(request)
+            if caller == "backend":
+                account = _name(data.get("account"), "account")
+                ip = data.get("ip")
+                if ip is not None:
+                    try:
+                        if not isinstance(ip, str):
+                            raise ValueError(ip)  # ip_address() would take an integer
+                        ip = str(ipaddress.ip_address(ip))
+                    except ValueError:
+                        raise APIError(400, "bad_request", "ip must be an IP address") from None
+                attributes = data.get("attributes", {})
+                channels = data.get("channels", [])
+            elif caller == "demo":
+                # The demo page's key: demo accounts on demo channels only.
+                account = _name(data.get("account"), "account")
+                if not self.demo.allows(account):
+                    raise APIError(403, "forbidden", "the demo key gets tickets for demo-* "
+                                   "accounts only")
+                if "channels" in data or "ip" in data:
+                    raise APIError(403, "forbidden", "the demo key may not set channels or ip")
+                attributes = data.get("attributes", {})
+                channels = list(DEMO_CHANNELS)
+                ip = self._client_ip(request)
+            else:
+                account = answer["sub"]
+                if data.get("account", account) != account:
+                    raise APIError(403, "forbidden", "a user token gets tickets for its own "
+                                   "account only")
+                for field in ("attributes", "channels", "ip"):
+                    if field in data:
+                        raise APIError(403, "forbidden", "only a backend may set %s" % field)
+                ip = self._client_ip(request)
+                attributes = {}
+                channels = []
+            if not isinstance(attributes, dict):
+                raise APIError(400, "bad_request", "attributes must be a JSON object")
+            if not isinstance(channels, list):
+                raise APIError(400, "bad_request", "channels must be a list of strings")
+            channels = [_name(channel, "each channel") for channel in channels]
+            try:
+                ticket, ttl = await self.tickets.issue(account, attributes, channels, ip)
+            except RedisUnavailable:
+                raise APIError(503, "unavailable", "the ticket store did not answer in time",
+                               [(b"retry-after", b"1")]) from None
+        except APIError as error:
+            return self._answer(request, error.status, {"error": error.kind,
+                                                         "message": error.message},
+                                error.headers)
+        log.debug("presence api: ticket {ticket} for {account}", ticket=fingerprint(ticket),
+                  account=account)
+        return self._answer(request, 201, {"ticket": ticket, "expires_in": ttl})
+
+    async def _backend(self, request):
+        """Only backends (the API key) may publish, read presence and
+        disconnect."""
+        caller, _ = await self._caller(request)
+        if caller != "backend":
+            raise APIError(403, "forbidden", "this endpoint needs the API key")
+
+    async def _hub_call(self, request, work):
+        """Run ``work()`` for a backend; errors become JSON answers."""
+        try:
+            await self._backend(request)
+            if self.hub is None:
+                raise APIError(503, "unavailable", "this node has no hub")
+            try:
+                status, body = await work()
+            except RedisUnavailable:
+                raise APIError(503, "unavailable", "Redis did not answer in time",
+                               [(b"retry-after", b"1")]) from None
+        except APIError as error:
+            return self._answer(request, error.status, {"error": error.kind,
+                                                         "message": error.message},
+                                error.headers)
+        return self._answer(request, status, body)
+
+    @app.route("/publish", methods=["POST"])
+    async def publish(self, request):
+        """``{"channel" | "channels", "data", "except"}`` -> 200
+        ``{"channels": N, "nodes": M}``."""
+        async def work():
+            data = _json_body(request)
+            if "channels" in data:
+                channels = data["channels"]
+                if not isinstance(channels, list) or not channels:
+                    raise APIError(400, "bad_request", "channels must be a non-empty list")
+            elif "channel" in data:
+                channels = [data["channel"]]
+            else:
+                raise APIError(400, "bad_request", "give channel or channels")
+            for channel in channels:
+                if not valid_channel(channel):
+                    raise APIError(400, "bad_request", "each channel must be 1-%d printable "
+                                   "characters without spaces" % MAX_CHANNEL)
+            if "data" not in data:
+                raise APIError(400, "bad_request", "data is required")
+            exclude = data.get("except", [])
+            if isinstance(exclude, str):
+                exclude = [exclude]
+            if not isinstance(exclude, list) or not all(isinstance(e, str) for e in exclude):
+                raise APIError(400, "bad_request", "except must be a session id or a list of them")
+            nodes = await self.hub.publish(channels, data["data"], exclude)
+            return 200, {"channels": len(channels), "nodes": nodes}
+        return await self._hub_call(request, work)
+
+    @app.route("/presence", methods=["GET"])
+    async def presence(self, request):
+        """200 ``{"accounts": [...]}``: every online account, cluster-wide."""
+        async def work():
+            return 200, {"accounts": await self.hub.online_accounts()}
+        return await self._hub_call(request, work)
+
+    @app.route("/presence/<path:account>", methods=["GET"])
+    async def account_presence(self, request, account):
+        """200 ``{"account", "online", "sessions": [...]}``."""
+        async def work():
+            sessions = await self.hub.account_sessions(account)
+            return 200, {"account": account, "online": bool(sessions), "sessions": sessions}
+        return await self._hub_call(request, work)
+
+    @app.route("/disconnect", methods=["POST"])
+    async def disconnect(self, request):
+        """``{"session" | "account", "code", "reason"}`` -> 202: every node
+        closes the matching sessions."""
+        async def work():
+            data = _json_body(request)
+            session = data.get("session")
+            account = data.get("account")
+            if (session is None) == (account is None):
+                raise APIError(400, "bad_request", "give session or account (one of them)")
+            target = _name(session if session is not None else account,
+                           "session" if session is not None else "account")
+            code = data.get("code", 1000)
+            if not is_operator_close_code(code):
+                raise APIError(400, "bad_request", "code must be %s or 4000-4999"
+                               % ", ".join(map(str, OPERATOR_CLOSE_CODES)))
+            reason = data.get("reason", "")
+            if not isinstance(reason, str) or len(reason.encode("utf-8")) > MAX_REASON_BYTES:
+                raise APIError(400, "bad_request", "reason must be text of at most %d bytes"
+                               % MAX_REASON_BYTES)
+            if session is not None:
+                await self.hub.disconnect(session=target, code=code, reason=reason)
+            else:
+                await self.hub.disconnect(account=target, code=code, reason=reason)
+            return 202, {"requested": True}
+        return await self._hub_call(request, work)
+
+    @app.route("/presence.js", methods=["GET"])
+    def browser_client(self, request):
+        """The browser client, an ES module; no key needed. Any origin may
+        import it (module scripts are fetched with CORS)."""
+        with open(os.path.join(STATIC, "presence.js"), "rb") as source:
+            body = source.read()
+        request.setHeader(b"content-type", b"text/javascript; charset=utf-8")
+        request.setHeader(b"cache-control", b"no-cache")
+        request.setHeader(b"access-control-allow-origin", b"*")
+        return body
+
+    @app.route("/demo", methods=["GET"])
+    def demo_page(self, request):
+        """With --demo: the demo page (presence/web/static/demo.html)."""
+        if self.demo is None:
+            return self._demo_off(request)
+        with open(os.path.join(STATIC, "demo.html"), "rb") as source:
+            page = source.read()
+        request.setHeader(b"content-type", b"text/html; charset=utf-8")
+        request.setHeader(b"cache-control", b"no-store")
+        return page
+
+    @app.route("/demo/config", methods=["GET"])
+    def demo_config(self, request):
+        """With --demo: what the page needs, its demo-only key included (the
+        page is the demo's "backend"). Asked again when the key stops
+        working: a restarted node has a new one."""
+        if self.demo is None:
+            return self._demo_off(request)
+        scheme, port = self.demo.client or ("ws", None)
+        return self._answer(request, 200, {"key": self.demo.key, "scheme": scheme,
+                                           "port": port, "channel": self.demo.channel})
+
+    def _demo_off(self, request):
+        return self._answer(request, 404, {"error": "not_found",
+                                           "message": "the demo is off: start with --demo"})
+
+    @app.route("/health", methods=["GET"])
+    async def health(self, request):
+        """200 when the ticket store answers, 503 otherwise."""
+        try:
+            await self.tickets.store.ping()
+        except RedisUnavailable:
+            return self._answer(request, 503, {"status": "unavailable", "redis": False})
+        return self._answer(request, 200, {"status": "ok", "redis": True})
+
+    @app.handle_errors(HTTPException)
+    def http_error(self, request, failure):
+        error = failure.value
+        # werkzeug's headers include Allow on a 405 (RFC 9110 15.5.6).
+        headers = [(name.encode("latin-1"), value.encode("latin-1"))
+                   for name, value in error.get_headers() if name.lower() == "allow"]
+        return self._answer(request, error.code, {
+            "error": error.name.lower().replace(" ", "_"), "message": error.description},
+            headers)
+
+    @app.handle_errors(Exception)
+    def internal_error(self, request, failure):
+        log.failure("presence api: {method} {path}", failure, method=request.method,
+                    path=request.path)
+        return self._answer(request, 500, {"error": "internal", "message": "internal error"})
