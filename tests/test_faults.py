@@ -1,6 +1,6 @@
 """Faults: TLS handshakes that stall, and an HTTP API flooded while the client
 port keeps serving. (A Redis restart under load and a node killed under load
-are in tests/test_hub.py: OutageTests and PresenceTests.)
+are in tests/test_cluster.py: OutageTests and PresenceTests.)
 
 Timers run on a Clock the tests advance; the sockets are real."""
 

@@ -22,7 +22,7 @@ import zlib
 
 from hypothesis import HealthCheck, Phase, example, given, settings
 from hypothesis import strategies as st
-from twisted.internet import defer, reactor
+from twisted.internet import defer
 from twisted.internet.address import IPv4Address
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
@@ -30,8 +30,6 @@ from twisted.internet.testing import StringTransport
 from bench.echo_server import EchoHandler
 from presence.firepresence.handshake import firepresence_handshake
 from presence.firepresence.lines import BadLine, Document, LineReader
-from presence.hub.hub import Hub
-from presence.hub.settings import HubSettings
 from presence.net.dispatch import ListenerFactory, choose_session
 from presence.net.server import Server
 from presence.net.settings import ServerSettings
@@ -63,7 +61,7 @@ from presence.wire.events import (
 from presence.wire.httphead import HeadError, HeadReader, RequestHead, parse_head
 
 from .helpers.framing import client_frame, server_frames, upgrade_request
-from .helpers.redis import RedisTestCase
+from .helpers.hubs import HubTestCase
 from .helpers.waiting import lose, run, until
 
 #: Examples per property: enough to reach every branch of these parsers
@@ -619,41 +617,22 @@ def answers_in(transport):
             if answer["type"] not in ("join", "leave", "message")]
 
 
-class HubSessions(RedisTestCase):
+class HubSessions(HubTestCase):
     """A Hub on a real Redis, and real WebSocket sessions on StringTransports."""
 
-    @defer.inlineCallbacks
     def setUp(self):
-        yield super().setUp()
-        # Examples run one after the other without the reactor: the Redis
-        # answers to a whole run are read after it, so the timeout must
-        # cover the run.
-        engine = self.make_engine(timeout=60)
-        self.hub = Hub(engine, reactor, HubSettings(node_heartbeat=60))
-        settings = ServerSettings(heartbeat_interval=0)
-        self.server = Server(self.hub, settings, reactor, tickets=self.hub.tickets)
-        self.hub.start(self.server)
-        self.addCleanup(self.hub.stop)
-        self.factory = ListenerFactory(self.server)
-        self.factory.startFactory()
-        self.addCleanup(self.factory.stopFactory)
+        d = super().setUp()
+
+        def started(_):
+            # Examples run one after the other without the reactor: the
+            # Redis answers to a whole run are read after it, so the
+            # timeout must cover the run.
+            self.node = self.start_node(engine_timeout=60)
+            self.hub, self.server, self.factory = self.node.hub, self.node.server, self.node.factory
+        return d.addCallback(started)
 
     def open_session(self, channels=("room:*",)):
-        """A WebSocket session, authenticated as a ticket for ``channels``
-        would make it (what Session.redeem and become_ready do, without
-        waiting for Redis inside an example)."""
-        dispatcher = self.factory.buildProtocol(None)
-        transport = StringTransport(peerAddress=IPv4Address("TCP", "192.0.2.7", 50000))
-        dispatcher.makeConnection(transport)
-        dispatcher.dataReceived(upgrade_request())
-        session = transport.protocol
-        session.account = "fuzzer"
-        session.allowed_channels = tuple(channels)
-        session.become_ready()
-        assert b"welcome" in transport.value()
-        transport.clear()
-        self.addCleanup(self.lose, session, transport)
-        return session, transport
+        return super().open_session(self.node, channels=channels)
 
     def lose(self, session, transport):
         lose(session, transport)

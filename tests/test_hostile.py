@@ -12,7 +12,7 @@ import json
 import socket
 
 import websockets
-from twisted.internet import defer, reactor
+from twisted.internet import defer
 from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.error import ConnectionDone
 from twisted.internet.task import Clock
@@ -21,8 +21,6 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
 from bench.echo_server import EchoHandler
-from presence.hub.hub import Hub
-from presence.hub.settings import HubSettings
 from presence.net.dispatch import ListenerFactory
 from presence.net.server import Server
 from presence.net.settings import ServerSettings
@@ -35,7 +33,7 @@ from .helpers.framing import (
     server_frames,
     upgrade_request,
 )
-from .helpers.redis import RedisTestCase
+from .helpers.hubs import HubTestCase, documents
 from .helpers.servers import ServerTestCase
 from .helpers.waiting import lose, run, until
 
@@ -265,12 +263,12 @@ class FragmentFloodTests(Hostile):
         for number in range(1, 1024):
             offender.dataReceived(client_frame(0, b"x", fin=False))
         # 1,024 frames held: each is a 1-byte piece of the message.
-        self.assertEqual(len(connection._message_parts), 1024)
+        self.assertEqual(len(connection._message._parts), 1024)
         self.assertEqual(transport.value(), b"")
         offender.dataReceived(client_frame(0, b"x", fin=False) * 4000)
         self.assertEqual(transport.value(),
                          server_close_frame(1008, b"message in more than 1024 fragments"))
-        self.assertIsNone(connection._message_parts)  # let go at once
+        self.assertIsNone(connection._message)  # let go at once
         self.assertEqual(self.server.stats.limits_hit["max-fragments"], 1)
         self.lose(offender, transport)
         self.assertEqual(self.record_of(offender).code, 1008)
@@ -285,32 +283,23 @@ class FragmentFloodTests(Hostile):
         self.assert_good_client_still_served()
 
 
-class SubscribeFloodTests(RedisTestCase):
+class SubscribeFloodTests(HubTestCase):
     """The hub on a real Redis: WebSocket sessions with tickets."""
 
-    @defer.inlineCallbacks
     def setUp(self):
-        yield super().setUp()
-        self.hub = Hub(self.engine, reactor, HubSettings(node_heartbeat=60))
-        self.server = Server(self.hub, ServerSettings(heartbeat_interval=0), reactor,
-                             tickets=self.hub.tickets)
-        self.hub.start(self.server)
-        self.addCleanup(self.hub.stop)
-        self.factory = ListenerFactory(self.server)
-        self.factory.startFactory()
-        self.addCleanup(self.factory.stopFactory)
+        d = super().setUp()
+
+        def started(_):
+            self.node = self.start_node()
+            self.hub, self.server = self.node.hub, self.node.server
+        return d.addCallback(started)
 
     @defer.inlineCallbacks
     def open_session(self, account):
-        ticket, _ = yield self.tickets.issue(account, channels=["room:*"])
-        dispatcher = self.factory.buildProtocol(None)
-        transport = StringTransport(peerAddress=IPv4Address("TCP", "192.0.2.7", 50000))
-        dispatcher.makeConnection(transport)
-        dispatcher.dataReceived(upgrade_request(path="/?ticket=" + ticket))
+        ticket, _ = yield self.hub.tickets.issue(account, channels=["room:*"])
+        session, transport = self.connect(self.node, upgrade_request(path="/?ticket=" + ticket))
         yield self.until(lambda: b"welcome" in transport.value())
         transport.clear()
-        session = transport.protocol
-        self.addCleanup(self.lose, session, transport)
         return session, transport
 
     def lose(self, session, transport):
@@ -320,8 +309,7 @@ class SubscribeFloodTests(RedisTestCase):
         return run(until(condition, timeout))
 
     def documents(self, transport):
-        return [json.loads(payload) for opcode, payload in server_frames(transport.value())
-                if opcode == OP_TEXT]
+        return documents(transport)
 
     @defer.inlineCallbacks
     def test_a_flood_of_subscribes_is_bounded_by_the_channel_limit_then_closed_by_the_rate(self):

@@ -106,7 +106,7 @@ class Hub:
     async def stop(self):
         """After the node's sessions were closed: wait for their Redis
         updates, then take the node out of Redis."""
-        self.liveness.stop()
+        await self.liveness.stop()
         await self.work.finished()
         try:
             await self.store.forget_node(self.node_id)

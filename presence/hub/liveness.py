@@ -50,6 +50,7 @@ class Liveness:
         #: Where this node listens for clients (shown on the dashboard).
         self.addresses = []
         self._loop = None
+        self._announcing = None
         self._previous_report = None
 
     def start(self):
@@ -58,8 +59,20 @@ class Liveness:
         self._loop.start(self.settings.node_heartbeat, now=True)
 
     def stop(self):
+        """No more announcements; fires once the one under way (if any) is
+        done, so that the node does not announce itself after it left."""
         if self._loop is not None and self._loop.running:
             self._loop.stop()
+        return self.finished()
+
+    def finished(self):
+        """A Deferred firing once no announcement is under way."""
+        announcing = self._announcing
+        if announcing is None:
+            return defer.succeed(None)
+        waiter = defer.Deferred()
+        announcing.addBoth(lambda result: (waiter.callback(None), result)[1])
+        return waiter
 
     # ---------------------------------------------------------- the report
 
@@ -113,7 +126,13 @@ class Liveness:
         """One announcement: refresh the node's key (re-asserting its
         sessions if it was reaped meanwhile), then reap every node whose key
         expired. Fires when done."""
-        return defer.ensureDeferred(self._announce_and_reap())
+        announcing = self._announcing = defer.ensureDeferred(self._announce_and_reap())
+
+        def done(result):
+            if self._announcing is announcing:
+                self._announcing = None
+            return result
+        return announcing.addBoth(done)
 
     async def _announce_and_reap(self):
         try:

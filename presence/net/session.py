@@ -16,7 +16,7 @@ import collections
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from ..wire.close import ABNORMAL_CLOSURE, INTERNAL_ERROR, NORMAL_CLOSURE, POLICY_VIOLATION
+from ..wire.close import ABNORMAL_CLOSURE, INTERNAL_ERROR, POLICY_VIOLATION
 from ..wire.events import (
     CLOSED,
     OPEN,
@@ -28,13 +28,12 @@ from ..wire.events import (
     ProtocolError,
     TextMessage,
 )
-from ..wire.jsontext import encode_document
 from .authentication import AUTH_FAILURES, TicketCheck
 from .interfaces import ISession, SessionState
 from .stream import Stream
 from .twisted_internals import write
 
-__all__ = ["Session", "VECTORED_WRITE_SIZE"]
+__all__ = ["Session"]
 
 log = Logger()
 
@@ -50,10 +49,6 @@ _UNLIMITED = float("inf")
 RTT_HISTORY = 30
 EVENT_HISTORY = 20
 
-#: Payloads from this size are written as header and payload with one
-#: vectored send instead of being copied into one frame first.
-VECTORED_WRITE_SIZE = 16384
-
 
 @implementer(ISession)
 class Session(Stream):
@@ -61,9 +56,9 @@ class Session(Stream):
     protocol_name = None
 
     __slots__ = (
-        "id", "state", "_client_ip", "proxy", "path", "origin", "user_agent", "subprotocol",
+        "id", "state", "path", "origin", "user_agent", "subprotocol",
         "extensions", "opened_at", "ping_sent_at", "_ping_id", "rtt", "last_heartbeat",
-        "rtt_history", "events", "messages_in", "messages_out", "close_record", "account",
+        "rtt_history", "events", "messages_in", "close_record", "account",
         "attributes", "allowed_channels", "ip_mismatch", "ticket_check",
         # Limits: the IP the session is counted under, its message allowance.
         "counted_ip", "_allowance", "_allowance_at",
@@ -73,8 +68,6 @@ class Session(Stream):
         super().__init__(server)
         self.id = None
         self.state = HANDSHAKE
-        self._client_ip = None
-        self.proxy = None
         self.path = None
         self.origin = None
         self.user_agent = None
@@ -88,7 +81,6 @@ class Session(Stream):
         self.rtt_history = None
         self.events = None
         self.messages_in = 0
-        self.messages_out = 0
         self.close_record = None
         self.account = None
         self.attributes = {}
@@ -124,27 +116,7 @@ class Session(Stream):
         unless the protocol negotiates extensions)."""
         return ()
 
-    @property
-    def client_ip(self):
-        """The client's IP address: the TCP peer's (the PROXY protocol's
-        source behind a balancer), or what a trusted proxy said. The peer is
-        looked up only when first asked for: building its address costs a
-        measurable share of a handshake, and most sessions never need it."""
-        if self._client_ip is None and self.transport is not None:
-            self._client_ip = getattr(self.transport.getPeer(), "host", None)
-        return self._client_ip
-
-    @client_ip.setter
-    def client_ip(self, address):
-        self._client_ip = address
-
     # ------------------------------------------------------------ opening
-
-    def attach(self, transport, client_ip=None, proxy=None):
-        """Take over ``transport`` from the dispatcher."""
-        super().attach(transport)
-        self._client_ip = client_ip
-        self.proxy = proxy
 
     def refuse(self, kind, response):
         """Answer the handshake with an HTTP refusal and close."""
@@ -319,72 +291,6 @@ class Session(Stream):
         log.info("session {session} closed: more than {rate} messages a second",
                  session=self.id, rate=server.settings.max_message_rate)
         self.close(POLICY_VIOLATION, "message rate exceeded")
-
-    # ------------------------------------------------------------ sending
-
-    def _send(self, payload, is_text):
-        connection = self.connection
-        if connection is None or connection.state is not OPEN:
-            return False
-        if len(payload) < VECTORED_WRITE_SIZE:
-            data = connection.send_data(payload, is_text)
-            if data is None:
-                return False
-            self._write(data)
-        else:
-            parts = connection.send_data_parts(payload, is_text)
-            if parts is None:
-                return False
-            self._write_parts(parts)
-        self.messages_out += 1
-        return True
-
-    def send_text(self, text):
-        """Send a text message; False when the session is not open."""
-        return self._send(text.encode("utf-8"), True)
-
-    def send_binary(self, data):
-        """Send a binary message; False when the session is not open, or its
-        protocol carries no binary messages."""
-        return self._send(data, False)
-
-    def send_document(self, document):
-        """Send a JSON-serialisable object as a text message."""
-        return self._send(encode_document(document), True)
-
-    def send_prepared(self, prepared):
-        """Send a :class:`~presence.wire.prepared.PreparedMessage` (see
-        :meth:`presence.net.server.Server.fan_out`), in the form its protocol
-        encoded once."""
-        connection = self.connection
-        if connection is None or connection.state is not OPEN:
-            return False
-        data = connection.send_prepared(prepared)
-        if data is None:
-            return False
-        self.messages_out += 1
-        if self._batch is None and not self._write_paused:
-            self.bytes_out += len(data)
-            write(self.transport, data)
-        else:
-            self._write(data)
-        return True
-
-    def close(self, code=NORMAL_CLOSURE, reason=""):
-        """Start closing (RFC 6455 7.1.2); the transport is dropped if the
-        client does not answer within the close timeout. Where the
-        protocol's close is final (firepresence's close line), the transport
-        is closed once it is written."""
-        connection = self.connection
-        if connection is None or connection.state is not OPEN:
-            return
-        self._write(connection.send_close(code, reason))
-        if connection.state is CLOSED:
-            if self._batch is None:
-                self._close_transport(connection.peer_closed)
-            # else: the read being processed closes it after its writes
-        else:
-            self.server.deadlines.set(self, self.server.settings.close_timeout)
 
     # ---------------------------------------------------------- heartbeat
 

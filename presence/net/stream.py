@@ -1,6 +1,9 @@
-"""A client connection's byte stream, whatever its protocol: the write path
+"""A client connection's stream, whatever its protocol: who is at the other
+end, the messages written to it through its protocol core, the write path
 and flow control every session shares.
 
+- Messages go through the protocol core (``connection``), which encodes
+  them in its protocol's form; a fan-out's form is encoded once for all.
 - Writes are batched while a read is processed (a read that completes many
   messages answers with one send), and otherwise go out at once
   (presence/net/twisted_internals.py ``write``).
@@ -18,12 +21,18 @@ from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from ..wire.close import ABNORMAL_CLOSURE
+from ..wire.close import ABNORMAL_CLOSURE, NORMAL_CLOSURE
+from ..wire.events import CLOSED, OPEN
+from ..wire.jsontext import encode_document
 from .twisted_internals import close_transport, write, write_sequence
 
-__all__ = ["Stream"]
+__all__ = ["Stream", "VECTORED_WRITE_SIZE"]
 
 log = Logger()
+
+#: Payloads from this size are written as header and payload with one
+#: vectored send instead of being copied into one frame first.
+VECTORED_WRITE_SIZE = 16384
 
 
 @implementer(IPushProducer)
@@ -31,15 +40,19 @@ class Stream(Protocol):
     """``server``: the node's client side (presence/net/server.py);
     ``connection``: the protocol core once the handshake is answered."""
 
-    __slots__ = ("server", "transport", "connected", "connection", "bytes_in", "bytes_out",
-                 "_producing", "_batch", "_write_paused", "_paused_bytes",
-                 "_reading_paused_by_handler")
+    __slots__ = ("server", "transport", "connected", "connection", "_client_ip", "proxy",
+                 "messages_out", "bytes_in", "bytes_out", "_producing", "_batch",
+                 "_write_paused", "_paused_bytes", "_reading_paused_by_handler")
 
     def __init__(self, server):
         self.server = server
         self.transport = None
         self.connected = 0
         self.connection = None
+        self._client_ip = None
+        #: The trusted proxy the client came through (X-Forwarded-For), or None.
+        self.proxy = None
+        self.messages_out = 0
         self.bytes_in = 0
         self.bytes_out = 0
         self._producing = False
@@ -49,12 +62,96 @@ class Stream(Protocol):
         self._paused_bytes = 0
         self._reading_paused_by_handler = False
 
-    def attach(self, transport):
-        """Take over ``transport`` (from the dispatcher)."""
+    def attach(self, transport, client_ip=None, proxy=None):
+        """Take over ``transport`` from the dispatcher; ``client_ip`` is the
+        address a trusted proxy said (None: the TCP peer's)."""
         self.transport = transport
         self.connected = 1
+        self._client_ip = client_ip
+        self.proxy = proxy
         transport.registerProducer(self, True)
         self._producing = True
+
+    @property
+    def client_ip(self):
+        """The client's IP address: the TCP peer's (the PROXY protocol's
+        source behind a balancer), or what a trusted proxy said. The peer is
+        looked up only when first asked for: building its address costs a
+        measurable share of a handshake, and most sessions never need it."""
+        if self._client_ip is None and self.transport is not None:
+            self._client_ip = getattr(self.transport.getPeer(), "host", None)
+        return self._client_ip
+
+    @client_ip.setter
+    def client_ip(self, address):
+        self._client_ip = address
+
+    # ------------------------------------------------------------ messages
+
+    def _send(self, payload, is_text):
+        connection = self.connection
+        if connection is None or connection.state is not OPEN:
+            return False
+        if len(payload) < VECTORED_WRITE_SIZE:
+            data = connection.send_data(payload, is_text)
+            if data is None:
+                return False
+            self._write(data)
+        else:
+            parts = connection.send_data_parts(payload, is_text)
+            if parts is None:
+                return False
+            self._write_parts(parts)
+        self.messages_out += 1
+        return True
+
+    def send_text(self, text):
+        """Send a text message; False when the session is not open."""
+        return self._send(text.encode("utf-8"), True)
+
+    def send_binary(self, data):
+        """Send a binary message; False when the session is not open, or its
+        protocol carries no binary messages."""
+        return self._send(data, False)
+
+    def send_document(self, document):
+        """Send a JSON-serialisable object as a text message."""
+        return self._send(encode_document(document), True)
+
+    def send_prepared(self, prepared):
+        """Send a :class:`~presence.wire.prepared.PreparedMessage` (see
+        :meth:`presence.net.server.Server.fan_out`), in the form its protocol
+        encoded once."""
+        connection = self.connection
+        if connection is None or connection.state is not OPEN:
+            return False
+        data = connection.send_prepared(prepared)
+        if data is None:
+            return False
+        self.messages_out += 1
+        if self._batch is None and not self._write_paused:
+            self.bytes_out += len(data)
+            write(self.transport, data)
+        else:
+            self._write(data)
+        return True
+
+    def close(self, code=NORMAL_CLOSURE, reason=""):
+        """Start closing (RFC 6455 7.1.2); the transport is dropped if the
+        client does not answer within the close timeout. Where the
+        protocol's close is final (firepresence's close line), the transport
+        is closed once it is written."""
+        connection = self.connection
+        if connection is None or connection.state is not OPEN:
+            return
+        self._write(connection.send_close(code, reason))
+        if connection.state is CLOSED:
+            if self._batch is None:
+                self._close_transport(connection.peer_closed)
+            # else: the read being processed closes it after its writes
+        else:
+            self.server.deadlines.set(self, self.server.settings.close_timeout)
+
 
     # ------------------------------------------------------------- writing
 

@@ -5,108 +5,104 @@ Bytes from the client go in through :meth:`ServerConnection.receive_data`;
 iterating :meth:`ServerConnection.events` parses them into events
 (presence/wire/events.py). A ping's answer travels with its ``Ping`` event;
 the reply to a Close and the Close that fails a connection (always the last
-thing a read produces) collect in :meth:`~ServerConnection.data_to_send`.
-The ``send_*`` methods return the bytes of the frame to write. Nothing here
-does I/O or reads a clock.
+thing a read produces) collect in ``data_to_send()``. The ``send_*`` methods
+return the bytes of the frame to write. Nothing here does I/O or reads a
+clock.
 
 Its state (presence/wire/events.py ``ConnectionState``) is ``OPEN`` after the
 opening handshake, ``CLOSING`` once this side sent a Close and waits for the
 answer, ``CLOSED`` once the closing handshake is done or the connection was
-failed (the transport should then be closed).
+failed (the transport should then be closed): presence/websocket/closing.py.
+A message in pieces is reassembled by presence/websocket/message.py.
 """
 
-import codecs
-
-from ..wire.close import (
-    ABNORMAL_CLOSURE,
-    CLIENT,
-    INVALID_PAYLOAD,
-    MESSAGE_TOO_BIG,
-    NO_STATUS_RECEIVED,
-    NORMAL_CLOSURE,
-    POLICY_VIOLATION,
-    PROTOCOL_ERROR,
-    SERVER,
-    CloseRecord,
-    is_valid_received_code,
-)
+from ..wire.close import INVALID_PAYLOAD, MESSAGE_TOO_BIG, PROTOCOL_ERROR
 from ..wire.events import (
     CLOSED,
-    CLOSING,
     OPEN,
     BinaryMessage,
-    CloseReceived,
     InvalidState,
     Ping,
     Pong,
-    ProtocolError,
     TextMessage,
 )
-from .extensions import ExtensionError
+from .closing import ClosingHandshake
 from .frames import (
     FIN,
     MAX_CONTROL_PAYLOAD,
     OP_BINARY,
-    OP_CLOSE,
     OP_PING,
     OP_PONG,
     OP_TEXT,
-    encode_close_payload,
     encode_frame,
     frame_header,
     heartbeat_ping_payload,
 )
 from .limits import DEFAULT_MAX_FRAGMENTS, DEFAULT_MAX_MESSAGE_SIZE
 from .mask import unmask
+from .message import IncomingMessage, ProtocolViolation
 
 __all__ = ["ServerConnection"]
 
-_Utf8Decoder = codecs.getincrementaldecoder("utf-8")
-
 #: The cache key of the plain (unextended) frame of a PreparedMessage.
 _PLAIN_FRAME = "websocket"
-
-
-class _Violation(Exception):
-    """The client broke the protocol: raised where the parser finds it, and
-    turned into the failing of the connection (7.1.7) in one place,
-    :meth:`ServerConnection.events`."""
-
-    def __init__(self, code, reason, limit=None):
-        super().__init__(code, reason)
-        self.code = code
-        self.reason = reason
-        self.limit = limit
 
 
 def _plain_frame(prepared):
     return encode_frame(OP_TEXT if prepared.is_text else OP_BINARY, prepared.payload)
 
 
-class ServerConnection:
+def _extended_length(data, pos, length):
+    """``(payload start, payload length)`` of a frame whose 7-bit length
+    is 126 or 127 (5.2); the length is 0 while the header is incomplete
+    (the start then lies past the data)."""
+    if length == 126:
+        start = pos + 8
+        if len(data) < start:
+            return start, 0
+        length = (data[pos + 2] << 8) | data[pos + 3]
+        if length < 126:
+            raise ProtocolViolation(PROTOCOL_ERROR, "payload length not minimally encoded")
+        return start, length
+    start = pos + 14
+    if len(data) < start:
+        return start, 0
+    length = int.from_bytes(data[pos + 2:pos + 10], "big")
+    if length >> 63:
+        raise ProtocolViolation(PROTOCOL_ERROR, "most significant bit of payload length set")
+    if length < 65536:
+        raise ProtocolViolation(PROTOCOL_ERROR, "payload length not minimally encoded")
+    return start, length
+
+
+def _whole_message(opcode, payload):
+    if opcode == OP_TEXT:
+        try:
+            return TextMessage(payload.decode("utf-8"))
+        except UnicodeDecodeError:
+            raise ProtocolViolation(INVALID_PAYLOAD,
+                                    "invalid UTF-8 in text message") from None
+    return BinaryMessage(payload)
+
+
+class ServerConnection(ClosingHandshake):
     """One WebSocket connection after a successful opening handshake."""
 
     __slots__ = (
-        "state", "max_message_size", "max_fragments", "_fragments", "_wire_limit", "extensions",
-        "_rsv_allowed", "_encoding_key", "_outgoing", "_buffer",
+        "max_message_size", "max_fragments", "_wire_limit", "extensions", "_rsv_allowed",
+        "_encoding_key", "_buffer",
         # the data frame whose payload is still arriving
         "_frame_remaining", "_frame_mask", "_frame_offset", "_frame_fin",
-        # the message being reassembled (fragmented, or split across reads)
-        "_message_opcode", "_message_parts", "_message_size", "_message_decoded",
-        "_message_decoder", "_message_extension",
-        # the closing handshake
-        "close_code", "close_reason", "close_initiator", "_close_sent", "_close_received",
-        "_failed",
+        # the message in pieces being reassembled, or None
+        "_message",
     )
 
     def __init__(self, max_message_size=DEFAULT_MAX_MESSAGE_SIZE, extensions=(),
                  max_fragments=DEFAULT_MAX_FRAGMENTS):
-        self.state = OPEN
+        super().__init__()
         self.max_message_size = max_message_size
         #: Frames a message may come in (0: any number).
         self.max_fragments = max_fragments
-        # Frames of the fragmented message in progress.
-        self._fragments = 0
         # zlib's deflateBound() is n + n/4096 + n/16384 + 13 and a bit.
         self._wire_limit = max_message_size + (max_message_size >> 10) + 64
         self.extensions = tuple(extensions)
@@ -119,24 +115,12 @@ class ServerConnection:
         # no extension, that is the plain frame.
         key = tuple(extension.shared_encoding for extension in self.extensions)
         self._encoding_key = None if None in key else (key or _PLAIN_FRAME)
-        self._outgoing = []
         self._buffer = b""
         self._frame_remaining = 0
         self._frame_mask = None
         self._frame_offset = 0
         self._frame_fin = False
-        self._message_opcode = 0
-        self._message_parts = None
-        self._message_size = 0
-        self._message_decoded = 0
-        self._message_decoder = None
-        self._message_extension = None
-        self.close_code = None
-        self.close_reason = ""
-        self.close_initiator = None
-        self._close_sent = False
-        self._close_received = False
-        self._failed = False
+        self._message = None
 
     # ------------------------------------------------------------------ input
 
@@ -155,7 +139,11 @@ class ServerConnection:
         looked at, so whatever the caller sends in answer to a message goes
         out while the connection is still open, ahead of the Close that a
         later protocol error in the same read would queue. A protocol error
-        is raised where it is found and fails the connection here, once."""
+        is raised where it is found and fails the connection here, once.
+
+        One function on purpose: its locals are the frame being parsed, and
+        a call per frame to a helper costs the echo benchmark (S1) what
+        docs/performance.md measures; the rarer paths are helpers."""
         data = self._buffer
         self._buffer = b""
         pos = 0
@@ -174,19 +162,21 @@ class ServerConnection:
                 opcode = b0 & 0x0F
                 rsv = b0 & 0x70
                 if rsv or not b1 & 0x80 or opcode > OP_BINARY or not opcode \
-                        or self._message_opcode:
+                        or self._message is not None:
                     # Anything but the start of a data message without RSV
                     # bits: a control frame, a continuation, a fault.
                     self._check_frame_start(opcode, b0 & 0x80, rsv, b1)
                 length = b1 & 0x7F
                 start = pos + 6
                 if length >= 126:
-                    start, length = self._extended_length(data, pos, length)
+                    start, length = _extended_length(data, pos, length)
                 if end < start:
                     break  # the header is not whole yet
                 mask = data[start - 4:start]
                 if not opcode:
-                    self._count_fragment()
+                    # Counted once its header is whole (a header split
+                    # across reads is parsed again, and counted then).
+                    self._message.count_fragment(self.max_fragments)
                 if opcode >= 8:
                     if end - start < length:
                         break  # a control frame is handled whole (at most 131 bytes)
@@ -199,12 +189,9 @@ class ServerConnection:
                     payload = unmask(mask, data[start:pos]) if length else b""
                     if b0 & 0x80 and opcode and not rsv:
                         # The common case: a whole unfragmented message.
-                        yield self._whole_message(opcode, payload)
+                        yield _whole_message(opcode, payload)
                         continue
-                    if opcode:
-                        self._start_message(opcode, rsv)
-                    self._message_size += length
-                    event = self._message_data(payload, b0 & 0x80)
+                    event = self._message_piece(opcode, rsv, length, payload, b0 & 0x80)
                     if event is not None:
                         yield event
                     continue
@@ -213,12 +200,17 @@ class ServerConnection:
                 # arrives (8.1) and a large message never sits in the buffer
                 # twice.
                 pos = end
-                event = self._start_streaming(opcode, b0 & 0x80, rsv, mask, length,
-                                              data[start:end])
+                self._frame_remaining = length - (end - start)
+                self._frame_mask = mask
+                self._frame_offset = end - start
+                self._frame_fin = b0 & 0x80
+                event = self._message_piece(opcode, rsv, length,
+                                            unmask(mask, data[start:end]) if end > start else b"",
+                                            False)
                 if event is not None:
                     yield event
                 return
-        except _Violation as violation:
+        except ProtocolViolation as violation:
             yield self._fail(violation.code, violation.reason, violation.limit)
         finally:
             # Keep what was not parsed (an incomplete header or control
@@ -231,68 +223,38 @@ class ServerConnection:
         """The rules of 5.1-5.5 that the first two bytes of a frame can
         break, for every frame but the start of a plain data message."""
         if not b1 & 0x80:
-            raise _Violation(PROTOCOL_ERROR, "client frame is not masked")  # 5.1
+            raise ProtocolViolation(PROTOCOL_ERROR, "client frame is not masked")  # 5.1
         if opcode >= 8:
             if opcode > OP_PONG:
-                raise _Violation(PROTOCOL_ERROR, "reserved opcode %d" % opcode)
+                raise ProtocolViolation(PROTOCOL_ERROR, "reserved opcode %d" % opcode)
             # 5.5: control frames are not fragmented, carry at most 125
             # bytes, and no extension defines RSV bits for them.
             if not fin:
-                raise _Violation(PROTOCOL_ERROR, "fragmented control frame")
+                raise ProtocolViolation(PROTOCOL_ERROR, "fragmented control frame")
             if rsv:
-                raise _Violation(PROTOCOL_ERROR, "RSV bits set on a control frame")
+                raise ProtocolViolation(PROTOCOL_ERROR, "RSV bits set on a control frame")
             if b1 & 0x7F > MAX_CONTROL_PAYLOAD:
-                raise _Violation(PROTOCOL_ERROR, "control frame payload over 125 bytes")
+                raise ProtocolViolation(PROTOCOL_ERROR, "control frame payload over 125 bytes")
         elif opcode:
             if opcode > OP_BINARY:
-                raise _Violation(PROTOCOL_ERROR, "reserved opcode %d" % opcode)
-            if self._message_opcode:
+                raise ProtocolViolation(PROTOCOL_ERROR, "reserved opcode %d" % opcode)
+            if self._message is not None:
                 # 5.4: fragments of one message are not interleaved with
                 # another data message.
-                raise _Violation(PROTOCOL_ERROR,
-                                 "new data frame before the fragmented message ended")
+                raise ProtocolViolation(PROTOCOL_ERROR,
+                                        "new data frame before the fragmented message ended")
             if rsv & ~self._rsv_allowed:
-                raise _Violation(PROTOCOL_ERROR, "RSV bits set without a negotiated extension"
-                                 if not self._rsv_allowed else "RSV bits not negotiated")
+                raise ProtocolViolation(PROTOCOL_ERROR,
+                                        "RSV bits set without a negotiated extension"
+                                        if not self._rsv_allowed else "RSV bits not negotiated")
         else:
-            if not self._message_opcode:
-                raise _Violation(PROTOCOL_ERROR,
-                                 "continuation frame without a message to continue")
+            if self._message is None:
+                raise ProtocolViolation(PROTOCOL_ERROR,
+                                        "continuation frame without a message to continue")
             if rsv:
                 # RFC 7692 6.1: RSV1 marks only the first frame of a
                 # compressed message; without an extension, 5.2.
-                raise _Violation(PROTOCOL_ERROR, "RSV bits set on a continuation frame")
-
-    @staticmethod
-    def _extended_length(data, pos, length):
-        """``(payload start, payload length)`` of a frame whose 7-bit length
-        is 126 or 127 (5.2); the length is 0 while the header is incomplete
-        (the start then lies past the data)."""
-        if length == 126:
-            start = pos + 8
-            if len(data) < start:
-                return start, 0
-            length = (data[pos + 2] << 8) | data[pos + 3]
-            if length < 126:
-                raise _Violation(PROTOCOL_ERROR, "payload length not minimally encoded")
-            return start, length
-        start = pos + 14
-        if len(data) < start:
-            return start, 0
-        length = int.from_bytes(data[pos + 2:pos + 10], "big")
-        if length >> 63:
-            raise _Violation(PROTOCOL_ERROR, "most significant bit of payload length set")
-        if length < 65536:
-            raise _Violation(PROTOCOL_ERROR, "payload length not minimally encoded")
-        return start, length
-
-    def _count_fragment(self):
-        # Counted once its header is whole (a header split across reads is
-        # parsed again, and counted then).
-        self._fragments += 1
-        if self._fragments > self.max_fragments > 0:
-            raise _Violation(POLICY_VIOLATION, "message in more than %d fragments"
-                             % self.max_fragments, limit="max-fragments")
+                raise ProtocolViolation(PROTOCOL_ERROR, "RSV bits set on a continuation frame")
 
     def _check_size(self, length, rsv):
         # 10.4: the size limit is checked as frames announce their length,
@@ -300,96 +262,42 @@ class ServerConnection:
         # its inflated size as it inflates; on the wire it may exceed the
         # limit by deflate's worst-case expansion (incompressible data in
         # stored blocks).
-        if self._message_size + length > (
-                self._wire_limit if rsv or self._message_extension is not None
-                else self.max_message_size):
-            raise _Violation(MESSAGE_TOO_BIG, "message larger than %d bytes"
-                             % self.max_message_size)
+        message = self._message
+        if message is None:
+            size, compressed = length, rsv
+        else:
+            size, compressed = message.size + length, message.extension is not None
+        if size > (self._wire_limit if compressed else self.max_message_size):
+            raise ProtocolViolation(MESSAGE_TOO_BIG, "message larger than %d bytes"
+                                    % self.max_message_size)
 
-    @staticmethod
-    def _whole_message(opcode, payload):
-        if opcode == OP_TEXT:
-            try:
-                return TextMessage(payload.decode("utf-8"))
-            except UnicodeDecodeError:
-                raise _Violation(INVALID_PAYLOAD, "invalid UTF-8 in text message") from None
-        return BinaryMessage(payload)
-
-    def _start_streaming(self, opcode, fin, rsv, mask, length, available):
-        """A data frame whose payload continues in later reads: the part that
-        is here now is decoded at once."""
+    def _message_piece(self, opcode, rsv, length, payload, end_of_message):
+        """A frame's payload (or the part of it that is here) for the message
+        in pieces; a data frame (``opcode``) starts one. Returns the message
+        event when it completes."""
         if opcode:
-            self._start_message(opcode, rsv)
-        self._message_size += length
-        self._frame_remaining = length - len(available)
-        self._frame_mask = mask
-        self._frame_offset = len(available)
-        self._frame_fin = fin
-        if available:
-            return self._message_data(unmask(mask, available), False)
-        return None
+            extension = None
+            if rsv:
+                for candidate in self.extensions:
+                    if candidate.rsv & rsv:
+                        extension = candidate
+                        break
+            self._message = IncomingMessage(opcode, extension, self.max_message_size)
+        message = self._message
+        message.size += length
+        event = message.add(payload, end_of_message)
+        if event is not None:
+            self._message = None
+        return event
 
     def _continue_frame(self, chunk):
         self._frame_remaining -= len(chunk)
         payload = unmask(self._frame_mask, chunk, self._frame_offset)
         self._frame_offset += len(chunk)
-        return self._message_data(payload, not self._frame_remaining and self._frame_fin)
-
-    def _start_message(self, opcode, rsv):
-        self._message_opcode = opcode
-        self._fragments = 1
-        self._message_parts = []
-        self._message_size = 0
-        self._message_decoded = 0
-        self._message_decoder = _Utf8Decoder() if opcode == OP_TEXT else None
-        self._message_extension = None
-        if rsv:
-            for extension in self.extensions:
-                if extension.rsv & rsv:
-                    self._message_extension = extension
-                    break
-
-    def _message_data(self, payload, end_of_message):
-        """One piece of the current message's (unmasked) payload; returns the
-        message event when it completes, or ``None``."""
-        extension = self._message_extension
-        if extension is not None:
-            try:
-                payload = extension.decode(
-                    payload, end_of_message, self.max_message_size - self._message_decoded)
-            except ExtensionError as error:
-                raise _Violation(error.code, error.reason) from None
-            self._message_decoded += len(payload)
-            if self._message_decoded > self.max_message_size:
-                raise _Violation(MESSAGE_TOO_BIG, "message larger than %d bytes"
-                                 % self.max_message_size)
-        if self._message_opcode == OP_TEXT:
-            try:
-                text = self._message_decoder.decode(payload, end_of_message)
-            except UnicodeDecodeError:
-                raise _Violation(INVALID_PAYLOAD, "invalid UTF-8 in text message") from None
-            if text:
-                self._message_parts.append(text)
-            if end_of_message:
-                event = TextMessage("".join(self._message_parts))
-                self._end_message()
-                return event
-        else:
-            if payload:
-                self._message_parts.append(payload)
-            if end_of_message:
-                event = BinaryMessage(b"".join(self._message_parts))
-                self._end_message()
-                return event
-        return None
-
-    def _end_message(self):
-        self._message_opcode = 0
-        self._message_parts = None
-        self._message_size = 0
-        self._message_decoded = 0
-        self._message_decoder = None
-        self._message_extension = None
+        event = self._message.add(payload, not self._frame_remaining and self._frame_fin)
+        if event is not None:
+            self._message = None
+        return event
 
     def _control(self, opcode, payload):
         if opcode == OP_PING:
@@ -398,63 +306,18 @@ class ServerConnection:
             return Ping(payload, encode_frame(OP_PONG, payload) if self.state is OPEN else b"")
         if opcode == OP_PONG:
             return Pong(payload)  # 5.5.3: unsolicited pongs need no answer
-        return self._receive_close(payload)
-
-    def _receive_close(self, payload):
-        # 5.5.1 Close; 7.4 status codes.
-        if not payload:
-            code = NO_STATUS_RECEIVED
-            reason = ""
-        elif len(payload) == 1:
-            raise _Violation(PROTOCOL_ERROR, "close frame with a 1-byte payload")
-        else:
-            code = (payload[0] << 8) | payload[1]
-            if not is_valid_received_code(code):
-                raise _Violation(PROTOCOL_ERROR, "invalid close code %d" % code)
-            try:
-                reason = payload[2:].decode("utf-8")
-            except UnicodeDecodeError:
-                raise _Violation(INVALID_PAYLOAD, "close reason is not valid UTF-8") from None
-        self._close_received = True
-        if self.state is OPEN:
-            # The client started the closing handshake: answer, echoing its
-            # code (5.5.1), and record its code and reason.
-            self.close_code = code
-            self.close_reason = reason
-            self.close_initiator = CLIENT
-            self._outgoing.append(encode_frame(OP_CLOSE, encode_close_payload(code)))
-            self._close_sent = True
-        self.state = CLOSED
+        event = self._receive_close(payload)
         self._buffer = b""
-        return CloseReceived(code, reason)
+        return event
 
     def _fail(self, code, reason, limit=None):
-        # 7.1.7 Fail the WebSocket Connection: send a Close frame with the
-        # status code, then close the transport without reading further.
-        if self.state is OPEN:
-            self._outgoing.append(encode_frame(OP_CLOSE, encode_close_payload(code, reason)))
-            self._close_sent = True
-            self.close_code = code
-            self.close_reason = reason
-            self.close_initiator = SERVER
-        self._failed = True
-        self.state = CLOSED
+        event = self._failed_with(code, reason, limit)
         self._buffer = b""
         self._frame_remaining = 0
-        self._end_message()
-        return ProtocolError(code, reason, limit)
+        self._message = None
+        return event
 
     # ----------------------------------------------------------------- output
-
-    def data_to_send(self):
-        """Close frames queued by :meth:`events`: the answer to the client's
-        Close, or the Close that fails the connection."""
-        outgoing = self._outgoing
-        if not outgoing:
-            return b""
-        data = b"".join(outgoing)
-        outgoing.clear()
-        return data
 
     def send_message_parts(self, opcode, payload):
         """A complete data message (extensions applied) as ``(header,
@@ -523,49 +386,3 @@ class ServerConnection:
         if len(payload) > MAX_CONTROL_PAYLOAD:
             raise ValueError("ping payload over 125 bytes")
         return encode_frame(OP_PING, payload)
-
-    def send_close(self, code=NORMAL_CLOSURE, reason=""):
-        """Start the closing handshake (7.1.2); returns the Close frame, or
-        ``b""`` when a Close was already sent."""
-        if self.state is not OPEN:
-            return b""
-        self.state = CLOSING
-        self.close_code = code
-        self.close_reason = reason
-        self.close_initiator = SERVER
-        self._close_sent = True
-        return encode_frame(OP_CLOSE, encode_close_payload(code, reason))
-
-    # ------------------------------------------------------------------ end
-
-    @property
-    def closed_cleanly(self):
-        """Both Close frames were exchanged and nothing broke the protocol
-        (7.1.5 "the WebSocket closing handshake was completed")."""
-        return self._close_sent and self._close_received and not self._failed
-
-    @property
-    def peer_closed(self):
-        """The client sent its Close: it sends nothing more, so the transport
-        can be closed outright (7.1.1)."""
-        return self._close_received
-
-    def abort(self, code, reason):
-        """The server drops the transport without (finishing) the closing
-        handshake, e.g. a peer that stopped reading. Records ``code`` and
-        ``reason`` unless a close was already under way."""
-        if self.close_code is None:
-            self.close_code = code
-            self.close_reason = reason
-            self.close_initiator = SERVER
-        self.state = CLOSED
-
-    def connection_lost(self):
-        """The transport is gone: return how the connection ended (7.1.5)."""
-        clean = self.closed_cleanly
-        if self.close_code is None:
-            self.close_code = ABNORMAL_CLOSURE
-            self.close_reason = "connection closed without a close frame"
-            self.close_initiator = CLIENT
-        self.state = CLOSED
-        return CloseRecord(self.close_code, self.close_reason, self.close_initiator, clean)

@@ -4,7 +4,7 @@ account_presence and disconnect, and their errors: refusals carry the
 server's status and body, 503 is PresenceUnavailable with Retry-After, and
 calls are bounded by the client's timeout whatever the server does.
 
-issue_ticket and its refusals are tested in tests/test_api.py."""
+issue_ticket and its refusals are tested in tests/test_http_api.py."""
 
 import os
 

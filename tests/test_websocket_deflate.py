@@ -438,8 +438,17 @@ def test_the_configuration_refuses_out_of_range_settings(config):
     {"memory_level": 1},
     {"memory_level": 9},
 ])
-def test_the_configuration_accepts_the_ends_of_each_range(config):
-    PerMessageDeflate(**config)
+def test_the_configuration_accepts_the_ends_of_each_range_and_works_with_them(config):
+    (name, value), = config.items()
+    assert getattr(PerMessageDeflate(**config), name) == value
+    # Negotiated with a client that lets the server choose its window...
+    extension = accept("permessage-deflate; client_max_window_bits", **config)
+    assert extension.inflate_bits == config.get("client_max_window_bits", 15)
+    # ...what the server sends is read by a client with the server's window.
+    rsv, payload = extension.encode(DOCUMENT.encode())
+    assert rsv == RSV1
+    assert inflate_within(payload, config.get("server_max_window_bits", 15)) \
+        == DOCUMENT.encode()
 
 
 # ---------------------------------------------------- receiving: 6.1, 7.2.2

@@ -1,0 +1,156 @@
+"""A node's liveness on a Clock and a real Redis: it announces itself at every
+tick of its own clock; when a node stops announcing (its key gone, as Redis
+expires it), the first survivor to look reaps its sessions, once, and says
+so; and a node reaped while alive asserts its sessions again at its next
+announcement. Each node here has a Clock of its own: nothing happens until
+the test advances it (the Redis work it starts is waited for, bounded)."""
+
+import json
+
+from twisted.internet import defer, reactor
+from twisted.internet.task import Clock
+
+from presence.redis.subscriber import RedisSubscriber
+from presence.websocket.frames import OP_TEXT
+
+from .helpers.framing import client_frame
+from .helpers.hubs import HubTestCase
+from .helpers.waiting import run, until
+
+HEARTBEAT = 5.0
+
+
+def clock_at(seconds):
+    clock = Clock()
+    clock.advance(seconds)
+    return clock
+
+
+class LivenessTests(HubTestCase):
+    @defer.inlineCallbacks
+    def setUp(self):
+        yield super().setUp()
+        self.events = []
+        events = RedisSubscriber(self.redis_url, self._event, reactor=reactor)
+        events.subscribe(self.keys.events)
+        self.addCleanup(events.close)
+        yield run(until(lambda: events.connected, 10, "the events subscription"))
+
+    def _event(self, channel, message):
+        self.events.append(json.loads(message))
+
+    def until(self, condition, message, timeout=10.0):
+        return run(until(condition, timeout, message))
+
+    def report(self, node):
+        """The node's announcement in Redis (its report), or None."""
+        return self.engine.execute("GET", self.keys.node(node.hub.node_id)).addCallback(
+            lambda info: json.loads(info) if info else None)
+
+    def announced_at(self, node, seconds):
+        """Once the node's announcement says it was made at ``seconds``."""
+        def made():
+            return self.report(node).addCallback(
+                lambda report: report is not None and report["heartbeat_at"] == seconds)
+        return self.until(made, "%s's announcement at %s" % (node.hub.node_id, seconds))
+
+    @defer.inlineCallbacks
+    def tick(self, node):
+        """Advance ``node``'s clock to its next announcement, and wait until
+        it is done (its Redis work is real I/O)."""
+        node.clock.advance(HEARTBEAT)
+        yield node.hub.liveness.finished()
+
+    @defer.inlineCallbacks
+    def start(self, at):
+        """A node whose clock starts at ``at``, once it announced itself."""
+        node = self.start_node(clock_at(at), node_heartbeat=HEARTBEAT)
+        yield node.hub.liveness.finished()
+        yield self.announced_at(node, at)
+        return node
+
+    def start_all(self, *ats):
+        return defer.gatherResults([self.start(at) for at in ats])
+
+    @defer.inlineCallbacks
+    def member_of(self, channel):
+        members = yield self.store.members(channel)
+        return members
+
+    @defer.inlineCallbacks
+    def ann_subscribed_on(self, node):
+        session, transport = self.open_session(node, "ann")
+        session.dataReceived(client_frame(OP_TEXT, json.dumps(
+            {"type": "subscribe", "channel": "room:1"})))
+
+        def recorded():
+            return defer.gatherResults([self.store.online_accounts(),
+                                        self.member_of("room:1")]).addCallback(
+                lambda both: "ann" in both[0] and both[1] == {session.id: "ann"})
+        yield self.until(recorded, "ann online and a member of room:1")
+        return session, transport
+
+    def of(self, kind, account="ann"):
+        return [e for e in self.events if e["type"] == kind and e["account"] == account]
+
+    @defer.inlineCallbacks
+    def test_a_node_announces_itself_at_start_and_at_every_heartbeat_of_its_clock(self):
+        node = yield self.start(1000)
+        node_id = node.hub.node_id
+        self.assertIn(node_id, (yield self.store.nodes()))
+        ttl = yield self.engine.execute("TTL", self.keys.node(node_id))
+        self.assertTrue(HEARTBEAT * 3 - 1 <= int(ttl) <= HEARTBEAT * 3, ttl)
+        for tick in (1, 2):
+            yield self.tick(node)
+            yield self.announced_at(node, 1000 + tick * HEARTBEAT)
+        report = yield self.report(node)
+        self.assertEqual((report["id"], report["started_at"]), (node_id, 1000))
+
+    @defer.inlineCallbacks
+    def test_a_survivor_reaps_a_dead_nodes_sessions_once_and_backends_hear_why(self):
+        dead, survivor, other = yield self.start_all(100, 200, 300)
+        session, _ = yield self.ann_subscribed_on(dead)
+
+        # The node stops: its clock no longer moves, and its key expires (as
+        # Redis would, three heartbeats of real time later).
+        yield self.engine.execute("DEL", self.keys.node(dead.hub.node_id))
+        yield self.tick(survivor)
+        self.assertEqual(survivor.hub.stats.reaped_nodes, 1)
+        yield self.until(lambda: self.of("offline") and self.of("unsubscribe"),
+                         "ann's offline and unsubscribe events")
+        self.assertEqual(self.of("offline"), [{"type": "offline", "account": "ann",
+                                               "session": session.id,
+                                               "node": dead.hub.node_id}])
+        self.assertNotIn("ann", (yield self.store.online_accounts()))
+        self.assertEqual((yield self.member_of("room:1")), {})
+        self.assertNotIn(dead.hub.node_id, (yield self.store.nodes()))
+        self.assertEqual((yield self.engine.execute(
+            "EXISTS", self.keys.node_reaped(dead.hub.node_id))), 1)
+
+        # Another survivor looks later: the sessions were claimed once.
+        yield self.tick(other)
+        yield self.announced_at(other, 300 + HEARTBEAT)
+        self.assertEqual(other.hub.stats.reaped_nodes, 0)
+        self.assertEqual(len(self.of("offline")), 1)
+
+    @defer.inlineCallbacks
+    def test_a_node_reaped_while_alive_asserts_its_sessions_again(self):
+        paused, survivor = yield self.start_all(100, 200)
+        session, transport = yield self.ann_subscribed_on(paused)
+        yield self.engine.execute("DEL", self.keys.node(paused.hub.node_id))
+        yield self.tick(survivor)
+        yield self.until(lambda: self.of("offline"), "ann reaped")
+        self.events.clear()
+
+        # The paused node's clock moves again: its announcement finds it was
+        # reaped, and puts its sessions back.
+        yield self.tick(paused)
+        self.assertEqual(paused.hub.stats.reasserted, 1)
+        yield self.until(lambda: self.of("online") and self.of("subscribe"),
+                         "ann's online and subscribe events again")
+        self.assertIn("ann", (yield self.store.online_accounts()))
+        self.assertEqual((yield self.member_of("room:1")), {session.id: "ann"})
+        self.assertIn(paused.hub.node_id, (yield self.store.nodes()))
+        self.assertEqual((yield self.engine.execute(
+            "EXISTS", self.keys.node_reaped(paused.hub.node_id))), 0)
+        self.assertTrue(transport.connected)  # the client never noticed
