@@ -190,20 +190,30 @@ class Soak:
         while json.loads(await ws.recv()).get("type") != "subscribed":
             pass
 
-        async def read():
-            try:
-                async for text in ws:
-                    message = json.loads(text)
-                    if message.get("type") == "message":
-                        subscription.received(message["data"]["seq"])
-            except websockets.ConnectionClosed:
-                pass
-            except Exception:
-                self.errors += 1
-            subscription.closed_at = time.monotonic()
+        async def documents():
+            async for text in ws:
+                yield json.loads(text)
 
-        task = asyncio.ensure_future(read())
+        task = asyncio.ensure_future(self.follow(documents(), subscription))
         return ("ws", ws, task, subscription)
+
+    async def follow(self, documents, subscription, pong=None):
+        """Count every channel message a client receives (``documents``, its
+        decoded messages, until its connection ends), answering the
+        server's pings with ``pong`` (firepresence; a WebSocket client's
+        library answers them itself)."""
+        try:
+            async for message in documents:
+                kind = message.get("type")
+                if kind == "message":
+                    subscription.received(message["data"]["seq"])
+                elif kind == "ping" and pong is not None:
+                    pong(message)
+        except (websockets.ConnectionClosed, ConnectionError, asyncio.IncompleteReadError):
+            pass
+        except Exception:
+            self.errors += 1
+        subscription.closed_at = time.monotonic()
 
     async def firepresence(self, ticket, channel, subscription):
         reader, writer = await asyncio.open_connection("127.0.0.1", self.client_port,
@@ -216,26 +226,17 @@ class Soak:
         while json.loads(await reader.readline()).get("type") != "subscribed":
             pass
 
-        async def read():
-            try:
-                while True:
-                    line = await reader.readline()
-                    if not line:
-                        break
-                    message = json.loads(line)
-                    kind = message.get("type")
-                    if kind == "message":
-                        subscription.received(message["data"]["seq"])
-                    elif kind == "ping":
-                        writer.write(json.dumps({"type": "pong",
-                                                 "id": message.get("id")}).encode() + b"\n")
-            except (ConnectionError, asyncio.IncompleteReadError):
-                pass
-            except Exception:
-                self.errors += 1
-            subscription.closed_at = time.monotonic()
+        async def documents():
+            while True:
+                line = await reader.readline()
+                if not line:
+                    return
+                yield json.loads(line)
 
-        task = asyncio.ensure_future(read())
+        def pong(ping):
+            writer.write(json.dumps({"type": "pong", "id": ping.get("id")}).encode() + b"\n")
+
+        task = asyncio.ensure_future(self.follow(documents(), subscription, pong))
         return ("fp", writer, task, subscription)
 
     async def close(self, client):

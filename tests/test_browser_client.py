@@ -12,15 +12,12 @@ import signal
 
 from playwright.async_api import TimeoutError as PlaywrightTimeout
 from playwright.async_api import async_playwright
-from twisted.internet import defer, reactor
-from twisted.trial.unittest import TestCase
-from twisted.web.client import HTTPConnectionPool
+from twisted.internet import defer
 
 from presence.client import PresenceClient
-from presence.redis.embedded import EmbeddedRedis
 
 from .helpers.browser import CHROMIUM, CHROMIUM_ARGS
-from .helpers.processes import free_port, start_node_process
+from .helpers.processes import NodeProcessesTestCase, free_port, start_node_process
 from .helpers.waiting import run, until, wait
 
 KEY = "browser-test-key"
@@ -33,14 +30,10 @@ def js(value):
     return json.dumps(value)
 
 
-class BrowserClientTestCase(TestCase):
+class BrowserClientTestCase(NodeProcessesTestCase):
     @defer.inlineCallbacks
     def setUp(self):
-        self.redis = EmbeddedRedis(reactor)
-        self.addCleanup(self.redis.stopService)
-        self.redis_url = yield self.redis.started()
-        self.pool = HTTPConnectionPool(reactor, persistent=False)
-        self.addCleanup(self.pool.closeCachedConnections)
+        yield super().setUp()
         # Fixed ports: a restarted node comes back where the pages expect it.
         self.client_port, self.api_port = free_port(), free_port()
         self.api_url = "http://127.0.0.1:%d" % self.api_port

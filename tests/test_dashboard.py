@@ -14,15 +14,12 @@ import tempfile
 
 import websockets
 from playwright.async_api import async_playwright
-from twisted.internet import defer, reactor
-from twisted.trial.unittest import TestCase
-from twisted.web.client import HTTPConnectionPool
+from twisted.internet import defer
 
 from presence.client import PresenceClient
-from presence.redis.embedded import EmbeddedRedis
 
 from .helpers.browser import CHROMIUM, CHROMIUM_ARGS
-from .helpers.processes import free_port, start_node_process
+from .helpers.processes import NodeProcessesTestCase, free_port, start_node_process
 from .helpers.waiting import run, wait
 
 KEY = "dashboard-test-key"
@@ -41,14 +38,10 @@ XSS = '<img data-injected src="x"><script>alert(1)</script>'
 INJECTED = "document.querySelectorAll('[data-injected]').length"
 
 
-class DashboardTests(TestCase):
+class DashboardTests(NodeProcessesTestCase):
     @defer.inlineCallbacks
     def setUp(self):
-        self.redis = EmbeddedRedis(reactor)
-        self.addCleanup(self.redis.stopService)
-        self.redis_url = yield self.redis.started()
-        self.pool = HTTPConnectionPool(reactor, persistent=False)
-        self.addCleanup(self.pool.closeCachedConnections)
+        yield super().setUp()
         self.admin_port = free_port()
         self.nodes = [(yield run(self.start_node(admin=True))), (yield run(self.start_node()))]
 

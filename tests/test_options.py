@@ -1,10 +1,15 @@
 """Command-line options become the settings the server runs with."""
 
+import dataclasses
+
 import pytest
 from twisted.python.usage import UsageError
 
-from presence.app.config import server_settings_from_options
+from presence.app.config import hub_settings_from_options, server_settings_from_options
 from presence.app.options import Options
+from presence.hub.settings import HubSettings
+from presence.net.settings import ServerSettings
+from presence.redis.connection import DEFAULT_TIMEOUT
 
 
 def parse(*argv):
@@ -64,3 +69,15 @@ def test_deflate_options():
 def test_bad_values_are_refused(argv):
     with pytest.raises(UsageError):
         parse(*argv)
+
+
+def test_every_default_of_the_options_is_the_settings_own():
+    """One home for every default: what --help shows is what the settings
+    hold when nothing is given."""
+    options = parse()
+    server = server_settings_from_options(options)
+    for field in dataclasses.fields(ServerSettings):
+        if field.name != "handshake":
+            assert getattr(server, field.name) == getattr(ServerSettings(), field.name), field
+    assert hub_settings_from_options(options) == HubSettings()
+    assert options["redis-timeout"] == DEFAULT_TIMEOUT

@@ -4,26 +4,19 @@ import asyncio
 import json
 
 import websockets
-from twisted.internet import defer, reactor
-from twisted.trial.unittest import TestCase
-from twisted.web.client import HTTPConnectionPool
+from twisted.internet import defer
 
 from presence.client import PresenceClient
-from presence.redis.embedded import EmbeddedRedis
 
 from .helpers.framing import random_key, upgrade_request
-from .helpers.processes import free_port, start_node_process
+from .helpers.processes import NodeProcessesTestCase, free_port, start_node_process
 from .helpers.waiting import run, wait
 
 
-class TwoNodesTests(TestCase):
+class TwoNodesTests(NodeProcessesTestCase):
     @defer.inlineCallbacks
     def setUp(self):
-        self.redis = EmbeddedRedis(reactor)
-        self.addCleanup(self.redis.stopService)
-        self.redis_url = yield self.redis.started()
-        self.pool = HTTPConnectionPool(reactor, persistent=False)
-        self.addCleanup(self.pool.closeCachedConnections)
+        yield super().setUp()
         self.nodes = []
         for _ in range(2):
             self.nodes.append((yield run(self.start_node())))

@@ -565,11 +565,15 @@ def test_a_protocol_error_while_closing_sends_no_second_close():
     assert conn.connection_lost() == CloseRecord(1001, "going away", "server", False)
 
 
-@pytest.mark.parametrize("send", [
+#: Every send of the core, for the tests of what may be sent when.
+SENDS = [
     lambda conn: conn.send_text("x"),
     lambda conn: conn.send_binary(b"x"),
     lambda conn: conn.send_ping(b"x"),
-])
+]
+
+
+@pytest.mark.parametrize("send", SENDS)
 def test_sending_after_send_close_raises_invalid_state(send):
     conn = ServerConnection()
     conn.send_close()
@@ -578,11 +582,7 @@ def test_sending_after_send_close_raises_invalid_state(send):
         send(conn)
 
 
-@pytest.mark.parametrize("send", [
-    lambda conn: conn.send_text("x"),
-    lambda conn: conn.send_binary(b"x"),
-    lambda conn: conn.send_ping(b"x"),
-])
+@pytest.mark.parametrize("send", SENDS)
 def test_sending_after_the_client_closed_raises_invalid_state(send):
     conn = ServerConnection()
     receive(conn, close_frame(1000))

@@ -46,33 +46,26 @@ def deflate_from_options(options):
     )
 
 
+#: Options named otherwise than the setting they set (a setting's option is
+#: otherwise its name with dashes: max_message_size is --max-message-size).
+_OPTION_OF = {"heartbeat_interval": "heartbeat", "trusted_proxies": "trusted-proxy"}
+
+
 def server_settings_from_options(options):
+    """The ServerSettings of ``options``: every setting from its option."""
     deflate = deflate_from_options(options)
+    values = {}
+    for field in dataclasses.fields(ServerSettings):
+        if field.name != "handshake":
+            value = options[_OPTION_OF.get(field.name, field.name.replace("_", "-"))]
+            values[field.name] = bool(value) if field.type is bool else value
     return ServerSettings(
         handshake=HandshakeConfig(
             subprotocols=options["subprotocol"],
             origins=options["origin"] or None,
             extensions=[deflate] if deflate is not None else [],
         ),
-        max_message_size=options["max-message-size"],
-        max_head_size=options["max-head-size"],
-        handshake_timeout=options["handshake-timeout"],
-        close_timeout=options["close-timeout"],
-        heartbeat_interval=options["heartbeat"],
-        heartbeat_timeout=options["heartbeat-timeout"],
-        max_outgoing_buffer=options["max-outgoing-buffer"],
-        trusted_proxies=options["trusted-proxy"],
-        max_bad_lines=options["max-bad-lines"],
-        auth_timeout=options["auth-timeout"],
-        anonymous=bool(options["anonymous"]),
-        ticket_ip=options["ticket-ip"],
-        max_connections=options["max-connections"],
-        max_connections_per_ip=options["max-connections-per-ip"],
-        max_message_rate=options["max-message-rate"],
-        message_burst=options["message-burst"],
-        max_fragments=options["max-fragments"],
-        max_channels_per_session=options["max-channels-per-session"],
-    )
+        **values)
 
 
 def hub_settings_from_options(options):

@@ -180,9 +180,9 @@ class IProtocolConnection(Interface):
         """A PreparedMessage's form for this connection, cached on it for
         every connection that encodes it the same way; or None."""
 
-    def heartbeat_ping(number):
-        """(static) Heartbeat round ``number``'s ping, the same bytes for every
-        connection of the protocol, and the pong payload that answers it."""
+    heartbeat_ping = Attribute(
+        "A static function: heartbeat round number -> (its ping, the same bytes for every "
+        "connection of the protocol; the pong payload that answers it).")
 
     def send_close(code, reason):
         """Start closing (or close, where the protocol's close is final):

@@ -50,22 +50,27 @@ def _direct(transport):
             and not transport.disconnecting and not transport._writeDisconnected)
 
 
+def _send_now(send, data):
+    """``send(data)`` on the non-blocking socket: the bytes the kernel took
+    (0 when it would block), or None on any other error, which Twisted's
+    own write path then meets and closes the connection over."""
+    try:
+        return send(data)
+    except BlockingIOError:
+        return 0
+    except OSError:
+        return None
+
+
 def write(transport, data):
     """Write ``data`` to ``transport``, sending at once when it is a plain TCP
     connection with an empty buffer."""
     if _direct(transport):
-        try:
-            sent = transport.socket.send(data)
-        except BlockingIOError:
-            sent = 0
-        except OSError:
-            # Let Twisted's own write path meet the error and close the
-            # connection the usual way.
-            transport.write(data)
-            return
+        sent = _send_now(transport.socket.send, data)
         if sent == len(data):
             return
-        data = data[sent:]
+        if sent:
+            data = data[sent:]
     transport.write(data)
 
 
@@ -82,13 +87,7 @@ def write_sequence(transport, parts):
         write(transport, b"".join(parts))
         return
     if _direct(transport):
-        try:
-            sent = transport.socket.sendmsg(parts)
-        except BlockingIOError:
-            sent = 0
-        except OSError:
-            transport.writeSequence(parts)
-            return
+        sent = _send_now(transport.socket.sendmsg, parts) or 0
         for index, part in enumerate(parts):
             if sent < len(part):
                 parts = [part[sent:]] + parts[index + 1:] if sent else parts[index:]

@@ -140,10 +140,8 @@ class ServerConnection(ClosingHandshake):
         out while the connection is still open, ahead of the Close that a
         later protocol error in the same read would queue. A protocol error
         is raised where it is found and fails the connection here, once.
-
-        One function on purpose: its locals are the frame being parsed, and
-        a call per frame to a helper costs the echo benchmark (S1) what
-        docs/performance.md measures; the rarer paths are helpers."""
+        The common frame is parsed inline, the rarer paths in helpers
+        (docs/performance.md measures why)."""
         data = self._buffer
         self._buffer = b""
         pos = 0
@@ -195,18 +193,9 @@ class ServerConnection(ClosingHandshake):
                     if event is not None:
                         yield event
                     continue
-                # The payload continues in later reads: stream it through, so
-                # that invalid UTF-8 fails the connection as soon as it
-                # arrives (8.1) and a large message never sits in the buffer
-                # twice.
                 pos = end
-                self._frame_remaining = length - (end - start)
-                self._frame_mask = mask
-                self._frame_offset = end - start
-                self._frame_fin = b0 & 0x80
-                event = self._message_piece(opcode, rsv, length,
-                                            unmask(mask, data[start:end]) if end > start else b"",
-                                            False)
+                event = self._stream_frame(opcode, rsv, b0 & 0x80, mask, length,
+                                           data[start:end])
                 if event is not None:
                     yield event
                 return
@@ -289,6 +278,17 @@ class ServerConnection(ClosingHandshake):
         if event is not None:
             self._message = None
         return event
+
+    def _stream_frame(self, opcode, rsv, fin, mask, length, available):
+        """A data frame whose payload continues in later reads: streamed
+        through, so that invalid UTF-8 fails the connection as soon as it
+        arrives (8.1) and a large message never sits in the buffer twice."""
+        self._frame_remaining = length - len(available)
+        self._frame_mask = mask
+        self._frame_offset = len(available)
+        self._frame_fin = fin
+        return self._message_piece(opcode, rsv, length,
+                                   unmask(mask, available) if available else b"", False)
 
     def _continue_frame(self, chunk):
         self._frame_remaining -= len(chunk)

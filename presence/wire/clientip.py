@@ -62,6 +62,11 @@ class TrustedProxies:
     def __bool__(self):
         return bool(self.networks)
 
+    def __eq__(self, other):
+        if not isinstance(other, TrustedProxies):
+            return NotImplemented
+        return self.networks == other.networks
+
     def trusts(self, address):
         """Whether ``address`` (text or an ``ipaddress`` address) is a
         trusted proxy."""

@@ -7,17 +7,14 @@ import json
 
 import websockets
 from twisted.internet import defer, reactor
-from twisted.trial.unittest import TestCase
-from twisted.web.client import HTTPConnectionPool
 
 from presence.client import PresenceClient
-from presence.redis.embedded import EmbeddedRedis
 from presence.redis.engine import RedisEngine
 from presence.redis.keys import PresenceKeys
 from presence.redis.store import PresenceStore
 from presence.redis.subscriber import RedisSubscriber
 
-from .processes import free_port, start_node_process
+from .processes import NodeProcessesTestCase, free_port, start_node_process
 from .waiting import run, until, wait
 
 __all__ = ["KEY", "Client", "ClusterTestCase"]
@@ -55,21 +52,17 @@ class Client:
         await self.reader
 
 
-class ClusterTestCase(TestCase):
+class ClusterTestCase(NodeProcessesTestCase):
     nodes_count = 3
     node_heartbeat = 0.5
 
     @defer.inlineCallbacks
     def setUp(self):
-        self.redis = EmbeddedRedis(reactor)
-        self.addCleanup(self.redis.stopService)
-        self.redis_url = yield self.redis.started()
+        yield super().setUp()
         self.engine = RedisEngine(self.redis_url, reactor, timeout=2)
         self.addCleanup(self.engine.disconnect)
         self.keys = PresenceKeys()
         self.store = PresenceStore(self.engine, self.keys)
-        self.pool = HTTPConnectionPool(reactor, persistent=False)
-        self.addCleanup(self.pool.closeCachedConnections)
         self.nodes = []
         for _ in range(self.nodes_count):
             self.nodes.append((yield run(self.start_node())))

@@ -10,10 +10,16 @@ import subprocess
 import sys
 import tempfile
 
+from twisted.internet import defer, reactor
+from twisted.trial.unittest import TestCase
+from twisted.web.client import HTTPConnectionPool
+
+from presence.redis.embedded import EmbeddedRedis
+
 from .waiting import until
 
 __all__ = ["TWISTD", "outside_env", "free_port", "wait_for_port", "start_node_process",
-           "stop_node_process"]
+           "stop_node_process", "NodeProcessesTestCase"]
 
 TWISTD = os.path.join(os.path.dirname(sys.executable), "twistd")
 
@@ -73,3 +79,16 @@ def stop_node_process(process):
         process.send_signal(signal.SIGCONT)  # in case a test left it stopped
         process.terminate()
         process.communicate(timeout=30)
+
+
+class NodeProcessesTestCase(TestCase):
+    """A real Redis (``self.redis_url``) for the twistd nodes a test starts,
+    and an HTTP pool for their APIs (``self.pool``), both gone at cleanup."""
+
+    @defer.inlineCallbacks
+    def setUp(self):
+        self.redis = EmbeddedRedis(reactor)
+        self.addCleanup(self.redis.stopService)
+        self.redis_url = yield self.redis.started()
+        self.pool = HTTPConnectionPool(reactor, persistent=False)
+        self.addCleanup(self.pool.closeCachedConnections)
