@@ -10,6 +10,8 @@
 #   ONLY=autobahn,presence   only these servers
 #   WSBENCH_SRC=DIR     the harness to copy (default: ../shared/wsbench from the repo root)
 #   WSBENCH_HOME=DIR    writable work folder (default: ${XDG_CACHE_HOME:-$HOME/.cache}/presence-wsbench)
+#   BASELINE=COMMIT     also measure that commit, as presence-base, in the same run
+#                       (before and after a change, side by side)
 source "$(dirname "$0")/common.sh"
 
 conf=servers-presence.conf   # ports clear of the harness defaults (92xx)
@@ -21,6 +23,15 @@ presence|9411|venvs/presence/bin/python presence-src/bench/echo_server.py {PORT}
 presence-pure|9412|env PRESENCE_UNMASK=pure venvs/presence/bin/python presence-src/bench/echo_server.py {PORT}
 presence-wsaccel|9413|env PRESENCE_UNMASK=wsaccel venvs/presence/bin/python presence-src/bench/echo_server.py {PORT}
 EOF
+if [ -n "${BASELINE:-}" ]; then
+  # The baseline's own tree and venv: its echo server puts its tree first on sys.path.
+  rm -rf presence-base-src && mkdir presence-base-src
+  git -C "$repo" archive "$BASELINE" | tar -x -C presence-base-src
+  [ -x venvs/presence-base/bin/python ] || python3 -m venv venvs/presence-base
+  venvs/presence-base/bin/pip install -q "./presence-base-src[speedups]"
+  echo "presence-base|9414|venvs/presence-base/bin/python presence-base-src/bench/echo_server.py {PORT}" >> "$conf"
+  commit="$commit-vs-$(git -C "$repo" rev-parse --short "$BASELINE")"
+fi
 check_ports "$conf"
 
 out=$home/results/presence-$(date +%Y%m%d-%H%M%S)-$commit.jsonl
