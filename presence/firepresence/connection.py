@@ -26,6 +26,7 @@ from ..wire.close import (
     PROTOCOL_ERROR,
     SERVER,
     CloseRecord,
+    bounded_reason,
     is_valid_received_code,
 )
 from ..wire.events import (
@@ -55,6 +56,9 @@ _LINE = "firepresence"
 class FirepresenceConnection:
     """One firepresence session after a successful handshake. ``max_line``
     bounds a line in bytes (the server's --max-message-size)."""
+
+    #: Where a PreparedMessage caches its line (every session shares it).
+    prepared_key = _LINE
 
     __slots__ = ("state", "max_bad_lines", "bad_lines", "_reader", "_received", "_outgoing",
                  "_close", "_close_received")
@@ -116,7 +120,9 @@ class FirepresenceConnection:
         elif not (isinstance(code, int) and is_valid_received_code(code)):
             return self._fail(PROTOCOL_ERROR, "invalid close code")
         reason = document.get("reason")
-        reason = reason if isinstance(reason, str) else ""
+        # Held to the bound of a WebSocket Close's reason (RFC 6455 5.5),
+        # as every close record is.
+        reason = bounded_reason(reason) if isinstance(reason, str) else ""
         # The client says goodbye: answer with the same code, as a WebSocket
         # server echoes a Close, and let it go.
         self._close = (code, reason, CLIENT, True)
@@ -183,6 +189,7 @@ class FirepresenceConnection:
         """The final close line; ``b""`` once the session is closed."""
         if self.state is not OPEN:
             return b""
+        reason = bounded_reason(reason)
         self._close = (code, reason, SERVER, True)
         self.state = CLOSED
         return encode_line({"type": "close", "code": code, "reason": reason})

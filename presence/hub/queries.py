@@ -14,7 +14,7 @@ import secrets
 from twisted.internet import task
 
 from ..redis.engine import RedisUnavailable
-from ..wire.jsontext import encode_json
+from ..wire.jsontext import MAX_SHOWN, encode_json, shown
 
 __all__ = ["ClusterQueries", "QueryAnswers", "QUERY_TIMEOUT"]
 
@@ -22,6 +22,10 @@ __all__ = ["ClusterQueries", "QueryAnswers", "QUERY_TIMEOUT"]
 QUERY_TIMEOUT = 1.5
 #: Rows one node sends at most for one query.
 MAX_ROWS = 10000
+#: Bytes of one close record read back: a node writes far less (every field
+#: is bounded); a larger one in Redis was not written by a node, and is
+#: left out rather than rendered.
+MAX_RECORD = 16 * MAX_SHOWN
 
 
 class ClusterQueries:
@@ -108,10 +112,14 @@ class ClusterQueries:
     async def closes(self, count=100):
         entries = []
         for entry in await self.store.recent_closes(count):
+            if len(entry) > MAX_RECORD:
+                continue
             try:
-                entries.append(json.loads(entry))
+                entry = json.loads(entry)
             except ValueError:
                 continue
+            if isinstance(entry, dict):
+                entries.append({name: shown(value) for name, value in entry.items()})
         return entries
 
     async def close_counts(self, minutes=60):
@@ -141,10 +149,11 @@ class QueryAnswers:
     def session_row(self, session):
         """One session as the dashboard shows it."""
         return {
-            "session": session.id, "account": session.account, "node": self.node_id,
-            "ip": session.client_ip, "proxy": session.proxy, "protocol": session.protocol_name,
-            "subprotocol": session.subprotocol, "extensions": list(session.extension_details),
-            "origin": session.origin, "user_agent": session.user_agent,
+            "session": session.id, "account": shown(session.account), "node": self.node_id,
+            "ip": shown(session.client_ip), "proxy": session.proxy,
+            "protocol": session.protocol_name, "subprotocol": shown(session.subprotocol),
+            "extensions": [shown(extension) for extension in session.extension_details],
+            "origin": shown(session.origin), "user_agent": shown(session.user_agent),
             "since": session.opened_at, "last_heartbeat": session.last_heartbeat,
             "rtt": session.rtt, "messages_in": session.messages_in,
             "messages_out": session.messages_out, "bytes_in": session.bytes_in,

@@ -3,7 +3,7 @@ node, and how sessions ended (presence/redis/store.py writes them)."""
 
 import json
 
-from ..wire.jsontext import encode_json
+from ..wire.jsontext import encode_json, shown
 
 __all__ = ["PresenceRecords"]
 
@@ -50,10 +50,13 @@ class PresenceRecords:
     def record_close(self, session, record):
         """Keep how ``session`` ended, for the dashboard (cluster-wide)."""
         now = self.clock.seconds()
+        # Every field is bounded (the reason by its record already): the
+        # dashboard renders the last thousand of these.
         entry = encode_json({
-            "at": now, "session": session.id, "account": session.account, "node": self.node_id,
-            "ip": session.client_ip, "protocol": session.protocol_name, "code": record.code,
-            "meaning": record.meaning, "reason": record.reason,
+            "at": now, "session": session.id, "account": shown(session.account),
+            "node": self.node_id, "ip": shown(session.client_ip),
+            "protocol": session.protocol_name, "code": record.code,
+            "meaning": record.meaning, "reason": shown(record.reason),
             "initiated_by": record.initiated_by, "clean": record.clean,
             "duration": record.duration})
         return self.store.record_close(entry, int(now // 60), record.code, self.closes_kept)

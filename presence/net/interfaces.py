@@ -177,8 +177,14 @@ class IProtocolConnection(Interface):
         payloads are not copied next to their header); or None."""
 
     def send_prepared(prepared):
-        """A PreparedMessage's form for this connection, cached on it for
-        every connection that encodes it the same way; or None."""
+        """A PreparedMessage's form for this connection, cached on it under
+        ``prepared_key`` for every connection that encodes it the same way;
+        or None when the protocol does not carry it."""
+
+    prepared_key = Attribute(
+        "The key under which a PreparedMessage caches this connection's form of it, "
+        "looked up first on the fan-out path; None when the connection encodes each "
+        "message for itself (its own compression context).")
 
     heartbeat_ping = Attribute(
         "A static function: heartbeat round number -> (its ping, the same bytes for every "

@@ -7,9 +7,6 @@ __all__ = ["ServerStats"]
 
 
 class ServerStats:
-    #: How many close records are kept for "recent closes".
-    RECENT_CLOSES = 1000
-
     def __init__(self):
         self.handshakes_accepted = 0
         #: Sessions opened by transport ("websocket", "firepresence").
@@ -42,7 +39,6 @@ class ServerStats:
         self.messages_out = 0
         self.bytes_in = 0
         self.bytes_out = 0
-        self.recent_closes = collections.deque(maxlen=self.RECENT_CLOSES)
 
     #: Upper bounds (seconds) of the heartbeat round-trip histogram.
     RTT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
@@ -65,4 +61,3 @@ class ServerStats:
         self.messages_out += session.messages_out
         self.bytes_in += session.bytes_in
         self.bytes_out += session.bytes_out
-        self.recent_closes.append((session.id, record))

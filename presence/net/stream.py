@@ -125,9 +125,12 @@ class Stream(Protocol):
         connection = self.connection
         if connection is None or connection.state is not OPEN:
             return False
-        data = connection.send_prepared(prepared)
+        # The form another session of the protocol made already, or this one's.
+        data = prepared.forms.get(connection.prepared_key)
         if data is None:
-            return False
+            data = connection.send_prepared(prepared)
+            if data is None:
+                return False
         self.messages_out += 1
         if self._batch is None and not self._write_paused:
             self.bytes_out += len(data)

@@ -66,11 +66,18 @@ def write(transport, data):
     """Write ``data`` to ``transport``, sending at once when it is a plain TCP
     connection with an empty buffer."""
     if _direct(transport):
-        sent = _send_now(transport.socket.send, data)
+        # Inline rather than _send_now: this is the fan-out's path, once per
+        # session.
+        try:
+            sent = transport.socket.send(data)
+        except BlockingIOError:
+            sent = 0
+        except OSError:
+            transport.write(data)  # Twisted's own path meets the error
+            return
         if sent == len(data):
             return
-        if sent:
-            data = data[sent:]
+        data = data[sent:]
     transport.write(data)
 
 

@@ -18,6 +18,7 @@ from ..wire.close import (
     PROTOCOL_ERROR,
     SERVER,
     CloseRecord,
+    bounded_reason,
     is_valid_received_code,
 )
 from ..wire.events import CLOSED, CLOSING, OPEN, CloseReceived, ProtocolError
@@ -103,7 +104,7 @@ class ClosingHandshake:
             return b""
         self.state = CLOSING
         self.close_code = code
-        self.close_reason = reason
+        self.close_reason = reason = bounded_reason(reason)
         self.close_initiator = SERVER
         self._close_sent = True
         return encode_frame(OP_CLOSE, encode_close_payload(code, reason))

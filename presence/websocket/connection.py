@@ -90,7 +90,7 @@ class ServerConnection(ClosingHandshake):
 
     __slots__ = (
         "max_message_size", "max_fragments", "_wire_limit", "extensions", "_rsv_allowed",
-        "_encoding_key", "_buffer",
+        "prepared_key", "_buffer",
         # the data frame whose payload is still arriving
         "_frame_remaining", "_frame_mask", "_frame_offset", "_frame_fin",
         # the message in pieces being reassembled, or None
@@ -114,7 +114,9 @@ class ServerConnection(ClosingHandshake):
         # the same parameters, share one encoding of a PreparedMessage; with
         # no extension, that is the plain frame.
         key = tuple(extension.shared_encoding for extension in self.extensions)
-        self._encoding_key = None if None in key else (key or _PLAIN_FRAME)
+        #: Where a PreparedMessage caches this connection's form of it
+        #: (None: this connection encodes every message for itself).
+        self.prepared_key = None if None in key else (key or _PLAIN_FRAME)
         self._buffer = b""
         self._frame_remaining = 0
         self._frame_mask = None
@@ -347,8 +349,10 @@ class ServerConnection(ClosingHandshake):
 
     def send_data(self, payload, is_text):
         """One message as frame bytes: text (``payload`` is its UTF-8) or
-        binary."""
-        return self.send_message(OP_TEXT if is_text else OP_BINARY, payload)
+        binary. (Without extensions, the echo's path: framed here at once.)"""
+        if self.extensions or self.state is not OPEN:
+            return self.send_message(OP_TEXT if is_text else OP_BINARY, payload)
+        return frame_header(FIN | (OP_TEXT if is_text else OP_BINARY), len(payload)) + payload
 
     def send_data_parts(self, payload, is_text):
         """One message as the parts of a vectored write."""
@@ -358,11 +362,12 @@ class ServerConnection(ClosingHandshake):
         """The frame bytes of a :class:`~presence.wire.prepared.PreparedMessage`
         for this connection: shared with every connection that encodes it
         the same way (the plain frame, or one compression per parameter
-        set), computed once by the first. On the fan-out path: one lookup
-        for every connection but the first."""
+        set), computed once by the first and cached under ``prepared_key``
+        (the session looks it up there first: on the fan-out path, one
+        lookup for every connection but the first)."""
         if self.state is not OPEN:
             raise InvalidState("cannot send a message in state %s" % self.state.name)
-        key = self._encoding_key
+        key = self.prepared_key
         if key is None:
             # This connection's own compression context: encoded for it alone.
             return self.send_data(prepared.payload, prepared.is_text)

@@ -14,7 +14,7 @@ __all__ = [
     "POLICY_VIOLATION", "MESSAGE_TOO_BIG", "MANDATORY_EXTENSION",
     "INTERNAL_ERROR", "SERVICE_RESTART", "TRY_AGAIN_LATER",
     "CLOSE_CODE_MEANINGS", "meaning", "is_valid_received_code", "MAX_REASON_BYTES",
-    "cut_reason", "OPERATOR_CLOSE_CODES", "is_operator_close_code", "CloseRecord",
+    "cut_reason", "bounded_reason", "OPERATOR_CLOSE_CODES", "is_operator_close_code", "CloseRecord",
     "SERVER", "CLIENT",
 ]
 
@@ -101,11 +101,20 @@ def is_operator_close_code(code):
 
 def cut_reason(reason):
     """``reason`` as UTF-8 of at most :data:`MAX_REASON_BYTES` bytes, cut on
-    a character boundary."""
-    data = reason.encode("utf-8")
+    a character boundary. A lone surrogate (a JSON client's ``"\\ud800"``)
+    has no UTF-8 form and becomes ``?``."""
+    data = reason.encode("utf-8", "replace")
     if len(data) > MAX_REASON_BYTES:
         data = data[:MAX_REASON_BYTES].decode("utf-8", "ignore").encode("utf-8")
     return data
+
+
+def bounded_reason(reason):
+    """``reason`` as every close record keeps it, whatever the protocol and
+    whoever gave it: text of at most :data:`MAX_REASON_BYTES` UTF-8 bytes."""
+    if len(reason) <= MAX_REASON_BYTES // 4 and reason.isascii():
+        return reason  # the usual short reason, unchanged
+    return cut_reason(reason).decode("utf-8")
 
 
 class CloseRecord:

@@ -16,7 +16,13 @@ any JSON reader decodes to the same value.
 import json
 import re
 
-__all__ = ["encode_json", "encode_document", "escapes_lone_surrogate"]
+__all__ = ["encode_json", "encode_document", "escapes_lone_surrogate", "MAX_SHOWN",
+           "shown"]
+
+#: Characters of one text field a record keeps for showing (the dashboard,
+#: the close records): an account name, a user agent, an address. What a
+#: client or a backend sent may be longer; a record it is shown in is not.
+MAX_SHOWN = 256
 
 #: A document as compact JSON text (str).
 encode_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
@@ -36,6 +42,14 @@ def encode_document(document):
         return text.encode("utf-8")
     except UnicodeEncodeError:
         return _encode_ascii(document).encode("ascii")
+
+
+def shown(value):
+    """``value`` as a record keeps it for showing: text cut to
+    :data:`MAX_SHOWN` characters, anything else as it is."""
+    if isinstance(value, str) and len(value) > MAX_SHOWN:
+        return value[:MAX_SHOWN - 1] + "\u2026"
+    return value
 
 
 def escapes_lone_surrogate(text, document):
