@@ -864,3 +864,23 @@ def test_a_websocket_document_with_a_lone_surrogate_is_sent_escaped():
     assert transport.protocol.send_document({"echo": "\udc00é"})
     (_, payload), = server_frames(transport.value())
     assert payload == b'{"echo":"\\udc00\\u00e9"}'
+
+
+class HubJSONTests(HubSessions):
+    """L-1: a message nested too deep, or holding NaN, is answered with an
+    error naming why; the session stays open and nothing is logged as a
+    failure of the hub."""
+
+    def test_json_no_reader_agrees_on_is_answered_with_an_error(self):
+        session, transport = self.open_session()
+        for text in ("[" * 100000 + "]" * 100000,
+                     '{"type": "publish", "channel": "room:1", "data": NaN}'):
+            transport.clear()
+            session.dataReceived(client_frame(OP_TEXT, text))
+            (opcode, payload), = server_frames(transport.value())
+            answer = json.loads(payload)
+            self.assertEqual(answer["type"], "error")
+            self.assertTrue(answer["reason"].startswith("message is not JSON Presence takes"),
+                            answer)
+        self.assertIs(session.connection.state, OPEN)
+        self.assertEqual(self.flushLoggedErrors(), [])

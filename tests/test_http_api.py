@@ -96,6 +96,18 @@ class BadRequestTests(APITestCase):
         yield self.assertBadRequest(b'{"account": "a", "attributes": {"n": "x\\udfff"}}')
 
     @defer.inlineCallbacks
+    def test_json_no_reader_agrees_on_is_refused(self):
+        # L-2, L-6, L-14: NaN (a browser's JSON.parse refuses it), nesting
+        # deeper than encoding can take again, a key given twice.
+        for body, says in [(b'{"account": "a", "attributes": {"n": NaN}}', "NaN"),
+                           (b'{"account": "a", "attributes": {"n": -Infinity}}', "NaN"),
+                           (b'{"account": "a", "attributes": ' + b'[' * 949 + b']' * 949 + b'}',
+                            "nested deeper than 64 levels"),
+                           (b'{"account": "a", "account": "b"}', "a key is given twice")]:
+            answer = yield self.assertBadRequest(body)
+            self.assertIn(says, answer["message"])
+
+    @defer.inlineCallbacks
     def test_a_surrogate_pair_is_text(self):
         status, _, _ = yield self.post_ticket(b'{"account": "\\ud83d\\ude00"}')
         self.assertEqual(status, 201)

@@ -6,10 +6,10 @@ a token is active and whom it belongs to (``sub``), with the client
 credentials it was given (HTTP Basic, RFC 7662 section 2.1), through treq.
 """
 
-import json
-
 import treq
 from twisted.internet import defer
+
+from ..wire.jsontext import JSONError, decode_json
 
 __all__ = ["Introspector", "IntrospectionUnavailable"]
 
@@ -45,8 +45,8 @@ class Introspector:
         if response.code != 200:
             raise IntrospectionUnavailable("introspection answered %d" % response.code)
         try:
-            answer = json.loads(body)
-        except ValueError:
+            answer = decode_json(body.decode("utf-8"))
+        except (UnicodeDecodeError, JSONError):
             raise IntrospectionUnavailable("introspection answer is not JSON") from None
         if not isinstance(answer, dict) or not isinstance(answer.get("active"), bool):
             raise IntrospectionUnavailable("introspection answer has no boolean 'active'")

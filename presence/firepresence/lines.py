@@ -2,9 +2,7 @@
 directions. JSON escapes a newline inside a string, so a reader can split on
 LF and give each line to a plain JSON parser (docs/protocol.md)."""
 
-import json
-
-from ..wire.jsontext import encode_document
+from ..wire.jsontext import JSONError, decode_json, encode_document
 
 __all__ = ["LineReader", "Document", "BadLine", "encode_line"]
 
@@ -39,9 +37,6 @@ class BadLine:
 
     def __repr__(self):
         return "BadLine(%r)" % (self.reason,)
-
-
-_decode = json.JSONDecoder().decode
 
 
 class LineReader:
@@ -99,9 +94,10 @@ class LineReader:
         except UnicodeDecodeError:
             return BadLine("line is not valid UTF-8")
         try:
-            document = _decode(text)
-        except ValueError:
-            return BadLine("line is not JSON")
+            document = decode_json(text)
+        except JSONError as error:
+            return BadLine("line is not JSON" if error.reason == "not JSON"
+                           else "line is not JSON Presence takes: %s" % error.reason)
         if not isinstance(document, dict):
             return BadLine("line is not a JSON object")
         return Document(document, text.rstrip("\r"))

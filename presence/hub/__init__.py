@@ -12,6 +12,7 @@ One room per job (docs/architecture.md draws them):
 - :mod:`.channels`: channel membership, local routing and delivery;
 - :mod:`.vocabulary`: the messages clients send (subscribe, publish, ...);
 - :mod:`.liveness`: the node's announcements, reaping, re-assertion;
+- :mod:`.pubsub`: what Redis delivers, checked before it is routed;
 - :mod:`.control`: closing sessions on any node;
 - :mod:`.queries`: the dashboard's questions to every node, both ends;
 - :mod:`.tickets`: issuing and redeeming tickets;

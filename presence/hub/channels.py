@@ -12,7 +12,7 @@ Every account has a channel of its own (:func:`account_channel`): a backend
 reaches all of a user's sessions, on every node, with one publish to it.
 """
 
-from ..wire.jsontext import encode_json
+from ..wire.jsontext import encode_document, encode_json
 from ..wire.prepared import PreparedMessage
 
 __all__ = ["Channels", "account_channel", "valid_channel", "MAX_CHANNEL"]
@@ -150,18 +150,18 @@ class Channels:
 
     def deliver(self, channel, document, exclude=None):
         """Write ``document`` to this node's subscribers of ``channel``
-        (join and leave events: to those that asked for them), encoded once.
-        Returns how many sessions got it."""
+        (join and leave events: to those that asked for them), encoded once,
+        but for ``exclude`` (session ids). Returns how many sessions got it.
+        A backend's text with a lone surrogate (what JavaScript's
+        JSON.stringify writes for a broken pair) goes out escaped."""
         if document.get("type") in ("join", "leave"):
             listeners = self.presence_listeners.get(channel)
         else:
             listeners = self.listeners.get(channel)
         if not listeners:
             return 0
-        prepared = PreparedMessage.text(encode_json(document))
+        prepared = PreparedMessage(encode_document(document))
         if exclude:
-            if isinstance(exclude, str):
-                exclude = (exclude,)
             excluded = set(exclude)
             sessions = [s for sid, s in listeners.items() if sid not in excluded]
         else:
@@ -170,21 +170,15 @@ class Channels:
         self.stats.delivered += sent
         return sent
 
-    def channel_message(self, channel, message):
-        """A message on a Presence channel's Redis channel."""
-        exclude = message.pop("except", None)
+    def channel_message(self, channel, message, exclude):
+        """A message on a Presence channel's Redis channel (presence/hub/pubsub.py
+        checked it)."""
         message.setdefault("channel", channel)
         self.deliver(channel, message, exclude)
 
-    def juggernaut_message(self, message):
+    def juggernaut_message(self, channels, data, exclude):
         """``PUBLISH juggernaut {"channels": [...], "data": ..., "except":
         ...}``, as Juggernaut's backends send it."""
-        channels = message.get("channels")
-        if isinstance(channels, str):
-            channels = [channels]
-        if not isinstance(channels, list):
-            return
         for channel in channels:
-            if isinstance(channel, str):
-                self.deliver(channel, {"type": "message", "channel": channel,
-                                       "data": message.get("data")}, message.get("except"))
+            self.deliver(channel, {"type": "message", "channel": channel, "data": data},
+                         exclude)

@@ -10,9 +10,9 @@ presence/hub/ and routes between them:
 - what a ready session sends is the client vocabulary's
   (presence/hub/vocabulary.py); subscriptions and delivery are the channels'
   (presence/hub/channels.py);
-- what Redis delivers goes to the channels (channel messages, Juggernaut's
-  ``PUBLISH juggernaut {...}``) or to the control channel's handler
-  (presence/hub/control.py);
+- what Redis delivers is checked (presence/hub/pubsub.py) and goes to the
+  channels (channel messages, Juggernaut's ``PUBLISH juggernaut {...}``) or
+  to the control channel's handler (presence/hub/control.py);
 - the node announces itself and reaps dead nodes (presence/hub/liveness.py);
 - after a Redis outage the subscriptions are restored, the node's presence
   re-asserted, and the gap logged and counted.
@@ -21,7 +21,6 @@ Everything another node or a backend must see lives in Redis
 (presence/redis/keys.py names it; docs/redis.md documents it).
 """
 
-import json
 import os
 import socket
 
@@ -38,6 +37,7 @@ from .channels import Channels, account_channel
 from .control import Control
 from .events import BackendEvents
 from .liveness import Liveness
+from .pubsub import RedisMessages
 from .queries import ClusterQueries, QueryAnswers
 from .records import PresenceRecords
 from .settings import HubSettings
@@ -85,6 +85,7 @@ class Hub:
         self.control = Control(store, self.answers, self.work)
         #: What the dashboard asks of the cluster, from this node.
         self.queries = ClusterQueries(store, self.control, clock)
+        self.from_redis = RedisMessages(self.keys, self.channels, self.control, stats, clock)
 
     # ----------------------------------------------------------- life cycle
 
@@ -95,7 +96,7 @@ class Hub:
         server.handler = self
         for room in (self.channels, self.messages, self.liveness, self.answers, self.control):
             room.server = server
-        self.subscriber = RedisSubscriber(self.engine.url, self._redis_message,
+        self.subscriber = RedisSubscriber(self.engine.url, self.from_redis.received,
                                           self._redis_connected, self._redis_lost,
                                           reactor=self.engine.reactor)
         self.channels.subscriber = self.subscriber
@@ -153,24 +154,6 @@ class Hub:
         self.messages.binary_received(session, data)
 
     # ---------------------------------------------------- messages from Redis
-
-    def _redis_message(self, redis_channel, payload):
-        self.stats.redis_messages += 1
-        try:
-            message = json.loads(payload)
-        except ValueError:
-            log.warn("presence: ignoring a message that is not JSON on {channel}",
-                     channel=redis_channel)
-            return
-        if not isinstance(message, dict):
-            return
-        prefix = self.keys.channel_prefix
-        if redis_channel.startswith(prefix):
-            self.channels.channel_message(redis_channel[len(prefix):], message)
-        elif redis_channel == JUGGERNAUT:
-            self.channels.juggernaut_message(message)
-        elif redis_channel == self.keys.control:
-            self.control.received(message)
 
     def _redis_connected(self):
         if self._lost_at is None:

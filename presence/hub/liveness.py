@@ -116,6 +116,8 @@ class Liveness:
             limits_hit=dict(stats.limits_hit), connections=server.connections,
             protocol_errors=sum(stats.protocol_errors.values()),
             redis_reconnects=self.stats.redis_reconnects, redis_errors=self.stats.redis_errors,
+            bad_redis_messages=sum(self.stats.bad_redis_messages.values()),
+            bad_redis_messages_by_reason=dict(self.stats.bad_redis_messages),
             **totals, **rates)
         self._previous_report = report
         return report

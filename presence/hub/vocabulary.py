@@ -5,10 +5,9 @@ an ``error`` naming the reason (and the request and channel it was about);
 each reason is counted."""
 
 import fnmatch
-import json
 
 from ..redis.engine import RedisUnavailable
-from ..wire.jsontext import encode_json, escapes_lone_surrogate
+from ..wire.jsontext import JSONError, decode_json, encode_json, escapes_lone_surrogate
 from .channels import MAX_CHANNEL, account_channel, valid_channel
 
 __all__ = ["ClientMessages"]
@@ -31,8 +30,12 @@ class ClientMessages:
 
     def text_received(self, session, text):
         try:
-            message = json.loads(text)
-        except ValueError:
+            message = decode_json(text)
+        except JSONError as error:
+            if error.reason != "not JSON":
+                # Too deep, NaN: JSON of a kind no browser or backend reads.
+                self._error(session, "message is not JSON Presence takes: %s" % error.reason)
+                return
             message = None
         if not isinstance(message, dict):
             self._error(session, "message is not a JSON object")

@@ -1,6 +1,8 @@
 """Redis updates in flight: a node keeps each until it completes (its stop
 waits for them), and counts and logs the ones that fail."""
 
+import collections
+
 from twisted.internet import defer
 from twisted.logger import Logger
 
@@ -18,6 +20,8 @@ class HubStats:
         self.published = 0  # client publishes added to the stream
         self.delivered = 0  # messages written to local sessions
         self.redis_messages = 0
+        #: Pub/sub messages that could not be delivered, by reason.
+        self.bad_redis_messages = collections.Counter()
         self.redis_errors = 0
         self.redis_reconnects = 0
         self.redis_outage_seconds = 0.0

@@ -16,14 +16,13 @@ A :class:`TicketCheck` exists only while a ticket is being redeemed; the
 redeemer is the node's ``ITicketRedeemer`` (the hub's ticket store).
 """
 
-import json
-
 from twisted.logger import Logger
 
 from ..wire.clientip import parse_address
 from ..wire.close import POLICY_VIOLATION
 from ..wire.events import TextMessage
 from ..wire.httphead import error_response
+from ..wire.jsontext import JSONError, decode_json
 from .interfaces import TicketStoreUnavailable
 
 __all__ = ["TicketCheck", "AUTH_FAILURES", "MAX_QUEUED_BEFORE_AUTH"]
@@ -156,8 +155,8 @@ class TicketCheck:
 def _ticket_of(text):
     """The ticket of an auth message's ``text``, or None when it is not one."""
     try:
-        document = json.loads(text)
-    except ValueError:
+        document = decode_json(text)
+    except JSONError:
         return None
     if not isinstance(document, dict) or document.get("type") != "auth":
         return None

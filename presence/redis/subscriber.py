@@ -4,10 +4,13 @@ node's sessions listen to, and subscribed again after every reconnection."""
 import txredisapi
 from twisted.internet import defer
 from twisted.internet.endpoints import HostnameEndpoint, UNIXClientEndpoint
+from twisted.logger import Logger
 
 from .connection import parse_redis_url
 
 __all__ = ["RedisSubscriber"]
+
+log = Logger()
 
 
 class _SubscriberProtocol(txredisapi.SubscriberProtocol):
@@ -24,7 +27,14 @@ class _SubscriberProtocol(txredisapi.SubscriberProtocol):
         self.factory.subscriber._lost(self)
 
     def messageReceived(self, pattern, channel, message):
-        self.factory.subscriber.on_message(channel, message)
+        # An exception here would make txredisapi drop the connection, and
+        # with it the messages after this one: the callback's own fault is
+        # logged instead (the hub's callback checks every message and never
+        # raises; this is the last line).
+        try:
+            self.factory.subscriber.on_message(channel, message)
+        except Exception:
+            log.failure("presence: the pub/sub callback failed on {channel}", channel=channel)
 
 
 class _SubscriberFactory(txredisapi.SubscriberFactory):

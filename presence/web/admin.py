@@ -462,6 +462,10 @@ def prometheus(server, hub=None):
         metric("presence_reasserted_total", "counter",
                "Times this node found it had been reaped while alive, and re-asserted "
                "its sessions.", [({}, hub.stats.reasserted)])
+        metric("presence_bad_redis_messages_total", "counter",
+               "Pub/sub messages that could not be delivered, by reason (not JSON, nested "
+               "too deep, a bad except list, ...).",
+               [({"reason": k}, v) for k, v in sorted(hub.stats.bad_redis_messages.items())])
         metric("presence_delivered_total", "counter",
                "Channel messages written to local sessions.", [({}, hub.stats.delivered)])
     return "\n".join(lines) + "\n"

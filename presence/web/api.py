@@ -20,7 +20,7 @@ from ..hub.channels import MAX_CHANNEL, valid_channel
 from ..hub.tickets import fingerprint
 from ..redis.engine import RedisUnavailable
 from ..wire.close import MAX_REASON_BYTES, OPERATOR_CLOSE_CODES, is_operator_close_code
-from ..wire.jsontext import escapes_lone_surrogate
+from ..wire.jsontext import JSONError, decode_json, escapes_lone_surrogate
 
 __all__ = ["PresenceAPI", "MAX_BODY"]
 
@@ -59,10 +59,14 @@ def _json_body(request):
         raise APIError(413, "too_large", "request body larger than %d bytes" % MAX_BODY)
     try:
         text = body.decode("utf-8")
-        data = json.loads(text)
-    except (ValueError, RecursionError):
-        # RecursionError: nested deeper than the parser goes.
+    except UnicodeDecodeError:
         raise APIError(400, "bad_request", "request body is not JSON (in UTF-8)") from None
+    try:
+        data = decode_json(text, unique_keys=True)
+    except JSONError as error:
+        raise APIError(400, "bad_request", "request body is not JSON (in UTF-8)"
+                       if error.reason == "not JSON"
+                       else "request body is not JSON Presence takes: %s" % error.reason) from None
     if not isinstance(data, dict):
         raise APIError(400, "bad_request", "request body must be a JSON object")
     if escapes_lone_surrogate(text, data):
