@@ -34,19 +34,14 @@ def valid_channel(channel):
             and channel.isprintable() and " " not in channel)
 
 
-def membership_event(kind, channel, account, session_id):
-    """The ``join`` or ``leave`` event of a session in a channel."""
-    return {"type": kind, "channel": channel, "account": account, "session": session_id}
-
-
 class Channels:
-    """``store``: the node's PresenceStore; ``events``: its BackendEvents.
+    """``store``: the node's PresenceStore; ``writer``: its PresenceWriter.
     ``server`` (the node's client side) and ``subscriber`` (its pub/sub
     connection) are given when the hub starts."""
 
-    def __init__(self, store, events, node_id, stats):
+    def __init__(self, store, writer, node_id, stats):
         self.store = store
-        self.events = events
+        self.writer = writer
         self.node_id = node_id
         self.stats = stats
         self.server = None
@@ -58,12 +53,6 @@ class Channels:
         self.presence_listeners = {}
         #: Session id -> the channels it subscribed to (its own one apart).
         self.subscriptions = {}
-
-    def session_entry(self, session):
-        """The session's entry in its node's session hash: what a reaper
-        needs to take it out of presence."""
-        return encode_json({"account": session.account,
-                            "channels": sorted(self.subscriptions.get(session.id, ()))})
 
     # ------------------------------------------------- local routing
 
@@ -95,37 +84,19 @@ class Channels:
 
     # ------------------------------------------------- membership in Redis
 
-    async def joined(self, session, channel):
-        """``session`` subscribed to ``channel``: it is a member, its node
-        entry lists the channel, and the channel and backends hear of it."""
-        store = self.store
-        await store.join(channel, session.id, session.account or "")
-        await store.set_session_entry(self.node_id, session.id, self.session_entry(session))
-        await self.publish_to_channel(channel, membership_event(
-            "join", channel, session.account, session.id), [session.id])
-        await self.events.publish("subscribe", session.account, session.id, self.node_id,
-                                  channel)
+    def joined(self, session, channel):
+        """``session`` subscribed to ``channel``: it is a member (and its node
+        records the membership), and the channel and backends hear of it."""
+        self.writer.join(session, channel)
 
-    async def left(self, channel, session_id, account, node, entry=None):
-        """A session of ``node`` left ``channel`` (``entry``: its node entry
-        now, when it is still open)."""
-        store = self.store
-        await store.leave(channel, session_id)
-        if entry is not None:
-            await store.set_session_entry(node, session_id, entry)
-        await self.publish_to_channel(channel, membership_event(
-            "leave", channel, account, session_id), [session_id])
-        await self.events.publish("unsubscribe", account, session_id, node, channel)
+    def left(self, session_id, account, channel, session=None):
+        """A session left ``channel`` (``session``: it is still open)."""
+        self.writer.leave(session_id, account, channel, session)
 
-    async def rejoin(self, session, channel):
+    def rejoin(self, session, channel):
         """After this node was reaped (or Redis lost everything): make
         ``session`` a member of ``channel`` again, and say so if it was not."""
-        added = await self.store.join(channel, session.id, session.account)
-        if int(added) == 1:
-            await self.publish_to_channel(channel, membership_event(
-                "join", channel, session.account, session.id), [session.id])
-            await self.events.publish("subscribe", session.account, session.id,
-                                      self.node_id, channel)
+        self.writer.join(session, channel, again=True)
 
     def members(self, channel):
         return self.store.members(channel)

@@ -24,6 +24,7 @@ Everything another node or a backend must see lives in Redis
 import os
 import socket
 
+from twisted.internet import defer
 from twisted.logger import Logger
 from zope.interface import implementer
 
@@ -35,7 +36,6 @@ from ..redis.subscriber import RedisSubscriber
 from ..wire.close import GOING_AWAY
 from .channels import Channels, account_channel
 from .control import Control
-from .events import BackendEvents
 from .liveness import Liveness
 from .pubsub import RedisMessages
 from .queries import ClusterQueries, QueryAnswers
@@ -44,10 +44,14 @@ from .settings import HubSettings
 from .tickets import TicketStore
 from .vocabulary import ClientMessages
 from .work import HubStats, RedisWork
+from .writer import PresenceWriter
 
 __all__ = ["Hub"]
 
 log = Logger()
+
+#: Seconds a stopping node waits for its last presence changes to be written.
+STOP_TIMEOUT = 10.0
 
 
 def _new_node_id():
@@ -73,10 +77,11 @@ class Hub:
         self._lost_at = None
         #: The ticket store of this node's sessions and API.
         self.tickets = TicketStore(store, clock, settings.ticket_ttl)
-        self.events = BackendEvents(store)
-        self.records = PresenceRecords(store, self.events, self.node_id, clock,
+        #: Every presence change of this node's sessions, in order, batched.
+        self.writer = PresenceWriter(store, self.node_id, clock, stats)
+        self.records = PresenceRecords(store, self.writer, self.node_id, clock,
                                        settings.closes_kept)
-        self.channels = Channels(store, self.events, self.node_id, stats)
+        self.channels = Channels(store, self.writer, self.node_id, stats)
         self.messages = ClientMessages(self.channels, store, self.work, stats, self.node_id,
                                        clock, settings.stream_maxlen)
         self.liveness = Liveness(store, self.records, self.channels, stats, self.node_id,
@@ -105,14 +110,24 @@ class Hub:
         self.liveness.start()
 
     async def stop(self):
-        """After the node's sessions were closed: wait for their Redis
-        updates, then take the node out of Redis."""
+        """After the node's sessions were closed: write their last presence
+        changes (for at most STOP_TIMEOUT seconds), sweep whatever of the
+        node's records is still in Redis, and take the node out of it."""
         await self.liveness.stop()
-        await self.work.finished()
+        await self.liveness.stop_sweeps()
+        finished = self.writer.finished()
+        finished.addTimeout(STOP_TIMEOUT, self.clock)
         try:
+            await defer.DeferredList([finished, self.work.finished()], consumeErrors=True)
+            dropped = self.writer.stop()
+            if dropped:
+                log.warn("presence: {count} presence changes not written at shutdown",
+                         count=dropped)
+            await self.liveness.sweep(self.node_id, claimed=False)
             await self.store.forget_node(self.node_id)
         except RedisUnavailable:
-            log.warn("presence: Redis unavailable at shutdown; node {node} will expire",
+            log.warn("presence: Redis unavailable at shutdown; node {node} will expire, "
+                     "and a survivor will take its sessions out of presence",
                      node=self.node_id)
         if self.subscriber is not None:
             await self.subscriber.close()
@@ -129,23 +144,19 @@ class Hub:
         if account is None:
             return
         self.channels.listen(session, account_channel(account))
-        self.work.track(self.records.online(session, self.channels.session_entry(session)),
-                        "presence of " + session.id)
+        self.records.online(session)
 
     def session_closed(self, session, record):
         channels = self.channels
-        self.work.track(self.records.record_close(session, record),
-                        "close record of " + session.id)
+        self.records.record_close(session, record)
         for channel in channels.subscriptions.pop(session.id, ()):
             channels.stop_listening(session, channel)
-            self.work.track(channels.left(channel, session.id, session.account, self.node_id),
-                            "leaving " + channel)
+            channels.left(session.id, session.account, channel)
         account = session.account
         if account is None:
             return
         channels.stop_listening(session, account_channel(account))
-        self.work.track(self.records.offline(self.node_id, session.id, account),
-                        "presence of " + session.id)
+        self.records.offline(session.id, account)
 
     def text_received(self, session, text):
         self.messages.text_received(session, text)

@@ -5,17 +5,17 @@ finds it was reaped while alive.
 Each node announces itself every ``node_heartbeat`` seconds with a key that
 expires after three (``P node:NODE``, holding the node's report for the
 dashboard). A surviving node that finds a node in the registry without its
-key reaps it: claims its sessions atomically, once (presence/redis/scripts.py
-``REAP``), takes them out of their channels and of presence, and publishes
-their leave and offline events. A node that was only paused, partitioned or
+key reaps it: claims its records atomically, once (presence/redis/scripts.py
+``CLAIM``), then sweeps them out of their channels and of presence a chunk at
+a time, apart from its own announcements (``SWEEP``: the leave and offline
+events go out as it goes); should it die meanwhile, another survivor
+finishes the sweep. A node that was only paused, partitioned or
 cut off by a Redis restart finds, at its next announcement, that it was
 reaped, and asserts its sessions' presence again.
 
 These are the node's own heartbeats; the pings to client sessions are
 presence/net/heartbeat.py's.
 """
-
-import json
 
 from twisted.internet import defer, task
 from twisted.logger import Logger
@@ -26,6 +26,10 @@ from ..wire.jsontext import encode_json
 __all__ = ["Liveness"]
 
 log = Logger()
+
+#: Records one step of a sweep takes out of presence (a millisecond or two
+#: of Redis's time; the node's own work goes on between steps).
+SWEEP_CHUNK = 500
 
 #: Seconds a reaped node's mark lasts: should the node be alive after all,
 #: its next announcement finds it and re-asserts its sessions; an hour
@@ -51,6 +55,8 @@ class Liveness:
         self.addresses = []
         self._loop = None
         self._announcing = None
+        #: Dead node -> the sweep of its records under way here.
+        self._sweeps = {}
         self._previous_report = None
 
     def start(self):
@@ -141,10 +147,11 @@ class Liveness:
             if await self._announce():
                 log.warn("presence: this node's heartbeat lapsed and another node took its "
                          "sessions out of presence; re-asserting them")
-                await self._reassert_sessions()
+                self._reassert_sessions()
             for other in await self.store.nodes():
                 if other != self.node_id and await self.store.node_info(other) is None:
                     await self.reap(other)
+            await self._take_over_sweeps()
         except RedisUnavailable:
             self.stats.redis_errors += 1
         except Exception:
@@ -158,34 +165,62 @@ class Liveness:
             self.stats.reasserted += 1
         return reaped
 
+    # ------------------------------------------------------------ reaping
+
     async def reap(self, dead):
         """Take the sessions of the dead node ``dead`` out of presence, if
-        this node is the first to claim them."""
-        sessions = await self.store.reap_node(dead)
-        if sessions is None:
+        this node is the first to claim them. The claim is one step; the
+        sweep runs apart from the announcements (a node reaping 50,000
+        sessions must not miss its own heartbeat and be reaped in turn)."""
+        if not await self.store.claim(dead, self.node_id):
             return  # alive after all, or another node claimed it
         self.stats.reaped_nodes += 1
-        log.info("presence: node {node} is gone; {count} of its sessions leave presence",
-                 node=dead, count=len(sessions))
-        for session_id, entry in sessions.items():
-            try:
-                entry = json.loads(entry)
-            except ValueError:
-                continue
-            account = entry.get("account")
-            for channel in entry.get("channels", ()):
-                await self.channels.left(channel, session_id, account, dead)
-            if account is not None:
-                await self.records.offline(dead, session_id, account)
-        await self.store.mark_reaped(dead, REAPED_MARK_TTL)
+        log.info("presence: node {node} is gone; its sessions leave presence", node=dead)
+        self._sweep(dead)
+
+    async def _take_over_sweeps(self):
+        """Continue the sweeps of reapers that died before they finished."""
+        for dead, reaper in (await self.store.claimed()).items():
+            if reaper != self.node_id and dead not in self._sweeps \
+                    and await self.store.node_info(reaper) is None:
+                await self.store.take_over(dead, self.node_id)
+                log.info("presence: {reaper} died while reaping {node}; finishing it",
+                         reaper=reaper, node=dead)
+                self._sweep(dead)
+
+    def _sweep(self, dead):
+        sweeping = self._sweeps[dead] = defer.ensureDeferred(self.sweep(dead, claimed=True))
+        sweeping.addErrback(lambda failure: failure.trap(RedisUnavailable, defer.CancelledError))
+        sweeping.addBoth(lambda _: self._sweeps.pop(dead, None))
+
+    async def sweep(self, node, claimed):
+        """Take ``node``'s records out of presence, SWEEP_CHUNK at a time: a
+        dead node's that this node claimed, or, at its stop, its own. Its
+        sessions' leave and offline events are published as they go. Each
+        chunk is one round trip, and the reactor serves everything else
+        (the node's own announcements among it) while it waits for one."""
+        while await self.store.sweep(node, SWEEP_CHUNK, claimed):
+            pass
+        if claimed:
+            await self.store.mark_reaped(node, REAPED_MARK_TTL)
+
+    async def stop_sweeps(self):
+        """The node stops: sweeps under way stay claimed, and a survivor
+        finishes them once this node's key is gone."""
+        sweeps = list(self._sweeps.values())
+        for sweeping in sweeps:
+            sweeping.cancel()
+        await defer.DeferredList(sweeps, consumeErrors=True)
+
+    # ------------------------------------------------------- re-assertion
 
     async def reassert(self):
         """Assert this node's sessions' presence again (after a Redis outage,
         or when it finds it was reaped)."""
         await self._announce()
-        await self._reassert_sessions()
+        self._reassert_sessions()
 
-    async def _reassert_sessions(self):
+    def _reassert_sessions(self):
         channels = self.channels
         for session in list(self.server.sessions.values()):
             if session.account is None or not session.ready:
@@ -193,6 +228,6 @@ class Liveness:
             # Whoever saw this session go (a reaper's offline and leave
             # events) sees it come back; after a restart of a Redis that
             # kept nothing, the events announce what the cluster lost.
-            await self.records.online(session, channels.session_entry(session))
+            self.records.online(session)
             for channel in channels.subscriptions.get(session.id, ()):
-                await channels.rejoin(session, channel)
+                channels.rejoin(session, channel)

@@ -1,5 +1,6 @@
 """Presence records: which sessions of which accounts are online, on which
-node, and how sessions ended (presence/redis/store.py writes them)."""
+node, and how sessions ended (written in order by presence/hub/writer.py,
+read from presence/redis/store.py)."""
 
 import json
 
@@ -9,12 +10,12 @@ __all__ = ["PresenceRecords"]
 
 
 class PresenceRecords:
-    """``store``: the node's PresenceStore; ``events``: its BackendEvents;
-    ``node_id``: this node's id."""
+    """``writer``: the node's PresenceWriter (every change goes through it,
+    in order); ``store``: its PresenceStore (for reading)."""
 
-    def __init__(self, store, events, node_id, clock, closes_kept):
+    def __init__(self, store, writer, node_id, clock, closes_kept):
         self.store = store
-        self.events = events
+        self.writer = writer
         self.node_id = node_id
         self.clock = clock
         self.closes_kept = closes_kept
@@ -25,27 +26,16 @@ class PresenceRecords:
         return encode_json({"node": self.node_id, "ip": session.client_ip,
                             "protocol": session.protocol_name, "since": session.opened_at})
 
-    def online(self, session, entry):
-        """Record ``session`` online (``entry``: its node session entry);
-        backends hear ``online`` when it is its account's first session.
-        Fires with whether it was."""
-        def came_online(first):
-            if first:
-                return self.events.publish("online", session.account, session.id,
-                                           self.node_id).addCallback(lambda _: True)
-            return False
-        return self.store.session_online(self.node_id, session.id, session.account,
-                                         self.session_info(session), entry).addCallback(
-            came_online)
+    def online(self, session):
+        """``session`` (with an account) is online; backends hear ``online``
+        when it is its account's first session."""
+        self.writer.online(session, self.session_info(session),
+                           encode_json({"account": session.account}))
 
-    def offline(self, node, session_id, account):
-        """Take a session of ``node`` out of presence; backends hear
-        ``offline`` when it was its account's last one."""
-        def went_offline(last):
-            if last:
-                return self.events.publish("offline", account, session_id, node)
-            return None
-        return self.store.session_offline(node, session_id, account).addCallback(went_offline)
+    def offline(self, session_id, account):
+        """A session of this node is gone; backends hear ``offline`` when it
+        was its account's last one."""
+        self.writer.offline(session_id, account)
 
     def record_close(self, session, record):
         """Keep how ``session`` ended, for the dashboard (cluster-wide)."""
@@ -59,7 +49,7 @@ class PresenceRecords:
             "meaning": record.meaning, "reason": shown(record.reason),
             "initiated_by": record.initiated_by, "clean": record.clean,
             "duration": record.duration})
-        return self.store.record_close(entry, int(now // 60), record.code, self.closes_kept)
+        self.writer.close_record(entry, int(now // 60), record.code, self.closes_kept)
 
     async def online_accounts(self):
         return sorted(await self.store.online_accounts())

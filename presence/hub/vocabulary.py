@@ -94,7 +94,7 @@ class ClientMessages:
                 return
             subscribed.add(channel)
             channels.listen(session, channel)
-            self.work.track(channels.joined(session, channel), "joining " + channel)
+            channels.joined(session, channel)
         session.note("subscribed to %s" % channel)
         if message.get("presence") is True:
             # Join and leave events are opt-in: on a channel of 10,000
@@ -112,9 +112,7 @@ class ClientMessages:
             return
         subscribed.discard(channel)
         channels.stop_listening(session, channel)
-        self.work.track(channels.left(channel, session.id, session.account, self.node_id,
-                                      entry=channels.session_entry(session)),
-                        "leaving " + channel)
+        channels.left(session.id, session.account, channel, session)
         session.note("unsubscribed from %s" % channel)
         session.send_document({"type": "unsubscribed", "channel": channel})
 

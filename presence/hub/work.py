@@ -20,6 +20,11 @@ class HubStats:
         self.published = 0  # client publishes added to the stream
         self.delivered = 0  # messages written to local sessions
         self.redis_messages = 0
+        #: Presence changes written (presence/hub/writer.py), and sessions
+        #: paused because too many were waiting.
+        self.presence_writes = 0
+        self.presence_batches = 0
+        self.paused_for_redis = 0
         #: Pub/sub messages that could not be delivered, by reason.
         self.bad_redis_messages = collections.Counter()
         self.redis_errors = 0

@@ -7,7 +7,13 @@ Keys (``P`` is the prefix):
 - ``P account:ACCOUNT``: hash, session id -> JSON {node, ip, protocol, since}
 - ``P nodes``: set of the ids of nodes that announced themselves
 - ``P node:NODE``: string, JSON about the node; expires unless refreshed
-- ``P node:NODE:sessions``: hash, session id -> JSON {account, channels}
+- ``P node:NODE:sessions``: hash, session id -> JSON {account}: the node's
+  sessions in presence
+- ``P node:NODE:channels``: hash, "SESSION CHANNEL" -> "": its sessions'
+  memberships (what the node, or a survivor, sweeps out of presence)
+- ``P node:NODE:sessions:swept``, ``P node:NODE:channels:swept``: the same,
+  claimed by a survivor while it sweeps a dead node
+- ``P reaping``: hash, dead node -> the survivor sweeping it
 - ``P node:NODE:reaped``: string, set when another node reaped it
 - ``P members:CHANNEL``: hash, session id -> account
 - ``P ticket:SHA256``: string, a ticket's JSON, until redeemed or expired
@@ -46,6 +52,8 @@ class PresenceKeys:
         self.control = prefix + "control"
         self.events = prefix + "events"
         self.closes = prefix + "closes"
+        #: Dead node -> the survivor sweeping its records.
+        self.reaping = prefix + "reaping"
         #: What every Presence channel's Redis channel starts with.
         self.channel_prefix = prefix + "channel:"
 
@@ -57,6 +65,15 @@ class PresenceKeys:
 
     def node_sessions(self, node):
         return "%snode:%s:sessions" % (self.prefix, node)
+
+    def node_memberships(self, node):
+        return "%snode:%s:channels" % (self.prefix, node)
+
+    @staticmethod
+    def swept(key):
+        """Where a node's session or membership hash is kept while a
+        survivor sweeps it."""
+        return key + ":swept"
 
     def node_reaped(self, node):
         return "%snode:%s:reaped" % (self.prefix, node)

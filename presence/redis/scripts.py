@@ -1,28 +1,79 @@
 """The Lua scripts that change several keys in one step (Redis runs a script
-atomically), so that no other node sees presence half-written."""
+atomically), so that no other node sees presence half-written, and a
+command the client gave up waiting for is applied whole or not at all.
 
-__all__ = ["ONLINE", "OFFLINE", "ANNOUNCE", "REAP", "RECORD_CLOSE"]
-
-# A session comes online: its entry in the account's hash and in its node's
-# session hash, the account in the online set. Answers 1 when it is the
-# account's first session.
-ONLINE = """
-redis.call('HSET', KEYS[3], ARGV[1], ARGV[4])
-local added = redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
-redis.call('SADD', KEYS[2], ARGV[2])
-if added == 1 and redis.call('HLEN', KEYS[1]) == 1 then return 1 end
-return 0
+Every key name is passed in (presence/redis/keys.py is the one home of the
+key scheme); a script only joins a prefix to a channel, an account or a
+session where it walks records it was handed.
 """
 
-# A session goes offline; answers 1 when it was the account's last session.
-OFFLINE = """
-redis.call('HDEL', KEYS[3], ARGV[1])
-local removed = redis.call('HDEL', KEYS[1], ARGV[1])
-if removed == 1 and redis.call('HLEN', KEYS[1]) == 0 then
-  redis.call('SREM', KEYS[2], ARGV[2])
-  return 1
+__all__ = ["APPLY", "ANNOUNCE", "CLAIM", "SWEEP"]
+
+# A node's presence changes, in the order its sessions made them, as one
+# batch (presence/hub/writer.py): a subscribe storm costs one round trip
+# per few hundred changes, and the changes of one session can never pass
+# each other. ARGV: the node's session hash, its memberships hash, the
+# online set, the events channel, Juggernaut's subscribe and unsubscribe
+# channels, then the operations, each its name and its fields:
+#   online  ACCOUNT-KEY SESSION ACCOUNT INFO ENTRY EVENT
+#   offline ACCOUNT-KEY SESSION ACCOUNT EVENT
+#   join    MEMBERS-KEY CHANNEL-KEY SESSION ACCOUNT CHANNEL CHANNEL-EVENT EVENT JUGGERNAUT-EVENT
+#   leave   (the same fields)
+#   rejoin  (the same fields: the events only if it was not a member)
+#   close   CLOSES-KEY MINUTE-KEY RECORD KEEP CODE
+# Events of a first session (online), a last one (offline), a join or a
+# leave are published here, with the change they tell of.
+APPLY = """
+local sessions, memberships, online, events = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local subscribe, unsubscribe = ARGV[5], ARGV[6]
+local i, n = 7, #ARGV
+while i <= n do
+  local op = ARGV[i]
+  if op == 'online' then
+    local key, sid = ARGV[i + 1], ARGV[i + 2]
+    redis.call('HSET', sessions, sid, ARGV[i + 5])
+    local added = redis.call('HSET', key, sid, ARGV[i + 4])
+    redis.call('SADD', online, ARGV[i + 3])
+    if added == 1 and redis.call('HLEN', key) == 1 then
+      redis.call('PUBLISH', events, ARGV[i + 6])
+    end
+    i = i + 7
+  elseif op == 'offline' then
+    local key, sid = ARGV[i + 1], ARGV[i + 2]
+    redis.call('HDEL', sessions, sid)
+    if redis.call('HDEL', key, sid) == 1 and redis.call('HLEN', key) == 0 then
+      redis.call('SREM', online, ARGV[i + 3])
+      redis.call('PUBLISH', events, ARGV[i + 4])
+    end
+    i = i + 5
+  elseif op == 'join' or op == 'leave' or op == 'rejoin' then
+    local members, channel, sid = ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
+    local membership = sid .. ' ' .. ARGV[i + 5]
+    local tell = true
+    if op == 'leave' then
+      redis.call('HDEL', members, sid)
+      redis.call('HDEL', memberships, membership)
+    else
+      tell = redis.call('HSET', members, sid, ARGV[i + 4]) == 1 or op == 'join'
+      redis.call('HSET', memberships, membership, '')
+    end
+    if tell then
+      redis.call('PUBLISH', channel, ARGV[i + 6])
+      redis.call('PUBLISH', events, ARGV[i + 7])
+      redis.call('PUBLISH', op == 'leave' and unsubscribe or subscribe, ARGV[i + 8])
+    end
+    i = i + 9
+  elseif op == 'close' then
+    redis.call('LPUSH', ARGV[i + 1], ARGV[i + 3])
+    redis.call('LTRIM', ARGV[i + 1], 0, tonumber(ARGV[i + 4]) - 1)
+    redis.call('HINCRBY', ARGV[i + 2], ARGV[i + 5], 1)
+    redis.call('EXPIRE', ARGV[i + 2], 7200)
+    i = i + 6
+  else
+    return redis.error_reply('unknown presence operation ' .. tostring(op))
+  end
 end
-return 0
+return 1
 """
 
 # A node's heartbeat; answers 1 when a surviving node has reaped it since.
@@ -32,22 +83,79 @@ redis.call('SET', KEYS[2], ARGV[2], 'EX', tonumber(ARGV[3]))
 return redis.call('DEL', KEYS[3])
 """
 
-# Claim a dead node's sessions: only the first surviving node to call this
-# gets them (SREM answers 1 once), and only if the node's key has expired.
-REAP = """
-if redis.call('EXISTS', KEYS[2]) == 1 then return false end
-if redis.call('SREM', KEYS[1], ARGV[1]) == 0 then return false end
-local sessions = redis.call('HGETALL', KEYS[3])
-redis.call('DEL', KEYS[3])
-return sessions
+# Claim a dead node's records for sweeping: only the first surviving node
+# to call this gets them (SREM answers 1 once), and only if the node's key
+# has expired. Its session and membership hashes move under their swept
+# names, and the claim is recorded (the reaping hash: node -> reaper), so
+# that another survivor takes the sweep over should this reaper die too.
+# KEYS: nodes, node key, sessions, memberships, swept sessions, swept
+# memberships, reaping. ARGV: the dead node, the reaper.
+CLAIM = """
+if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
+if redis.call('SREM', KEYS[1], ARGV[1]) == 0 then return 0 end
+if redis.call('EXISTS', KEYS[3]) == 1 then redis.call('RENAME', KEYS[3], KEYS[5]) end
+if redis.call('EXISTS', KEYS[4]) == 1 then redis.call('RENAME', KEYS[4], KEYS[6]) end
+redis.call('HSET', KEYS[7], ARGV[1], ARGV[2])
+return 1
 """
 
-# A session's end: the newest first in a capped list, and a count per code
-# per minute (kept two hours) for "closes by code over the last hour".
-RECORD_CLOSE = """
-redis.call('LPUSH', KEYS[1], ARGV[1])
-redis.call('LTRIM', KEYS[1], 0, tonumber(ARGV[2]) - 1)
-redis.call('HINCRBY', KEYS[2], ARGV[3], 1)
-redis.call('EXPIRE', KEYS[2], 7200)
-return 1
+# Sweep up to ARGV[1] records of a node's sessions out of presence: first
+# its memberships (each leaves its channel, with the leave events), then its
+# sessions (each leaves its account, and the account's last one goes
+# offline). Answers the records left; the caller calls again until none are,
+# between other work, so that sweeping 50,000 sessions never holds Redis or
+# the caller's reactor for long. With it the node's records are gone whether
+# the node stopped (it sweeps its own) or died (a survivor sweeps what it
+# claimed).
+# KEYS: sessions, memberships, online, events, Juggernaut's unsubscribe
+# channel, and the reaping hash. ARGV: count, the node, and the prefixes of
+# members, channel and account keys.
+SWEEP = """
+local sessions, memberships, online, events = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local count, node = tonumber(ARGV[1]), ARGV[2]
+local members_of, channel_of, account_of = ARGV[3], ARGV[4], ARGV[5]
+local function account(sid)
+  local entry = redis.call('HGET', sessions, sid)
+  if entry then
+    local decoded = cjson.decode(entry).account
+    if decoded ~= cjson.null then return decoded end
+  end
+  return nil
+end
+local done = 0
+local scan = redis.call('HSCAN', memberships, 0, 'COUNT', count)[2]
+for k = 1, #scan, 2 do
+  local membership = scan[k]
+  local space = string.find(membership, ' ', 1, true)
+  local sid, channel = string.sub(membership, 1, space - 1), string.sub(membership, space + 1)
+  local who = account(sid)
+  redis.call('HDEL', members_of .. channel, sid)
+  redis.call('HDEL', memberships, membership)
+  redis.call('PUBLISH', channel_of .. channel, cjson.encode({type = 'leave', channel = channel,
+    account = who or cjson.null, session = sid, ['except'] = {sid}}))
+  redis.call('PUBLISH', events, cjson.encode({type = 'unsubscribe', account = who or cjson.null,
+    session = sid, node = node, channel = channel}))
+  redis.call('PUBLISH', KEYS[5], cjson.encode({channel = channel, session_id = sid,
+    meta = {account = who or cjson.null}}))
+  done = done + 1
+end
+if done < count and redis.call('HLEN', memberships) == 0 then
+  scan = redis.call('HSCAN', sessions, 0, 'COUNT', count - done)[2]
+  for k = 1, #scan, 2 do
+    local sid = scan[k]
+    local who = account(sid)
+    redis.call('HDEL', sessions, sid)
+    if who then
+      local key = account_of .. who
+      if redis.call('HDEL', key, sid) == 1 and redis.call('HLEN', key) == 0 then
+        redis.call('SREM', online, who)
+        redis.call('PUBLISH', events, cjson.encode({type = 'offline', account = who,
+          session = sid, node = node}))
+      end
+    end
+  end
+end
+local left = redis.call('HLEN', memberships) + redis.call('HLEN', sessions)
+if left == 0 then redis.call('HDEL', KEYS[6], node) end
+return left
 """

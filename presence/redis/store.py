@@ -5,6 +5,7 @@ in this file or in presence/redis/scripts.py; the keys are
 presence/redis/keys.py's."""
 
 from . import scripts
+from .keys import JUGGERNAUT_SUBSCRIBE, JUGGERNAUT_UNSUBSCRIBE
 
 __all__ = ["PresenceStore"]
 
@@ -44,30 +45,14 @@ class PresenceStore:
 
     # ---------------------------------------------------------- presence
 
-    def session_online(self, node, session, account, info, entry):
-        """Fires with True when the account just came online."""
+    def apply(self, node, operations):
+        """The presence changes of ``node``'s sessions, in order, in one step
+        (scripts.APPLY): ``operations`` is their flat list of words."""
         keys = self.keys
         return self.execute(
-            "EVAL", scripts.ONLINE, 3, keys.account(account), keys.online,
-            keys.node_sessions(node), session, account, info, entry).addCallback(
-            lambda reply: reply == 1)
-
-    def session_offline(self, node, session, account):
-        """Fires with True when the account just went offline."""
-        keys = self.keys
-        return self.execute(
-            "EVAL", scripts.OFFLINE, 3, keys.account(account), keys.online,
-            keys.node_sessions(node), session, account).addCallback(lambda reply: reply == 1)
-
-    def set_session_entry(self, node, session, entry):
-        return self.execute("HSET", self.keys.node_sessions(node), session, entry)
-
-    def join(self, channel, session, account):
-        """Fires with 1 when the session was not a member yet."""
-        return self.execute("HSET", self.keys.members(channel), session, account)
-
-    def leave(self, channel, session):
-        return self.execute("HDEL", self.keys.members(channel), session)
+            "EVAL", scripts.APPLY, 0, keys.node_sessions(node), keys.node_memberships(node),
+            keys.online, keys.events, JUGGERNAUT_SUBSCRIBE, JUGGERNAUT_UNSUBSCRIBE,
+            *operations)
 
     def members(self, channel):
         return self.execute("HGETALL", self.keys.members(channel)).addCallback(_pairs)
@@ -101,18 +86,42 @@ class PresenceStore:
     def node_info(self, node):
         return self.execute("GET", self.keys.node(node))
 
-    def reap_node(self, node):
-        """The sessions of a node whose key expired, claimed once: fires
-        with ``{session: entry}`` or ``None`` (alive, or claimed already)."""
+    def claim(self, dead, reaper):
+        """Claim the records of ``dead``, a node whose key expired, for
+        ``reaper`` to sweep: fires with True for the first to ask, False for
+        everyone else (and while the node is alive after all)."""
         keys = self.keys
-        return self.execute("EVAL", scripts.REAP, 3, keys.nodes, keys.node(node),
-                            keys.node_sessions(node), node).addCallback(
-            lambda reply: _pairs(reply) if reply else None)
+        sessions, memberships = keys.node_sessions(dead), keys.node_memberships(dead)
+        return self.execute("EVAL", scripts.CLAIM, 7, keys.nodes, keys.node(dead), sessions,
+                            memberships, keys.swept(sessions), keys.swept(memberships),
+                            keys.reaping, dead, reaper).addCallback(lambda reply: reply == 1)
+
+    def claimed(self):
+        """``{dead node: the node sweeping it}`` for every sweep under way."""
+        return self.execute("HGETALL", self.keys.reaping).addCallback(_pairs)
+
+    def take_over(self, dead, reaper):
+        """``reaper`` continues the sweep of ``dead`` (its sweeper died)."""
+        return self.execute("HSET", self.keys.reaping, dead, reaper)
+
+    def sweep(self, node, count, claimed=True):
+        """Take up to ``count`` of ``node``'s records out of presence
+        (scripts.SWEEP): the swept copies a survivor claimed, or, at the
+        node's own stop, its own. Fires with the number of records left."""
+        keys = self.keys
+        sessions, memberships = keys.node_sessions(node), keys.node_memberships(node)
+        if claimed:
+            sessions, memberships = keys.swept(sessions), keys.swept(memberships)
+        return self.execute(
+            "EVAL", scripts.SWEEP, 6, sessions, memberships, keys.online, keys.events,
+            JUGGERNAUT_UNSUBSCRIBE, keys.reaping, count, node, keys.members(""),
+            keys.channel(""), keys.account("")).addCallback(int)
 
     def forget_node(self, node):
         keys = self.keys
         return self.execute("SREM", keys.nodes, node).addCallback(
-            lambda _: self.execute("DEL", keys.node(node), keys.node_sessions(node)))
+            lambda _: self.execute("DEL", keys.node(node), keys.node_sessions(node),
+                                   keys.node_memberships(node)))
 
     # ---------------------------------------------------- client publishes
 
@@ -125,11 +134,6 @@ class PresenceStore:
         return self.execute("XADD", self.keys.stream, "MAXLEN", "~", maxlen, "*", *flat)
 
     # --------------------------------------------------------- dashboard
-
-    def record_close(self, entry, minute, code, keep):
-        keys = self.keys
-        return self.execute("EVAL", scripts.RECORD_CLOSE, 2, keys.closes,
-                            keys.closes_minute(minute), entry, keep, code)
 
     def recent_closes(self, count):
         return self.execute("LRANGE", self.keys.closes, 0, count - 1)
