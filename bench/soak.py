@@ -28,60 +28,17 @@ import json
 import os
 import random
 import re
-import socket
 import subprocess
 import sys
-import tempfile
 import time
 
 import websockets
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-API_KEY = "soak-key"
+sys.path.insert(0, HERE)
 
-
-def free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class HTTP:
-    """A minimal keep-alive HTTP/1.1 client for the API (JSON in, JSON out)."""
-
-    def __init__(self, port):
-        self.port = port
-        self.streams = None
-        self.lock = asyncio.Lock()
-
-    async def post(self, path, body):
-        async with self.lock:  # one request at a time on the kept-alive connection
-            if self.streams is None:
-                self.streams = await asyncio.open_connection("127.0.0.1", self.port)
-            reader, writer = self.streams
-            data = json.dumps(body).encode()
-            writer.write(b"POST %s HTTP/1.1\r\nHost: api\r\nAuthorization: Bearer %s\r\n"
-                         b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
-                         % (path.encode(), API_KEY.encode(), len(data), data))
-            head = await reader.readuntil(b"\r\n\r\n")
-            match = re.search(rb"(?i)content-length: *(\d+)", head)
-            if match:
-                return json.loads(await reader.readexactly(int(match.group(1))))
-            body = b""
-            while True:  # Transfer-Encoding: chunked
-                size = int((await reader.readline()).strip(), 16)
-                chunk = await reader.readexactly(size + 2)
-                if not size:
-                    return json.loads(body)
-                body += chunk[:-2]
-
-    async def get(self, path):
-        reader, writer = await asyncio.open_connection("127.0.0.1", self.port)
-        writer.write(b"GET %s HTTP/1.0\r\nHost: x\r\n\r\n" % path.encode())
-        answer = await reader.read()
-        writer.close()
-        return answer.partition(b"\r\n\r\n")[2].decode()
+from node_process import HTTP, NodeProcess  # noqa: E402
 
 
 class Subscription:
@@ -119,50 +76,16 @@ class Soak:
 
     async def start_server(self):
         args = self.args
-        self.client_port, self.api_port, self.admin_port = free_port(), free_port(), free_port()
-        self.log = open(os.path.join(tempfile.mkdtemp(prefix="presence-soak-"), "node.log"), "w")
-        self.server = subprocess.Popen(
-            ["taskset", "-c", "0", os.path.join(os.path.dirname(sys.executable), "twistd"),
-             "-n", "--pidfile=", "presence",
-             "--listen", "tcp:%d:interface=127.0.0.1:backlog=4096" % self.client_port,
-             "--api", "tcp:%d:interface=127.0.0.1" % self.api_port,
-             "--admin", "tcp:%d:interface=127.0.0.1" % self.admin_port,
-             "--heartbeat", str(args.heartbeat), "--heartbeat-timeout", str(args.heartbeat)]
-            + self.unlimited(),
-            env=dict(os.environ, PRESENCE_API_KEY=API_KEY), stdout=self.log,
-            stderr=subprocess.STDOUT, cwd=tempfile.gettempdir())
-        deadline = time.monotonic() + 60
-        redis_path = None
-        while time.monotonic() < deadline:
-            await asyncio.sleep(0.2)
-            with open(self.log.name) as f:
-                text = f.read()
-            match = re.search(r"embedded Redis \(.*\) at unix://(\S+)", text)
-            if match:
-                redis_path = match.group(1)
-            if "WebSocket and firepresence on" in text and redis_path:
-                break
-        else:
-            raise SystemExit("the node did not start: see %s" % self.log.name)
-        self.redis_path = redis_path
-        self.http = HTTP(self.api_port)
-
-    @staticmethod
-    def unlimited():
-        """Options lifting the per-IP and per-node connection limits, where
-        the node has them: every soak client comes from 127.0.0.1."""
-        twistd = os.path.join(os.path.dirname(sys.executable), "twistd")
-        help_text = subprocess.run([twistd, "presence", "--help"], capture_output=True,
-                                   text=True).stdout
-        options = []
-        for name in ("max-connections-per-ip", "max-connections"):
-            if "--%s=" % name in help_text:
-                options += ["--%s" % name, "0"]
-        return options
+        self.node = NodeProcess(["--heartbeat", str(args.heartbeat),
+                                 "--heartbeat-timeout", str(args.heartbeat)])
+        await self.node.start()
+        self.server = self.node.process
+        self.client_port, self.redis_path, self.http = (
+            self.node.client_port, self.node.redis_path, self.node.http)
+        self.admin_port = self.node.admin_port
 
     async def ticket(self, account, channel):
-        answer = await self.http.post("/tickets", {"account": account, "channels": [channel]})
-        return answer["ticket"]
+        return await self.node.ticket(account, [channel])
 
     async def session(self, number):
         channel = "soak-%d" % (number % self.args.channels)
@@ -280,12 +203,7 @@ class Soak:
             await asyncio.sleep(1)
 
     def sample(self, started):
-        pid = self.server.pid
-        with open("/proc/%d/status" % pid) as f:
-            rss = int(re.search(r"VmRSS:\s+(\d+)", f.read()).group(1))
-        with open("/proc/%d/stat" % pid) as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        cpu = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        rss, cpu = self.node.rss_kib(), self.node.cpu_seconds()
         self.samples.append({"t": round(time.monotonic() - started, 1), "rss_kib": rss,
                              "cpu_s": cpu, "sessions": len(self.open)})
 

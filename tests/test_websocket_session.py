@@ -14,7 +14,13 @@ from presence.websocket.frames import (
 )
 from presence.wire.prepared import PreparedMessage
 
-from .helpers.framing import client_frame, close_payload, server_close_frame, upgrade_request
+from .helpers.framing import (
+    client_frame,
+    close_payload,
+    server_close_frame,
+    server_frames,
+    upgrade_request,
+)
 from .helpers.transports import Harness
 
 
@@ -335,3 +341,37 @@ class ShutdownTests(Harness):
         self.server.close_all()
         for _, transport in sessions:
             self.assertEqual(transport.value(), server_close_frame(1001, b"server shutting down"))
+
+
+class TakingTurnsTests(Harness):
+    """A session with a burst of messages handles as many as a reactor
+    turn's budget allows, then waits (not read from) for its turn while the
+    others are served; it loses nothing, and keeps its order."""
+
+    def setUp(self):
+        super().setUp()
+        clock, text_received = self.clock, self.app.text_received
+
+        def slow(session, text):
+            # Every message costs 1 ms of the reactor's time (time passes;
+            # no other reactor turn runs meanwhile, as in a real handler).
+            clock.rightNow += 0.001
+            text_received(session, text)
+        self.app.text_received = slow
+
+    def test_a_burst_waits_its_turn_and_another_session_is_served_meanwhile(self):
+        busy, busy_transport = self.open_session()
+        other, other_transport = self.open_session()
+        busy.dataReceived(b"".join(client_frame(OP_TEXT, "m%d" % n) for n in range(100)))
+        handled = len(server_frames(busy_transport.value()))
+        self.assertLess(handled, 40)  # about TURN_BUDGET's worth, then it waits
+        self.assertEqual(busy_transport.producerState, "paused")
+        other.dataReceived(client_frame(OP_PING, b"are you there"))
+        self.assertEqual(other_transport.value(), b"\x8a\x0dare you there")  # at once
+        for _ in range(100):
+            if busy_transport.producerState != "paused":
+                break
+            self.clock.advance(0)  # the next reactor turns give the turns
+        self.assertEqual([payload for _, payload in server_frames(busy_transport.value())],
+                         [b"m%d" % n for n in range(100)])
+        self.assertEqual(busy_transport.producerState, "producing")

@@ -91,7 +91,7 @@ class FirepresenceConnection:
         self._received = b""
         if not data:
             return
-        for line in self._reader.receive_data(data):
+        for line in self._reader.lines(data):
             if self.state is CLOSED:
                 return
             if line.__class__ is BadLine:

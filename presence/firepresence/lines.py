@@ -56,7 +56,13 @@ class LineReader:
 
     def receive_data(self, data):
         """Return the events the bytes complete, in order."""
-        events = []
+        return list(self.lines(data))
+
+    def lines(self, data):
+        """The events the bytes complete, in order, one at a time: a line is
+        decoded only when it is asked for (a read of a hundred lines held
+        back for its session's next turn costs nothing yet). The events of
+        one read are taken to the end before the next read's are asked for."""
         if self._buffer:
             data = self._buffer + data
             self._buffer = b""
@@ -65,25 +71,24 @@ class LineReader:
             end = data.find(b"\n", start)
             if end < 0:
                 break
+            line_start, start = start, end + 1
             if self._skipping:
                 self._skipping = False
-            elif end - start > self.max_line:
-                events.append(BadLine("line longer than %d bytes" % self.max_line))
+            elif end - line_start > self.max_line:
+                yield BadLine("line longer than %d bytes" % self.max_line)
             else:
-                event = self._line(data[start:end])
+                event = self._line(data[line_start:end])
                 if event is not None:
-                    events.append(event)
-            start = end + 1
+                    yield event
         rest = len(data) - start
         if rest:
             if self._skipping:
                 pass
             elif rest > self.max_line:
-                events.append(BadLine("line longer than %d bytes" % self.max_line))
                 self._skipping = True
+                yield BadLine("line longer than %d bytes" % self.max_line)
             else:
                 self._buffer = data[start:] if start else data
-        return events
 
     @staticmethod
     def _line(line):

@@ -25,11 +25,19 @@ These are the heartbeats of client sessions; a node's own announcements to
 the cluster are its liveness (presence/hub/liveness.py).
 """
 
+import collections
+
 from twisted.internet.task import LoopingCall
 
+from ..wire.close import INTERNAL_ERROR
+from ..wire.events import OPEN
 from ..wire.prepared import Prepared
+from .stream import Stream
 
-__all__ = ["Heartbeat", "HeartbeatRound"]
+__all__ = ["Heartbeat", "HeartbeatRound", "HeartbeatPeer"]
+
+#: Round-trip times kept per session, for the dashboard.
+RTT_HISTORY = 30
 
 #: Sessions pinged at once; a round over more is spread in SPREAD_STEPS chunks.
 SPREAD_CHUNK = 500
@@ -123,3 +131,49 @@ class Heartbeat:
         for session in late:
             self.timeouts += 1
             session.heartbeat_timed_out()
+
+
+class HeartbeatPeer(Stream):
+    """A session's part in the heartbeat: the ping it waits an answer to,
+    and the round trips measured (the dashboard's)."""
+
+    __slots__ = ("ping_sent_at", "_ping_id", "rtt", "last_heartbeat", "rtt_history")
+
+    def __init__(self, server):
+        super().__init__(server)
+        #: When the unanswered ping was sent, or None.
+        self.ping_sent_at = None
+        self._ping_id = None
+        #: Round-trip time of the last answered ping, in seconds.
+        self.rtt = None
+        #: When the last pong arrived (clock seconds).
+        self.last_heartbeat = None
+        #: The last round-trip times, oldest first (created at the first).
+        self.rtt_history = None
+
+    def send_heartbeat(self, heartbeat_round, now):
+        connection = self.connection
+        if connection is None or connection.state is not OPEN:
+            return
+        data, self._ping_id = heartbeat_round.ping(connection)
+        self.ping_sent_at = now
+        self._write(data)
+
+    def _heartbeat_answered(self, ping_id):
+        if self.ping_sent_at is not None and ping_id == self._ping_id:
+            server = self.server
+            now = server.clock.seconds()
+            self.rtt = now - self.ping_sent_at
+            self.last_heartbeat = now
+            self.ping_sent_at = None
+            self._ping_id = None
+            history = self.rtt_history
+            if history is None:
+                history = self.rtt_history = collections.deque(maxlen=RTT_HISTORY)
+            history.append(self.rtt)
+            server.stats.heartbeat_answered(self.rtt)
+
+    def heartbeat_timed_out(self):
+        self.ping_sent_at = None
+        self.server.stats.heartbeat_timeouts += 1
+        self.close(INTERNAL_ERROR, "heartbeat timeout")

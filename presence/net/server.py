@@ -4,6 +4,7 @@ the ticket redeemer, the clock, the deadline sweep, the heartbeat and the
 counters. The cluster side of the node (presence across nodes, in Redis) is
 the hub's (presence/hub/)."""
 
+import collections
 import itertools
 import os
 
@@ -16,9 +17,19 @@ from .interfaces import SessionHandler
 from .settings import ServerSettings
 from .stats import ServerStats
 
-__all__ = ["Server"]
+__all__ = ["Server", "TURN_BUDGET", "QUANTUM"]
 
 log = Logger()
+
+#: Seconds of handling messages one reactor turn may spend before sessions
+#: with more to do take turns. A burst (a reconnect storm: a thousand
+#: sessions each sending a hundred subscribes at once) would otherwise be
+#: handled in one reactor turn of seconds, during which no other session is
+#: read or answered; in turns, every session is served within about this
+#: long. Normal traffic (a few messages a read) never reaches it.
+TURN_BUDGET = 0.02
+#: Events a session handles in one turn while others wait for theirs.
+QUANTUM = 4
 
 
 class Server:
@@ -42,6 +53,11 @@ class Server:
         self.connections_by_ip = {}
         self.deadlines = Deadlines(clock)
         self.heartbeat = None
+        # Sessions waiting for their turn, and the sweep giving turns.
+        self._turns = collections.deque()
+        self._giving_turns = None
+        # When this reactor turn's handling began (None: not yet measured).
+        self._turn_started = None
         self._ids = itertools.count(1)
         # Session ids are unique across nodes and restarts: a random prefix
         # per process, then a counter.
@@ -102,6 +118,41 @@ class Server:
             self.handler.session_closed(session, record)
         except Exception:
             log.failure("handler error closing session {session}", session=session.id)
+
+    # ---------------------------------------------------------- taking turns
+
+    def should_take_turns(self):
+        """Whether a session handling events must stop and wait for its turn:
+        others wait for theirs, or this reactor turn spent its budget."""
+        if self._turns:
+            return True
+        now = self.clock.seconds()
+        started = self._turn_started
+        if started is None:
+            self._turn_started = now
+            self.clock.callLater(0, self._next_reactor_turn)
+            return False
+        return now - started > TURN_BUDGET
+
+    def _next_reactor_turn(self):
+        self._turn_started = None
+
+    def wait_turn(self, session):
+        """``session`` waits (not read from) until it is given its turn."""
+        self._turns.append(session)
+        if self._giving_turns is None:
+            self._giving_turns = self.clock.callLater(0, self._give_turns)
+
+    def _give_turns(self):
+        """One reactor turn's worth of turns, in order of waiting; a session
+        with more to do after its turn waits again, at the back."""
+        self._giving_turns = None
+        turns = self._turns
+        deadline = self.clock.seconds() + TURN_BUDGET
+        while turns and self.clock.seconds() <= deadline:
+            turns.popleft().take_turn()
+        if turns:
+            self._giving_turns = self.clock.callLater(0, self._give_turns)
 
     def fan_out(self, message, sessions):
         """Send one :class:`~presence.wire.prepared.PreparedMessage` to many

@@ -7,7 +7,8 @@ handshake and gives it a protocol core (presence/websocket/,
 presence/firepresence/); from then on this class drives the core: one read
 loop for every protocol (bytes in, events out, answers batched), the message
 rate, sending, closing, heartbeats, and the record of how the session ended.
-Its byte stream and flow control are presence/net/stream.py's; its ticket is
+Its byte stream and flow control are presence/net/stream.py's, its part in
+the heartbeat presence/net/heartbeat.py's, its ticket
 presence/net/authentication.py's.
 """
 
@@ -29,8 +30,10 @@ from ..wire.events import (
     TextMessage,
 )
 from .authentication import AUTH_FAILURES, TicketCheck
+from .heartbeat import HeartbeatPeer
 from .interfaces import ISession, SessionState
-from .stream import Stream
+from .server import QUANTUM
+from .stream import HOLD_TURN
 from .twisted_internals import write
 
 __all__ = ["Session"]
@@ -45,21 +48,21 @@ ENDED = SessionState.ENDED
 # A session's message allowance while --max-message-rate is 0.
 _UNLIMITED = float("inf")
 
-#: Round-trip times kept per session, and events, for the dashboard.
-RTT_HISTORY = 30
+#: Events kept per session, for the dashboard.
 EVENT_HISTORY = 20
 
 
 @implementer(ISession)
-class Session(Stream):
+class Session(HeartbeatPeer):
     #: The protocol's name on the dashboard and in metrics (each adapter's).
     protocol_name = None
 
     __slots__ = (
         "id", "state", "path", "origin", "user_agent", "subprotocol",
-        "extensions", "opened_at", "ping_sent_at", "_ping_id", "rtt", "last_heartbeat",
-        "rtt_history", "events", "messages_in", "close_record", "account",
+        "extensions", "opened_at", "events", "messages_in", "close_record", "account",
         "attributes", "allowed_channels", "ip_mismatch", "ticket_check",
+        # The events it waits for its turn with, and whether it read more meanwhile.
+        "_waiting", "_read_later",
         # Limits: the IP the session is counted under, its message allowance.
         "counted_ip", "_allowance", "_allowance_at",
     )
@@ -74,11 +77,6 @@ class Session(Stream):
         self.subprotocol = None
         self.extensions = ()
         self.opened_at = None
-        self.ping_sent_at = None
-        self._ping_id = None
-        self.rtt = None
-        self.last_heartbeat = None
-        self.rtt_history = None
         self.events = None
         self.messages_in = 0
         self.close_record = None
@@ -88,6 +86,8 @@ class Session(Stream):
         self.ip_mismatch = False
         #: The TicketCheck while a ticket is being waited for or redeemed.
         self.ticket_check = None
+        self._waiting = None
+        self._read_later = False
         #: The client IP this connection counts against for
         #: --max-connections-per-ip (set by the dispatcher), or None.
         self.counted_ip = None
@@ -190,24 +190,56 @@ class Session(Stream):
             return  # draining a half-closed connection
         self.bytes_in += len(data)
         self._refill()
+        connection.receive_data(data)
+        if self._waiting is not None:
+            # Read while it waits for its turn (a wrapper's buffered bytes):
+            # parsed after what it waits with, in order.
+            self._read_later = True
+            return
+        self._read(connection.events())
+
+    def _read(self, events):
+        """Handle the events of what was read, writing the answers at once
+        at the end; or, when other sessions are waiting, as many as a turn
+        allows, and wait for the next turn with the rest (presence/net/server.py)."""
+        connection = self.connection
         batch = self._batch = []
         try:
-            connection.receive_data(data)
-            self._dispatch(connection.events())
-            out = connection.data_to_send()
-            if out:
-                batch.append(out)
+            finished = self._dispatch(events)
+            while finished and self._read_later:
+                self._read_later = False
+                events = connection.events()
+                finished = self._dispatch(events)
+            if finished:
+                out = connection.data_to_send()
+                if out:
+                    batch.append(out)
         finally:
             self._batch = None
         if batch:
             self._flush(batch)
+        if not finished:
+            self._waiting = events
+            self._hold(HOLD_TURN)
+            self.server.wait_turn(self)
+            return
+        self._release(HOLD_TURN)
         if connection.state is CLOSED:
             self._close_transport(connection.peer_closed)
 
+    def take_turn(self):
+        """Its turn came: handle what it waits with."""
+        events, self._waiting = self._waiting, None
+        if events is not None and self.connected and self.connection.state is not CLOSED:
+            self._read(events)
+
     def _dispatch(self, events):
-        """Hand every event of a read to where it goes; a failure in the
+        """Hand the events to where they go; False when the session must let
+        others take their turn before it handles the rest. A failure in the
         handler closes only this session, with 1011."""
-        handler = self.server.handler
+        server = self.server
+        handler = server.handler
+        count = 0
         for event in events:
             kind = event.__class__
             if kind is not ProtocolError and kind is not CloseReceived:
@@ -245,7 +277,13 @@ class Session(Stream):
                         stats.limits_hit[event.limit] += 1
             except Exception:
                 self._handler_failed()
-                return
+                return True
+            count += 1
+            if count == QUANTUM:
+                count = 0
+                if server.should_take_turns():
+                    return False
+        return True
 
     def _before_ready(self, message):
         """A message (its event) before the session is ready: its auth
@@ -294,33 +332,6 @@ class Session(Stream):
 
     # ---------------------------------------------------------- heartbeat
 
-    def send_heartbeat(self, heartbeat_round, now):
-        connection = self.connection
-        if connection is None or connection.state is not OPEN:
-            return
-        data, self._ping_id = heartbeat_round.ping(connection)
-        self.ping_sent_at = now
-        self._write(data)
-
-    def _heartbeat_answered(self, ping_id):
-        if self.ping_sent_at is not None and ping_id == self._ping_id:
-            server = self.server
-            now = server.clock.seconds()
-            self.rtt = now - self.ping_sent_at
-            self.last_heartbeat = now
-            self.ping_sent_at = None
-            self._ping_id = None
-            history = self.rtt_history
-            if history is None:
-                history = self.rtt_history = collections.deque(maxlen=RTT_HISTORY)
-            history.append(self.rtt)
-            server.stats.heartbeat_answered(self.rtt)
-
-    def heartbeat_timed_out(self):
-        self.ping_sent_at = None
-        self.server.stats.heartbeat_timeouts += 1
-        self.close(INTERNAL_ERROR, "heartbeat timeout")
-
     def note(self, text):
         """Remember an event of the session (the dashboard shows the last
         few)."""
@@ -351,6 +362,7 @@ class Session(Stream):
         was_ready = self.state is READY
         self.state = ENDED
         self.ticket_check = None
+        self._waiting = None
         if self.id is None:
             return  # refused at the handshake: never a session
         record = self.connection.connection_lost()

@@ -26,13 +26,20 @@ from ..wire.events import CLOSED, OPEN
 from ..wire.jsontext import encode_document
 from .twisted_internals import close_transport, write, write_sequence
 
-__all__ = ["Stream", "VECTORED_WRITE_SIZE"]
+__all__ = ["Stream", "VECTORED_WRITE_SIZE", "HOLD_WRITING", "HOLD_HANDLER", "HOLD_TURN"]
 
 log = Logger()
 
 #: Payloads from this size are written as header and payload with one
 #: vectored send instead of being copied into one frame first.
 VECTORED_WRITE_SIZE = 16384
+
+# Why reading from a client is paused: it does not read what it is sent;
+# the handler asked; the session waits for its turn behind others
+# (presence/net/server.py, "taking turns").
+HOLD_WRITING = 1
+HOLD_HANDLER = 2
+HOLD_TURN = 4
 
 
 @implementer(IPushProducer)
@@ -42,7 +49,7 @@ class Stream(Protocol):
 
     __slots__ = ("server", "transport", "connected", "connection", "_client_ip", "proxy",
                  "messages_out", "bytes_in", "bytes_out", "_producing", "_batch",
-                 "_write_paused", "_paused_bytes", "_reading_paused_by_handler")
+                 "_write_paused", "_paused_bytes", "_holds")
 
     def __init__(self, server):
         self.server = server
@@ -60,7 +67,8 @@ class Stream(Protocol):
         self._batch = None
         self._write_paused = False
         self._paused_bytes = 0
-        self._reading_paused_by_handler = False
+        # Why reading from the client is paused (HOLD_ bits), if it is.
+        self._holds = 0
 
     def attach(self, transport, client_ip=None, proxy=None):
         """Take over ``transport`` from the dispatcher; ``client_ip`` is the
@@ -195,6 +203,19 @@ class Stream(Protocol):
 
     # -------------------------------------------------------- flow control
 
+    def _hold(self, reason):
+        """Stop reading from the client for ``reason`` (one of the HOLD_
+        bits); it is read again once no reason is left."""
+        if not self._holds:
+            self.transport.pauseProducing()
+        self._holds |= reason
+
+    def _release(self, reason):
+        if self._holds & reason:
+            self._holds &= ~reason
+            if not self._holds and self.connected:
+                self.transport.resumeProducing()
+
     def pauseProducing(self):
         # The transport's buffer is over its limit: the client is not reading
         # as fast as we write. Stop reading from it too (its own requests
@@ -206,13 +227,12 @@ class Stream(Protocol):
             return
         self._write_paused = True
         self._paused_bytes = 0
-        self.transport.pauseProducing()
+        self._hold(HOLD_WRITING)
 
     def resumeProducing(self):
         self._write_paused = False
         self._paused_bytes = 0
-        if not self._reading_paused_by_handler and self.transport is not None:
-            self.transport.resumeProducing()
+        self._release(HOLD_WRITING)
 
     def stopProducing(self):
         pass
@@ -220,13 +240,10 @@ class Stream(Protocol):
     def pause_reading(self):
         """Stop reading from the client until :meth:`resume_reading` (the
         handler cannot keep up with its messages)."""
-        self._reading_paused_by_handler = True
-        self.transport.pauseProducing()
+        self._hold(HOLD_HANDLER)
 
     def resume_reading(self):
-        self._reading_paused_by_handler = False
-        if not self._write_paused:
-            self.transport.resumeProducing()
+        self._release(HOLD_HANDLER)
 
     def _slow_consumer(self):
         server = self.server
