@@ -375,3 +375,31 @@ class TakingTurnsTests(Harness):
         self.assertEqual([payload for _, payload in server_frames(busy_transport.value())],
                          [b"m%d" % n for n in range(100)])
         self.assertEqual(busy_transport.producerState, "producing")
+
+    def test_turns_are_given_by_one_call_at_a_time_however_many_wait_again(self):
+        server, clock = self.server, self.clock
+        give_turns, calls = server._give_turns, []
+
+        def counted():
+            calls.append(len(server._turns))
+            give_turns()
+        server._give_turns = counted
+
+        class Waiting:
+            turns = 0
+
+            def take_turn(self):
+                self.turns += 1
+                clock.rightNow += 0.05  # a turn that spends the budget
+                if self.turns < 3:
+                    server.wait_turn(self)
+
+        waiting = [Waiting() for _ in range(3)]
+        for session in waiting:
+            server.wait_turn(session)
+        clock.advance(0)
+        self.assertEqual([session.turns for session in waiting], [3, 3, 3])
+        # One call a reactor turn, each with a turn to give (they once
+        # multiplied: two more calls for every turn given).
+        self.assertNotIn(0, calls)
+        self.assertEqual(len(calls), 9)

@@ -191,7 +191,11 @@ class Liveness:
     def _sweep(self, dead):
         sweeping = self._sweeps[dead] = defer.ensureDeferred(self.sweep(dead, claimed=True))
         sweeping.addErrback(lambda failure: failure.trap(RedisUnavailable, defer.CancelledError))
-        sweeping.addBoth(lambda _: self._sweeps.pop(dead, None))
+        sweeping.addBoth(self._swept, dead)
+
+    def _swept(self, result, dead):
+        self._sweeps.pop(dead, None)
+        return result
 
     async def sweep(self, node, claimed):
         """Take ``node``'s records out of presence, SWEEP_CHUNK at a time: a

@@ -146,13 +146,13 @@ class Server:
     def _give_turns(self):
         """One reactor turn's worth of turns, in order of waiting; a session
         with more to do after its turn waits again, at the back."""
-        self._giving_turns = None
         turns = self._turns
         deadline = self.clock.seconds() + TURN_BUDGET
+        # Still marked as giving turns: a session that waits again during
+        # this loop must not schedule another one (they would multiply).
         while turns and self.clock.seconds() <= deadline:
             turns.popleft().take_turn()
-        if turns:
-            self._giving_turns = self.clock.callLater(0, self._give_turns)
+        self._giving_turns = self.clock.callLater(0, self._give_turns) if turns else None
 
     def fan_out(self, message, sessions):
         """Send one :class:`~presence.wire.prepared.PreparedMessage` to many
