@@ -432,6 +432,21 @@ class PerAddressLimitTests(Hostile):
         self.assertEqual(self.server.connections_by_ip, {"192.0.2.7": 3, "192.0.2.8": 1,
                                                        "198.51.100.1": 1})
 
+    def test_connections_still_sending_their_head_count(self):
+        # Unfinished heads would otherwise let one address hold every slot
+        # of --max-connections, and keep them by reopening.
+        unfinished = [self.connect() for _ in range(3)]
+        for dispatcher, _ in unfinished:
+            dispatcher.dataReceived(b"GET / HTTP/1.1\r\nHost: x\r\n")
+        dispatcher, transport = self.connect()
+        self.assertTrue(transport.value().startswith(b"HTTP/1.1 429 Too Many Requests\r\n"),
+                        transport.value())
+        self.assertTrue(transport.disconnecting)
+        self.lose(dispatcher, transport)
+        self.lose(*unfinished[0])
+        self.open_session()  # a slot came free
+        self.assertEqual(self.server.connections_by_ip["192.0.2.7"], 3)
+
     def test_clients_behind_a_trusted_proxy_are_counted_by_their_own_address(self):
         for number in range(5):
             self.open_session(ip="10.1.1.1", request=upgrade_request(

@@ -256,6 +256,47 @@ class ProxyProtocolTests(ListenedTestCase):
             self.assertEqual(v2, "203.0.113.9")
         return run(scenario())
 
+    def test_a_proxy_header_naming_an_invalid_address_is_refused(self):
+        async def scenario():
+            for header in (b"PROXY TCP4 999.1.1.1 127.0.0.1 40001 8080\r\n",
+                           b"PROXY TCP4 198.51.100.7 1.2.3 40001 8080\r\n",
+                           b"PROXY TCP4 2001:db8::1 127.0.0.1 40001 8080\r\n"):
+                reader, writer = await asyncio.open_connection(
+                    "127.0.0.1", self.port.getHost().port)
+                writer.write(header + upgrade_request(key=random_key()))
+                answer = await asyncio.wait_for(read_until_eof(reader), 5)
+                writer.close()
+                self.assertTrue(answer.startswith(b"HTTP/1.1 400 Bad Request\r\n"), answer)
+                self.assertTrue(answer.endswith(
+                    b"the PROXY protocol header names an invalid address\n"), answer)
+            self.assertFalse(self.server.sessions)
+            self.assertEqual(self.server.stats.handshakes_refused["invalid_proxy_header"], 3)
+        return run(scenario())
+
+    def test_unfinished_heads_behind_the_proxy_protocol_count_for_their_client(self):
+        async def scenario():
+            self.server.settings.max_connections_per_ip = 2
+            port = self.port.getHost().port
+            header = b"PROXY TCP4 198.51.100.7 127.0.0.1 40001 8080\r\n"
+            held = []
+            for _ in range(2):
+                reader, writer = await asyncio.open_connection("127.0.0.1", port)
+                writer.write(header + b"GET / HTTP/1.1\r\n")
+                held.append(writer)
+            await until(lambda: self.server.connections_by_ip.get("198.51.100.7") == 2)
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(header + b"GET / HTTP/1.1\r\n")
+            answer = await asyncio.wait_for(read_until_eof(reader), 5)
+            self.assertTrue(answer.startswith(b"HTTP/1.1 429 Too Many Requests\r\n"), answer)
+            # Another client behind the same balancer is not this one.
+            self.assertEqual(await self.client_ip_for(
+                b"PROXY TCP4 198.51.100.8 127.0.0.1 40002 8080\r\n"), "198.51.100.8")
+            self.assertNotIn("127.0.0.1", self.server.connections_by_ip)
+            for writer in held + [writer]:
+                writer.close()
+            await until(lambda: not self.server.connections_by_ip)
+        return run(scenario())
+
     def test_websocket_through_the_proxy_protocol(self):
         async def scenario():
             reader, writer = await asyncio.open_connection("127.0.0.1", self.port.getHost().port)

@@ -21,6 +21,7 @@ from presence.net.twisted_internals import (
     _direct,
     hand_over,
     listening_socket,
+    peer_named_later,
     port_of,
     reserve_producer_attributes,
 )
@@ -243,6 +244,22 @@ class PROXYCanaries(Canaries):
             writer.write(b"behind a balancer")
             await until(lambda: new.received == b"behind a balancer", 10,
                         "the bytes at the new protocol")
+        return run(scenario())
+
+
+    def test_behind_the_proxy_protocol_the_peer_is_named_after_the_connection_is_made(self):
+        async def scenario():
+            _, writer, protocol = await self.client()
+            transport = protocol.transport
+            self.assertTrue(peer_named_later(transport),
+                            "the PROXY protocol wrapper is no longer HAProxyProtocolWrapper"
+                            + UPGRADE_TWISTED)
+            self.assertEqual(transport.getPeer().host, "127.0.0.1")  # the balancer, so far
+            writer.write(b"PROXY TCP4 192.0.2.9 192.0.2.1 5000 80\r\nx")
+            await until(lambda: protocol.received == b"x", 10, "the bytes after the header")
+            self.assertEqual(transport.getPeer().host, "192.0.2.9",
+                             "the wrapper no longer names the peer from the header"
+                             + UPGRADE_TWISTED)
         return run(scenario())
 
 

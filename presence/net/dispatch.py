@@ -14,13 +14,20 @@ that the head asks for:
 - a head that does not parse is answered ``400`` (or ``431``, ``505``);
 - past ``--max-connections`` the request is answered ``503``, past
   ``--max-connections-per-ip`` for its client IP ``429`` (docs/operations.md).
+  A client is counted from accept, before its head: otherwise unfinished
+  heads from one address could hold every slot. Only a trusted proxy's
+  connections wait for the head, which names the client they carry;
+- a PROXY protocol header naming an address that is not one is answered
+  ``400`` at once (the balancer sent garbage: nothing it says is believed).
 
 The chosen session takes the transport over (the transport delivers to it
 directly from then on), so dispatching costs nothing after the handshake.
 """
 
 import collections
+import ipaddress
 
+from twisted.internet.address import IPv6Address
 from twisted.internet.protocol import Factory, Protocol
 
 from ..firepresence.handshake import UPGRADE as FIREPRESENCE_UPGRADE
@@ -29,7 +36,12 @@ from ..wire.clientip import counted_network
 from ..wire.httphead import HeadError, HeadReader, error_response, split_list
 from .firepresence import FirepresenceSession
 from .listening import nodelay_inherited
-from .twisted_internals import close_transport, hand_over, reserve_producer_attributes
+from .twisted_internals import (
+    close_transport,
+    hand_over,
+    peer_named_later,
+    reserve_producer_attributes,
+)
 from .websocket import WebSocketSession
 
 __all__ = ["ListenerFactory", "Dispatcher", "ProtocolEntry", "PROTOCOLS", "SPOKEN",
@@ -74,10 +86,28 @@ def choose_session(head):
     return None
 
 
+def _addresses_valid(transport):
+    """Whether the connection's two ends are IP addresses of their family.
+    Only a PROXY protocol header can make them anything else: Twisted's
+    parser takes ``PROXY TCP4 999.1.1.1 1.2.3 ...`` as it comes."""
+    for address in (transport.getPeer(), transport.getHost()):
+        host = getattr(address, "host", None)
+        if host is None:
+            continue
+        try:
+            version = ipaddress.ip_address(host).version
+        except ValueError:
+            return False
+        if version != (6 if isinstance(address, IPv6Address) else 4):
+            return False
+    return True
+
+
 class Dispatcher(Protocol):
     """A connection until its request head has been read."""
 
-    __slots__ = ("server", "transport", "connected", "_reader", "_done")
+    __slots__ = ("server", "transport", "connected", "_reader", "_done", "_counted_ip",
+                 "_peer_pending")
 
     def __init__(self, server):
         self.server = server
@@ -85,14 +115,23 @@ class Dispatcher(Protocol):
         self.connected = 0
         self._reader = None
         self._done = False
+        #: The address this connection is counted under for
+        #: --max-connections-per-ip (None: not counted, or not yet).
+        self._counted_ip = None
+        self._peer_pending = False
 
     def connectionMade(self):
         server = self.server
         server.connections += 1
         transport = self.transport
-        self._reader = HeadReader(server.settings.max_head_size)
-        server.deadlines.set(self, server.settings.handshake_timeout)
+        settings = server.settings
+        self._reader = HeadReader(settings.max_head_size)
+        server.deadlines.set(self, settings.handshake_timeout)
         reserve_producer_attributes(transport)
+        if peer_named_later(transport):
+            self._peer_pending = True  # admitted once the PROXY header is read
+        elif not self._admit(transport):
+            return
         if not nodelay_inherited(transport):
             try:
                 # Small frames should leave at once; Nagle's algorithm would
@@ -101,9 +140,30 @@ class Dispatcher(Protocol):
             except (AttributeError, OSError):
                 pass
 
+    def _admit(self, transport):
+        """Count the connection under its peer's address
+        (--max-connections-per-ip): from accept, since its head may never
+        come. A trusted proxy's connections are counted at their head,
+        under the client it names. False when the connection is refused."""
+        self._peer_pending = False
+        peer = getattr(transport.getPeer(), "host", None)  # None: a UNIX socket
+        if peer is None:
+            return True
+        settings = self.server.settings
+        if settings.max_connections_per_ip and not settings.trusted_proxies.trusts(peer):
+            return self._count(counted_network(peer))
+        return True
+
     def dataReceived(self, data):
         if self._done:
             return  # draining after a refusal
+        if self._peer_pending:
+            if not _addresses_valid(self.transport):
+                self._refuse("invalid_proxy_header", error_response(
+                    400, "the PROXY protocol header names an invalid address"))
+                return
+            if not self._admit(self.transport):
+                return
         try:
             result = self._reader.feed(data)
         except HeadError as error:
@@ -134,27 +194,31 @@ class Dispatcher(Protocol):
         trusted = settings.trusted_proxies
         if trusted:
             client_ip, proxy = trusted.client_ip(transport.getPeer().host, head)
-        counted_ip = None
-        if settings.max_connections_per_ip:
-            if client_ip is None:
-                # Looked up anyway: the session keeps it.
-                client_ip = getattr(transport.getPeer(), "host", None)
-            if client_ip is not None:
-                counted_ip = counted_network(client_ip)
-            count = server.connections_by_ip.get(counted_ip, 0)
-            if count >= settings.max_connections_per_ip:
-                server.stats.limits_hit["max-connections-per-ip"] += 1
-                self._refuse("max_connections_per_ip", error_response(
-                    429, "too many connections from %s: at most %d"
-                    % (counted_ip, settings.max_connections_per_ip)))
+            if settings.max_connections_per_ip and self._counted_ip is None \
+                    and client_ip is not None \
+                    and not self._count(counted_network(client_ip)):
                 return
-            if counted_ip is not None:
-                server.connections_by_ip[counted_ip] = count + 1
         session = session_class(server)
-        session.counted_ip = counted_ip
+        session.counted_ip = self._counted_ip
+        self._counted_ip = None  # the session uncounts it now
         hand_over(transport, self, session)
         session.attach(transport, client_ip, proxy)
         session.start(head, rest)
+
+    def _count(self, counted_ip):
+        """Count this connection under ``counted_ip``, or refuse it with
+        ``429`` when that address has --max-connections-per-ip already."""
+        server = self.server
+        limit = server.settings.max_connections_per_ip
+        count = server.connections_by_ip.get(counted_ip, 0)
+        if count >= limit:
+            server.stats.limits_hit["max-connections-per-ip"] += 1
+            self._refuse("max_connections_per_ip", error_response(
+                429, "too many connections from %s: at most %d" % (counted_ip, limit)))
+            return False
+        server.connections_by_ip[counted_ip] = count + 1
+        self._counted_ip = counted_ip
+        return True
 
     def _refuse(self, kind, response):
         server = self.server
@@ -173,7 +237,8 @@ class Dispatcher(Protocol):
 
     def connectionLost(self, reason):
         self.server.deadlines.discard(self)
-        self.server.connection_lost()
+        self.server.connection_lost(self._counted_ip)
+        self._counted_ip = None
         self.connected = 0
         if not self._done:
             self.server.stats.handshakes_refused["closed_during_handshake"] += 1

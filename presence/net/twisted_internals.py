@@ -28,6 +28,9 @@ and a real PROXY-protocol wrapper, and fails saying which one changed.
   ``producer`` and ``streamingProducer``, set early on the TCP transport.
 - **Closing gently** (:func:`close_transport`): which transports can be
   half-closed (``FileDescriptor``).
+- **Who the peer is behind the PROXY protocol** (:func:`peer_named_later`):
+  Twisted's wrapper connects its protocol before the header has come, and
+  answers ``getPeer()`` with the balancer's address until it has.
 - **The listening socket** (:func:`listening_socket`) and the port a
   connection came from (:func:`port_of`), for TCP_NODELAY set once per
   port (presence/net/listening.py).
@@ -35,9 +38,10 @@ and a real PROXY-protocol wrapper, and fails saying which one changed.
 
 from twisted.internet import tcp
 from twisted.internet.abstract import FileDescriptor
+from twisted.protocols.haproxy._wrapper import HAProxyProtocolWrapper
 
 __all__ = ["write", "write_sequence", "MAX_PARTS", "hand_over", "reserve_producer_attributes",
-           "close_transport", "listening_socket", "port_of"]
+           "close_transport", "peer_named_later", "listening_socket", "port_of"]
 
 _TCP_SERVER = tcp.Server
 
@@ -159,3 +163,11 @@ def port_of(transport):
     """The listening port a connection was accepted on (for TLS, the TCP
     transport underneath is asked), or None."""
     return getattr(transport, "server", None)
+
+
+def peer_named_later(transport):
+    """Whether the transport's peer is named by a PROXY protocol header,
+    which is read after the connection is made: until then ``getPeer()``
+    is the balancer's address, and afterwards it is whatever the header
+    said, unchecked."""
+    return isinstance(transport, HAProxyProtocolWrapper)
