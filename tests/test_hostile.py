@@ -235,13 +235,57 @@ class PingFloodTests(Hostile):
         for second in range(10):
             for session, count in ((fast, 150), (steady, 95)):
                 session.dataReceived(b"".join(client_frame(OP_TEXT, "m") for _ in range(count)))
-            self.clock.advance(1)
+            self.clock.pump([0.25] * 4)  # the node's timers on time: no stall
         # 200 at once, then 100 a second: 150 a second lasts three seconds.
         self.assertEqual(fast.messages_in, 150 + 150 + 100)
         self.assertTrue(fast_transport.value().endswith(
             server_close_frame(1008, b"message rate exceeded")))
         self.assertEqual(steady.messages_in, 950)
         self.assertFalse(steady_transport.disconnecting)
+
+    def messages(self, count):
+        return b"".join(client_frame(OP_TEXT, "m") for _ in range(count))
+
+    def test_a_stall_of_the_node_closes_no_client_under_the_limit(self):
+        # Clients at half the limit (50 a second, in a message every 20 ms)
+        # go on sending while the node stands still for 5 s; their backlog
+        # arrives in one read. Either the stall watch's timer has seen the
+        # stall by then (a long callback), or the read comes first (a frozen
+        # VM: the sockets are ready before the timer runs).
+        for timer_first in (True, False):
+            sessions = [self.open_session(ip="192.0.2.%d" % n) for n in (10, 11)]
+            for _ in range(8):  # two seconds at 50 a second
+                for session, _transport in sessions:
+                    session.dataReceived(self.messages(12))
+                self.clock.advance(0.25)
+            if timer_first:
+                self.clock.advance(5)
+            else:
+                self.clock.rightNow += 5
+            for session, transport in sessions:
+                session.dataReceived(self.messages(250))
+                self.assertEqual(session.messages_in, 8 * 12 + 250)
+                self.assertFalse(transport.disconnecting, transport.value()[-40:])
+            self.clock.advance(0)
+        self.assertEqual(self.server.stats.limits_hit["max-message-rate"], 0)
+
+    def test_a_stall_is_no_licence_to_flood(self):
+        offender, transport = self.open_session()
+        # The node stands still for 5 s: its watch's timer, due in 0.25 s,
+        # runs 4.75 s late, which is 475 more messages' worth at the limit.
+        self.clock.advance(5)
+        offender.dataReceived(self.messages(1000))
+        self.assertEqual(offender.messages_in, 200 + 475)
+        self.assertTrue(transport.value().endswith(
+            server_close_frame(1008, b"message rate exceeded")))
+
+    def test_a_quiet_client_gets_its_burst_and_no_more(self):
+        quiet, transport = self.open_session()
+        self.clock.pump([0.25] * 20)  # five quiet seconds, the node on time
+        quiet.dataReceived(self.messages(1000))
+        self.assertEqual(quiet.messages_in, 200)
+        self.assertTrue(transport.value().endswith(
+            server_close_frame(1008, b"message rate exceeded")))
 
     def test_a_flood_of_firepresence_lines_is_closed_with_1008(self):
         offender, transport = self.open_session(request=FIREPRESENCE_REQUEST)

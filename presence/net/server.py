@@ -15,6 +15,7 @@ from .deadlines import Deadlines
 from .heartbeat import Heartbeat
 from .interfaces import SessionHandler
 from .settings import ServerSettings
+from .stalls import StallWatch
 from .stats import ServerStats
 
 __all__ = ["Server", "TURN_BUDGET", "QUANTUM"]
@@ -53,6 +54,9 @@ class Server:
         self.connections_by_ip = {}
         self.deadlines = Deadlines(clock)
         self.heartbeat = None
+        #: How long the node has stood still (the message rate limit's
+        #: allowance for the backlog a stall leaves).
+        self.stalls = StallWatch(clock)
         # Sessions waiting for their turn, and the sweep giving turns.
         self._turns = collections.deque()
         self._giving_turns = None
@@ -67,14 +71,17 @@ class Server:
         return "%s-%x" % (self._id_prefix, next(self._ids))
 
     def start(self):
-        """Start the heartbeat (idempotent)."""
+        """Start the heartbeat and the stall watch (idempotent)."""
         settings = self.settings
+        if settings.max_message_rate:
+            self.stalls.start()
         if settings.heartbeat_interval and self.heartbeat is None:
             self.heartbeat = Heartbeat(self.clock, settings.heartbeat_interval,
                                        settings.heartbeat_timeout, self.sessions)
             self.heartbeat.start()
 
     def stop(self):
+        self.stalls.stop()
         if self.heartbeat is not None:
             self.heartbeat.stop()
             self.heartbeat = None

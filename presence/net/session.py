@@ -64,7 +64,7 @@ class Session(HeartbeatPeer):
         # The events it waits for its turn with, and whether it read more meanwhile.
         "_waiting", "_read_later",
         # Limits: the IP the session is counted under, its message allowance.
-        "counted_ip", "_allowance", "_allowance_at",
+        "counted_ip", "_allowance", "_allowance_at", "_stalled_at",
     )
 
     def __init__(self, server):
@@ -95,6 +95,9 @@ class Session(HeartbeatPeer):
         # still send, as of when it was last topped up (None: never, full).
         self._allowance = _UNLIMITED
         self._allowance_at = None
+        # The node's stalled seconds (StallWatch) as of the last top-up
+        # (or of the session's start).
+        self._stalled_at = server.stalls.stalled(server.clock.seconds())
 
     def __repr__(self):
         return "<%s %s %s>" % (type(self).__name__, self.id, self.client_ip)
@@ -299,22 +302,33 @@ class Session(HeartbeatPeer):
 
     def _refill(self):
         """Top up the message allowance for the time since the last read
-        (once per read; each message then takes one)."""
-        settings = self.server.settings
+        (once per read; each message then takes one).
+
+        It is held to the burst, plus what the client could have sent at
+        the limit while the node itself stood still since the last top-up
+        (presence/net/stalls.py): what it sent during a GC pause or a frozen
+        VM arrives in one read afterwards and is no flood. Credit left over
+        from a stall is kept until spent, never more than the stall's."""
+        server = self.server
+        settings = server.settings
         rate = settings.max_message_rate
         if not rate:
             return
-        now = self.server.clock.seconds()
+        now = server.clock.seconds()
         burst = settings.message_burst
         at = self._allowance_at
+        stalled = server.stalls.stalled(now)
+        cap = burst + (stalled - self._stalled_at) * rate
         if at is None:
-            allowance = burst
+            allowance = cap
         else:
-            allowance = self._allowance + (now - at) * rate
-            if allowance > burst:
-                allowance = burst
+            previous = self._allowance
+            allowance = previous + (now - at) * rate
+            if allowance > cap:
+                allowance = previous if previous > cap else cap
         self._allowance = allowance
         self._allowance_at = now
+        self._stalled_at = stalled
 
     def _rate_exceeded(self):
         """A message past the allowance: it is dropped, and the session is
