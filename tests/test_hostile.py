@@ -10,6 +10,7 @@ hub on a real Redis.
 import asyncio
 import json
 import socket
+import zlib
 
 import websockets
 from twisted.internet import defer
@@ -21,10 +22,20 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
 from bench.echo_server import EchoHandler
+from presence.hub.tickets import Ticket
 from presence.net.dispatch import ListenerFactory
 from presence.net.server import Server
 from presence.net.settings import ServerSettings
-from presence.websocket.frames import OP_BINARY, OP_CLOSE, OP_PING, OP_PONG, OP_TEXT, encode_text
+from presence.websocket.deflate import PerMessageDeflate
+from presence.websocket.frames import (
+    OP_BINARY,
+    OP_CLOSE,
+    OP_PING,
+    OP_PONG,
+    OP_TEXT,
+    RSV1,
+    encode_text,
+)
 
 from .helpers.framing import (
     client_frame,
@@ -297,6 +308,139 @@ class PingFloodTests(Hostile):
         self.assertEqual(len(lines), 201)
         self.assertTrue(transport.disconnecting)
         self.assert_good_client_still_served()
+
+
+class InflationFloodTests(Hostile):
+    """Compressed messages that inflate about 1000 times: the message rate
+    lets them through, --max-inflated-rate (1 MiB a second, bursts of
+    2 MiB) does not."""
+
+    def setUp(self):
+        super().setUp()
+        self.server.settings.handshake.extensions = [PerMessageDeflate()]
+
+    def open_deflate_session(self, ip="192.0.2.7"):
+        session, transport = self.open_session(ip=ip, request=upgrade_request(
+            extra=["Sec-WebSocket-Extensions: permessage-deflate"]))
+        self.assertEqual(session.extensions, ("permessage-deflate",))
+        return session, transport
+
+    @staticmethod
+    def compressed(data):
+        """A client's compressed text message (RFC 7692 7.2.1)."""
+        compressor = zlib.compressobj(9, zlib.DEFLATED, -15)
+        payload = compressor.compress(data) + compressor.flush(zlib.Z_SYNC_FLUSH)
+        return client_frame(OP_TEXT, payload[:-4], rsv=RSV1)
+
+    def test_messages_inflating_a_thousandfold_are_closed_with_1008_past_the_budget(self):
+        bomb = self.compressed(b" " * 1000000)
+        self.assertLess(len(bomb), 1100)  # about 1,000 bytes inflating to 1 MB
+        offender, transport = self.open_deflate_session()
+        offender.dataReceived(bomb * 20)
+        # 2 MiB at once: two messages pass; the third spends past it and
+        # closes the session; the other seventeen are not even inflated.
+        self.assertEqual(offender.messages_in, 2)
+        self.assertTrue(transport.value().endswith(
+            server_close_frame(1008, b"inflated data rate exceeded")))
+        self.assertEqual(offender.connection.extensions[0].inflated_bytes, 3000000)
+        self.assertEqual(self.server.stats.limits_hit["max-inflated-rate"], 1)
+        offender.dataReceived(bomb * 10)
+        self.assertEqual(offender.connection.extensions[0].inflated_bytes, 3000000)
+        offender.dataReceived(client_frame(OP_CLOSE, b"\x03\xe8"))
+        self.lose(offender, transport)
+        record = self.record_of(offender)
+        self.assertEqual((record.code, record.reason, record.initiated_by),
+                         (1008, "inflated data rate exceeded", "server"))
+        self.assert_good_client_still_served()
+
+    def test_a_sustained_inflated_rate_over_the_limit_is_closed(self):
+        bomb = self.compressed(b" " * 100000)  # 100 kB each
+        offender, transport = self.open_deflate_session()
+        closed = server_close_frame(1008, b"inflated data rate exceeded")
+        for second in range(10):
+            # 15 a second, 1.5 MB a second: past 1 MiB a second within
+            # seconds, though 15 messages a second are well within the rate.
+            offender.dataReceived(bomb * 15)
+            if transport.value().endswith(closed):
+                break
+            transport.clear()
+            self.clock.pump([0.25] * 4)
+        # 2 MiB at once, then 1 MiB a second: the third second passes it.
+        self.assertEqual(second, 2)
+        self.assertEqual(offender.messages_in, 15 * 2 + 11)
+
+    def test_a_client_compressing_ordinary_messages_is_not_closed(self):
+        document = json.dumps({"type": "publish", "channel": "room:1",
+                               "data": {"text": "hello " * 50}}).encode()
+        steady, transport = self.open_deflate_session()
+        for second in range(10):
+            steady.dataReceived(self.compressed(document) * 90)
+            self.clock.pump([0.25] * 4)
+        self.assertEqual(steady.messages_in, 900)
+        self.assertFalse(transport.disconnecting)
+        self.assertEqual(self.server.stats.limits_hit["max-inflated-rate"], 0)
+
+    def test_one_message_of_the_largest_size_gets_through_compressed(self):
+        largest = self.compressed(b"x" * self.server.settings.max_message_size)
+        session, transport = self.open_deflate_session()
+        session.dataReceived(largest)
+        self.assertEqual(session.messages_in, 1)
+        self.assertFalse(transport.disconnecting)
+
+    def test_a_stall_of_the_node_closes_no_client_under_the_inflated_rate(self):
+        # Half the limit (512 kB a second) sent during a 5 s stall of the
+        # node arrives in one read: 2.5 MB, past the 2 MiB burst.
+        chunk = self.compressed(b" " * 64000)
+        session, transport = self.open_deflate_session()
+        self.clock.advance(5)
+        session.dataReceived(chunk * 40)
+        self.assertEqual(session.messages_in, 40)
+        self.assertFalse(transport.disconnecting)
+
+
+class SlowRedemptions:
+    """A ticket store whose every redemption waits until the test answers."""
+
+    def __init__(self):
+        self.pending = []
+
+    def redeem(self, ticket):
+        d = defer.Deferred()
+        self.pending.append(d)
+        return d
+
+
+class HeldDuringRedemptionTests(Hostile):
+    """What a client sends after a handshake carrying a ticket, while the
+    ticket is redeemed (before it has an answer)."""
+
+    def test_what_is_sent_before_the_answer_is_bounded_then_delivered_in_order(self):
+        self.server.tickets = SlowRedemptions()
+        dispatcher, transport = self.connect()
+        dispatcher.dataReceived(upgrade_request(path="/?ticket=t-1"))
+        session = transport.protocol
+        self.assertEqual(transport.value(), b"")  # not answered yet
+        frames = [client_frame(OP_TEXT, "%05d" % n + "x" * 1000) for n in range(200)]
+        sent = 0
+        for frame in frames:
+            if transport.producerState == "paused":
+                break
+            session.dataReceived(frame)
+            sent += 1
+        # It is read no more once 64 KiB are kept (about 63 messages of 1 KiB),
+        # not 200 KiB: what more it sends waits in the kernel's buffers.
+        self.assertEqual(transport.producerState, "paused")
+        self.assertEqual(sent, -(-64 * 1024 // len(frames[0])))
+        self.assertLessEqual(session.ticket_check.held_size, 64 * 1024 + len(frames[0]))
+        self.server.tickets.pending[0].callback(
+            Ticket("user-1", {}, ("room:*",), None, self.clock.seconds()))
+        self.assertEqual(transport.producerState, "producing")
+        for frame in frames[sent:]:
+            session.dataReceived(frame)
+        echoed = [payload for opcode, payload in server_frames(
+            transport.value().split(b"\r\n\r\n", 1)[1]) if opcode == OP_TEXT]
+        self.assertEqual(echoed[0][:7], b'{"type"')  # the welcome
+        self.assertEqual([e[:5] for e in echoed[1:]], [b"%05d" % n for n in range(200)])
 
 
 class FragmentFloodTests(Hostile):

@@ -13,6 +13,7 @@ from presence.redis.embedded import EmbeddedRedis
 from presence.redis.engine import RedisEngine
 from presence.redis.keys import PresenceKeys
 from presence.redis.store import PresenceStore
+from presence.websocket.frames import OP_CLOSE, OP_TEXT
 
 from .helpers.framing import (
     FIREPRESENCE,
@@ -111,6 +112,34 @@ class WebSocketTicketTests(AuthTestCase):
                     await ws.recv()
                 self.assertEqual((ws.close_code, ws.close_reason),
                                  (4401, "authentication required: send a ticket"))
+            self.assertEqual(self.app.opened, [])
+        return run(scenario())
+
+    def test_an_auth_message_after_the_4401_is_not_redeemed(self):
+        # The client has not read the 4401 yet when it tries another ticket:
+        # the session is closing, and the ticket must stay unused.
+        async def scenario():
+            ticket, _ = await self.ticket("user-3")
+            reader, writer = await asyncio.open_connection("127.0.0.1",
+                                                          self.port.getHost().port)
+            try:
+                writer.write(upgrade_request(key=random_key()))
+                head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+                self.assertTrue(head.startswith(b"HTTP/1.1 101 "), head)
+                writer.write(client_frame(OP_TEXT, json.dumps({"type": "auth",
+                                                               "ticket": "not-a-ticket"})))
+                closing = server_close_frame(4401, b"invalid, expired or already used ticket")
+                self.assertEqual(await asyncio.wait_for(reader.readexactly(len(closing)), 5),
+                                 closing)
+                writer.write(client_frame(OP_TEXT, json.dumps({"type": "auth",
+                                                               "ticket": ticket})))
+                writer.write(client_frame(OP_CLOSE, closing[2:4]))
+                self.assertEqual(await asyncio.wait_for(reader.read(), 5), b"")
+            finally:
+                writer.close()
+            self.assertEqual(self.server.stats.auth_failures["invalid"], 1)
+            found = await wait(self.server.tickets.redeem(ticket))
+            self.assertEqual(found.account, "user-3")  # still unused
             self.assertEqual(self.app.opened, [])
         return run(scenario())
 

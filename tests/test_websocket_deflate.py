@@ -1111,3 +1111,25 @@ def test_an_incompressible_message_at_the_limit_is_accepted():
 
 def test_a_window_value_in_non_ascii_digits_is_declined():
     assert PerMessageDeflate().accept([("server_max_window_bits", "\u0669")]) is None
+
+
+# ------------------------------------------------- after this side's Close
+
+
+def test_a_compressed_message_after_the_servers_close_is_not_inflated():
+    # RFC 6455 5.5.1: after its Close an endpoint reads on only for the
+    # peer's Close; inflating what comes meanwhile would be work for no
+    # one, which a client could ask for at will (up to about 1000:1).
+    conn = deflate_connection()
+    [extension] = conn.extensions
+    assert receive(conn, compressed(OP_TEXT, deflate(DOCUMENT.encode()))) == [TextMessage(DOCUMENT)]
+    inflated = extension.inflated_bytes
+    assert inflated == len(DOCUMENT)
+    conn.send_close(1000)
+    bomb = deflate(b" " * MiB)
+    after = (compressed(OP_TEXT, bomb) * 5 + compressed(OP_BINARY, bomb, fin=False)
+             + client_frame(OP_CONTINUATION, b""))
+    assert receive(conn, after) == []
+    assert extension.inflated_bytes == inflated
+    events = receive(conn, client_frame(OP_CLOSE, b"\x03\xe8"))
+    assert [type(event) for event in events] == [CloseReceived]

@@ -155,6 +155,10 @@ class Options(usage.Options):
         ["message-burst", None, SERVER.message_burst,
          "Messages a session may send at once (the size of the token bucket that "
          "--max-message-rate refills).", _number(int, "Messages, at least 1.", low=1)],
+        ["max-inflated-rate", None, SERVER.max_inflated_rate,
+         "Bytes a second a session's compressed (permessage-deflate) messages may inflate "
+         "to on average (bursts of two seconds' worth, or two --max-message-size messages); "
+         "past it the session is closed with 1008.", _LIMIT],
         ["max-fragments", None, SERVER.max_fragments,
          "Frames one WebSocket message may come in; more close the session with 1008.",
          _LIMIT],

@@ -25,7 +25,7 @@ from ..wire.httphead import error_response
 from ..wire.jsontext import JSONError, decode_json
 from .interfaces import TicketStoreUnavailable
 
-__all__ = ["TicketCheck", "AUTH_FAILURES", "MAX_QUEUED_BEFORE_AUTH"]
+__all__ = ["TicketCheck", "AUTH_FAILURES", "MAX_QUEUED_BEFORE_AUTH", "MAX_HELD_BEFORE_ANSWER"]
 
 log = Logger()
 
@@ -42,6 +42,14 @@ AUTH_FAILURES = {
 #: Messages a client may send after its auth message, before the welcome;
 #: they are delivered once it is authenticated. More closes the session.
 MAX_QUEUED_BEFORE_AUTH = 100
+
+#: Bytes kept of what a client sends after its handshake while the
+#: handshake's ticket is redeemed (before it has an answer); past them the
+#: client is not read from until the answer is written, so what more it
+#: sends waits in the kernel's buffers and then its own (TCP flow control).
+#: A browser sends nothing before the 101; a pipelining client, a few
+#: messages.
+MAX_HELD_BEFORE_ANSWER = 64 * 1024
 
 
 def redeem(session, ticket):
@@ -80,15 +88,17 @@ def redeem(session, ticket):
 
 
 class TicketCheck:
-    """The ticket of one session being redeemed. ``held``: bytes the client
-    sent after its handshake while the handshake's ticket is redeemed;
-    ``queued``: messages it sent after its auth message."""
+    """The ticket of one session being redeemed. ``held``: what the client
+    sent after its handshake while the handshake's ticket is redeemed (its
+    pieces, ``held_size`` bytes); ``queued``: messages it sent after its
+    auth message."""
 
-    __slots__ = ("session", "held", "queued")
+    __slots__ = ("session", "held", "held_size", "queued")
 
     def __init__(self, session):
         self.session = session
         self.held = None
+        self.held_size = 0
         self.queued = None
 
     # ------------------------------------------------------- in the handshake
@@ -97,15 +107,21 @@ class TicketCheck:
         """Redeem the handshake's ticket, then ``accept(outcome, rest, True)``
         (with what the client sent meanwhile added to ``rest``), or refuse
         the handshake with the failure's HTTP status."""
-        self.held = rest
+        self.held = [rest] if rest else []
+        self.held_size = len(rest)
         redeem(self.session, ticket).addCallback(self._handshake_redeemed, accept, outcome)
 
     def hold(self, data):
-        self.held += data
+        """Keep ``data`` for after the answer (in pieces: joined once); past
+        MAX_HELD_BEFORE_ANSWER, stop reading until then."""
+        self.held.append(data)
+        self.held_size += len(data)
+        if self.held_size >= MAX_HELD_BEFORE_ANSWER:
+            self.session.hold_until_answered()
 
     def _handshake_redeemed(self, failure, accept, outcome):
         session = self.session
-        rest = self.held
+        rest = b"".join(self.held)
         self.held = None
         session.ticket_check = None
         if not session.connected:
@@ -115,6 +131,7 @@ class TicketCheck:
             session.refuse("ticket_" + failure, error_response(status, reason))
             return
         accept(outcome, rest, True)
+        session.answered()
 
     # ---------------------------------------------------- in a first message
 

@@ -73,7 +73,7 @@ class Server:
     def start(self):
         """Start the heartbeat and the stall watch (idempotent)."""
         settings = self.settings
-        if settings.max_message_rate:
+        if settings.max_message_rate or settings.max_inflated_rate:
             self.stalls.start()
         if settings.heartbeat_interval and self.heartbeat is None:
             self.heartbeat = Heartbeat(self.clock, settings.heartbeat_interval,

@@ -33,7 +33,8 @@ from .authentication import AUTH_FAILURES, TicketCheck
 from .heartbeat import HeartbeatPeer
 from .interfaces import ISession, SessionState
 from .server import QUANTUM
-from .stream import HOLD_TURN
+from .stalls import top_up
+from .stream import HOLD_ANSWER, HOLD_TURN
 from .twisted_internals import write
 
 __all__ = ["Session"]
@@ -65,6 +66,10 @@ class Session(HeartbeatPeer):
         "_waiting", "_read_later",
         # Limits: the IP the session is counted under, its message allowance.
         "counted_ip", "_allowance", "_allowance_at", "_stalled_at",
+        # --max-inflated-rate: the deflate extension whose inflated bytes
+        # are charged (None: nothing to charge), what it may still inflate,
+        # and its count of inflated bytes as of the last charge.
+        "_inflation", "_inflated_allowance", "_inflated_counted",
     )
 
     def __init__(self, server):
@@ -98,6 +103,9 @@ class Session(HeartbeatPeer):
         # The node's stalled seconds (StallWatch) as of the last top-up
         # (or of the session's start).
         self._stalled_at = server.stalls.stalled(server.clock.seconds())
+        self._inflation = None
+        self._inflated_allowance = 0
+        self._inflated_counted = 0
 
     def __repr__(self):
         return "<%s %s %s>" % (type(self).__name__, self.id, self.client_ip)
@@ -154,6 +162,13 @@ class Session(HeartbeatPeer):
             server.deadlines.set(self, server.settings.auth_timeout)
         if rest and connection.state is not CLOSED:
             self.dataReceived(rest)
+
+    def hold_until_answered(self):
+        """Read no more from the client until its handshake is answered."""
+        self._hold(HOLD_ANSWER)
+
+    def answered(self):
+        self._release(HOLD_ANSWER)
 
     def become_ready(self, queued=None):
         """Authenticated (or needing no ticket): say welcome, tell the
@@ -252,6 +267,8 @@ class Session(HeartbeatPeer):
                 if allowance < 0:
                     self._rate_exceeded()
                     continue
+                if self._inflation is not None and self._inflation_exceeded():
+                    continue
             try:
                 if kind is TextMessage:
                     self.messages_in += 1
@@ -301,34 +318,66 @@ class Session(HeartbeatPeer):
     # ------------------------------------------------------- message rate
 
     def _refill(self):
-        """Top up the message allowance for the time since the last read
-        (once per read; each message then takes one).
+        """Top up the message allowance, and the inflated bytes', for the
+        time since the last read (once per read; each message then takes
+        one, and what it inflated to).
 
-        It is held to the burst, plus what the client could have sent at
+        Each is held to its burst, plus what the client could have sent at
         the limit while the node itself stood still since the last top-up
         (presence/net/stalls.py): what it sent during a GC pause or a frozen
-        VM arrives in one read afterwards and is no flood. Credit left over
-        from a stall is kept until spent, never more than the stall's."""
+        VM arrives in one read afterwards and is no flood."""
         server = self.server
         settings = server.settings
         rate = settings.max_message_rate
-        if not rate:
+        inflation = self._inflation
+        if not rate and inflation is None:
             return
         now = server.clock.seconds()
-        burst = settings.message_burst
         at = self._allowance_at
         stalled = server.stalls.stalled(now)
-        cap = burst + (stalled - self._stalled_at) * rate
-        if at is None:
-            allowance = cap
-        else:
-            previous = self._allowance
-            allowance = previous + (now - at) * rate
-            if allowance > cap:
-                allowance = previous if previous > cap else cap
-        self._allowance = allowance
+        stall = stalled - self._stalled_at
+        if rate:
+            self._allowance = top_up(self._allowance, at, now, rate,
+                                     settings.message_burst + stall * rate)
+        if inflation is not None:
+            rate = settings.max_inflated_rate
+            self._inflated_allowance = top_up(self._inflated_allowance, at, now, rate,
+                                              settings.inflated_burst + stall * rate)
         self._allowance_at = now
         self._stalled_at = stalled
+
+    def charge_inflation(self, extension):
+        """Charge what ``extension`` (the connection's permessage-deflate)
+        inflates against --max-inflated-rate, from now on."""
+        settings = self.server.settings
+        if settings.max_inflated_rate:
+            self._inflation = extension
+            self._inflated_allowance = settings.inflated_burst
+            self._inflated_counted = extension.inflated_bytes
+
+    def _inflation_exceeded(self):
+        """Charge the bytes inflated since the last charge; True when they
+        pass the allowance: the message is dropped, and the session is
+        closed with 1008 (what it still sends compressed is not inflated:
+        RFC 6455 5.5.1, presence/websocket/message.py)."""
+        inflated = self._inflation.inflated_bytes
+        spent = inflated - self._inflated_counted
+        if not spent:
+            return self._inflated_allowance < 0
+        self._inflated_counted = inflated
+        allowance = self._inflated_allowance - spent
+        self._inflated_allowance = allowance
+        if allowance >= 0:
+            return False
+        self._inflated_allowance = -_UNLIMITED
+        if not self.closing:
+            server = self.server
+            server.stats.limits_hit["max-inflated-rate"] += 1
+            log.info("session {session} closed: its compressed messages inflated to more than "
+                     "{rate} bytes a second", session=self.id,
+                     rate=server.settings.max_inflated_rate)
+            self.close(POLICY_VIOLATION, "inflated data rate exceeded")
+        return True
 
     def _rate_exceeded(self):
         """A message past the allowance: it is dropped, and the session is

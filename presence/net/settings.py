@@ -79,6 +79,13 @@ class ServerSettings:
     #: 30-60 updates a second fit too. A rate of 0: no limit.
     max_message_rate: float = 100.0
     message_burst: int = 200
+    #: Bytes a second a session's compressed (permessage-deflate) messages
+    #: may inflate to on average: a token bucket holding two seconds of it,
+    #: and never less than two messages of max_message_size. Compressed
+    #: data inflates up to about 1000 times, so the message rate alone lets
+    #: one session cost a core; past it the session is closed with 1008.
+    #: Text a person or a game sends inflates a few times. 0: no limit.
+    max_inflated_rate: int = 1024 * 1024
     #: Frames one WebSocket message may come in; more: 1008. 0: no limit.
     max_fragments: int = DEFAULT_MAX_FRAGMENTS
     #: Channels a session may subscribe to, its account's own apart (the
@@ -88,6 +95,13 @@ class ServerSettings:
     def __post_init__(self):
         if not isinstance(self.trusted_proxies, TrustedProxies):
             self.trusted_proxies = TrustedProxies(self.trusted_proxies)
+
+    @property
+    def inflated_burst(self):
+        """The size of --max-inflated-rate's bucket: two seconds at the
+        rate, and never less than two of the largest messages (one such
+        message, compressed, must get through)."""
+        return 2 * max(self.max_inflated_rate, self.max_message_size)
 
 
 #: The defaults, as one object (what --help shows).

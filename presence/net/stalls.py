@@ -13,11 +13,25 @@ have sent at the limit during the node's stalls since its last read
 quiet gets its burst, as before.
 """
 
-__all__ = ["StallWatch", "STALL_INTERVAL"]
+__all__ = ["StallWatch", "STALL_INTERVAL", "top_up"]
 
 #: How often the watch looks at the clock: stalls shorter than this are not
 #: counted (they are within a burst anyway).
 STALL_INTERVAL = 0.25
+
+
+def top_up(tokens, since, now, rate, cap):
+    """A token bucket's ``tokens``, last topped up at ``since`` (None:
+    never, so full), topped up at ``rate`` a second until ``now``, and held
+    to ``cap``: the burst plus the rate's worth of the node's stalls since
+    (``Session._refill``). Credit a stall left over is kept until spent,
+    never more than it was."""
+    if since is None:
+        return cap
+    topped = tokens + (now - since) * rate
+    if topped > cap:
+        return tokens if tokens > cap else cap
+    return topped
 
 
 class StallWatch:

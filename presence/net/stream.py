@@ -26,7 +26,8 @@ from ..wire.events import CLOSED, OPEN
 from ..wire.jsontext import encode_document
 from .twisted_internals import close_transport, write, write_sequence
 
-__all__ = ["Stream", "VECTORED_WRITE_SIZE", "HOLD_WRITING", "HOLD_HANDLER", "HOLD_TURN"]
+__all__ = ["Stream", "VECTORED_WRITE_SIZE", "HOLD_WRITING", "HOLD_HANDLER", "HOLD_TURN",
+           "HOLD_ANSWER"]
 
 log = Logger()
 
@@ -36,10 +37,12 @@ VECTORED_WRITE_SIZE = 16384
 
 # Why reading from a client is paused: it does not read what it is sent;
 # the handler asked; the session waits for its turn behind others
-# (presence/net/server.py, "taking turns").
+# (presence/net/server.py, "taking turns"); it has sent more than is kept
+# before its handshake is answered (presence/net/authentication.py).
 HOLD_WRITING = 1
 HOLD_HANDLER = 2
 HOLD_TURN = 4
+HOLD_ANSWER = 8
 
 
 @implementer(IPushProducer)

@@ -7,6 +7,7 @@ shared session's (presence/net/session.py)."""
 from urllib.parse import parse_qs, urlsplit
 
 from ..websocket.connection import ServerConnection
+from ..websocket.deflate import DeflateExtension
 from ..websocket.extensions import format_extension
 from ..websocket.handshake import Rejected, server_handshake
 from .session import Session
@@ -50,6 +51,9 @@ class WebSocketSession(Session):
             self.extensions = tuple(extension.name for extension in outcome.extensions)
         connection = ServerConnection(settings.max_message_size, outcome.extensions,
                                       settings.max_fragments)
+        for extension in connection.extensions:
+            if extension.__class__ is DeflateExtension:
+                self.charge_inflation(extension)
         self.open(connection, outcome.response, rest, authenticated)
 
     @property

@@ -273,12 +273,13 @@ class ServerConnection(ClosingHandshake):
                     if candidate.rsv & rsv:
                         extension = candidate
                         break
-            self._message = IncomingMessage(opcode, extension, self.max_message_size)
+            self._message = IncomingMessage(opcode, extension, self.max_message_size,
+                                            self.state is not OPEN)
         message = self._message
         message.size += length
         event = message.add(payload, end_of_message)
-        if event is not None:
-            self._message = None
+        if end_of_message:
+            self._message = None  # complete, or discarded whole
         return event
 
     def _stream_frame(self, opcode, rsv, fin, mask, length, available):
@@ -296,9 +297,10 @@ class ServerConnection(ClosingHandshake):
         self._frame_remaining -= len(chunk)
         payload = unmask(self._frame_mask, chunk, self._frame_offset)
         self._frame_offset += len(chunk)
-        event = self._message.add(payload, not self._frame_remaining and self._frame_fin)
-        if event is not None:
-            self._message = None
+        end_of_message = not self._frame_remaining and self._frame_fin
+        event = self._message.add(payload, end_of_message)
+        if end_of_message:
+            self._message = None  # complete, or discarded whole
         return event
 
     def _control(self, opcode, payload):

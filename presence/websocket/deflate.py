@@ -193,7 +193,8 @@ class DeflateExtension(Extension):
     rsv = RSV1
 
     __slots__ = ("config", "params", "compress_bits", "inflate_bits", "keep_context",
-                 "client_keeps_context", "_compressor", "_inflater", "inflated", "deflated")
+                 "client_keeps_context", "_compressor", "_inflater", "inflated", "inflated_bytes",
+                 "deflated")
 
     def __init__(self, config, params, compress_bits, inflate_bits, keep_context,
                  client_keeps_context):
@@ -207,6 +208,9 @@ class DeflateExtension(Extension):
         self._inflater = None
         #: Messages received compressed, and messages this connection compressed.
         self.inflated = 0
+        #: Bytes inflated so far: what the session's --max-inflated-rate
+        #: charges (compressed data can inflate about 1000 times).
+        self.inflated_bytes = 0
         self.deflated = 0
 
     def response_params(self):
@@ -232,6 +236,7 @@ class DeflateExtension(Extension):
         if len(out) > limit:
             self._inflater = None
             raise ExtensionError(MESSAGE_TOO_BIG, "message larger than the limit once inflated")
+        self.inflated_bytes += len(out)
         if end_of_message:
             self.inflated += 1
             if not self.client_keeps_context or inflater.eof:

@@ -38,13 +38,17 @@ class IncomingMessage:
     """The message being reassembled: its ``opcode``, the bytes its frames
     announced so far (``size``, on the wire), its ``fragments``, and the
     extension that decodes it (the one whose RSV bit its first frame set),
-    or None."""
+    or None. A ``discarded`` message (one arriving after this side's Close)
+    is parsed through and dropped: neither inflated nor decoded, since
+    nothing will read it (RFC 6455 5.5.1), so a client cannot make the
+    server inflate while it waits for the client's Close."""
 
-    __slots__ = ("opcode", "size", "fragments", "extension", "_max_size", "_parts", "_decoded",
-                 "_decoder")
+    __slots__ = ("opcode", "size", "fragments", "extension", "discarded", "_max_size", "_parts",
+                 "_decoded", "_decoder")
 
-    def __init__(self, opcode, extension, max_size):
+    def __init__(self, opcode, extension, max_size, discarded=False):
         self.opcode = opcode
+        self.discarded = discarded
         self.size = 0
         self.fragments = 1
         self.extension = extension
@@ -64,6 +68,8 @@ class IncomingMessage:
     def add(self, payload, end_of_message):
         """One piece of the (unmasked) payload; returns the message event
         when it completes, else None."""
+        if self.discarded:
+            return None
         extension = self.extension
         if extension is not None:
             try:
