@@ -6,7 +6,7 @@ dispatched (presence/net/dispatch.py). Its protocol's adapter
 handshake and gives it a protocol core (presence/websocket/,
 presence/firepresence/); from then on this class drives the core: one read
 loop for every protocol (bytes in, events out, answers batched), the message
-rate, sending, closing, heartbeats, and the record of how the session ended.
+rate (presence/net/ratelimit.py), sending, closing, heartbeats, and the record of how the session ended.
 Its byte stream and flow control are presence/net/stream.py's, its part in
 the heartbeat presence/net/heartbeat.py's, its ticket
 presence/net/authentication.py's.
@@ -17,7 +17,7 @@ import collections
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from ..wire.close import ABNORMAL_CLOSURE, INTERNAL_ERROR, POLICY_VIOLATION
+from ..wire.close import ABNORMAL_CLOSURE, INTERNAL_ERROR
 from ..wire.events import (
     CLOSED,
     OPEN,
@@ -30,10 +30,9 @@ from ..wire.events import (
     TextMessage,
 )
 from .authentication import AUTH_FAILURES, TicketCheck
-from .heartbeat import HeartbeatPeer
 from .interfaces import ISession, SessionState
+from .ratelimit import RateLimitedPeer
 from .server import QUANTUM
-from .stalls import top_up
 from .stream import HOLD_ANSWER, HOLD_TURN
 from .twisted_internals import write
 
@@ -46,15 +45,12 @@ AUTHENTICATING = SessionState.AUTHENTICATING
 READY = SessionState.READY
 ENDED = SessionState.ENDED
 
-# A session's message allowance while --max-message-rate is 0.
-_UNLIMITED = float("inf")
-
 #: Events kept per session, for the dashboard.
 EVENT_HISTORY = 20
 
 
 @implementer(ISession)
-class Session(HeartbeatPeer):
+class Session(RateLimitedPeer):
     #: The protocol's name on the dashboard and in metrics (each adapter's).
     protocol_name = None
 
@@ -64,12 +60,8 @@ class Session(HeartbeatPeer):
         "attributes", "allowed_channels", "ip_mismatch", "ticket_check",
         # The events it waits for its turn with, and whether it read more meanwhile.
         "_waiting", "_read_later",
-        # Limits: the IP the session is counted under, its message allowance.
-        "counted_ip", "_allowance", "_allowance_at", "_stalled_at",
-        # --max-inflated-rate: the deflate extension whose inflated bytes
-        # are charged (None: nothing to charge), what it may still inflate,
-        # and its count of inflated bytes as of the last charge.
-        "_inflation", "_inflated_allowance", "_inflated_counted",
+        # The IP the session is counted under (--max-connections-per-ip).
+        "counted_ip",
     )
 
     def __init__(self, server):
@@ -96,16 +88,6 @@ class Session(HeartbeatPeer):
         #: The client IP this connection counts against for
         #: --max-connections-per-ip (set by the dispatcher), or None.
         self.counted_ip = None
-        # The token bucket of --max-message-rate: messages the session may
-        # still send, as of when it was last topped up (None: never, full).
-        self._allowance = _UNLIMITED
-        self._allowance_at = None
-        # The node's stalled seconds (StallWatch) as of the last top-up
-        # (or of the session's start).
-        self._stalled_at = server.stalls.stalled(server.clock.seconds())
-        self._inflation = None
-        self._inflated_allowance = 0
-        self._inflated_counted = 0
 
     def __repr__(self):
         return "<%s %s %s>" % (type(self).__name__, self.id, self.client_ip)
@@ -314,84 +296,6 @@ class Session(HeartbeatPeer):
     def _handler_failed(self):
         log.failure("handler error in session {session}", session=self.id)
         self.close(INTERNAL_ERROR, "internal error")
-
-    # ------------------------------------------------------- message rate
-
-    def _refill(self):
-        """Top up the message allowance, and the inflated bytes', for the
-        time since the last read (once per read; each message then takes
-        one, and what it inflated to).
-
-        Each is held to its burst, plus what the client could have sent at
-        the limit while the node itself stood still since the last top-up
-        (presence/net/stalls.py): what it sent during a GC pause or a frozen
-        VM arrives in one read afterwards and is no flood."""
-        server = self.server
-        settings = server.settings
-        rate = settings.max_message_rate
-        inflation = self._inflation
-        if not rate and inflation is None:
-            return
-        now = server.clock.seconds()
-        at = self._allowance_at
-        stalled = server.stalls.stalled(now)
-        stall = stalled - self._stalled_at
-        if rate:
-            self._allowance = top_up(self._allowance, at, now, rate,
-                                     settings.message_burst + stall * rate)
-        if inflation is not None:
-            rate = settings.max_inflated_rate
-            self._inflated_allowance = top_up(self._inflated_allowance, at, now, rate,
-                                              settings.inflated_burst + stall * rate)
-        self._allowance_at = now
-        self._stalled_at = stalled
-
-    def charge_inflation(self, extension):
-        """Charge what ``extension`` (the connection's permessage-deflate)
-        inflates against --max-inflated-rate, from now on."""
-        settings = self.server.settings
-        if settings.max_inflated_rate:
-            self._inflation = extension
-            self._inflated_allowance = settings.inflated_burst
-            self._inflated_counted = extension.inflated_bytes
-
-    def _inflation_exceeded(self):
-        """Charge the bytes inflated since the last charge; True when they
-        pass the allowance: the message is dropped, and the session is
-        closed with 1008 (what it still sends compressed is not inflated:
-        RFC 6455 5.5.1, presence/websocket/message.py)."""
-        inflated = self._inflation.inflated_bytes
-        spent = inflated - self._inflated_counted
-        if not spent:
-            return self._inflated_allowance < 0
-        self._inflated_counted = inflated
-        allowance = self._inflated_allowance - spent
-        self._inflated_allowance = allowance
-        if allowance >= 0:
-            return False
-        self._inflated_allowance = -_UNLIMITED
-        if not self.closing:
-            server = self.server
-            server.stats.limits_hit["max-inflated-rate"] += 1
-            log.info("session {session} closed: its compressed messages inflated to more than "
-                     "{rate} bytes a second", session=self.id,
-                     rate=server.settings.max_inflated_rate)
-            self.close(POLICY_VIOLATION, "inflated data rate exceeded")
-        return True
-
-    def _rate_exceeded(self):
-        """A message past the allowance: it is dropped, and the session is
-        closed with 1008 (once; what still arrives before the close completes
-        is dropped too)."""
-        # Nothing more is taken from this client, however long it waits.
-        self._allowance = -_UNLIMITED
-        if self.closing:
-            return
-        server = self.server
-        server.stats.limits_hit["max-message-rate"] += 1
-        log.info("session {session} closed: more than {rate} messages a second",
-                 session=self.id, rate=server.settings.max_message_rate)
-        self.close(POLICY_VIOLATION, "message rate exceeded")
 
     # ---------------------------------------------------------- heartbeat
 

@@ -9,8 +9,8 @@ So the node watches its own timeliness: a timer that should fire every
 ``interval`` seconds and fires late by more than that has measured a stall.
 A session's allowance may then grow past the burst by what the client could
 have sent at the limit during the node's stalls since its last read
-(:meth:`Session._refill`), and by nothing more: a client that was merely
-quiet gets its burst, as before.
+(``RateLimitedPeer._refill``, presence/net/ratelimit.py), and by nothing
+more: a client that was merely quiet gets its burst, as before.
 """
 
 __all__ = ["StallWatch", "STALL_INTERVAL", "top_up"]
@@ -24,8 +24,8 @@ def top_up(tokens, since, now, rate, cap):
     """A token bucket's ``tokens``, last topped up at ``since`` (None:
     never, so full), topped up at ``rate`` a second until ``now``, and held
     to ``cap``: the burst plus the rate's worth of the node's stalls since
-    (``Session._refill``). Credit a stall left over is kept until spent,
-    never more than it was."""
+    (``RateLimitedPeer._refill``). Credit a stall left over is kept until
+    spent, never more than it was."""
     if since is None:
         return cap
     topped = tokens + (now - since) * rate
