@@ -59,7 +59,8 @@ class RedisSubscriber:
     (txredisapi reconnects but does not re-subscribe: a restarted Redis
     would otherwise deliver nothing). ``on_message(channel, message)`` gets
     every message; ``on_connected()`` is called after each (re)connection
-    once the subscriptions are back, ``on_lost()`` when it drops."""
+    once the subscriptions are back, ``on_lost()`` when it drops (not when
+    :meth:`close` closes it: the node's stop is no outage)."""
 
     def __init__(self, url, on_message, on_connected=None, on_lost=None, reactor=None):
         if reactor is None:
@@ -70,6 +71,7 @@ class RedisSubscriber:
         self.on_lost = on_lost
         self.channels = set()
         self.protocol = None
+        self.closing = False
         params = parse_redis_url(url)
         self.factory = _SubscriberFactory(self, params["password"])
         self.factory.reconnect = True
@@ -109,9 +111,11 @@ class RedisSubscriber:
     def _lost(self, protocol):
         if self.protocol is protocol:
             self.protocol = None
-            if self.on_lost is not None:
+            if self.on_lost is not None and not self.closing:
                 self.on_lost()
 
     def close(self):
-        """Stop reconnecting and close the connection; fires when closed."""
+        """Stop reconnecting and close the connection, knowingly: its loss
+        is not reported to ``on_lost``. Fires when closed."""
+        self.closing = True
         return self.factory.disconnect()
