@@ -57,20 +57,65 @@ _SECONDS = _number(float, "Seconds, greater than 0.", above=True)
 _LIMIT = _number(int, "0: no limit.")
 
 
+#: Endpoint kinds whose listening address Twisted's reactor is told (so can
+#: be read back below), and kinds that wrap another endpoint and listen where
+#: it does. Any other kind (a plugin's: systemd, tor, ...) listens where its
+#: plugin decides, so it is never taken for loopback.
+_LISTENING_KINDS = frozenset({"tcp", "tcp6", "ssl", "unix"})
+_WRAPPING_KINDS = frozenset({"haproxy"})
+
+
+def _is_loopback_interface(interface):
+    if interface == "localhost":
+        return True
+    try:
+        address = ipaddress.ip_address(interface)
+    except ValueError:
+        return False  # "" and "::" (every interface), a name we cannot vouch for
+    if address.version == 6 and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return address.is_loopback
+
+
 def endpoint_is_loopback(description):
     """Whether a server endpoint string listens on loopback only (or on a
-    unix socket)."""
-    kind = description.split(":", 1)[0]
-    if kind == "unix":
-        return True
-    for part in description.split(":"):
-        if part.startswith("interface="):
-            host = part[len("interface="):].replace("\\", "").strip("[]")
-            try:
-                return ipaddress.ip_address(host).is_loopback
-            except ValueError:
-                return host == "localhost"
-    return False  # no interface: every interface
+    unix socket). Raises ValueError when Twisted cannot make an endpoint of
+    it (a typo, an unescaped colon, a missing certificate file).
+
+    Twisted decides, not a reading of our own: the description is parsed
+    by ``serverFromString`` and listened on with a MemoryReactor (public
+    API, twisted.internet.testing), which records the interface Twisted
+    would bind, after its escapes (``interface=\\:\\:1``), its
+    repeated keywords (the last ``interface=`` wins) and its wrappers
+    (``haproxy:``). tests/test_options.py checks each verdict against a
+    real listening socket, so a Twisted that parses differently fails
+    there."""
+    kind, _, rest = description.partition(":")
+    while kind in _WRAPPING_KINDS:
+        kind, _, rest = rest.partition(":")
+    if kind not in _LISTENING_KINDS:
+        return False
+    # Imported here: options are imported by `twistd --help`, which listens
+    # on nothing.
+    from twisted.internet.endpoints import serverFromString
+    from twisted.internet.protocol import Factory
+    from twisted.internet.testing import MemoryReactor
+
+    reactor = MemoryReactor()
+    try:
+        serverFromString(reactor, description).listen(Factory())
+    except Exception as error:
+        # Twisted's parsers fail with ValueError, TypeError (an unknown or
+        # repeated argument), OSError (a certificate file) or OpenSSL's
+        # errors: whichever, the node could not listen there.
+        raise ValueError("not an endpoint Twisted can listen on (%s: %s); a colon in "
+                         "a value is written \\:" % (type(error).__name__, error))
+    # What was listened on: (port, factory, [context factory,] backlog,
+    # interface) for TCP and TLS, (path, factory, ...) for a unix socket.
+    inet = reactor.tcpServers + reactor.sslServers
+    if len(inet) + len(reactor.unixServers) != 1:
+        return False
+    return not inet or _is_loopback_interface(inet[0][-1])
 
 
 class Options(usage.Options):
@@ -235,6 +280,12 @@ class Options(usage.Options):
     opt_subprotocol.__doc__ = (
         "WebSocket subprotocol the server speaks (repeatable, in order of preference).")
 
+    def _admin_is_loopback(self):
+        try:
+            return endpoint_is_loopback(self["admin"])
+        except ValueError as error:
+            raise usage.UsageError("--admin %s: %s" % (self["admin"], error))
+
     def postOptions(self):
         if not self["listen"]:
             self["listen"] = ["tcp:8080"]
@@ -246,7 +297,7 @@ class Options(usage.Options):
             self["admin-password"] = os.environ.get("PRESENCE_ADMIN_PASSWORD") or None
         if self["admin"] in ("none", ""):
             self["admin"] = None
-        if self["admin"] and not self["admin-password"] and not endpoint_is_loopback(self["admin"]):
+        if self["admin"] and not self["admin-password"] and not self._admin_is_loopback():
             raise usage.UsageError(
                 "the dashboard needs --admin-password (or PRESENCE_ADMIN_PASSWORD) on a "
                 "non-loopback interface: --admin %s" % self["admin"])
