@@ -8,9 +8,19 @@ from twisted.logger import Logger
 
 from .connection import parse_redis_url
 
-__all__ = ["RedisSubscriber"]
+__all__ = ["RedisSubscriber", "RECONNECT_FIRST_DELAY", "RECONNECT_MAX_DELAY"]
 
 log = Logger()
+
+#: Seconds before the first attempt to reconnect: a connection dropped by a
+#: live Redis (its pub/sub output limit) comes back at once.
+RECONNECT_FIRST_DELAY = 0.1
+#: Longest wait between two attempts to reconnect, however long Redis has
+#: been away. While the connection is down the node delivers nothing from
+#: Redis, so it must be back soon after Redis is (txredisapi's own cap, 10 s,
+#: left a node deaf for 10 s after a restart); an attempt a second is
+#: nothing to a Redis starting up, or to the node.
+RECONNECT_MAX_DELAY = 1.0
 
 
 class _SubscriberProtocol(txredisapi.SubscriberProtocol):
@@ -39,6 +49,10 @@ class _SubscriberProtocol(txredisapi.SubscriberProtocol):
 
 class _SubscriberFactory(txredisapi.SubscriberFactory):
     protocol = _SubscriberProtocol
+    # txredisapi's backoff (retryDelay): this delay, e times longer each
+    # failed attempt, at most the max, with jitter.
+    initialDelay = RECONNECT_FIRST_DELAY
+    maxDelay = RECONNECT_MAX_DELAY
 
     def __init__(self, subscriber, password):
         super().__init__(isLazy=True)
