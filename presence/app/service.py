@@ -8,7 +8,6 @@ import sys
 from twisted.application.service import MultiService, Service
 from twisted.internet import defer, endpoints, task
 from twisted.logger import Logger
-from twisted.web.server import Site
 
 from ..hub.hub import Hub
 from ..net.dispatch import SPOKEN, ListenerFactory
@@ -118,7 +117,8 @@ class PresenceService(Service):
                                trusted_proxies=self.server.settings.trusted_proxies,
                                hub=self.hub, demo=self.demo)
         endpoint, description = self.api_endpoint
-        self.api_port = await endpoint.listen(Site(api.resource()))
+        # Bodies bounded before they are read (presence/web/bounded.py).
+        self.api_port = await endpoint.listen(api.site(self.server.stats))
         log.info("presence: HTTP API on {name} ({url})", name=description,
                  url=_url("http", self.api_port))
         if settings.api_key is None and settings.introspector is None and self.demo is None:
@@ -249,7 +249,7 @@ class AdminService(Service):
             self.presence.hub, self.presence.server, self.password,
             secure_cookies=self.description.startswith("ssl:"), clock=self.reactor)
         self.admin.start()
-        self.port = await self.endpoint.listen(Site(self.admin.resource()))
+        self.port = await self.endpoint.listen(self.admin.site(self.presence.server.stats))
         log.info("presence: dashboard on {name} ({url}){login}", name=self.description,
                  url=_url("http", self.port),
                  login="" if self.password else " without a password (loopback only)")

@@ -29,6 +29,7 @@ from twisted.logger import Logger
 from ..net.dispatch import PROTOCOLS
 from ..redis.engine import RedisUnavailable
 from ..wire.close import MAX_REASON_BYTES, OPERATOR_CLOSE_CODES, is_operator_close_code, meaning
+from .bounded import BoundedSite
 
 __all__ = ["AdminApp", "COOKIE"]
 
@@ -45,6 +46,10 @@ LOCKOUT = 60
 TICK = 2.0
 SAMPLE_EVERY = 5.0
 PAGE_SIZE = 50
+#: Largest request body read, in bytes: a longer one is answered 413 before
+#: it is read (presence/web/bounded.py). The dashboard's forms (a password,
+#: a close code and its 123-byte reason, a CSRF token) fit many times over.
+MAX_BODY = 16 * 1024
 #: The close codes the dashboard offers when closing a session: the ones an
 #: operator may use, and a few application codes (any of 4000-4999 is
 #: accepted: presence/wire/close.py ``is_operator_close_code``).
@@ -124,6 +129,12 @@ class AdminApp:
 
     def resource(self):
         return self.app.resource()
+
+    def site(self, stats=None):
+        """The dashboard's twisted.web Site: bodies over MAX_BODY are answered
+        413 before they are read, counted in ``stats`` (the node's
+        ServerStats) as ``limits_hit["dashboard-body-size"]``."""
+        return BoundedSite(self.resource(), MAX_BODY, "dashboard-body-size", stats)
 
     # --------------------------------------------------------------- samples
 

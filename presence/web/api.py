@@ -21,12 +21,15 @@ from ..hub.tickets import fingerprint
 from ..redis.engine import RedisUnavailable
 from ..wire.close import MAX_REASON_BYTES, OPERATOR_CLOSE_CODES, is_operator_close_code
 from ..wire.jsontext import JSONError, decode_json, escapes_lone_surrogate
+from .bounded import BoundedSite
 
 __all__ = ["PresenceAPI", "MAX_BODY"]
 
 log = Logger()
 
-#: Largest request body read, in bytes.
+#: Largest request body read, in bytes: a longer one is answered 413 before
+#: it is read (presence/web/bounded.py). A ticket's attributes, or a
+#: publish's data, of a few KiB fit many times over.
 MAX_BODY = 64 * 1024
 #: The browser client (presence.js) and the demo page.
 STATIC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static")
@@ -55,7 +58,7 @@ class _Head:
 
 def _json_body(request):
     body = request.content.read(MAX_BODY + 1)
-    if len(body) > MAX_BODY:
+    if len(body) > MAX_BODY:  # on a Site that is not the API's own (site())
         raise APIError(413, "too_large", "request body larger than %d bytes" % MAX_BODY)
     try:
         text = body.decode("utf-8")
@@ -73,6 +76,13 @@ def _json_body(request):
         raise APIError(400, "bad_request",
                        "request body is not Unicode text: it escapes a lone surrogate")
     return data
+
+
+def _too_large(max_body):
+    """The 413 of presence/web/bounded.py, as every API error: JSON."""
+    return b"application/json", json.dumps(
+        {"error": "too_large", "message": "request body larger than %d bytes" % max_body}
+    ).encode("utf-8")
 
 
 def _name(value, what):
@@ -102,6 +112,13 @@ class PresenceAPI:
 
     def resource(self):
         return self.app.resource()
+
+    def site(self, stats=None):
+        """The API's twisted.web Site: bodies over MAX_BODY are answered 413
+        before they are read, counted in ``stats`` (the node's ServerStats)
+        as ``limits_hit["api-body-size"]``."""
+        return BoundedSite(self.resource(), MAX_BODY, "api-body-size", stats,
+                           too_large=_too_large)
 
     # ------------------------------------------------------------ helpers
 

@@ -12,6 +12,7 @@ from twisted.web.server import Site
 
 from presence.app.oauth import Introspector
 from presence.client import PresenceClient
+from presence.net.stats import ServerStats
 from presence.web.api import PresenceAPI
 from presence.wire.clientip import TrustedProxies
 
@@ -59,25 +60,27 @@ class IntrospectionServer:
         return json.dumps(self.tokens.get(token, {"active": False})).encode("utf-8")
 
 
-class TrackedSite(Site):
-    """A Site that knows its open connections, so that a test can end with
-    none left (trial reports a dirty reactor otherwise)."""
+def tracked(site):
+    """``site``, knowing its open connections (``site.connections``), so
+    that a test can end with none left (trial reports a dirty reactor
+    otherwise)."""
+    site.connections = set()
+    build = site.buildProtocol
 
-    def __init__(self, resource):
-        super().__init__(resource)
-        self.connections = set()
-
-    def buildProtocol(self, addr):
-        protocol = super().buildProtocol(addr)
-        self.connections.add(protocol)
+    def buildProtocol(addr):
+        protocol = build(addr)
+        site.connections.add(protocol)
         lost = protocol.connectionLost
 
         def connectionLost(reason):
-            self.connections.discard(protocol)
+            site.connections.discard(protocol)
             return lost(reason)
 
         protocol.connectionLost = connectionLost
         return protocol
+
+    site.buildProtocol = buildProtocol
+    return site
 
 
 def json_headers(response):
@@ -92,6 +95,8 @@ class APITestCase(RedisTestCase):
     @defer.inlineCallbacks
     def setUp(self):
         yield super().setUp()
+        #: The node's counters the API's Site counts its refusals in.
+        self.stats = ServerStats()
         self.pool = HTTPConnectionPool(reactor, persistent=False)
         self.addCleanup(self.pool.closeCachedConnections)
         self.introspection = IntrospectionServer(CLIENT_ID, CLIENT_SECRET, TOKENS)
@@ -103,8 +108,9 @@ class APITestCase(RedisTestCase):
         self.client = PresenceClient(self.url, API_KEY, timeout=5.0, pool=self.pool)
 
     def serve(self, resource):
-        """Listen on a loopback port: ``(port, base URL)``."""
-        site = TrackedSite(resource)
+        """Listen on a loopback port: ``(port, base URL)``; ``resource``: a
+        resource, or a Site."""
+        site = tracked(resource if isinstance(resource, Site) else Site(resource))
         port = reactor.listenTCP(0, site, interface="127.0.0.1")
         self.addCleanup(self._close, port, site)
         return port, "http://127.0.0.1:%d" % port.getHost().port
@@ -114,7 +120,7 @@ class APITestCase(RedisTestCase):
         options.setdefault("api_key", API_KEY)
         options.setdefault("introspector", self.introspector)
         api = PresenceAPI(self.tickets, **options)
-        return self.serve(api.resource())[1]
+        return self.serve(api.site(self.stats))[1]
 
     async def _closed(self, port, site):
         await wait(defer.maybeDeferred(port.stopListening))
