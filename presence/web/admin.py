@@ -11,11 +11,16 @@ Security: a password (``--admin-password``) and a session cookie
 (``HttpOnly``, ``SameSite=Strict``), a CSRF token in every form that
 changes something, Jinja2 autoescaping everywhere (an account name, user
 agent or close reason containing HTML shows as text), and a short lockout
-after repeated wrong passwords.
+after repeated wrong passwords. Before any route: without a password, only
+a loopback Host is answered (a page elsewhere whose name is rebound to
+127.0.0.1 must not read or act: DNS rebinding); with or without one, a POST
+whose Origin is another site's is refused. Every refusal is counted
+(``AdminApp.refused``, ``presence_dashboard_refused_total``).
 """
 
 import collections
 import hmac
+import ipaddress
 import json
 import os
 import secrets
@@ -25,13 +30,15 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from klein import Klein
 from twisted.internet import defer, task
 from twisted.logger import Logger
+from twisted.web.resource import Resource
 
 from ..net.dispatch import PROTOCOLS
 from ..redis.engine import RedisUnavailable
 from ..wire.close import MAX_REASON_BYTES, OPERATOR_CLOSE_CODES, is_operator_close_code, meaning
+from ..wire.throttle import LogThrottle
 from .bounded import BoundedSite
 
-__all__ = ["AdminApp", "COOKIE"]
+__all__ = ["AdminApp", "COOKIE", "host_is_loopback"]
 
 log = Logger()
 
@@ -54,6 +61,12 @@ MAX_BODY = 16 * 1024
 #: operator may use, and a few application codes (any of 4000-4999 is
 #: accepted: presence/wire/close.py ``is_operator_close_code``).
 CLOSE_CODE_CHOICES = OPERATOR_CLOSE_CODES + (4000, 4001, 4003)
+
+#: Why the dashboard refuses a request, as AdminApp.refused and /metrics
+#: count it: ``host`` (no password, and not a loopback Host), ``origin`` (a
+#: POST from another site), ``csrf`` (a form without its token, or not logged
+#: in), ``wrong_password``, ``locked_out`` (too many wrong passwords).
+REFUSAL_REASONS = ("host", "origin", "csrf", "wrong_password", "locked_out")
 
 #: Every protocol's name, as sessions and metrics say it.
 PROTOCOL_NAMES = tuple(entry.session.protocol_name for entry in PROTOCOLS)
@@ -89,6 +102,56 @@ def _clock_time(stamp):
     return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(stamp)) if stamp else "-"
 
 
+def host_is_loopback(host):
+    """Whether a Host header (bytes) names this machine's loopback:
+    ``localhost``, an address of 127.0.0.0/8 or ``[::1]``, with or without a
+    port. A page of another site can rebind its own name to 127.0.0.1, but
+    its requests still carry that name as their Host."""
+    try:
+        host = host.decode("ascii").lower()
+    except UnicodeDecodeError:
+        return False
+    if host.startswith("["):
+        name, bracket, port = host[1:].partition("]")
+        if not bracket:
+            return False
+    else:
+        name, colon, port = host.partition(":")
+        port = colon + port
+    if port and not (port.startswith(":") and port[1:].isdigit()):
+        return False
+    if name == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+def _shown(value, limit=100):
+    """A header a client sent, quoted and cut short, for a refusal's text."""
+    return repr(value[:limit].decode("latin-1")) + ("..." if len(value) > limit else "")
+
+
+class _CheckedFirst(Resource):
+    """The dashboard's routes behind the checks every request passes before
+    any route runs (AdminApp.refusal): one place, so that no route, today's
+    or a later one, can forget them."""
+
+    isLeaf = True
+
+    def __init__(self, dashboard, routes):
+        super().__init__()
+        self.dashboard = dashboard
+        self.routes = routes
+
+    def render(self, request):
+        refusal = self.dashboard.refusal(request)
+        if refusal is not None:
+            return refusal
+        return self.routes.render(request)
+
+
 def sparkline(values, width=300, height=60):
     """The points of an SVG polyline drawing ``values`` (oldest first)."""
     values = [v for v in values if v is not None]
@@ -119,6 +182,9 @@ class AdminApp:
         self.clock = clock
         self.logins = {}
         self.failures = {}
+        #: Requests refused, by reason (REFUSAL_REASONS).
+        self.refused = collections.Counter()
+        self._refusals_log = LogThrottle()
         self.history = collections.deque(maxlen=int(30 * 60 / SAMPLE_EVERY))
         self._sampler = None
         self.env = Environment(loader=FileSystemLoader(os.path.join(HERE, "templates")),
@@ -128,7 +194,7 @@ class AdminApp:
         self.env.globals.update(sparkline=sparkline, close_codes=CLOSE_CODE_CHOICES)
 
     def resource(self):
-        return self.app.resource()
+        return _CheckedFirst(self, self.app.resource())
 
     def site(self, stats=None):
         """The dashboard's twisted.web Site: bodies over MAX_BODY are answered
@@ -176,6 +242,55 @@ class AdminApp:
         login["seen"] = now
         return login
 
+    def refusal(self, request):
+        """The answer to a request refused before any route, or None.
+
+        Without a password the dashboard is safe only from this machine, and
+        a browser's same-origin rule does not protect it: a page on
+        attacker.example whose name is rebound to 127.0.0.1 is same-origin
+        with it. Its requests still name attacker.example as their Host, so
+        only loopback names are answered (421: not the server for that
+        name). A POST's Origin (sent by browsers with every POST) must be
+        the dashboard's own: its Host, over http or https (a proxy ending
+        TLS in front keeps the Host and changes the scheme)."""
+        hosts = request.requestHeaders.getRawHeaders(b"host") or []
+        host = hosts[0] if len(hosts) == 1 else None
+        if self.password is None and (host is None or not host_is_loopback(host)):
+            return self._refuse(
+                request, 421, "host",
+                "This dashboard asks no password, so it answers only to a loopback "
+                "name (localhost, 127.0.0.1, [::1]), not to Host %s: a page of another "
+                "site rebinding its name to this machine must not read it. Open it as "
+                "http://127.0.0.1:PORT/, or give it --admin-password."
+                % (_shown(host) if host is not None else "(%d given)" % len(hosts)))
+        if request.method == b"POST":
+            origins = request.requestHeaders.getRawHeaders(b"origin")
+            if origins is not None and not (
+                    host is not None and len(origins) == 1
+                    and origins[0].lower() in (b"http://" + host.lower(),
+                                               b"https://" + host.lower())):
+                return self._refuse(
+                    request, 403, "origin",
+                    "Refused: this form was sent from Origin %s, not from this dashboard "
+                    "(Host %s). A proxy in front of the dashboard must pass the Host "
+                    "header through." % (", ".join(_shown(origin) for origin in origins),
+                                         _shown(host) if host is not None else "(none)"))
+        return None
+
+    def _refuse(self, request, status, reason, text):
+        """Answer ``status`` with ``text``, count it under ``reason`` and log
+        it (at most once a minute: refusals are what an attacker controls)."""
+        self.refused[reason] += 1
+        if self._refusals_log.due(self.clock.seconds()):
+            log.warn("presence admin: refused ({reason}, {status}): {text} ({more} more "
+                     "refusals since the last report)", reason=reason, status=status,
+                     text=text, more=self._refusals_log.suppressed)
+        request.setResponseCode(status)
+        request.setHeader(b"content-type", b"text/plain; charset=utf-8")
+        request.setHeader(b"x-content-type-options", b"nosniff")
+        request.setHeader(b"cache-control", b"no-store")
+        return (text + "\n").encode("utf-8")
+
     def _local_csrf(self):
         if not hasattr(self, "_csrf"):
             self._csrf = secrets.token_urlsafe(24)
@@ -209,12 +324,14 @@ class AdminApp:
         now = self.clock.seconds()
         failures = self.failures.get(peer)
         if failures and failures[0] >= MAX_FAILURES and now - failures[1] < LOCKOUT:
+            self.refused["locked_out"] += 1
             return self._render(request, "login", status=429, login=None,
                                 error="Too many wrong passwords: wait a minute.")
         given = (request.args.get(b"password") or [b""])[0]
         if self.password is None or not hmac.compare_digest(given, self.password):
             count = failures[0] + 1 if failures else 1
             self.failures[peer] = (count, now)
+            self.refused["wrong_password"] += 1
             return self._render(request, "login", status=401, login=None,
                                 error="Wrong password.")
         self.failures.pop(peer, None)
@@ -302,12 +419,9 @@ class AdminApp:
     async def close_connection(self, request, session_id):
         login = self._login(request)
         if login is None:
-            request.setResponseCode(403)
-            return b"not logged in\n"
+            return self._refuse(request, 403, "csrf", "not logged in")
         if not self._csrf_ok(request, login):
-            request.setResponseCode(403)
-            request.setHeader(b"content-type", b"text/plain; charset=utf-8")
-            return b"missing or wrong CSRF token\n"
+            return self._refuse(request, 403, "csrf", "missing or wrong CSRF token")
         try:
             code = int((request.args.get(b"code") or [b"1000"])[0])
         except ValueError:
@@ -375,7 +489,7 @@ class AdminApp:
     def metrics(self, request):
         """This node, in the Prometheus text format (scrape every node)."""
         request.setHeader(b"content-type", b"text/plain; version=0.0.4; charset=utf-8")
-        return prometheus(self.server, self.hub).encode("utf-8")
+        return prometheus(self.server, self.hub, self).encode("utf-8")
 
     # --------------------------------------------------------------- static
 
@@ -399,10 +513,11 @@ def _labels(**labels):
                              for name, value in labels.items())
 
 
-def prometheus(server, hub=None):
+def prometheus(server, hub=None, dashboard=None):
     """The node's metrics in the Prometheus text exposition format; names
     follow the dashboard's words (sessions, messages, handshakes refused,
-    closes, heartbeat round trip, tickets)."""
+    closes, heartbeat round trip, tickets); ``dashboard``: the AdminApp
+    serving them, whose refusals are counted too."""
     stats = server.stats
     lines = []
 
@@ -479,4 +594,9 @@ def prometheus(server, hub=None):
                [({"reason": k}, v) for k, v in sorted(hub.stats.bad_redis_messages.items())])
         metric("presence_delivered_total", "counter",
                "Channel messages written to local sessions.", [({}, hub.stats.delivered)])
+    if dashboard is not None:
+        metric("presence_dashboard_refused_total", "counter",
+               "Dashboard requests refused, by reason (host, origin, csrf, wrong_password, "
+               "locked_out).", [({"reason": reason}, dashboard.refused[reason])
+                                for reason in REFUSAL_REASONS])
     return "\n".join(lines) + "\n"
