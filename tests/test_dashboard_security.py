@@ -2,7 +2,7 @@
 Redis, asked with raw HTTP/1.0 requests (so that each test says exactly
 which Host, Origin and cookie are sent) and, where a browser's behaviour is
 the point, in Chromium: the Host and Origin checks (DNS rebinding, forged
-forms).
+forms), logging out.
 
 Time (logins, the lockout) is a Clock the test advances."""
 
@@ -245,4 +245,81 @@ class WithoutAPasswordAFormFromAnotherSiteIsRefusedTests(DashboardTestCase):
             self.assertEqual(own.status, 303)
             await until(lambda: b"by the operator" in transport.value(), 10, "the close")
             self.assertNotIn(b"forged", transport.value())
+        return run(scenario())
+
+
+class LoggingOutTests(DashboardTestCase):
+    """Logging out ends the login on the server, not only in the browser,
+    and only with the login's CSRF token."""
+
+    async def logged_in_page(self, cookie):
+        return await self.request("GET", "/", [("Host", self.host), ("Cookie", cookie)])
+
+    def test_logging_out_forgets_the_login_so_its_cookie_no_longer_logs_in(self):
+        async def scenario():
+            cookie = await self.log_in()
+            page = await self.logged_in_page(cookie)
+            self.assertEqual(page.status, 200)
+            answer = await self.request(
+                "POST", "/logout", [("Host", self.host), ("Origin", self.origin),
+                                    ("Cookie", cookie)], form={"csrf": csrf_of(page.body)})
+            self.assertEqual(answer.status, 303, answer.body)
+            self.assertEqual(answer.headers["location"], ["/login"])
+            cleared, = answer.headers["set-cookie"]
+            self.assertTrue(cleared.startswith(COOKIE.decode() + "=;"), cleared)
+            self.assertIn("Max-Age=0", cleared)
+            self.assertEqual(self.dashboard.logins, {})
+            # A copy of the old cookie (another tab, a stolen one) is no login.
+            again = await self.logged_in_page(cookie)
+            self.assertEqual((again.status, again.headers["location"]), (303, ["/login"]))
+        return run(scenario())
+
+    def test_a_logout_without_its_csrf_token_is_refused_and_the_login_kept(self):
+        async def scenario():
+            cookie = await self.log_in()
+            for form in ({}, {"csrf": "forged"}):
+                answer = await self.request(
+                    "POST", "/logout", [("Host", self.host), ("Cookie", cookie)], form=form)
+                self.assertEqual(answer.status, 403, form)
+                self.assertIn(b"missing or wrong CSRF token", answer.body)
+                self.assertNotIn("set-cookie", answer.headers)
+            self.assertEqual((await self.logged_in_page(cookie)).status, 200)
+            self.assertEqual(self.dashboard.refused["csrf"], 2)
+        return run(scenario())
+
+    def test_a_logout_without_a_login_leads_to_the_login_page(self):
+        async def scenario():
+            for headers in ([("Host", self.host)],
+                            [("Host", self.host), ("Cookie", "presence_admin=stale")]):
+                answer = await self.request("POST", "/logout", headers, form={})
+                self.assertEqual((answer.status, answer.headers["location"]),
+                                 (303, ["/login"]))
+        return run(scenario())
+
+    def test_logging_out_in_chromium(self):
+        """The Log out button: the browser is back at the login page, its
+        cookie gone, and the cookie it had, put back, logs nobody in."""
+        async def scenario():
+            async with async_playwright() as playwright:
+                browser = await playwright.chromium.launch(executable_path=CHROMIUM,
+                                                           args=CHROMIUM_ARGS)
+                try:
+                    context = await browser.new_context()
+                    page = await context.new_page()
+                    await page.goto(self.origin + "/login")
+                    await page.fill("input[name=password]", PASSWORD)
+                    await page.click("form.login button[type=submit]")
+                    await page.wait_for_url(self.origin + "/")
+                    cookies = await context.cookies()
+                    self.assertEqual([c["name"] for c in cookies], [COOKIE.decode()])
+                    async with page.expect_response(self.origin + "/logout") as logout:
+                        await page.click("form.logout button[type=submit]")
+                    self.assertEqual((await logout.value).status, 303)
+                    await page.wait_for_url(self.origin + "/login")
+                    self.assertEqual(await context.cookies(), [])
+                    await context.add_cookies(cookies)
+                    await page.goto(self.origin + "/connections")
+                    self.assertEqual(page.url, self.origin + "/login")
+                finally:
+                    await browser.close()
         return run(scenario())

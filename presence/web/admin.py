@@ -343,11 +343,24 @@ class AdminApp:
 
     @app.route("/logout", methods=["POST"])
     def logout(self, request):
+        """Ends this login on the server (its token is forgotten, so a copy
+        of the cookie no longer logs in) and has the browser drop the cookie;
+        only with the login's CSRF token, so that a page elsewhere cannot log
+        the operator out. Without a login there is nothing to end: to the
+        login page."""
         login = self._login(request)
-        if login is not None and self._csrf_ok(request, login):
-            self.logins.pop((request.getCookie(COOKIE) or b"").decode("ascii", "replace"), None)
+        if login is not None and not self._csrf_ok(request, login):
+            return self._refuse(request, 403, "csrf",
+                                "missing or wrong CSRF token: still logged in")
+        if login is not None and login.get("local"):
+            return self._redirect(request, "/")  # no password: no login to end
+        if login is not None:
+            self.logins.pop(request.getCookie(COOKIE).decode("ascii", "replace"), None)
+        # Twisted (26.10) takes max_age and expires as str or bytes only;
+        # an int failed every logout with a 500.
         request.addCookie(COOKIE, b"", path=b"/", httpOnly=True, sameSite="strict",
-                          max_age=0)
+                          secure=self.secure_cookies, max_age=b"0",
+                          expires=b"Thu, 01 Jan 1970 00:00:00 GMT")
         return self._redirect(request, "/login")
 
     def _csrf_ok(self, request, login):
