@@ -323,3 +323,29 @@ class LoggingOutTests(DashboardTestCase):
                 finally:
                     await browser.close()
         return run(scenario())
+
+
+class TheLoginPageIsAlwaysWholeTests(DashboardTestCase):
+    """``?partial=1`` asks a live page for its changing part; the login page
+    has none, and is answered whole."""
+
+    def test_the_login_page_asked_for_its_part_is_the_login_page(self):
+        async def scenario():
+            answer = await self.request("GET", "/login?partial=1")
+            self.assertEqual(answer.status, 200, answer.body)
+            self.assertIn(b'<form method="post" action="/login" class="login">', answer.body)
+            wrong = await self.request("POST", "/login?partial=1", form={"password": "wrong"})
+            self.assertEqual(wrong.status, 401, wrong.body)
+            self.assertIn(b"Wrong password.", wrong.body)
+        return run(scenario())
+
+    def test_a_live_page_asked_for_its_part_without_a_login_leads_to_the_login_page(self):
+        async def scenario():
+            answer = await self.request("GET", "/connections?partial=1")
+            self.assertEqual((answer.status, answer.headers["location"]), (303, ["/login"]))
+            cookie = await self.log_in()
+            part = await self.request("GET", "/connections?partial=1",
+                                      [("Host", self.host), ("Cookie", cookie)])
+            self.assertEqual(part.status, 200)
+            self.assertNotIn(b"<html", part.body)
+        return run(scenario())

@@ -53,6 +53,10 @@ LOCKOUT = 60
 TICK = 2.0
 SAMPLE_EVERY = 5.0
 PAGE_SIZE = 50
+#: The pages that stay live: admin.js fetches them again with ``?partial=1``
+#: and swaps in NAME_content.html, their part that changes. Any other page
+#: (the login page) is always rendered whole.
+LIVE_PAGES = frozenset({"overview", "connections", "connection", "closes"})
 #: Largest request body read, in bytes: a longer one is answered 413 before
 #: it is read (presence/web/bounded.py). The dashboard's forms (a password,
 #: a close code and its 123-byte reason, a CSRF token) fit many times over.
@@ -303,7 +307,7 @@ class AdminApp:
         request.setHeader(b"x-frame-options", b"DENY")
         request.setHeader(b"content-security-policy",
                           b"default-src 'self'; style-src 'self'; script-src 'self'")
-        partial = request.args.get(b"partial") == [b"1"]
+        partial = template in LIVE_PAGES and request.args.get(b"partial") == [b"1"]
         name = template + ("_content.html" if partial else ".html")
         return self.env.get_template(name).render(**context).encode("utf-8")
 
