@@ -2,7 +2,7 @@
 Redis, asked with raw HTTP/1.0 requests (so that each test says exactly
 which Host, Origin and cookie are sent) and, where a browser's behaviour is
 the point, in Chromium: the Host and Origin checks (DNS rebinding, forged
-forms), logging out.
+forms), logging out, the lockout after wrong passwords.
 
 Time (logins, the lockout) is a Clock the test advances."""
 
@@ -16,6 +16,7 @@ from twisted.internet import defer, endpoints, reactor
 from twisted.internet.task import Clock
 from twisted.web.server import Site
 
+from presence.web import admin
 from presence.web.admin import COOKIE, AdminApp
 
 from .helpers.browser import CHROMIUM, CHROMIUM_ARGS
@@ -348,4 +349,75 @@ class TheLoginPageIsAlwaysWholeTests(DashboardTestCase):
                                       [("Host", self.host), ("Cookie", cookie)])
             self.assertEqual(part.status, 200)
             self.assertNotIn(b"<html", part.body)
+        return run(scenario())
+
+
+def proxied(source):
+    """A PROXY protocol (v1) header naming ``source`` as the client."""
+    if ":" in source:
+        return b"PROXY TCP6 %s ::1 40000 8082\r\n" % source.encode("ascii")
+    return b"PROXY TCP4 %s 127.0.0.1 40000 8082\r\n" % source.encode("ascii")
+
+
+class TheLockoutTests(DashboardTestCase):
+    """Five wrong passwords lock a client out for a minute. Behind the PROXY
+    protocol (as behind a balancer), so that each request can come from the
+    address the test names."""
+
+    endpoint = "haproxy:tcp:0:interface=127.0.0.1"
+
+    async def attempt(self, source, password="wrong"):
+        answer = await self.request("POST", "/login", form={"password": password},
+                                    before=proxied(source))
+        return answer.status
+
+    def test_an_ipv6_client_is_locked_out_by_its_64_whichever_address_it_uses(self):
+        async def scenario():
+            for host in range(1, 6):
+                self.assertEqual(await self.attempt("2001:db8:1:2::%x" % host), 401)
+            self.assertEqual(await self.attempt("2001:db8:1:2:ffff:ffff:ffff:fffe"), 429)
+            self.assertEqual(await self.attempt("2001:db8:1:2::9", PASSWORD), 429)
+            self.assertEqual(await self.attempt("2001:db8:1:3::1"), 401)  # another /64
+            self.assertEqual(self.dashboard.refused["locked_out"], 2)
+        return run(scenario())
+
+    def test_an_ipv4_client_is_locked_out_by_its_address(self):
+        async def scenario():
+            for _ in range(5):
+                self.assertEqual(await self.attempt("192.0.2.1"), 401)
+            self.assertEqual(await self.attempt("192.0.2.1", PASSWORD), 429)
+            self.assertEqual(await self.attempt("192.0.2.2", PASSWORD), 303)
+        return run(scenario())
+
+    def test_the_lockout_ends_a_minute_after_the_last_wrong_password(self):
+        async def scenario():
+            for _ in range(5):
+                self.assertEqual(await self.attempt("192.0.2.1"), 401)
+            self.clock.advance(59)
+            self.assertEqual(await self.attempt("192.0.2.1", PASSWORD), 429)
+            self.clock.advance(1)
+            self.assertEqual(await self.attempt("192.0.2.1", PASSWORD), 303)
+        return run(scenario())
+
+    def test_the_wrong_passwords_of_an_address_are_forgotten_after_a_minute(self):
+        async def scenario():
+            for network in range(3):
+                self.assertEqual(await self.attempt("2001:db8:%x::1" % network), 401)
+            self.assertEqual(len(self.dashboard.failures), 3)
+            self.clock.advance(60)
+            self.assertEqual(await self.attempt("192.0.2.1"), 401)
+            self.assertEqual(list(self.dashboard.failures), ["192.0.2.1"])
+        return run(scenario())
+
+    def test_the_table_of_wrong_passwords_is_bounded(self):
+        """Past MAX_REMEMBERED_FAILURES addresses within a minute, the
+        oldest are forgotten: the table cannot grow with a flood."""
+        self.patch(admin, "MAX_REMEMBERED_FAILURES", 3)
+
+        async def scenario():
+            for network in range(6):
+                self.assertEqual(await self.attempt("2001:db8:%x::1" % network), 401)
+                self.clock.advance(1)
+            self.assertEqual(list(self.dashboard.failures),
+                             ["2001:db8:3::/64", "2001:db8:4::/64", "2001:db8:5::/64"])
         return run(scenario())

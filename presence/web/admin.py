@@ -34,6 +34,7 @@ from twisted.web.resource import Resource
 
 from ..net.dispatch import PROTOCOLS
 from ..redis.engine import RedisUnavailable
+from ..wire.clientip import counted_network
 from ..wire.close import MAX_REASON_BYTES, OPERATOR_CLOSE_CODES, is_operator_close_code, meaning
 from ..wire.throttle import LogThrottle
 from .bounded import BoundedSite
@@ -46,9 +47,15 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 COOKIE = b"presence_admin"
 #: Seconds a login lasts without being used.
 LOGIN_IDLE = 8 * 3600
-#: Wrong passwords from one address before it must wait LOCKOUT seconds.
+#: Wrong passwords from one address (an IPv6 client's /64) before it must
+#: wait until LOCKOUT seconds after the last of them; then they are forgotten.
 MAX_FAILURES = 5
 LOCKOUT = 60
+#: Addresses whose wrong passwords are remembered at once. Past it the
+#: oldest are forgotten first: a flood from many addresses costs a bounded
+#: table (about 200 bytes an address), at worst freeing a locked-out
+#: address early.
+MAX_REMEMBERED_FAILURES = 10000
 #: Seconds between live ticks, and between samples of the connections chart.
 TICK = 2.0
 SAMPLE_EVERY = 5.0
@@ -324,17 +331,23 @@ class AdminApp:
 
     @app.route("/login", methods=["POST"])
     def login(self, request):
-        peer = getattr(request.getClientAddress(), "host", "?")
+        # Counted where the client cannot simply pick another address: an
+        # IPv6 client has its whole /64 (the rule --max-connections-per-ip
+        # follows).
+        peer = counted_network(getattr(request.getClientAddress(), "host", "?"))
         now = self.clock.seconds()
+        self._forget_failures(now)
         failures = self.failures.get(peer)
-        if failures and failures[0] >= MAX_FAILURES and now - failures[1] < LOCKOUT:
+        if failures and failures[0] >= MAX_FAILURES:
             self.refused["locked_out"] += 1
             return self._render(request, "login", status=429, login=None,
                                 error="Too many wrong passwords: wait a minute.")
         given = (request.args.get(b"password") or [b""])[0]
         if self.password is None or not hmac.compare_digest(given, self.password):
             count = failures[0] + 1 if failures else 1
+            self.failures.pop(peer, None)  # to the end: see _forget_failures
             self.failures[peer] = (count, now)
+            self._forget_failures(now)
             self.refused["wrong_password"] += 1
             return self._render(request, "login", status=401, login=None,
                                 error="Wrong password.")
@@ -344,6 +357,19 @@ class AdminApp:
         request.addCookie(COOKIE, token.encode("ascii"), path=b"/", httpOnly=True,
                           sameSite="strict", secure=self.secure_cookies)
         return self._redirect(request, "/")
+
+    def _forget_failures(self, now):
+        """Forgets the wrong passwords of addresses that made none for
+        LOCKOUT seconds, and the oldest past MAX_REMEMBERED_FAILURES
+        addresses. ``self.failures`` is in the order of each address's last
+        wrong password (an entry moves to the end with each), so both are at
+        its front: a call costs what it forgets."""
+        failures = self.failures
+        while failures:
+            peer, (_, last) = next(iter(failures.items()))
+            if now - last < LOCKOUT and len(failures) <= MAX_REMEMBERED_FAILURES:
+                return
+            del failures[peer]
 
     @app.route("/logout", methods=["POST"])
     def logout(self, request):
