@@ -236,7 +236,8 @@ class WithoutAPasswordAFormFromAnotherSiteIsRefusedTests(DashboardTestCase):
         async def scenario():
             csrf = csrf_of((await self.request("GET", path)).body)
             forged = await self.request(
-                "POST", path + "/close", [("Host", self.host), ("Origin", "http://attacker.example")],
+                "POST", path + "/close",
+                [("Host", self.host), ("Origin", "http://attacker.example")],
                 form={"csrf": csrf, "code": "4000", "reason": "forged"})
             self.assertEqual(forged.status, 403)
             self.assertEqual(self.dashboard.refused["origin"], 1)
