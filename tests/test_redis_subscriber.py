@@ -4,11 +4,11 @@ long Redis was away, and closed knowingly by the node's own stop, with
 nothing logged as lost."""
 
 from twisted.internet import defer, reactor
-from twisted.logger import formatEvent, globalLogPublisher
 
 from presence.redis.subscriber import RedisSubscriber
 
 from .helpers.hubs import HubTestCase
+from .helpers.logs import LoggedLines
 from .helpers.redis import RedisTestCase
 from .helpers.waiting import run, until
 
@@ -23,21 +23,6 @@ BACK_WITHIN = 2.5
 ATTEMPTS_WHILE_AWAY = 4
 
 
-class LoggedLines:
-    """The lines twisted.logger is given while it is attached."""
-
-    def __init__(self):
-        self.lines = []
-
-    def __call__(self, event):
-        self.lines.append(formatEvent(event))
-
-    def attach(self, test):
-        globalLogPublisher.addObserver(self)
-        test.addCleanup(globalLogPublisher.removeObserver, self)
-        return self
-
-
 class StoppingTests(HubTestCase):
     @defer.inlineCallbacks
     def test_the_nodes_stop_logs_no_lost_subscription(self):
@@ -48,7 +33,7 @@ class StoppingTests(HubTestCase):
         yield defer.ensureDeferred(node.hub.stop())
 
         self.assertFalse(node.hub.subscriber.connected)
-        self.assertEqual([line for line in logged.lines if "lost the Redis" in line], [])
+        self.assertEqual(logged.containing("lost the Redis"), [])
 
 
 class ReconnectingTests(RedisTestCase):

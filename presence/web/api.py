@@ -15,7 +15,8 @@ from twisted.logger import Logger
 from werkzeug.exceptions import HTTPException
 
 from ..app.demo import DEMO_CHANNELS
-from ..app.oauth import IntrospectionUnavailable
+from ..app.oauth import (BadIntrospectionAnswer, IntrospectionBusy, IntrospectionUnavailable,
+                         UnusableSubject)
 from ..hub.channels import MAX_CHANNEL, valid_channel
 from ..hub.tickets import fingerprint
 from ..redis.engine import RedisUnavailable
@@ -157,13 +158,23 @@ class PresenceAPI:
                                                          self.demo.key.encode("utf-8")):
             return "demo", None
         if self.introspector is not None:
+            # The introspector counts and logs its problems (at most once a
+            # minute each); an answer here is all that is left to give.
             try:
-                answer = await self.introspector.introspect(token)
-            except IntrospectionUnavailable as error:
-                log.warn("presence api: {error}", error=error)
+                answer = await self.introspector.introspect(token, max_subject=_MAX_NAME)
+            except IntrospectionBusy:
+                raise APIError(503, "unavailable", "too many tokens are being checked now",
+                               [(b"retry-after", b"1")]) from None
+            except IntrospectionUnavailable:
                 raise APIError(503, "unavailable", "the token could not be checked now",
                                [(b"retry-after", b"1")]) from None
-            if answer is not None and isinstance(answer.get("sub"), str) and answer["sub"]:
+            except BadIntrospectionAnswer as error:
+                raise APIError(502, "bad_gateway", "the token could not be checked: the "
+                               "authorization server's answer is unusable (%s)"
+                               % error.reason) from None
+            except UnusableSubject as error:
+                raise APIError(403, "forbidden", str(error)) from None
+            if answer is not None:
                 return "user", answer
         raise APIError(401, "unauthorized", "invalid credentials",
                        [(b"www-authenticate", b'Bearer realm="presence", error="invalid_token"')])

@@ -7,6 +7,7 @@
 - :mod:`.transports`: a node's client side on StringTransports and a Clock;
 - :mod:`.servers`: a node's client side on a real loopback port;
 - :mod:`.redis`: a real redis-server per test;
+- :mod:`.logs`: what a test hears of twisted.logger;
 - :mod:`.api`: the HTTP API on a real port, with an OAuth introspection server;
 - :mod:`.processes`: ``twistd presence`` as a child process;
 - :mod:`.cluster`: several such processes sharing one Redis, and their clients;
