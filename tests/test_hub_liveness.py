@@ -154,3 +154,55 @@ class LivenessTests(HubTestCase):
         self.assertEqual((yield self.engine.execute(
             "EXISTS", self.keys.node_reaped(paused.hub.node_id))), 0)
         self.assertTrue(transport.connected)  # the client never noticed
+
+    # Writes a dead node's records as its APPLY batches would have: each
+    # session online under its own account and a member of one of 100 rooms.
+    POPULATE = """
+local node, count = ARGV[1], tonumber(ARGV[2])
+local sessions, memberships, online = KEYS[1], KEYS[2], KEYS[3]
+local account_of, members_of = ARGV[3], ARGV[4]
+for i = 1, count do
+  local sid, account, room = node .. '-' .. i, 'user-' .. i, 'room:' .. (i % 100)
+  redis.call('HSET', sessions, sid, cjson.encode({account = account}))
+  redis.call('HSET', account_of .. account, sid, '{}')
+  redis.call('SADD', online, account)
+  redis.call('HSET', memberships, sid .. ' ' .. room, '')
+  redis.call('HSET', members_of .. room, sid, account)
+end
+return count
+"""
+
+    @defer.inlineCallbacks
+    def test_reaping_fifty_thousand_sessions_leaves_the_reapers_own_heartbeat_on_time(self):
+        # M-1: a node reaping a big dead node inline in its heartbeat missed
+        # its own announcement and was reaped, live, by a third node.
+        dead, survivor = yield self.start_all(100, 200)
+        dead_id, keys = dead.hub.node_id, self.keys
+        sessions, memberships = keys.node_sessions(dead_id), keys.node_memberships(dead_id)
+        # One script writing 250,000 records takes Redis a second or more.
+        populating = self.make_engine(timeout=60)
+        yield populating.execute("EVAL", self.POPULATE, 3, sessions, memberships, keys.online,
+                                 dead_id, 50000, keys.account(""), keys.members(""))
+        yield self.engine.execute("DEL", keys.node(dead_id))
+        liveness = survivor.hub.liveness
+
+        def left():
+            return self.engine.execute("HLEN", keys.swept(memberships))
+
+        yield self.tick(survivor)  # its announcement claims the dead node's records
+        self.assertEqual(survivor.hub.stats.reaped_nodes, 1)
+        self.assertIn(dead_id, liveness._sweeps)
+        # The announcement was done with before the sweep had gone far.
+        self.assertGreater((yield left()), 45000)
+        for tick in (2, 3):
+            yield self.tick(survivor)  # its next announcements are on time
+            self.assertIn(dead_id, liveness._sweeps)
+            yield self.announced_at(survivor, 200 + tick * HEARTBEAT)
+        yield self.until(lambda: dead_id not in liveness._sweeps, "the sweep's end", 120)
+        self.assertEqual((yield self.engine.execute("SCARD", keys.online)), 0)
+        self.assertEqual((yield self.engine.execute("EXISTS", keys.swept(sessions),
+                                                    keys.swept(memberships),
+                                                    keys.members("room:7"))), 0)
+        self.assertEqual((yield self.store.claimed()), {})
+        yield self.until(lambda: len(self.of("offline", "user-50000")) == 1,
+                         "the last offline event")

@@ -54,6 +54,8 @@ class PresenceKeys:
         self.closes = prefix + "closes"
         #: Dead node -> the survivor sweeping its records.
         self.reaping = prefix + "reaping"
+        #: A sweep's HSCAN cursor, by the hash it sweeps (scripts.SWEEP).
+        self.sweep_cursors = prefix + "sweep:cursors"
         #: What every Presence channel's Redis channel starts with.
         self.channel_prefix = prefix + "channel:"
 

@@ -107,11 +107,19 @@ return 1
 # the caller's reactor for long. With it the node's records are gone whether
 # the node stopped (it sweeps its own) or died (a survivor sweeps what it
 # claimed).
+# Each step goes on from where the last one left off: HSCAN's cursor is kept
+# in the cursors hash, by the key it scans. Scanning from 0 again at every
+# step would make no progress once the table's first buckets were swept
+# empty: an HSCAN visits at most ten times COUNT buckets, and a step could
+# find none of the records left (it did, at 50,000 sessions: a sweep that
+# never ended). A record that HSCAN returns twice (as it may, while the
+# table is rehashed) is acted on once: only the step that deletes it tells.
 # KEYS: sessions, memberships, online, events, Juggernaut's unsubscribe
-# channel, and the reaping hash. ARGV: count, the node, and the prefixes of
-# members, channel and account keys.
+# channel, the reaping hash, the cursors hash. ARGV: count, the node, and
+# the prefixes of members, channel and account keys.
 SWEEP = """
 local sessions, memberships, online, events = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local reaping, cursors = KEYS[6], KEYS[7]
 local count, node = tonumber(ARGV[1]), ARGV[2]
 local members_of, channel_of, account_of = ARGV[3], ARGV[4], ARGV[5]
 local function account(sid)
@@ -122,30 +130,37 @@ local function account(sid)
   end
   return nil
 end
+local function scan(key, want)
+  local reply = redis.call('HSCAN', key, redis.call('HGET', cursors, key) or '0',
+    'COUNT', want)
+  if reply[1] == '0' then redis.call('HDEL', cursors, key)
+  else redis.call('HSET', cursors, key, reply[1]) end
+  return reply[2]
+end
 local done = 0
-local scan = redis.call('HSCAN', memberships, 0, 'COUNT', count)[2]
-for k = 1, #scan, 2 do
-  local membership = scan[k]
-  local space = string.find(membership, ' ', 1, true)
-  local sid, channel = string.sub(membership, 1, space - 1), string.sub(membership, space + 1)
-  local who = account(sid)
-  redis.call('HDEL', members_of .. channel, sid)
-  redis.call('HDEL', memberships, membership)
-  redis.call('PUBLISH', channel_of .. channel, cjson.encode({type = 'leave', channel = channel,
-    account = who or cjson.null, session = sid, ['except'] = {sid}}))
-  redis.call('PUBLISH', events, cjson.encode({type = 'unsubscribe', account = who or cjson.null,
-    session = sid, node = node, channel = channel}))
-  redis.call('PUBLISH', KEYS[5], cjson.encode({channel = channel, session_id = sid,
-    meta = {account = who or cjson.null}}))
-  done = done + 1
+local found = scan(memberships, count)
+for k = 1, #found, 2 do
+  local membership = found[k]
+  if redis.call('HDEL', memberships, membership) == 1 then
+    local space = string.find(membership, ' ', 1, true)
+    local sid, channel = string.sub(membership, 1, space - 1), string.sub(membership, space + 1)
+    local who = account(sid)
+    redis.call('HDEL', members_of .. channel, sid)
+    redis.call('PUBLISH', channel_of .. channel, cjson.encode({type = 'leave', channel = channel,
+      account = who or cjson.null, session = sid, ['except'] = {sid}}))
+    redis.call('PUBLISH', events, cjson.encode({type = 'unsubscribe', account = who or cjson.null,
+      session = sid, node = node, channel = channel}))
+    redis.call('PUBLISH', KEYS[5], cjson.encode({channel = channel, session_id = sid,
+      meta = {account = who or cjson.null}}))
+    done = done + 1
+  end
 end
 if done < count and redis.call('HLEN', memberships) == 0 then
-  scan = redis.call('HSCAN', sessions, 0, 'COUNT', count - done)[2]
-  for k = 1, #scan, 2 do
-    local sid = scan[k]
+  found = scan(sessions, count - done)
+  for k = 1, #found, 2 do
+    local sid = found[k]
     local who = account(sid)
-    redis.call('HDEL', sessions, sid)
-    if who then
+    if redis.call('HDEL', sessions, sid) == 1 and who then
       local key = account_of .. who
       if redis.call('HDEL', key, sid) == 1 and redis.call('HLEN', key) == 0 then
         redis.call('SREM', online, who)
@@ -156,6 +171,9 @@ if done < count and redis.call('HLEN', memberships) == 0 then
   end
 end
 local left = redis.call('HLEN', memberships) + redis.call('HLEN', sessions)
-if left == 0 then redis.call('HDEL', KEYS[6], node) end
+if left == 0 then
+  redis.call('HDEL', reaping, node)
+  redis.call('HDEL', cursors, memberships, sessions)
+end
 return left
 """

@@ -113,9 +113,9 @@ class PresenceStore:
         if claimed:
             sessions, memberships = keys.swept(sessions), keys.swept(memberships)
         return self.execute(
-            "EVAL", scripts.SWEEP, 6, sessions, memberships, keys.online, keys.events,
-            JUGGERNAUT_UNSUBSCRIBE, keys.reaping, count, node, keys.members(""),
-            keys.channel(""), keys.account("")).addCallback(int)
+            "EVAL", scripts.SWEEP, 7, sessions, memberships, keys.online, keys.events,
+            JUGGERNAUT_UNSUBSCRIBE, keys.reaping, keys.sweep_cursors, count, node,
+            keys.members(""), keys.channel(""), keys.account("")).addCallback(int)
 
     def forget_node(self, node):
         keys = self.keys
