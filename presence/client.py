@@ -13,10 +13,16 @@ byte of the answer. Every failure is a :class:`PresenceError`:
 - :class:`PresenceConnectionError`: the API could not be reached, or the
   connection broke before the answer.
 
+A failure of these three does not say whether the call was done (a 503 may
+come after Redis took the command: docs/api.md). Every publish carries an id,
+so that a retry is harmless: a failed publish's ``publish_id`` sent again
+with it within 300 s is not delivered twice.
+
 docs/clients.md documents every call; docs/api.md the endpoints.
 """
 
 import json
+import uuid
 from urllib.parse import quote
 
 import treq
@@ -63,7 +69,10 @@ def _read_body(response):
 
 
 class PresenceError(Exception):
-    """Any failure of a PresenceClient call."""
+    """Any failure of a PresenceClient call. ``publish_id``: for a publish,
+    its id (retry with it: the publish is then made once)."""
+
+    publish_id = None
 
 
 class PresenceTimeout(PresenceError):
@@ -170,15 +179,28 @@ class PresenceClient:
             body["ip"] = ip
         return self._request("POST", "/tickets", body)
 
-    def publish(self, channels, data, exclude=()):
+    def publish(self, channels, data, exclude=(), publish_id=None):
         """Publish ``data`` to a channel (a string) or channels (a list), on
         every node; ``exclude``: session ids not to deliver to. Fires with
-        ``{"channels": N, "nodes": M}``."""
+        ``{"channels": N, "nodes": M, "duplicate": False}``.
+
+        ``publish_id``: the publish's id (``"id"``), a new one for every call
+        unless given. A failure carries it (``PresenceError.publish_id``):
+        the same publish sent again with it within 300 s is made once,
+        whether the failed call was made or not (the retry fires with
+        ``"duplicate": True`` when it was)."""
+        if publish_id is None:
+            publish_id = uuid.uuid4().hex
         body = {"channels": [channels] if isinstance(channels, str) else list(channels),
-                "data": data}
+                "data": data, "id": publish_id}
         if exclude:
             body["except"] = list(exclude)
-        return self._request("POST", "/publish", body)
+
+        def failed(failure):
+            failure.trap(PresenceError)
+            failure.value.publish_id = publish_id
+            return failure
+        return self._request("POST", "/publish", body).addErrback(failed)
 
     def presence(self):
         """The online accounts, cluster-wide: fires with a list."""

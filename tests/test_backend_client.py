@@ -46,12 +46,12 @@ class RunningServerTests(ClusterTestCase):
             for client in (ann, bob):
                 await self.subscribe(client, "room:1")
             self.assertEqual(await wait(self.api.publish("room:1", {"n": 1})),
-                             {"channels": 1, "nodes": 1})
+                             {"channels": 1, "nodes": 1, "duplicate": False})
             for client in (ann, bob):
                 self.assertEqual((await client.next_of("message"))["data"], {"n": 1})
             answer = await wait(self.api.publish(["room:1", "room:2"], "two",
                                                  exclude=[ann.welcome["session"]]))
-            self.assertEqual(answer, {"channels": 2, "nodes": 1})
+            self.assertEqual(answer, {"channels": 2, "nodes": 1, "duplicate": False})
             self.assertEqual((await bob.next_of("message", 2))["data"], "two")
             # A marker after it: Ann, excluded, never got "two".
             await wait(self.api.publish("room:1", "marker"))
@@ -241,8 +241,14 @@ class SyncExampleTests(ClusterTestCase):
             client = Client(ws)
             await client.next_of("welcome")
             await self.subscribe(client, "room:1")
-            self.assertEqual(api["publish"]("room:1", "plain"), {"channels": 1, "nodes": 1})
+            self.assertEqual(api["publish"]("room:1", "plain", publish_id="plain-1"),
+                             {"channels": 1, "nodes": 1, "duplicate": False})
             self.assertEqual((await client.next_of("message"))["data"], "plain")
+            # Retried with its id: not published again.
+            self.assertEqual(api["publish"]("room:1", "plain", publish_id="plain-1"),
+                             {"channels": 1, "nodes": 1, "duplicate": True})
+            self.assertEqual(api["publish"]("room:1", "marker")["duplicate"], False)
+            self.assertEqual((await client.next_of("message", 2))["data"], "marker")
             self.assertEqual(api["online_accounts"](), ["ann"])
             self.assertTrue(api["account_presence"]("ann")["online"])
             with self.assertRaises(api["PresenceError"]) as raised:

@@ -24,7 +24,7 @@ class DeliveryTests(ClusterTestCase):
             await self.subscribe(on_c, "room:1")
             await self.subscribe(elsewhere, "room:2")
             answer = await wait(a["api"].publish("room:1", {"text": "hello"}))
-            self.assertEqual(answer, {"channels": 1, "nodes": 2})
+            self.assertEqual(answer, {"channels": 1, "nodes": 2, "duplicate": False})
             await wait(a["api"].publish("room:2", {"text": "marker"}))
             for client in (on_b, on_c):
                 message = await client.next_of("message")

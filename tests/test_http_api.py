@@ -3,17 +3,24 @@ Redis, asked by treq and by presence.client.PresenceClient; OAuth tokens
 checked by a small RFC 7662 introspection server on another port."""
 
 import base64
+import json
+import signal
 import time
 
 from twisted.internet import defer
 
 from presence.app.oauth import Introspector
 from presence.client import PresenceAPIError, PresenceClient, PresenceUnavailable
+from presence.hub.channels import PUBLISH_ID_TTL
 from presence.web.api import MAX_BODY
+from presence.websocket.frames import OP_TEXT
 from presence.wire.clientip import TrustedProxies
 
 from .helpers.api import API_KEY, CLIENT_ID, APITestCase
+from .helpers.framing import client_frame
+from .helpers.hubs import HubTestCase, documents
 from .helpers.redis import reconnected
+from .helpers.waiting import run, until
 
 
 class IssueTicketTests(APITestCase):
@@ -411,3 +418,128 @@ class ClientTests(APITestCase):
             yield self.client.issue_ticket("user-42")
         self.assertIsInstance(raised.exception, PresenceAPIError)
         self.assertEqual((raised.exception.status, raised.exception.kind), (503, "unavailable"))
+
+
+def freeze_redis(embedded):
+    """Stop the test's redis-server where it stands (SIGSTOP: its sockets stay
+    open, nothing is answered); the function returned lets it go on."""
+    process = embedded._transport
+    process.signalProcess(signal.SIGSTOP)
+    return lambda: process.signalProcess(signal.SIGCONT)
+
+
+class PublishTests(APITestCase, HubTestCase):
+    """POST /publish on a node's hub, to a session subscribed on that node;
+    with an id, a publish is made once however often it is retried."""
+
+    @defer.inlineCallbacks
+    def setUp(self):
+        yield super().setUp()
+        self.node = self.start_node()
+        self.url = self.serve_api(hub=self.node.hub)
+        yield run(until(lambda: self.node.hub.subscriber.connected, 10, "the subscription"))
+        self.session, self.transport = self.open_session(self.node, "ann")
+        self.session.dataReceived(client_frame(OP_TEXT, json.dumps(
+            {"type": "subscribe", "channel": "room:1"})))
+        yield run(until(self.subscribed_in_redis, 10, "the channel's subscription in Redis"))
+        self.transport.clear()
+
+    @defer.inlineCallbacks
+    def subscribed_in_redis(self):
+        numsub = yield self.engine.execute("PUBSUB", "NUMSUB", "presence:channel:room:1")
+        return int(numsub[1]) >= 1
+
+    def delivered(self):
+        return [d["data"] for d in documents(self.transport) if d.get("type") == "message"]
+
+    def publish(self, body):
+        return self.request("POST", "/publish", body)
+
+    @defer.inlineCallbacks
+    def test_a_retry_with_the_same_id_after_a_503_is_not_delivered_again(self):
+        # L-13: Redis stands still; the publish is answered 503 and is made
+        # when Redis goes on. The backend retries it, with its id.
+        thaw = freeze_redis(self.embedded)
+        self.addCleanup(thaw)
+        status, headers, body = yield self.publish(
+            {"channel": "room:1", "data": "once", "id": "order-7"})
+        self.assertEqual((status, body["error"]), (503, "unavailable"), body)
+        thaw()
+        yield run(until(self.delivered, 10, "the first publish, made once Redis went on"))
+
+        retried = yield self.publish({"channel": "room:1", "data": "once", "id": "order-7"})
+        # A marker after it: had the retry been published, it would come first.
+        yield self.publish({"channel": "room:1", "data": "marker"})
+        yield run(until(lambda: "marker" in self.delivered(), 10, "the marker"))
+        self.assertEqual(self.delivered(), ["once", "marker"])
+        self.assertEqual(retried[::2], (200, {"channels": 1, "nodes": 1, "duplicate": True}))
+
+    @defer.inlineCallbacks
+    def test_a_new_id_is_published_and_says_not_duplicate(self):
+        status, _, body = yield self.publish(
+            {"channel": "room:1", "data": "hello", "id": "a" * 128})
+        self.assertEqual((status, body), (200, {"channels": 1, "nodes": 1, "duplicate": False}))
+        yield run(until(self.delivered, 10, "the message"))
+        self.assertEqual(self.delivered(), ["hello"])
+
+    @defer.inlineCallbacks
+    def test_the_id_is_kept_under_the_prefix_for_publish_id_ttl_seconds(self):
+        yield self.publish({"channel": "room:1", "data": 1, "id": "order-8"})
+        key = self.keys.publish_id("order-8")
+        self.assertEqual(key, "presence:publish:order-8")
+        ttl = int((yield self.engine.execute("TTL", key)))
+        self.assertTrue(PUBLISH_ID_TTL - 5 <= ttl <= PUBLISH_ID_TTL, ttl)
+        self.assertEqual((yield self.engine.execute("GET", key)), "1")  # the nodes reached
+
+    @defer.inlineCallbacks
+    def test_a_publish_to_several_channels_with_an_id_is_made_once_on_each(self):
+        body = {"channels": ["room:1", "room:2"], "data": "both", "except": ["nobody"],
+                "id": "order-9"}
+        first = yield self.publish(body)
+        again = yield self.publish(body)
+        self.assertEqual(first[2], {"channels": 2, "nodes": 1, "duplicate": False})
+        self.assertEqual(again[2], {"channels": 2, "nodes": 1, "duplicate": True})
+        yield self.publish({"channel": "room:1", "data": "marker"})
+        yield run(until(lambda: "marker" in self.delivered(), 10, "the marker"))
+        self.assertEqual(self.delivered(), ["both", "marker"])
+
+    @defer.inlineCallbacks
+    def test_without_an_id_every_publish_is_made(self):
+        for _ in range(2):
+            status, _, body = yield self.publish({"channel": "room:1", "data": "twice"})
+            self.assertEqual((status, body), (200, {"channels": 1, "nodes": 1}))
+        yield run(until(lambda: len(self.delivered()) == 2, 10, "both messages"))
+
+    @defer.inlineCallbacks
+    def test_an_id_that_is_not_a_string_of_1_to_128_characters_is_400(self):
+        for publish_id in ("", "a" * 129, 7, ["order-7"], {"id": 1}, True):
+            yield self.assertStatus(400, "bad_request", self.publish(
+                {"channel": "room:1", "data": 1, "id": publish_id}))
+        self.assertEqual((yield self.engine.execute("KEYS", "presence:publish:*")), [])
+
+    @defer.inlineCallbacks
+    def test_the_clients_publish_retried_with_its_failures_id_is_delivered_once(self):
+        client = PresenceClient(self.url, API_KEY, timeout=5.0, pool=self.pool)
+        thaw = freeze_redis(self.embedded)
+        self.addCleanup(thaw)
+        with self.assertRaises(PresenceUnavailable) as raised:
+            yield client.publish("room:1", "once")
+        publish_id = raised.exception.publish_id
+        self.assertRegex(publish_id or "", "^[0-9a-f]{32}$")
+        thaw()
+        yield run(until(self.delivered, 10, "the first publish, made once Redis went on"))
+
+        answer = yield client.publish("room:1", "once", publish_id=publish_id)
+        yield client.publish("room:1", "marker")
+        yield run(until(lambda: "marker" in self.delivered(), 10, "the marker"))
+        self.assertEqual(self.delivered(), ["once", "marker"])
+        self.assertEqual(answer, {"channels": 1, "nodes": 1, "duplicate": True})
+
+    @defer.inlineCallbacks
+    def test_every_call_of_the_clients_publish_has_an_id_of_its_own(self):
+        client = PresenceClient(self.url, API_KEY, timeout=5.0, pool=self.pool)
+        for _ in range(2):
+            self.assertEqual((yield client.publish("room:1", "twice")),
+                             {"channels": 1, "nodes": 1, "duplicate": False})
+        yield run(until(lambda: len(self.delivered()) == 2, 10, "both messages"))
+        self.assertEqual(len((yield self.engine.execute("KEYS", "presence:publish:*"))), 2)

@@ -15,10 +15,17 @@ reaches all of a user's sessions, on every node, with one publish to it.
 from ..wire.jsontext import encode_document, encode_json
 from ..wire.prepared import PreparedMessage
 
-__all__ = ["Channels", "account_channel", "valid_channel", "MAX_CHANNEL"]
+__all__ = ["Channels", "account_channel", "valid_channel", "MAX_CHANNEL", "MAX_PUBLISH_ID",
+           "PUBLISH_ID_TTL"]
 
 #: Longest channel name accepted.
 MAX_CHANNEL = 200
+#: Longest publish id (POST /publish "id") accepted, in characters.
+MAX_PUBLISH_ID = 128
+#: Seconds a backend's publish id is kept: a publish retried with the same
+#: id within them is not published again. A backend retries a 503 within
+#: seconds (Retry-After: 1); five minutes cover a Redis freeze of minutes.
+PUBLISH_ID_TTL = 300
 
 
 def account_channel(account):
@@ -103,12 +110,17 @@ class Channels:
 
     # ---------------------------------------------------------- delivery
 
+    def _outgoing(self, channel, document, exclude):
+        """The Redis channel and payload carrying ``document`` to
+        ``channel``'s subscribers but ``exclude`` (session ids)."""
+        if exclude:
+            document = dict(document, **{"except": list(exclude)})
+        return self.store.keys.channel(channel), encode_json(document)
+
     def publish_to_channel(self, channel, document, exclude=()):
         """Publish ``document`` to ``channel``'s subscribers on every node;
         fires with the number of nodes that had subscribers."""
-        if exclude:
-            document = dict(document, **{"except": list(exclude)})
-        return self.store.publish(self.store.keys.channel(channel), encode_json(document))
+        return self.store.publish(*self._outgoing(channel, document, exclude))
 
     async def publish(self, channels, data, exclude=()):
         """A backend's message to channels, cluster-wide. Fires with the
@@ -118,6 +130,15 @@ class Channels:
             reached += await self.publish_to_channel(
                 channel, {"type": "message", "channel": channel, "data": data}, exclude)
         return reached
+
+    def publish_once(self, publish_id, channels, data, exclude=()):
+        """:meth:`publish` under a backend's id: to every channel in one step,
+        and only if ``publish_id`` was not used in the last PUBLISH_ID_TTL
+        seconds. Fires with ``(nodes, duplicate)``: a duplicate publishes
+        nothing, and ``nodes`` is what the first publish reached."""
+        return self.store.publish_once(publish_id, PUBLISH_ID_TTL, [
+            self._outgoing(channel, {"type": "message", "channel": channel, "data": data},
+                           exclude) for channel in channels])
 
     def deliver(self, channel, document, exclude=None):
         """Write ``document`` to this node's subscribers of ``channel``

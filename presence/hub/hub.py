@@ -190,6 +190,11 @@ class Hub:
         of nodes that had subscribers (summed over the channels)."""
         return self.channels.publish(channels, data, exclude)
 
+    def publish_once(self, publish_id, channels, data, exclude=()):
+        """:meth:`publish` under a backend's id, so that a retry is harmless:
+        fires with ``(nodes, duplicate)`` (presence/hub/channels.py)."""
+        return self.channels.publish_once(publish_id, channels, data, exclude)
+
     def online_accounts(self):
         return self.records.online_accounts()
 

@@ -20,6 +20,9 @@ Keys (``P`` is the prefix):
 - ``P stream``: the Stream of what clients publish, for backends
 - ``P closes``, ``P closes:MINUTE``: recent session ends, counts by code
 - ``P reply:TOKEN``: a node's answers to a dashboard query
+- ``P publish:ID``: string, the nodes a backend's publish with that id
+  reached (``POST /publish`` ``"id"``); expires, so a retry within its
+  lifetime is not published again
 
 Channels: ``P channel:CHANNEL`` (a Presence channel's messages), ``P events``
 (online, offline, subscribe, unsubscribe), ``P control`` (disconnects,
@@ -97,3 +100,8 @@ class PresenceKeys:
 
     def reply(self, token):
         return "%sreply:%s" % (self.prefix, token)
+
+    def publish_id(self, publish_id):
+        """A backend's publish id (``POST /publish`` ``"id"``), kept while a
+        retry of that publish must not be published again."""
+        return "%spublish:%s" % (self.prefix, publish_id)

@@ -7,7 +7,7 @@ key scheme); a script only joins a prefix to a channel, an account or a
 session where it walks records it was handed.
 """
 
-__all__ = ["APPLY", "ANNOUNCE", "CLAIM", "SWEEP"]
+__all__ = ["APPLY", "ANNOUNCE", "CLAIM", "SWEEP", "PUBLISH_ONCE"]
 
 # A node's presence changes, in the order its sessions made them, as one
 # batch (presence/hub/writer.py): a subscribe storm costs one round trip
@@ -176,4 +176,26 @@ if left == 0 then
   redis.call('HDEL', cursors, memberships, sessions)
 end
 return left
+"""
+
+# A backend's publish under its id (POST /publish "id"), once: the id's key
+# is set (SET NX, expiring) and the messages published in the same step, and
+# only if the key was not there already. A publish whose answer was lost (a
+# 503 while Redis stood still: the script ran once Redis went on) and is
+# retried with its id is therefore not delivered twice, whichever of the two
+# Redis runs first. The key then holds the nodes the messages reached.
+# Answers {1, nodes reached} for a new id, {0, what the first reached} for
+# one seen within its lifetime.
+# KEYS: the id's key. ARGV: seconds to keep it, then Redis channel and
+# message, for each channel.
+PUBLISH_ONCE = """
+if not redis.call('SET', KEYS[1], '0', 'NX', 'EX', tonumber(ARGV[1])) then
+  return {0, tonumber(redis.call('GET', KEYS[1])) or 0}
+end
+local reached = 0
+for i = 2, #ARGV, 2 do
+  reached = reached + redis.call('PUBLISH', ARGV[i], ARGV[i + 1])
+end
+redis.call('SET', KEYS[1], reached, 'KEEPTTL')
+return {1, reached}
 """

@@ -133,6 +133,19 @@ class PresenceStore:
             flat.extend((name, value))
         return self.execute("XADD", self.keys.stream, "MAXLEN", "~", maxlen, "*", *flat)
 
+    def publish_once(self, publish_id, ttl, messages):
+        """PUBLISH every ``(Redis channel, message)`` of ``messages``, in one
+        step with recording ``publish_id`` for ``ttl`` seconds, and only if
+        it was not recorded already (scripts.PUBLISH_ONCE). Fires with
+        ``(nodes reached, duplicate)``: for a duplicate, nothing is
+        published and ``nodes`` is what the first publish reached."""
+        flat = []
+        for channel, message in messages:
+            flat.extend((channel, message))
+        return self.execute("EVAL", scripts.PUBLISH_ONCE, 1, self.keys.publish_id(publish_id),
+                            ttl, *flat).addCallback(
+            lambda reply: (int(reply[1]), int(reply[0]) == 0))
+
     # --------------------------------------------------------- dashboard
 
     def recent_closes(self, count):

@@ -17,7 +17,7 @@ from werkzeug.exceptions import HTTPException
 from ..app.demo import DEMO_CHANNELS
 from ..app.oauth import (BadIntrospectionAnswer, IntrospectionBusy, IntrospectionUnavailable,
                          UnusableSubject)
-from ..hub.channels import MAX_CHANNEL, valid_channel
+from ..hub.channels import MAX_CHANNEL, MAX_PUBLISH_ID, valid_channel
 from ..hub.tickets import fingerprint
 from ..redis.engine import RedisUnavailable
 from ..wire.close import MAX_REASON_BYTES, OPERATOR_CLOSE_CODES, is_operator_close_code
@@ -266,8 +266,10 @@ class PresenceAPI:
 
     @app.route("/publish", methods=["POST"])
     async def publish(self, request):
-        """``{"channel" | "channels", "data", "except"}`` -> 200
-        ``{"channels": N, "nodes": M}``."""
+        """``{"channel" | "channels", "data", "except", "id"}`` -> 200
+        ``{"channels": N, "nodes": M}`` (and, with an id, ``"duplicate"``:
+        whether a publish with that id was made already, and this one was
+        not published)."""
         async def work():
             data = _json_body(request)
             if "channels" in data:
@@ -289,8 +291,16 @@ class PresenceAPI:
                 exclude = [exclude]
             if not isinstance(exclude, list) or not all(isinstance(e, str) for e in exclude):
                 raise APIError(400, "bad_request", "except must be a session id or a list of them")
-            nodes = await self.hub.publish(channels, data["data"], exclude)
-            return 200, {"channels": len(channels), "nodes": nodes}
+            publish_id = data.get("id")
+            if publish_id is None:
+                nodes = await self.hub.publish(channels, data["data"], exclude)
+                return 200, {"channels": len(channels), "nodes": nodes}
+            if not isinstance(publish_id, str) or not 0 < len(publish_id) <= MAX_PUBLISH_ID:
+                raise APIError(400, "bad_request", "id must be a string of 1-%d characters"
+                               % MAX_PUBLISH_ID)
+            nodes, duplicate = await self.hub.publish_once(publish_id, channels, data["data"],
+                                                           exclude)
+            return 200, {"channels": len(channels), "nodes": nodes, "duplicate": duplicate}
         return await self._hub_call(request, work)
 
     @app.route("/presence", methods=["GET"])
