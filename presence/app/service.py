@@ -115,7 +115,8 @@ class PresenceService(Service):
         api = self.api_factory(self.hub.tickets, api_key=settings.api_key,
                                introspector=settings.introspector,
                                trusted_proxies=self.server.settings.trusted_proxies,
-                               hub=self.hub, demo=self.demo)
+                               hub=self.hub, demo=self.demo,
+                               throttle=self.server.auth_throttle, clock=self.server.clock)
         endpoint, description = self.api_endpoint
         # Bodies bounded before they are read (presence/web/bounded.py).
         self.api_port = await endpoint.listen(api.site(self.server.stats))

@@ -115,6 +115,8 @@ class Liveness:
             sessions=len(server.sessions), by_protocol=by_protocol, by_extension=by_extension,
             handshakes_refused=dict(stats.handshakes_refused),
             auth_failures=dict(stats.auth_failures),
+            auth_throttled=dict(server.auth_throttle.refused),
+            auth_throttled_addresses=server.auth_throttle.throttled_now(now),
             tickets={"issued": tickets.issued if tickets else 0,
                      "redeemed": tickets.redeemed if tickets else 0,
                      "refused": tickets.refused if tickets else 0},

@@ -62,20 +62,23 @@ class ClusterQueries:
         nodes = await self.nodes()
         totals = {"sessions": 0, "messages_in_per_s": 0.0, "messages_out_per_s": 0.0,
                   "heartbeat_timeouts": 0, "slow_consumers": 0, "protocol_errors": 0,
-                  "redis_reconnects": 0, "bad_redis_messages": 0}
+                  "redis_reconnects": 0, "bad_redis_messages": 0, "auth_throttled_addresses": 0}
         by_protocol, by_extension, tickets, refused, auth, limits, bad = {}, {}, {}, {}, {}, {}, {}
+        throttled = {}
         for report in nodes:
             for name in totals:
                 totals[name] += report.get(name, 0) or 0
             for target, field in ((by_protocol, "by_protocol"), (by_extension, "by_extension"),
                                   (tickets, "tickets"), (refused, "handshakes_refused"),
                                   (auth, "auth_failures"), (limits, "limits_hit"),
-                                  (bad, "bad_redis_messages_by_reason")):
+                                  (bad, "bad_redis_messages_by_reason"),
+                                  (throttled, "auth_throttled")):
                 for key, value in (report.get(field) or {}).items():
                     target[key] = target.get(key, 0) + value
         return {"nodes": nodes, "totals": totals, "by_protocol": by_protocol,
                 "by_extension": by_extension, "tickets": tickets, "handshakes_refused": refused,
                 "auth_failures": auth, "limits_hit": limits, "bad_redis_messages": bad,
+                "auth_throttled": throttled,
                 "redis": await self.redis_ok(),
                 "now": self.clock.seconds()}
 

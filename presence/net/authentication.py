@@ -16,9 +16,10 @@ A :class:`TicketCheck` exists only while a ticket is being redeemed; the
 redeemer is the node's ``ITicketRedeemer`` (the hub's ticket store).
 """
 
+from twisted.internet import defer
 from twisted.logger import Logger
 
-from ..wire.clientip import parse_address
+from ..wire.clientip import counted_network, parse_address
 from ..wire.close import POLICY_VIOLATION
 from ..wire.events import TextMessage
 from ..wire.httphead import error_response
@@ -37,6 +38,7 @@ AUTH_FAILURES = {
     "unavailable": (503, 4503, "ticket store unavailable"),
     "required": (401, 4401, "authentication required: send a ticket"),
     "timeout": (None, 4408, "authentication timeout"),
+    "throttled": (429, 4429, "too many failed tickets from this address: try again later"),
 }
 
 #: Messages a client may send after its auth message, before the welcome;
@@ -55,17 +57,29 @@ MAX_HELD_BEFORE_ANSWER = 64 * 1024
 def redeem(session, ticket):
     """Redeem ``ticket`` for ``session``: fires with ``None`` when the session
     now has an identity, else with the failure's key in :data:`AUTH_FAILURES`
-    (counted)."""
+    (counted). An address that failed too often (presence/wire/auththrottle.py)
+    is ``throttled`` without asking Redis; an invalid ticket, or one of
+    another IP refused, is a failure of its address."""
     server = session.server
+    throttle = server.auth_throttle
+    address = counted_network(session.client_ip) if session.client_ip else None
+    if address is not None and throttle.throttled(address, server.clock.seconds(), "client"):
+        server.stats.auth_failures["throttled"] += 1
+        return defer.succeed("throttled")
+
+    def failed_here(outcome):
+        if address is not None:
+            throttle.failed(address, server.clock.seconds())
+        return outcome
 
     def redeemed(found):
         if found is None:
-            return "invalid"
+            return failed_here("invalid")
         policy = server.settings.ticket_ip
         if found.ip and policy != "off" and parse_address(found.ip) != parse_address(
                 session.client_ip or ""):
             if policy == "strict":
-                return "ip"
+                return failed_here("ip")
             session.ip_mismatch = True
             server.stats.ticket_ip_mismatches += 1
         session.account = found.account

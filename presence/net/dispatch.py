@@ -18,7 +18,10 @@ that the head asks for:
   heads from one address could hold every slot. Only a trusted proxy's
   connections wait for the head, which names the client they carry;
 - a PROXY protocol header naming an address that is not one is answered
-  ``400`` at once (the balancer sent garbage: nothing it says is believed).
+  ``400`` at once (the balancer sent garbage: nothing it says is believed);
+- a client whose address failed too many tickets lately
+  (presence/wire/auththrottle.py) is answered ``429`` with ``Retry-After``,
+  before any session exists or any ticket is redeemed.
 
 The chosen session takes the transport over (the transport delivers to it
 directly from then on), so dispatching costs nothing after the handshake.
@@ -26,6 +29,7 @@ directly from then on), so dispatching costs nothing after the handshake.
 
 import collections
 import ipaddress
+import math
 
 from twisted.internet.address import IPv6Address
 from twisted.internet.protocol import Factory, Protocol
@@ -198,12 +202,31 @@ class Dispatcher(Protocol):
                     and client_ip is not None \
                     and not self._count(counted_network(client_ip)):
                 return
+        if server.tickets is not None and not self._admit_to_authenticate(
+                client_ip if client_ip is not None else getattr(transport.getPeer(), "host", None)):
+            return
         session = session_class(server)
         session.counted_ip = self._counted_ip
         self._counted_ip = None  # the session uncounts it now
         hand_over(transport, self, session)
         session.attach(transport, client_ip, proxy)
         session.start(head, rest)
+
+    def _admit_to_authenticate(self, ip):
+        """Refuse the handshake with ``429`` while ``ip``'s address is
+        throttled for failing tickets (the client port's throttle hook)."""
+        if ip is None:
+            return True  # a UNIX socket's peer
+        server = self.server
+        address = counted_network(ip)
+        wait = server.auth_throttle.throttled(address, server.clock.seconds(), "client")
+        if not wait:
+            return True
+        seconds = max(1, math.ceil(wait))
+        self._refuse("ticket_throttled", error_response(
+            429, "too many failed tickets from %s: try again in %d s" % (address, seconds),
+            [("Retry-After", str(seconds))]))
+        return False
 
     def _count(self, counted_ip):
         """Count this connection under ``counted_ip``, or refuse it with

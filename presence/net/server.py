@@ -10,6 +10,7 @@ import os
 
 from twisted.logger import Logger
 
+from ..wire.auththrottle import AuthThrottle
 from ..wire.close import GOING_AWAY, INTERNAL_ERROR
 from .deadlines import Deadlines
 from .heartbeat import Heartbeat
@@ -52,6 +53,9 @@ class Server:
         #: Client IP -> its connections past the request head: what
         #: --max-connections-per-ip bounds.
         self.connections_by_ip = {}
+        #: Addresses that failed to authenticate too often (failed tickets
+        #: here, wrong keys at the node's API): their attempts are refused.
+        self.auth_throttle = AuthThrottle()
         self.deadlines = Deadlines(clock)
         self.heartbeat = None
         #: How long the node has stood still (the message rate limit's

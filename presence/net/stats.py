@@ -19,7 +19,7 @@ class ServerStats:
         #: Connections failed for breaking the protocol, by reason.
         self.protocol_errors = collections.Counter()
         #: Tickets not accepted, by reason (invalid, ip, unavailable,
-        #: required, timeout).
+        #: required, timeout, throttled).
         self.auth_failures = collections.Counter()
         #: Tickets redeemed from another IP than their own (--ticket-ip warn).
         self.ticket_ip_mismatches = 0

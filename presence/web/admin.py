@@ -34,6 +34,7 @@ from twisted.web.resource import Resource
 
 from ..net.dispatch import PROTOCOLS
 from ..redis.engine import RedisUnavailable
+from ..wire.auththrottle import PORTS as AUTH_PORTS
 from ..wire.clientip import counted_network
 from ..wire.close import MAX_REASON_BYTES, OPERATOR_CLOSE_CODES, is_operator_close_code, meaning
 from ..wire.throttle import LogThrottle
@@ -620,6 +621,14 @@ def prometheus(server, hub=None, dashboard=None):
             for outcome in ("issued", "redeemed", "refused")])
     metric("presence_auth_failures_total", "counter", "Tickets not accepted, by reason.",
            [({"reason": k}, v) for k, v in sorted(stats.auth_failures.items())])
+    throttle = server.auth_throttle
+    metric("presence_auth_throttled_total", "counter",
+           "Authentication attempts refused unchecked (429) because their address failed "
+           "too often lately, by port (client, api).",
+           [({"port": port}, throttle.refused[port]) for port in AUTH_PORTS])
+    metric("presence_auth_throttled_addresses", "gauge",
+           "Addresses whose authentication attempts are refused now.",
+           [({}, throttle.throttled_now(server.clock.seconds()))])
     if hub is not None:
         metric("presence_redis_reconnects_total", "counter",
                "Reconnections to Redis after an outage.", [({}, hub.stats.redis_reconnects)])

@@ -8,6 +8,7 @@ nothing a caller sends can make it answer with a traceback.
 import hmac
 import ipaddress
 import json
+import math
 import os
 
 from klein import Klein
@@ -20,6 +21,8 @@ from ..app.oauth import (BadIntrospectionAnswer, IntrospectionBusy, Introspectio
 from ..hub.channels import MAX_CHANNEL, MAX_PUBLISH_ID, valid_channel
 from ..hub.tickets import fingerprint
 from ..redis.engine import RedisUnavailable
+from ..wire.auththrottle import AuthThrottle
+from ..wire.clientip import counted_network
 from ..wire.close import MAX_REASON_BYTES, OPERATOR_CLOSE_CODES, is_operator_close_code
 from ..wire.jsontext import JSONError, decode_json, escapes_lone_surrogate
 from .bounded import BoundedSite
@@ -98,18 +101,25 @@ class PresenceAPI:
     ``introspector``: an OAuth Introspector (or None). ``trusted_proxies``:
     whose X-Forwarded-For names the caller's IP. ``hub``: the node's Hub, for
     publishing, presence and disconnecting. ``demo``: with ``--demo``, a
-    presence.demo.Demo (the /demo page and its demo-only ticket key)."""
+    presence.demo.Demo (the /demo page and its demo-only ticket key).
+    ``throttle``: the node's AuthThrottle (its Server's: one table of failed
+    authentications for the client port and the API), or a new one;
+    ``clock``: what time it is for it."""
 
     app = Klein()
 
     def __init__(self, tickets, api_key=None, introspector=None, trusted_proxies=None,
-                 hub=None, demo=None):
+                 hub=None, demo=None, throttle=None, clock=None):
+        if clock is None:
+            from twisted.internet import reactor as clock
         self.tickets = tickets
         self.hub = hub
         self.demo = demo
         self.api_key = api_key.encode("utf-8") if api_key else None
         self.introspector = introspector
         self.trusted_proxies = trusted_proxies
+        self.throttle = throttle if throttle is not None else AuthThrottle()
+        self.clock = clock
 
     def resource(self):
         return self.app.resource()
@@ -141,7 +151,18 @@ class PresenceAPI:
 
     async def _caller(self, request):
         """``("backend", None)``, ``("demo", None)`` (the demo page's key, only
-        with --demo) or ``("user", introspection answer)``."""
+        with --demo) or ``("user", introspection answer)``. An address that
+        gave too many invalid credentials lately (presence/wire/auththrottle.py)
+        is answered 429 without its credentials being looked at."""
+        ip = self._client_ip(request)
+        address = counted_network(ip) if ip else None
+        if address is not None:
+            wait = self.throttle.throttled(address, self.clock.seconds(), "api")
+            if wait:
+                seconds = max(1, math.ceil(wait))
+                raise APIError(429, "throttled", "too many invalid credentials from %s: try "
+                               "again in %d s" % (address, seconds),
+                               [(b"retry-after", b"%d" % seconds)])
         header = request.getHeader(b"authorization")
         if header is None:
             raise APIError(401, "unauthorized", "no credentials: send Authorization: Bearer",
@@ -176,6 +197,8 @@ class PresenceAPI:
                 raise APIError(403, "forbidden", str(error)) from None
             if answer is not None:
                 return "user", answer
+        if address is not None:
+            self.throttle.failed(address, self.clock.seconds())
         raise APIError(401, "unauthorized", "invalid credentials",
                        [(b"www-authenticate", b'Bearer realm="presence", error="invalid_token"')])
 
