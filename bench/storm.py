@@ -1,7 +1,7 @@
 """Presence under a reconnect storm and under churn (the "stays true under
 load" issue's H-2 and H-3), on a real node and a real Redis.
 
-usage: python bench/storm.py storm [--sessions 1000] [--channels 100]
+usage: python bench/storm.py storm [--sessions 1000] [--channels 100] [--rounds 1]
        python bench/storm.py churn [--sessions 50] [--rate 90] [--duration 30]
 
 ``storm``: ``--sessions`` firepresence sessions each send ``--channels``
@@ -9,7 +9,9 @@ subscribes at once (what a reconnect storm does). Measured: the time until
 every session has every ``subscribed`` answer, and until Redis lists every
 member of every channel; the round trip of a ping on another session,
 every 50 ms throughout (its maximum must stay under 200 ms); the node's
-memory (VmRSS) before, at its peak and after, and its CPU.
+memory (VmRSS) before, at its peak, after, and once every session closed
+(with ``--rounds N``, once after each of N storms on the same node: what it
+keeps between storms); and its CPU.
 
 ``churn``: ``--sessions`` sessions alternate subscribe and unsubscribe on
 random channels at ``--rate`` messages a second in all, for ``--duration``
@@ -132,53 +134,71 @@ async def storm(args):
                        redis=redis)
     await node.start()
     try:
-        sessions = [await Session.open(node, "user-%d" % n) for n in range(args.sessions)]
-        rss_before, cpu_before = node.rss_kib(), node.cpu_seconds()
-        stop, peak = asyncio.Event(), [rss_before]
-        ping = asyncio.ensure_future(pinger(node, args.ping_seconds))
-
-        async def sample():
-            while not stop.is_set():
-                peak.append(node.rss_kib())
-                await asyncio.sleep(0.2)
-        sampler = asyncio.ensure_future(sample())
-        await asyncio.sleep(0.5)
-        started = time.monotonic()
-        for session in sessions:
-            session.send(*({"type": "subscribe", "channel": "room:%d" % c}
-                           for c in range(args.channels)))
-
-        async def answered():
-            return all(s.counts.get("subscribed", 0) >= args.channels for s in sessions)
-
-        async def members():
-            counts = [await redis.command("HLEN", "presence:members:room:%d" % c)
-                      for c in range(args.channels)]
-            return all(count == args.sessions for count in counts)
-        await until(answered, 300, "every subscribed answer")
-        subscribed = time.monotonic() - started
-        await until(members, 300, "every member in Redis")
-        in_redis = time.monotonic() - started
-        rtts = await ping
-        stop.set()
-        await sampler
-        result = {
-            "scenario": "storm", "sessions": args.sessions, "channels": args.channels,
-            "subscribed_s": round(subscribed, 2), "members_in_redis_s": round(in_redis, 2),
-            "ping_rtt_ms": {"median": round(sorted(rtts)[len(rtts) // 2] * 1000, 1),
-                            "slowest": [round(r * 1000) for r in sorted(rtts)[-8:]],
-                            "max": round(max(rtts) * 1000, 1), "pings": len(rtts)},
-            "rss_mib": {"before": round(rss_before / 1024, 1),
-                        "peak": round(max(peak) / 1024, 1),
-                        "after": round(node.rss_kib() / 1024, 1)},
-            "server_cpu_s": round(node.cpu_seconds() - cpu_before, 1),
-            "errors": sum(s.counts.get("error", 0) for s in sessions)}
-        for session in sessions:
-            await session.close()
+        result = None
+        closed = []
+        for _ in range(args.rounds):
+            result = await storm_round(args, node, redis)
+            closed.append(result["rss_mib"]["closed"])
+        # What the node keeps once each round's sessions are gone: the
+        # allocator's high-water mark, reused by the next round (L-10).
+        result["rss_mib"]["closed"] = closed
         return result
     finally:
         node.stop()
         redis.stop()
+
+
+async def storm_round(args, node, redis):
+    sessions = [await Session.open(node, "user-%d" % n) for n in range(args.sessions)]
+    rss_before, cpu_before = node.rss_kib(), node.cpu_seconds()
+    stop, peak = asyncio.Event(), [rss_before]
+    ping = asyncio.ensure_future(pinger(node, args.ping_seconds))
+
+    async def sample():
+        while not stop.is_set():
+            peak.append(node.rss_kib())
+            await asyncio.sleep(0.2)
+    sampler = asyncio.ensure_future(sample())
+    await asyncio.sleep(0.5)
+    started = time.monotonic()
+    for session in sessions:
+        session.send(*({"type": "subscribe", "channel": "room:%d" % c}
+                       for c in range(args.channels)))
+
+    async def answered():
+        return all(s.counts.get("subscribed", 0) >= args.channels for s in sessions)
+
+    async def members():
+        counts = [await redis.command("HLEN", "presence:members:room:%d" % c)
+                  for c in range(args.channels)]
+        return all(count == args.sessions for count in counts)
+    await until(answered, 300, "every subscribed answer")
+    subscribed = time.monotonic() - started
+    await until(members, 300, "every member in Redis")
+    in_redis = time.monotonic() - started
+    rtts = await ping
+    stop.set()
+    await sampler
+    result = {
+        "scenario": "storm", "sessions": args.sessions, "channels": args.channels,
+        "subscribed_s": round(subscribed, 2), "members_in_redis_s": round(in_redis, 2),
+        "ping_rtt_ms": {"median": round(sorted(rtts)[len(rtts) // 2] * 1000, 1),
+                        "slowest": [round(r * 1000) for r in sorted(rtts)[-8:]],
+                        "max": round(max(rtts) * 1000, 1), "pings": len(rtts)},
+        "rss_mib": {"before": round(rss_before / 1024, 1),
+                    "peak": round(max(peak) / 1024, 1),
+                    "after": round(node.rss_kib() / 1024, 1)},
+        "server_cpu_s": round(node.cpu_seconds() - cpu_before, 1),
+        "errors": sum(s.counts.get("error", 0) for s in sessions)}
+    for session in sessions:
+        await session.close()
+
+    async def all_gone():
+        return await redis.command("SCARD", "presence:online") == 0
+    await until(all_gone, 120, "every session gone from presence")
+    await asyncio.sleep(2)
+    result["rss_mib"]["closed"] = round(node.rss_kib() / 1024, 1)
+    return result
 
 
 async def churn(args):
@@ -223,6 +243,8 @@ def main():
     parser.add_argument("scenario", choices=["storm", "churn"])
     parser.add_argument("--sessions", type=int)
     parser.add_argument("--channels", type=int, default=100)
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="storms one after another on the same node")
     parser.add_argument("--rate", type=float, default=90)
     parser.add_argument("--duration", type=float, default=30)
     parser.add_argument("--ping-seconds", type=float, default=20,
