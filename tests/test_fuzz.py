@@ -692,7 +692,11 @@ class HubFuzzTests(HubSessions):
                st.lists(hub_messages(), max_size=2).map(lambda lists: sum(lists, [])))
         def send(ticket, after):
             dispatcher = self.factory.buildProtocol(None)
-            transport = StringTransport()
+            # Each from an address of its own: past 30 failed tickets from
+            # one, the node would refuse its next handshake (429) instead.
+            n = len(sessions)
+            transport = StringTransport(peerAddress=IPv4Address(
+                "TCP", "127.1.%d.%d" % (n // 250, n % 250 + 1), 50000))
             dispatcher.makeConnection(transport)
             dispatcher.dataReceived(upgrade_request())
             transport.clear()
