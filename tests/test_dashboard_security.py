@@ -19,6 +19,7 @@ from twisted.web.server import Site
 from presence.web import admin
 from presence.web.admin import COOKIE, AdminApp
 
+from .helpers.api import tracked
 from .helpers.browser import CHROMIUM, CHROMIUM_ARGS
 from .helpers.hubs import HubTestCase
 from .helpers.waiting import run, until, wait
@@ -60,27 +61,6 @@ def csrf_of(page):
     return re.search(rb'name="csrf" value="([^"]+)"', page).group(1).decode("ascii")
 
 
-class _Site(Site):
-    """A Site that knows its open connections, so that a test ends with none
-    (a browser keeps its own open until it is closed)."""
-
-    def __init__(self, resource):
-        super().__init__(resource)
-        self.open = set()
-
-    def buildProtocol(self, addr):
-        protocol = super().buildProtocol(addr)
-        self.open.add(protocol)
-        lost = protocol.connectionLost
-
-        def connectionLost(reason):
-            self.open.discard(protocol)
-            return lost(reason)
-
-        protocol.connectionLost = connectionLost
-        return protocol
-
-
 class DashboardTestCase(HubTestCase):
     """A node (``self.node``) and its dashboard (``self.dashboard``) on
     loopback ``self.port``, with ``password`` (None: it asks none), its time
@@ -96,7 +76,7 @@ class DashboardTestCase(HubTestCase):
         self.clock = Clock()
         self.dashboard = AdminApp(self.node.hub, self.node.server, self.password,
                                   clock=self.clock)
-        self.site = _Site(self.dashboard.resource())
+        self.site = tracked(Site(self.dashboard.resource()))
         port = yield endpoints.serverFromString(reactor, self.endpoint).listen(self.site)
         self.addCleanup(lambda: run(self._stop_serving(port)))
         self.port = port.getHost().port
@@ -105,7 +85,7 @@ class DashboardTestCase(HubTestCase):
 
     async def _stop_serving(self, port):
         await wait(defer.maybeDeferred(port.stopListening))
-        await until(lambda: not self.site.open, 10, "the dashboard's connections closed")
+        await until(lambda: not self.site.connections, 10, "the dashboard's connections closed")
 
     def request(self, method, path, headers=None, **options):
         """``http()`` to the dashboard, with a loopback Host unless ``headers``
