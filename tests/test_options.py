@@ -14,7 +14,7 @@ from twisted.trial.unittest import TestCase
 
 from presence.app.config import hub_settings_from_options, server_settings_from_options
 from presence.app.options import Options, endpoint_is_loopback
-from presence.hub.settings import HubSettings
+from presence.hub.settings import HistoryRule, HubSettings
 from presence.net.settings import ServerSettings
 from presence.redis.connection import DEFAULT_TIMEOUT
 
@@ -65,6 +65,20 @@ def test_deflate_options():
             deflate.server_context_takeover, deflate.client_context_takeover,
             deflate.compression_level, deflate.memory_level, deflate.min_size) == (
         10, 9, True, True, 1, 4, 0)
+
+
+def test_history_is_off_unless_asked_and_the_first_matching_rule_wins():
+    assert hub_settings_from_options(parse()).history == ()
+    settings = hub_settings_from_options(parse("--history", "room:vip:*=1000,3600",
+                                               "--history", "room:*=100,300"))
+    assert settings.history == (HistoryRule("room:vip:*", 1000, 3600),
+                                HistoryRule("room:*", 100, 300))
+    assert settings.history_rule("room:vip:1") == HistoryRule("room:vip:*", 1000, 3600)
+    assert settings.history_rule("room:1") == HistoryRule("room:*", 100, 300)
+    assert settings.history_rule("lobby") is None
+    for bad in ("room:*", "room:*=100", "room:*=0,300", "room:*=100,0", "room:*=10001,1"):
+        with pytest.raises(UsageError, match="--history"):
+            parse("--history", bad)
 
 
 @pytest.mark.parametrize("argv", [

@@ -70,7 +70,8 @@ def server_settings_from_options(options):
 
 def hub_settings_from_options(options):
     return HubSettings(prefix=options["redis-prefix"], node_heartbeat=options["node-heartbeat"],
-                       stream_maxlen=options["stream-maxlen"], ticket_ttl=options["ticket-ttl"])
+                       stream_maxlen=options["stream-maxlen"], ticket_ttl=options["ticket-ttl"],
+                       history=tuple(options["history"]))
 
 
 def node_settings_from_options(options, introspector=None):

@@ -13,6 +13,7 @@ import os
 from twisted.python import usage
 
 from ..hub.settings import DEFAULTS as HUB
+from ..hub.settings import parse_history_rule
 from ..net.settings import DEFAULTS as SERVER
 from ..net.settings import TICKET_IP_POLICIES
 from ..redis.connection import DEFAULT_TIMEOUT as REDIS_TIMEOUT
@@ -246,6 +247,7 @@ class Options(usage.Options):
         self["origin"] = []
         self["subprotocol"] = []
         self["trusted-proxy"] = []
+        self["history"] = []
 
     def opt_listen(self, endpoint):
         self["listen"].append(endpoint)
@@ -273,6 +275,18 @@ class Options(usage.Options):
     opt_trusted_proxy.__doc__ = (
         "Address or CIDR network of a proxy whose X-Forwarded-For / X-Real-IP are "
         "believed (repeatable; IPv4 and IPv6). None given: the TCP peer is the client.")
+
+    def opt_history(self, rule):
+        try:
+            self["history"].append(parse_history_rule(rule))
+        except ValueError as error:
+            raise usage.UsageError("--history %s: %s" % (rule, error))
+
+    opt_history.__doc__ = (
+        "Channels matching PATTERN (shell-style, as in tickets) keep their last SIZE "
+        "publications, for TTL seconds after the last one, with offsets for recovery: "
+        "PATTERN=SIZE,TTL, e.g. 'room:*=100,300' (repeatable; the first match wins). "
+        "None given: no channel keeps history.")
 
     def opt_subprotocol(self, name):
         self["subprotocol"].append(name)

@@ -46,8 +46,10 @@ class Channels:
     ``server`` (the node's client side) and ``subscriber`` (its pub/sub
     connection) are given when the hub starts."""
 
-    def __init__(self, store, writer, node_id, stats):
+    def __init__(self, store, writer, node_id, stats, history):
         self.store = store
+        #: The channels that keep a history (presence/hub/history.py).
+        self.history = history
         self.writer = writer
         self.node_id = node_id
         self.stats = stats
@@ -72,6 +74,7 @@ class Channels:
         listeners[session.id] = session
 
     def stop_listening(self, session, channel):
+        self.history.forget(session.id, channel)
         watching = self.presence_listeners.get(channel)
         if watching is not None:
             watching.pop(session.id, None)
@@ -125,6 +128,9 @@ class Channels:
     async def publish(self, channels, data, exclude=()):
         """A backend's message to channels, cluster-wide. Fires with the
         number of nodes that had subscribers (summed over the channels)."""
+        if self.history.keeps_any(channels):
+            nodes, _, _ = await self.publish_recorded(None, channels, data, exclude)
+            return nodes
         reached = 0
         for channel in channels:
             reached += await self.publish_to_channel(
@@ -136,9 +142,40 @@ class Channels:
         and only if ``publish_id`` was not used in the last PUBLISH_ID_TTL
         seconds. Fires with ``(nodes, duplicate)``: a duplicate publishes
         nothing, and ``nodes`` is what the first publish reached."""
+        if self.history.keeps_any(channels):
+            return self.publish_recorded(publish_id, channels, data, exclude).addCallback(
+                lambda answer: answer[:2])
         return self.store.publish_once(publish_id, PUBLISH_ID_TTL, [
             self._outgoing(channel, {"type": "message", "channel": channel, "data": data},
                            exclude) for channel in channels])
+
+    def publish_recorded(self, publish_id, channels, data, exclude=()):
+        """:meth:`publish` (``publish_id`` None) or :meth:`publish_once`,
+        in one step whether or not the channels keep a history
+        (scripts.PUBLISH_RECORDED): fires with ``(nodes, duplicate,
+        offsets)``, ``offsets`` ``{channel: {"epoch", "offset"}}`` for those
+        that do (None for a duplicate of a publish that recorded none)."""
+        history = self.history
+        data_json = encode_json(data)
+        records = []
+        kept = []
+        for channel in channels:
+            if history.rule(channel) is not None:
+                records.append(history.record(channel, data_json, exclude))
+                kept.append(channel)
+            else:
+                records.append(self._outgoing(
+                    channel, {"type": "message", "channel": channel, "data": data}, exclude)
+                    + ("", "", "", 0, 0, "", ""))
+
+        def answered(answer):
+            nodes, duplicate, offsets = answer
+            if offsets is not None:
+                offsets = {channel: {"epoch": epoch, "offset": offset}
+                           for channel, (epoch, offset) in zip(kept, offsets)}
+            return nodes, duplicate, offsets
+        return self.store.publish_recorded(publish_id, PUBLISH_ID_TTL, records).addCallback(
+            answered)
 
     def deliver(self, channel, document, exclude=None):
         """Write ``document`` to this node's subscribers of ``channel``
@@ -152,9 +189,18 @@ class Channels:
             listeners = self.listeners.get(channel)
         if not listeners:
             return 0
+        excluded = set(exclude) if exclude else ()
+        joining = self.history.joining.get(channel) if self.history.joining else None
+        if joining:
+            # Sessions whose subscribe is being answered: theirs is kept, or
+            # sent after their history (presence/hub/history.py).
+            states = list(joining.items())
+            for sid, state in states:
+                if sid in listeners and sid not in excluded and not state.receive(document):
+                    self.history.forget(sid, channel)
+            excluded = set(excluded).union(sid for sid, _ in states)
         prepared = PreparedMessage(encode_document(document))
-        if exclude:
-            excluded = set(exclude)
+        if excluded:
             sessions = [s for sid, s in listeners.items() if sid not in excluded]
         else:
             sessions = listeners.values()

@@ -36,6 +36,7 @@ from ..redis.subscriber import RedisSubscriber
 from ..wire.close import GOING_AWAY
 from .channels import Channels, account_channel
 from .control import Control
+from .history import History
 from .liveness import Liveness
 from .pubsub import RedisMessages
 from .queries import ClusterQueries, QueryAnswers
@@ -81,7 +82,9 @@ class Hub:
         self.writer = PresenceWriter(store, self.node_id, clock, stats)
         self.records = PresenceRecords(store, self.writer, self.node_id, clock,
                                        settings.closes_kept)
-        self.channels = Channels(store, self.writer, self.node_id, stats)
+        #: The channels that keep a history, and subscribes recovering it.
+        self.history = History(store, settings.history, stats, clock)
+        self.channels = Channels(store, self.writer, self.node_id, stats, self.history)
         self.messages = ClientMessages(self.channels, store, self.work, stats, self.node_id,
                                        clock, settings.stream_maxlen)
         self.liveness = Liveness(store, self.records, self.channels, stats, self.node_id,
@@ -104,7 +107,7 @@ class Hub:
         self.subscriber = RedisSubscriber(self.engine.url, self.from_redis.received,
                                           self._redis_connected, self._redis_lost,
                                           reactor=self.engine.reactor)
-        self.channels.subscriber = self.subscriber
+        self.channels.subscriber = self.history.subscriber = self.subscriber
         self.subscriber.subscribe(self.keys.control)
         self.subscriber.subscribe(JUGGERNAUT)
         self.liveness.start()
@@ -194,6 +197,24 @@ class Hub:
         """:meth:`publish` under a backend's id, so that a retry is harmless:
         fires with ``(nodes, duplicate)`` (presence/hub/channels.py)."""
         return self.channels.publish_once(publish_id, channels, data, exclude)
+
+    def publish_recorded(self, publish_id, channels, data, exclude=()):
+        """:meth:`publish` or :meth:`publish_once` (``publish_id`` not None),
+        answering the offsets of the channels that keep a history: fires
+        with ``(nodes, duplicate, offsets)`` (presence/hub/channels.py)."""
+        if not self.history.keeps_any(channels):
+            if publish_id is None:
+                return defer.ensureDeferred(self.channels.publish(
+                    channels, data, exclude)).addCallback(lambda nodes: (nodes, False, {}))
+            return self.channels.publish_once(publish_id, channels, data, exclude).addCallback(
+                lambda answer: answer + ({},))
+        return self.channels.publish_recorded(publish_id, channels, data, exclude)
+
+    def read_history(self, channel, since, limit):
+        """GET /history: the publications of ``channel`` after ``since``,
+        at most ``limit``; None for a channel without history
+        (presence/hub/history.py)."""
+        return self.history.read(channel, since, limit)
 
     def online_accounts(self):
         return self.records.online_accounts()

@@ -3,14 +3,53 @@
 (docs/configuration.md explains each)."""
 
 import dataclasses
+import fnmatch
 
 from ..redis.keys import DEFAULT_PREFIX
 
-__all__ = ["HubSettings", "DEFAULTS", "DEFAULT_TICKET_TTL"]
+__all__ = ["HubSettings", "DEFAULTS", "DEFAULT_TICKET_TTL", "HistoryRule", "parse_history_rule",
+           "MAX_HISTORY_SIZE"]
 
 #: Seconds a ticket stays redeemable: long enough for a page to load and
 #: connect, short enough that a leaked ticket is soon worthless.
 DEFAULT_TICKET_TTL = 10
+
+
+#: Most publications one channel's history may keep (--history SIZE): a
+#: recovery reads at most this many, in one Redis call, and sends them in one
+#: reactor turn (10,000 of 100 bytes: about 1.5 MB in Redis, some 20 ms).
+MAX_HISTORY_SIZE = 10000
+
+
+@dataclasses.dataclass(frozen=True)
+class HistoryRule:
+    """``--history PATTERN=SIZE,TTL``: channels matching ``pattern``
+    (shell-style, as a ticket's channels) keep their last ``size``
+    publications, for ``ttl`` seconds after the last one."""
+
+    pattern: str
+    size: int
+    ttl: int
+
+    def matches(self, channel):
+        return fnmatch.fnmatchcase(channel, self.pattern)
+
+
+def parse_history_rule(text):
+    """``room:*=100,300`` as a HistoryRule; ValueError saying why not."""
+    pattern, equals, numbers = text.rpartition("=")
+    size, comma, ttl = numbers.partition(",")
+    if not equals or not pattern or not comma:
+        raise ValueError("give PATTERN=SIZE,TTL, e.g. 'room:*=100,300'")
+    try:
+        size, ttl = int(size), int(ttl)
+    except ValueError:
+        raise ValueError("SIZE and TTL must be whole numbers: %r" % numbers) from None
+    if not 0 < size <= MAX_HISTORY_SIZE:
+        raise ValueError("SIZE must be 1-%d publications" % MAX_HISTORY_SIZE)
+    if ttl <= 0:
+        raise ValueError("TTL must be seconds, greater than 0")
+    return HistoryRule(pattern, size, ttl)
 
 
 @dataclasses.dataclass
@@ -28,6 +67,16 @@ class HubSettings:
     closes_kept: int = 1000
     #: Seconds a ticket can be redeemed.
     ticket_ttl: int = DEFAULT_TICKET_TTL
+    #: The channels that keep a history (HistoryRule, first match wins):
+    #: none, since history costs Redis memory and every publish a script.
+    history: tuple = ()
+
+    def history_rule(self, channel):
+        """The HistoryRule of ``channel``, or None: it keeps no history."""
+        for rule in self.history:
+            if rule.matches(channel):
+                return rule
+        return None
 
     @property
     def node_ttl(self):

@@ -10,7 +10,10 @@ from ..redis.engine import RedisUnavailable
 from ..wire.jsontext import JSONError, decode_json, encode_json, escapes_lone_surrogate
 from .channels import MAX_CHANNEL, account_channel, valid_channel
 
-__all__ = ["ClientMessages"]
+__all__ = ["ClientMessages", "MAX_EPOCH"]
+
+#: Longest epoch a client may send back (Presence's are 12 characters).
+MAX_EPOCH = 64
 
 
 class ClientMessages:
@@ -79,9 +82,35 @@ class ClientMessages:
             return None
         return channel
 
+    def _recovery_asked(self, session, message, channel):
+        """A subscribe's ``recover`` (``(epoch, offset)``) and ``history``
+        (publications), each None when not asked; False after answering an
+        error."""
+        recover = message.get("recover")
+        if recover is not None:
+            epoch = recover.get("epoch") if isinstance(recover, dict) else None
+            offset = recover.get("offset") if isinstance(recover, dict) else None
+            if not (isinstance(epoch, str) and 0 < len(epoch) <= MAX_EPOCH
+                    and isinstance(offset, int) and not isinstance(offset, bool)
+                    and offset >= 0):
+                self._error(session, 'recover must be {"epoch": E, "offset": N}',
+                            request="subscribe", channel=channel)
+                return False
+            recover = (epoch, offset)
+        last = message.get("history")
+        if last is not None and not (isinstance(last, int) and not isinstance(last, bool)
+                                     and last >= 0):
+            self._error(session, "history must be a number of publications",
+                        request="subscribe", channel=channel)
+            return False
+        return recover, last
+
     def _on_subscribe(self, session, message):
         channel = self._checked_channel(session, message)
         if channel is None:
+            return
+        asked = self._recovery_asked(session, message, channel)
+        if asked is False:
             return
         channels = self.channels
         subscribed = channels.subscriptions.setdefault(session.id, set())
@@ -100,7 +129,19 @@ class ClientMessages:
             # Join and leave events are opt-in: on a channel of 10,000
             # members, sending every join to everyone would be 10^8 messages.
             channels.watch_presence(session, channel)
-        session.send_document({"type": "subscribed", "channel": channel})
+        recover, last = asked
+        rule = channels.history.rule(channel)
+        if rule is not None:
+            # Answered once its history is read (presence/hub/history.py).
+            channels.history.subscribe(session, channel, rule, recover, last)
+            return
+        answer = {"type": "subscribed", "channel": channel}
+        if recover is not None:
+            # Nothing to recover from: the channel keeps no history.
+            self.stats.recoveries["attempted"] += 1
+            self.stats.recoveries["failed"] += 1
+            answer["recovered"] = False
+        session.send_document(answer)
 
     def _on_unsubscribe(self, session, message):
         channel = message.get("channel")

@@ -33,6 +33,10 @@ class HubStats:
         self.reaped_nodes = 0
         self.reasserted = 0  # times this node found it had been reaped, and re-asserted
         self.errors = {}  # reasons sent in error messages, counted
+        #: Subscribes that asked to recover a history channel: attempted,
+        #: succeeded (every publication after the client's offset sent),
+        #: failed (another epoch, or trimmed past it: "recovered": false).
+        self.recoveries = collections.Counter(attempted=0, succeeded=0, failed=0)
 
 
 class RedisWork:

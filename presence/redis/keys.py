@@ -23,6 +23,9 @@ Keys (``P`` is the prefix):
 - ``P publish:ID``: string, the nodes a backend's publish with that id
   reached (``POST /publish`` ``"id"``); expires, so a retry within its
   lifetime is not published again
+- ``P history:CHANNEL``: stream, a history channel's last publications,
+  entry id ``0-OFFSET``, field ``d`` (the data's JSON)
+- ``P history-epoch:CHANNEL``: hash, its ``epoch`` and last ``offset``
 
 Channels: ``P channel:CHANNEL`` (a Presence channel's messages), ``P events``
 (online, offline, subscribe, unsubscribe), ``P control`` (disconnects,
@@ -105,3 +108,11 @@ class PresenceKeys:
         """A backend's publish id (``POST /publish`` ``"id"``), kept while a
         retry of that publish must not be published again."""
         return "%spublish:%s" % (self.prefix, publish_id)
+
+    def history(self, channel):
+        """A history channel's stream of publications (entry ``0-OFFSET``)."""
+        return "%shistory:%s" % (self.prefix, channel)
+
+    def history_meta(self, channel):
+        """A history channel's epoch and last offset (hash)."""
+        return "%shistory-epoch:%s" % (self.prefix, channel)

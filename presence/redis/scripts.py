@@ -7,7 +7,8 @@ key scheme); a script only joins a prefix to a channel, an account or a
 session where it walks records it was handed.
 """
 
-__all__ = ["APPLY", "ANNOUNCE", "CLAIM", "SWEEP", "PUBLISH_ONCE"]
+__all__ = ["APPLY", "ANNOUNCE", "CLAIM", "SWEEP", "PUBLISH_ONCE", "PUBLISH_RECORDED",
+           "READ_HISTORY"]
 
 # A node's presence changes, in the order its sessions made them, as one
 # batch (presence/hub/writer.py): a subscribe storm costs one round trip
@@ -198,4 +199,103 @@ for i = 2, #ARGV, 2 do
 end
 redis.call('SET', KEYS[1], reached, 'KEEPTTL')
 return {1, reached}
+"""
+
+# A publish to channels of which some keep a history (--history), under a
+# backend's id or not. For a history channel the next offset is taken, the
+# data stored under it (entry 0-OFFSET, capped at SIZE, both keys expiring
+# TTL seconds after this publish) and the message PUBLISHed with it, in this
+# one step: the live message and the stored one carry the same offset, and
+# offsets are 1, 2, 3, ... with no gap. A channel whose epoch key is gone
+# (expired, FLUSHALL, a Redis restart) starts again at 1 under the epoch
+# the caller drew, its stream (if any is left) deleted. With an id (KEYS[1])
+# it is PUBLISH_ONCE's guarantee: nothing is published for an id seen within
+# its lifetime; the key then holds the answer ("NODES EPOCH OFFSET ...").
+# Answers {1, nodes reached, epoch, offset, ...} (one pair per history
+# channel, in order), or {0, what the id's key holds} for a duplicate.
+# KEYS: the id's key, or none. ARGV: seconds to keep the id; then 9 fields
+# a channel: Redis channel, message (a history channel: its head, to which
+# the offset, then ',"data":' and the data, then the rest are joined), the
+# rest, stream key ('' for a channel without history), epoch key, size,
+# ttl, a new epoch, the data's JSON.
+PUBLISH_RECORDED = """
+local id = KEYS[1]
+if id and not redis.call('SET', id, '0', 'NX', 'EX', tonumber(ARGV[1])) then
+  return {0, redis.call('GET', id)}
+end
+local reached, answer = 0, {}
+for i = 2, #ARGV, 9 do
+  local stream, meta = ARGV[i + 3], ARGV[i + 4]
+  if stream == '' then
+    reached = reached + redis.call('PUBLISH', ARGV[i], ARGV[i + 1])
+  else
+    local epoch = redis.call('HGET', meta, 'epoch')
+    if not epoch then
+      epoch = ARGV[i + 7]
+      redis.call('DEL', stream)
+      redis.call('HSET', meta, 'epoch', epoch, 'offset', 0)
+    end
+    local offset = redis.call('HINCRBY', meta, 'offset', 1)
+    local data, ttl = ARGV[i + 8], tonumber(ARGV[i + 6])
+    redis.call('XADD', stream, 'MAXLEN', tonumber(ARGV[i + 5]), '0-' .. offset, 'd', data)
+    redis.call('EXPIRE', stream, ttl)
+    redis.call('EXPIRE', meta, ttl)
+    reached = reached + redis.call('PUBLISH', ARGV[i],
+      ARGV[i + 1] .. offset .. ',"data":' .. data .. ARGV[i + 2])
+    answer[#answer + 1] = epoch
+    answer[#answer + 1] = offset
+  end
+end
+if id then
+  redis.call('SET', id, reached .. ' ' .. table.concat(answer, ' '), 'KEEPTTL')
+end
+table.insert(answer, 1, reached)
+table.insert(answer, 1, 1)
+return answer
+"""
+
+# A history channel's epoch, last offset and oldest kept offset, and the
+# publications after a given offset, read in one step (a subscribe's
+# recovery, GET /history). A channel without an epoch gets one (the
+# caller's new one, from offset 0, expiring TTL seconds from now), so that
+# a subscriber knows where it starts; one whose stream is gone while its
+# epoch says it had publications (Redis evicted it) gets a new epoch too.
+# The publications start after: the asked offset when the asked epoch is
+# the channel's and nothing after that offset was trimmed (recovered); else
+# the last K (K >= 0; -1: none, start at the last offset). The asked epoch
+# '*' (GET /history) starts after the asked offset in whatever epoch, or at
+# the oldest kept.
+# KEYS: stream, epoch key. ARGV: a new epoch, ttl, asked epoch ('' for
+# none), asked offset, K, most entries to answer.
+# Answers {epoch, offset, oldest kept offset, recovered (1/0), entries}.
+READ_HISTORY = """
+local stream, meta = KEYS[1], KEYS[2]
+local epoch = redis.call('HGET', meta, 'epoch')
+local offset = tonumber(redis.call('HGET', meta, 'offset') or '0')
+if not epoch or (offset > 0 and redis.call('EXISTS', stream) == 0) then
+  epoch, offset = ARGV[1], 0
+  redis.call('DEL', stream)
+  redis.call('HSET', meta, 'epoch', epoch, 'offset', 0)
+  redis.call('EXPIRE', meta, tonumber(ARGV[2]))
+end
+local first = offset + 1
+if offset > 0 then
+  local oldest = redis.call('XRANGE', stream, '-', '+', 'COUNT', 1)[1]
+  if oldest then first = tonumber(string.match(oldest[1], '-(%d+)$')) end
+end
+local since, recovered = nil, 0
+local asked, n = ARGV[3], tonumber(ARGV[4])
+if asked == '*' then
+  since = math.min(math.max(n, first - 1), offset)
+elseif asked ~= '' and asked == epoch and n >= first - 1 and n <= offset then
+  since, recovered = n, 1
+else
+  local k = tonumber(ARGV[5])
+  if k >= 0 then since = math.max(offset - k, first - 1) else since = offset end
+end
+local entries = {}
+if since < offset then
+  entries = redis.call('XRANGE', stream, '0-' .. (since + 1), '+', 'COUNT', tonumber(ARGV[6]))
+end
+return {epoch, offset, first, recovered, entries}
 """

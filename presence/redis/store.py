@@ -4,6 +4,8 @@ publish, and the dashboard's records. Every Redis command Presence sends is
 in this file or in presence/redis/scripts.py; the keys are
 presence/redis/keys.py's."""
 
+from twisted.internet import defer
+
 from . import scripts
 from .keys import JUGGERNAUT_SUBSCRIBE, JUGGERNAUT_UNSUBSCRIBE
 
@@ -145,6 +147,64 @@ class PresenceStore:
         return self.execute("EVAL", scripts.PUBLISH_ONCE, 1, self.keys.publish_id(publish_id),
                             ttl, *flat).addCallback(
             lambda reply: (int(reply[1]), int(reply[0]) == 0))
+
+    # ------------------------------------------------------------ history
+
+    def publish_recorded(self, publish_id, id_ttl, records):
+        """Publish to channels of which some keep a history, in one step
+        (scripts.PUBLISH_RECORDED), under ``publish_id`` (or None).
+        ``records``: one 9-tuple a channel, the script's fields. Fires with
+        ``(nodes reached, duplicate, [(epoch, offset), ...] or None)``, one
+        pair a history channel; a duplicate's are the first publish's
+        (None when that one was made by PUBLISH_ONCE)."""
+        flat = []
+        for record in records:
+            flat.extend(record)
+        keys = (1, self.keys.publish_id(publish_id)) if publish_id is not None else (0,)
+
+        def answered(reply):
+            if int(reply[0]) == 1:
+                words = reply[2:]
+                duplicate = False
+            else:
+                words = str(reply[1] or "0").split(" ")
+                reply = [0, words[0]]
+                words = words[1:] if len(words) > 1 else None
+                duplicate = True
+            offsets = None if words is None else [
+                (str(words[i]), int(words[i + 1])) for i in range(0, len(words), 2)]
+            return int(reply[1]), duplicate, offsets
+        return self.execute("EVAL", scripts.PUBLISH_RECORDED, *keys, id_ttl, *flat).addCallback(
+            answered)
+
+    def read_history(self, channel, new_epoch, ttl, epoch, offset, last, limit):
+        """A history channel's epoch, last offset, oldest kept offset,
+        whether ``(epoch, offset)`` was recovered, and up to ``limit``
+        publications as ``[(offset, data JSON), ...]`` (scripts.READ_HISTORY:
+        ``epoch`` None for none, "*" for any; ``last`` publications when not
+        recovered, -1 for none)."""
+        keys = self.keys
+
+        def answered(reply):
+            found, latest, first, recovered, entries = reply
+            return (str(found), int(latest), int(first), int(recovered) == 1,
+                    [(int(entry_id.rpartition("-")[2]), _pairs(fields)["d"])
+                     for entry_id, fields in entries])
+        return self.execute("EVAL", scripts.READ_HISTORY, 2, keys.history(channel),
+                            keys.history_meta(channel), new_epoch, ttl,
+                            "" if epoch is None else epoch, offset, last, limit).addCallback(
+            answered)
+
+    def history_memory(self, channel):
+        """Bytes Redis uses for ``channel``'s history (MEMORY USAGE of its
+        two keys, every stream node counted)."""
+        keys = self.keys
+
+        def total(replies):
+            return sum(int(reply or 0) for reply in replies)
+        return defer.gatherResults([
+            self.execute("MEMORY", "USAGE", key, "SAMPLES", "0")
+            for key in (keys.history(channel), keys.history_meta(channel))]).addCallback(total)
 
     # --------------------------------------------------------- dashboard
 

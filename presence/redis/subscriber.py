@@ -84,6 +84,11 @@ class RedisSubscriber:
         self.on_connected = on_connected
         self.on_lost = on_lost
         self.channels = set()
+        #: Channels Redis confirmed the subscription of, on this connection,
+        #: and the Deferreds waiting for the others (:meth:`ready`).
+        self.confirmed = set()
+        self._waiting = {}
+        self._latest = {}
         self.protocol = None
         self.closing = False
         params = parse_redis_url(url)
@@ -104,18 +109,50 @@ class RedisSubscriber:
             return
         self.channels.add(channel)
         if self.protocol is not None:
-            self.protocol.subscribe([channel]).addErrback(_lost_meanwhile)
+            self._latest[channel] = token = object()
+            self.protocol.subscribe([channel]).addCallbacks(
+                lambda _: self._confirm([channel], token), _lost_meanwhile)
+
+    def ready(self, channel):
+        """A Deferred firing once Redis has confirmed the subscription to
+        ``channel`` (at once if it has): whatever is published from then on
+        is delivered. A channel unsubscribed meanwhile fires too."""
+        if channel in self.confirmed or channel not in self.channels:
+            return defer.succeed(None)
+        waiting = defer.Deferred()
+        self._waiting.setdefault(channel, []).append(waiting)
+        return waiting
+
+    def _confirm(self, channels, token=None):
+        """Redis confirmed the SUBSCRIBE of ``channels`` (``token``: the one
+        made by subscribe(); an earlier one's confirmation, followed by an
+        UNSUBSCRIBE, confirms nothing of a later one)."""
+        for channel in channels:
+            if channel in self.channels and self._latest.get(channel) is token:
+                self._latest.pop(channel, None)
+                self.confirmed.add(channel)
+            for waiting in self._waiting.pop(channel, ()):
+                waiting.callback(None)
 
     def unsubscribe(self, channel):
         if channel not in self.channels:
             return
         self.channels.discard(channel)
+        self.confirmed.discard(channel)
+        self._latest.pop(channel, None)
+        self._confirm([channel])
         if self.protocol is not None:
             self.protocol.unsubscribe([channel]).addErrback(_lost_meanwhile)
 
     def _connected(self, protocol):
         self.protocol = protocol
         resubscribed = protocol.subscribe(sorted(self.channels)) if self.channels else None
+        if isinstance(resubscribed, defer.Deferred):
+            # One SUBSCRIBE of them all: Redis has made every subscription of
+            # it when its first confirmation comes.
+            channels = sorted(self.channels)
+            self._latest.clear()
+            resubscribed.addCallback(lambda _: self._confirm(channels))
         if self.on_connected is not None:
             if isinstance(resubscribed, defer.Deferred):
                 resubscribed.addBoth(lambda _: self.on_connected())
@@ -125,6 +162,7 @@ class RedisSubscriber:
     def _lost(self, protocol):
         if self.protocol is protocol:
             self.protocol = None
+            self.confirmed.clear()
             if self.on_lost is not None and not self.closing:
                 self.on_lost()
 

@@ -19,6 +19,7 @@ from ..app.demo import DEMO_CHANNELS
 from ..app.oauth import (BadIntrospectionAnswer, IntrospectionBusy, IntrospectionUnavailable,
                          UnusableSubject)
 from ..hub.channels import MAX_CHANNEL, MAX_PUBLISH_ID, valid_channel
+from ..hub.history import DEFAULT_PAGE, MAX_PAGE
 from ..hub.tickets import fingerprint
 from ..redis.engine import RedisUnavailable
 from ..wire.auththrottle import AuthThrottle
@@ -87,6 +88,18 @@ def _too_large(max_body):
     return b"application/json", json.dumps(
         {"error": "too_large", "message": "request body larger than %d bytes" % max_body}
     ).encode("utf-8")
+
+
+def _whole_number(request, name, default):
+    """A query argument that must be a whole number >= 0, or ``default``."""
+    values = request.args.get(name)
+    if not values:
+        return default
+    text = values[0].decode("latin-1")
+    if not (text.isascii() and text.isdigit()) or len(text) > 18:
+        raise APIError(400, "bad_request", "%s must be a whole number"
+                       % name.decode("ascii"))
+    return int(text)
 
 
 def _name(value, what):
@@ -292,7 +305,8 @@ class PresenceAPI:
         """``{"channel" | "channels", "data", "except", "id"}`` -> 200
         ``{"channels": N, "nodes": M}`` (and, with an id, ``"duplicate"``:
         whether a publish with that id was made already, and this one was
-        not published)."""
+        not published; for channels that keep a history, ``"offsets"``:
+        ``{channel: {"epoch", "offset"}}``)."""
         async def work():
             data = _json_body(request)
             if "channels" in data:
@@ -315,15 +329,41 @@ class PresenceAPI:
             if not isinstance(exclude, list) or not all(isinstance(e, str) for e in exclude):
                 raise APIError(400, "bad_request", "except must be a session id or a list of them")
             publish_id = data.get("id")
-            if publish_id is None:
-                nodes = await self.hub.publish(channels, data["data"], exclude)
-                return 200, {"channels": len(channels), "nodes": nodes}
-            if not isinstance(publish_id, str) or not 0 < len(publish_id) <= MAX_PUBLISH_ID:
+            if publish_id is not None and not (isinstance(publish_id, str)
+                                               and 0 < len(publish_id) <= MAX_PUBLISH_ID):
                 raise APIError(400, "bad_request", "id must be a string of 1-%d characters"
                                % MAX_PUBLISH_ID)
-            nodes, duplicate = await self.hub.publish_once(publish_id, channels, data["data"],
-                                                           exclude)
-            return 200, {"channels": len(channels), "nodes": nodes, "duplicate": duplicate}
+            nodes, duplicate, offsets = await self.hub.publish_recorded(
+                publish_id, channels, data["data"], exclude)
+            answer = {"channels": len(channels), "nodes": nodes}
+            if publish_id is not None:
+                answer["duplicate"] = duplicate
+            if offsets:
+                # The channels that keep a history: each one's epoch and the
+                # offset this publication got there.
+                answer["offsets"] = offsets
+            return 200, answer
+        return await self._hub_call(request, work)
+
+    @app.route("/history/<path:channel>", methods=["GET"])
+    async def history(self, request, channel):
+        """``?since=N&limit=M`` -> 200 ``{"channel", "epoch", "offset",
+        "messages": [{"offset", "data"}]}``: the publications after offset
+        N (default 0: from the oldest kept), at most M (default
+        DEFAULT_PAGE, at most MAX_PAGE); 404 for a channel without history."""
+        async def work():
+            since = _whole_number(request, b"since", 0)
+            limit = min(_whole_number(request, b"limit", DEFAULT_PAGE), MAX_PAGE)
+            if limit < 1:
+                raise APIError(400, "bad_request", "limit must be at least 1")
+            if not valid_channel(channel):
+                raise APIError(400, "bad_request", "channel must be 1-%d printable "
+                               "characters without spaces" % MAX_CHANNEL)
+            answer = await self.hub.read_history(channel, since, limit)
+            if answer is None:
+                raise APIError(404, "not_found", "channel %s keeps no history (--history)"
+                               % channel)
+            return 200, answer
         return await self._hub_call(request, work)
 
     @app.route("/presence", methods=["GET"])

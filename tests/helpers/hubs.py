@@ -36,10 +36,12 @@ def documents(transport):
 
 class HubTestCase(RedisTestCase):
     def start_node(self, clock=reactor, node_heartbeat=60.0, engine_timeout=None,
-                   node_id=None):
-        """A node on ``clock``, started; stopped at cleanup."""
+                   node_id=None, history=()):
+        """A node on ``clock``, started; stopped at cleanup. ``history``:
+        its HistoryRules (--history)."""
         engine = self.make_engine(timeout=engine_timeout or self.engine_timeout)
-        hub = Hub(engine, clock, HubSettings(node_heartbeat=node_heartbeat), node_id=node_id)
+        hub = Hub(engine, clock, HubSettings(node_heartbeat=node_heartbeat,
+                                             history=tuple(history)), node_id=node_id)
         server = Server(hub, ServerSettings(heartbeat_interval=0), clock, tickets=hub.tickets)
         hub.start(server)
         self.addCleanup(hub.stop)
