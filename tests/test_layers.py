@@ -18,11 +18,12 @@ MAY_IMPORT = {
     "wire": {"wire"},
     "websocket": {"wire", "websocket"},
     "firepresence": {"wire", "firepresence"},
-    "net": {"wire", "websocket", "firepresence", "net"},
+    "sse": {"wire", "sse"},
+    "net": {"wire", "websocket", "firepresence", "sse", "net"},
     "redis": {"wire", "redis"},
     "hub": {"wire", "net", "redis", "hub"},
-    "app": {"wire", "websocket", "firepresence", "net", "redis", "hub", "app"},
-    "web": {"wire", "websocket", "firepresence", "net", "redis", "hub", "app", "web"},
+    "app": {"wire", "websocket", "firepresence", "sse", "net", "redis", "hub", "app"},
+    "web": {"wire", "websocket", "firepresence", "sse", "net", "redis", "hub", "app", "web"},
     # The backends' client stands alone: backends install it without the server.
     "client": set(),
 }
@@ -32,6 +33,7 @@ LIBRARIES = {
     "wire": set(),
     "websocket": set(),
     "firepresence": set(),
+    "sse": set(),
     "net": {"twisted", "zope"},
     "redis": {"twisted", "txredisapi"},
     "hub": {"twisted", "zope"},
@@ -125,6 +127,7 @@ def test_only_the_plugin_imports_the_web_layer_from_outside_it():
 
 @pytest.mark.parametrize("layer, name", [
     ("websocket", "twisted.internet"), ("firepresence", "presence.net.session"),
+    ("sse", "twisted.internet"), ("sse", "presence.firepresence.lines"),
     ("net", "presence.redis.engine"), ("net", "txredisapi"), ("redis", "presence.hub.hub"),
     ("hub", "presence.web.api"), ("app", "presence.web.admin"), ("wire", "zope.interface"),
 ])

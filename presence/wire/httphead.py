@@ -219,11 +219,17 @@ def response(status, reason_phrase, fields=(), body=b""):
 #: Reason phrases for the statuses this server sends.
 REASON_PHRASES = {
     101: "Switching Protocols",
+    200: "OK",
+    202: "Accepted",
+    204: "No Content",
     400: "Bad Request",
     401: "Unauthorized",
     403: "Forbidden",
     404: "Not Found",
+    406: "Not Acceptable",
     408: "Request Timeout",
+    411: "Length Required",
+    413: "Content Too Large",
     426: "Upgrade Required",
     429: "Too Many Requests",
     431: "Request Header Fields Too Large",
