@@ -404,7 +404,7 @@ class SlowRedemptions:
     def __init__(self):
         self.pending = []
 
-    def redeem(self, ticket):
+    def redeem(self, ticket, client_ip=None):
         d = defer.Deferred()
         self.pending.append(d)
         return d

@@ -71,7 +71,9 @@ def server_settings_from_options(options):
 def hub_settings_from_options(options):
     return HubSettings(prefix=options["redis-prefix"], node_heartbeat=options["node-heartbeat"],
                        stream_maxlen=options["stream-maxlen"], ticket_ttl=options["ticket-ttl"],
-                       history=tuple(options["history"]))
+                       history=tuple(options["history"]),
+                       resume_ttl=options["resume-ttl"],
+                       resume_max_age=options["resume-max-age"])
 
 
 def node_settings_from_options(options, introspector=None):

@@ -174,6 +174,13 @@ class Options(usage.Options):
          "PRESENCE_OAUTH_CLIENT_SECRET)."],
         ["ticket-ttl", None, HUB.ticket_ttl, "Seconds a ticket can be redeemed.",
          _number(int, "Whole seconds, greater than 0.", above=True)],
+        ["resume-ttl", None, HUB.resume_ttl,
+         "Seconds a session's resume token (in its welcome) can be redeemed after the "
+         "session ended; 0: no resume tokens.",
+         _number(int, "Whole seconds; 0: no resume tokens.")],
+        ["resume-max-age", None, HUB.resume_max_age,
+         "Seconds from the original ticket after which no resume token is redeemable.",
+         _number(int, "Whole seconds, greater than 0.", above=True)],
         ["ticket-ip", None, SERVER.ticket_ip,
          "A ticket redeemed from another IP than its own: off (ignored), warn (recorded), "
          "strict (refused)."],

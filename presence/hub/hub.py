@@ -77,7 +77,10 @@ class Hub:
         self.subscriber = None
         self._lost_at = None
         #: The ticket store of this node's sessions and API.
-        self.tickets = TicketStore(store, clock, settings.ticket_ttl)
+        self.tickets = TicketStore(store, clock, settings.ticket_ttl, node=self.node_id,
+                                   resume_ttl=settings.resume_ttl,
+                                   resume_max_age=settings.resume_max_age,
+                                   node_ttl=settings.node_ttl, work=self.work)
         #: Every presence change of this node's sessions, in order, batched.
         self.writer = PresenceWriter(store, self.node_id, clock, stats)
         self.records = PresenceRecords(store, self.writer, self.node_id, clock,

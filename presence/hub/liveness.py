@@ -120,6 +120,9 @@ class Liveness:
             tickets={"issued": tickets.issued if tickets else 0,
                      "redeemed": tickets.redeemed if tickets else 0,
                      "refused": tickets.refused if tickets else 0},
+            resume_tokens={"issued": tickets.resume_issued if tickets else 0,
+                           "redeemed": tickets.resume_redeemed if tickets else 0,
+                           "refused": tickets.resume_refused if tickets else 0},
             heartbeat_timeouts=stats.heartbeat_timeouts, slow_consumers=stats.slow_consumers,
             limits_hit=dict(stats.limits_hit), connections=server.connections,
             protocol_errors=sum(stats.protocol_errors.values()),
@@ -161,8 +164,14 @@ class Liveness:
 
     async def _announce(self):
         """Refresh the node's key; True (and counted) when it had been reaped."""
+        settings = self.settings
         reaped = await self.store.announce_node(self.node_id, encode_json(self.node_report()),
-                                                self.settings.node_ttl)
+                                                settings.node_ttl)
+        if settings.resume_ttl:
+            # Its sessions' resume tokens stay redeemable while it lives, and
+            # --resume-ttl after its last announcement's lifetime should it die.
+            await self.store.keep_resumable(self.node_id,
+                                            settings.node_ttl + settings.resume_ttl)
         if reaped:
             self.stats.reasserted += 1
         return reaped

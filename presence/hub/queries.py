@@ -64,7 +64,7 @@ class ClusterQueries:
                   "heartbeat_timeouts": 0, "slow_consumers": 0, "protocol_errors": 0,
                   "redis_reconnects": 0, "bad_redis_messages": 0, "auth_throttled_addresses": 0}
         by_protocol, by_extension, tickets, refused, auth, limits, bad = {}, {}, {}, {}, {}, {}, {}
-        throttled = {}
+        throttled, resume_tokens = {}, {}
         for report in nodes:
             for name in totals:
                 totals[name] += report.get(name, 0) or 0
@@ -72,13 +72,14 @@ class ClusterQueries:
                                   (tickets, "tickets"), (refused, "handshakes_refused"),
                                   (auth, "auth_failures"), (limits, "limits_hit"),
                                   (bad, "bad_redis_messages_by_reason"),
-                                  (throttled, "auth_throttled")):
+                                  (throttled, "auth_throttled"),
+                                  (resume_tokens, "resume_tokens")):
                 for key, value in (report.get(field) or {}).items():
                     target[key] = target.get(key, 0) + value
         return {"nodes": nodes, "totals": totals, "by_protocol": by_protocol,
                 "by_extension": by_extension, "tickets": tickets, "handshakes_refused": refused,
                 "auth_failures": auth, "limits_hit": limits, "bad_redis_messages": bad,
-                "auth_throttled": throttled,
+                "auth_throttled": throttled, "resume_tokens": resume_tokens,
                 "redis": await self.redis_ok(),
                 "now": self.clock.seconds()}
 

@@ -8,11 +8,20 @@ import fnmatch
 from ..redis.keys import DEFAULT_PREFIX
 
 __all__ = ["HubSettings", "DEFAULTS", "DEFAULT_TICKET_TTL", "HistoryRule", "parse_history_rule",
-           "MAX_HISTORY_SIZE"]
+           "MAX_HISTORY_SIZE", "DEFAULT_RESUME_TTL", "DEFAULT_RESUME_MAX_AGE"]
 
 #: Seconds a ticket stays redeemable: long enough for a page to load and
 #: connect, short enough that a leaked ticket is soon worthless.
 DEFAULT_TICKET_TTL = 10
+
+#: Seconds a session's resume token stays redeemable after the session
+#: ended: a network blip, a node's restart, a phone's network change.
+DEFAULT_RESUME_TTL = 60
+
+#: Seconds from the original ticket after which no resume token is
+#: redeemable, however often it was renewed: a stolen device does not stay
+#: in for more than a day without the backend issuing a ticket again.
+DEFAULT_RESUME_MAX_AGE = 24 * 3600
 
 
 #: Most publications one channel's history may keep (--history SIZE): a
@@ -67,6 +76,10 @@ class HubSettings:
     closes_kept: int = 1000
     #: Seconds a ticket can be redeemed.
     ticket_ttl: int = DEFAULT_TICKET_TTL
+    #: Seconds a resume token is valid after its session ended (0: none).
+    resume_ttl: int = DEFAULT_RESUME_TTL
+    #: Seconds from the original ticket no resume token outlives.
+    resume_max_age: int = DEFAULT_RESUME_MAX_AGE
     #: The channels that keep a history (HistoryRule, first match wins):
     #: none, since history costs Redis memory and every publish a script.
     history: tuple = ()

@@ -1,9 +1,12 @@
-"""How a session proves whose it is: a ticket, redeemed once
+"""How a session proves whose it is: a ticket, or the resume token an
+earlier session of the same ticket was given, redeemed once
 (docs/tickets.md).
 
-A ticket comes in the handshake (the WebSocket URL's ``?ticket=``,
-firepresence's ``X-Auth-Token``) or in the session's first message
-(``{"type": "auth", "ticket": TICKET}``):
+A credential is ``("ticket", TICKET)`` or ``("resume", TOKEN)``. It comes in
+the handshake (the WebSocket URL's ``?ticket=`` or ``?resume=``,
+firepresence's ``X-Auth-Token: TICKET`` or ``X-Auth-Token: resume:TOKEN``)
+or in the session's first message (``{"type": "auth", "ticket": TICKET}``,
+``{"type": "auth", "resume": TOKEN}``):
 
 - in the handshake, it is redeemed before the handshake is answered, so a
   bad ticket is refused with its HTTP status; bytes the client sends
@@ -20,13 +23,14 @@ from twisted.internet import defer
 from twisted.logger import Logger
 
 from ..wire.clientip import counted_network, parse_address
-from ..wire.close import POLICY_VIOLATION
+from ..wire.close import NORMAL_CLOSURE, POLICY_VIOLATION
 from ..wire.events import TextMessage
 from ..wire.httphead import error_response
 from ..wire.jsontext import JSONError, decode_json
 from .interfaces import TicketStoreUnavailable
 
-__all__ = ["TicketCheck", "AUTH_FAILURES", "MAX_QUEUED_BEFORE_AUTH", "MAX_HELD_BEFORE_ANSWER"]
+__all__ = ["TicketCheck", "AUTH_FAILURES", "MAX_QUEUED_BEFORE_AUTH", "MAX_HELD_BEFORE_ANSWER",
+           "credential_in_token", "ended"]
 
 log = Logger()
 
@@ -39,7 +43,43 @@ AUTH_FAILURES = {
     "required": (401, 4401, "authentication required: send a ticket"),
     "timeout": (None, 4408, "authentication timeout"),
     "throttled": (429, 4429, "too many failed tickets from this address: try again later"),
+    "resume_invalid": (401, 4401, "invalid, expired or already used resume token"),
+    "resume_ip": (403, 4403, "resume token issued to another IP address"),
 }
+
+#: The close codes of a backend kicking a user (docs/clients.md): its
+#: session's resume token is forgotten.
+KICKS = (4000, 4099)
+
+#: What firepresence's X-Auth-Token starts with when it carries a resume
+#: token (a ticket, URL-safe base64, never has a colon).
+RESUME_PREFIX = "resume:"
+
+
+def credential_in_token(token):
+    """The credential of an ``X-Auth-Token`` header's value."""
+    if token.startswith(RESUME_PREFIX):
+        return "resume", token[len(RESUME_PREFIX):]
+    return "ticket", token
+
+
+def ended(session, record=None):
+    """A session that was given a resume token ended (``record``: its
+    CloseRecord; None when its handshake was never answered, so the token
+    was never sent): the token is valid --resume-ttl more seconds, unless the
+    server ended the session on purpose (1000, or 4000-4099: a backend's
+    kick, after which clients do not come back by themselves), which
+    forgets it."""
+    token = session.resume_token
+    if token is None:
+        return
+    session.resume_token = None
+    tickets = session.server.tickets
+    if record is None or (record.initiated_by == "server" and (
+            record.code == NORMAL_CLOSURE or KICKS[0] <= record.code <= KICKS[1])):
+        tickets.forget(token)
+    else:
+        tickets.ended(token)
 
 #: Messages a client may send after its auth message, before the welcome;
 #: they are delivered once it is authenticated. More closes the session.
@@ -54,12 +94,16 @@ MAX_QUEUED_BEFORE_AUTH = 100
 MAX_HELD_BEFORE_ANSWER = 64 * 1024
 
 
-def redeem(session, ticket):
-    """Redeem ``ticket`` for ``session``: fires with ``None`` when the session
-    now has an identity, else with the failure's key in :data:`AUTH_FAILURES`
-    (counted). An address that failed too often (presence/wire/auththrottle.py)
-    is ``throttled`` without asking Redis; an invalid ticket, or one of
-    another IP refused, is a failure of its address."""
+def redeem(session, credential):
+    """Redeem ``credential`` for ``session``: fires with ``None`` when the
+    session now has an identity (and a resume token of its own, when the
+    store gives one), else with the failure's key in :data:`AUTH_FAILURES`
+    (counted). An address that failed too often
+    (presence/wire/auththrottle.py) is ``throttled`` without asking Redis;
+    an invalid ticket or resume token, or one of another IP refused, is a
+    failure of its address."""
+    kind, value = credential
+    failure_of = "resume_" if kind == "resume" else ""
     server = session.server
     throttle = server.auth_throttle
     address = counted_network(session.client_ip) if session.client_ip else None
@@ -74,14 +118,21 @@ def redeem(session, ticket):
 
     def redeemed(found):
         if found is None:
-            return failed_here("invalid")
+            return failed_here(failure_of + "invalid")
+        if not session.connected:  # gone meanwhile: its token is no one's
+            if found.resume is not None:
+                server.tickets.forget(found.resume)
+            return failure_of + "invalid"
         policy = server.settings.ticket_ip
         if found.ip and policy != "off" and parse_address(found.ip) != parse_address(
                 session.client_ip or ""):
             if policy == "strict":
-                return failed_here("ip")
+                if found.resume is not None:
+                    server.tickets.forget(found.resume)
+                return failed_here(failure_of + "ip")
             session.ip_mismatch = True
             server.stats.ticket_ip_mismatches += 1
+        session.resume_token = found.resume
         session.account = found.account
         session.attributes = found.attributes
         session.allowed_channels = found.channels
@@ -98,7 +149,10 @@ def redeem(session, ticket):
             server.stats.auth_failures[outcome] += 1
         return outcome
 
-    return server.tickets.redeem(ticket).addCallbacks(redeemed, failed).addCallback(counted)
+    tickets = server.tickets
+    redeeming = tickets.resume(value, session.client_ip) if kind == "resume" else \
+        tickets.redeem(value, session.client_ip)
+    return redeeming.addCallbacks(redeemed, failed).addCallback(counted)
 
 
 class TicketCheck:
@@ -117,13 +171,13 @@ class TicketCheck:
 
     # ------------------------------------------------------- in the handshake
 
-    def before_answering(self, ticket, accept, outcome, rest):
-        """Redeem the handshake's ticket, then ``accept(outcome, rest, True)``
+    def before_answering(self, credential, accept, outcome, rest):
+        """Redeem the handshake's credential, then ``accept(outcome, rest, True)``
         (with what the client sent meanwhile added to ``rest``), or refuse
         the handshake with the failure's HTTP status."""
         self.held = [rest] if rest else []
         self.held_size = len(rest)
-        redeem(self.session, ticket).addCallback(self._handshake_redeemed, accept, outcome)
+        redeem(self.session, credential).addCallback(self._handshake_redeemed, accept, outcome)
 
     def hold(self, data):
         """Keep ``data`` for after the answer (in pieces: joined once); past
@@ -142,7 +196,8 @@ class TicketCheck:
             return
         if failure is not None:
             status, _, reason = AUTH_FAILURES[failure]
-            session.refuse("ticket_" + failure, error_response(status, reason))
+            kind = failure if failure.startswith("resume_") else "ticket_" + failure
+            session.refuse(kind, error_response(status, reason))
             return
         accept(outcome, rest, True)
         session.answered()
@@ -152,8 +207,8 @@ class TicketCheck:
     def message(self, message):
         """A message (a TextMessage or BinaryMessage event) from a session
         that is not ready yet: the first must be ``{"type": "auth", "ticket":
-        TICKET}``; what follows it before the welcome is kept, and delivered
-        after."""
+        TICKET}`` (or ``"resume": TOKEN``); what follows it before the
+        welcome is kept, and delivered after."""
         session = self.session
         if self.queued is not None:
             if len(self.queued) >= MAX_QUEUED_BEFORE_AUTH:
@@ -161,17 +216,20 @@ class TicketCheck:
             else:
                 self.queued.append(message)
             return
-        ticket = _ticket_of(message.text) if message.__class__ is TextMessage else None
-        if ticket is None:
+        credential = _credential_of(message.text) if message.__class__ is TextMessage else None
+        if credential is None:
             session.server.stats.auth_failures["required"] += 1
             session.close(*AUTH_FAILURES["required"][1:])
             return
         self.queued = []
-        redeem(session, ticket).addCallback(self._message_redeemed)
+        redeem(session, credential).addCallback(self._message_redeemed)
 
     def _message_redeemed(self, failure):
         session = self.session
         if not session.connected or session.closing:
+            if session.resume_token is not None:  # never sent: no one's
+                session.server.tickets.forget(session.resume_token)
+                session.resume_token = None
             return
         if failure is not None:
             self.queued = None
@@ -183,13 +241,17 @@ class TicketCheck:
         session.become_ready(queued)
 
 
-def _ticket_of(text):
-    """The ticket of an auth message's ``text``, or None when it is not one."""
+def _credential_of(text):
+    """The credential of an auth message's ``text``, or None when it is not
+    one."""
     try:
         document = decode_json(text)
     except JSONError:
         return None
     if not isinstance(document, dict) or document.get("type") != "auth":
         return None
-    ticket = document.get("ticket")
-    return ticket if isinstance(ticket, str) else None
+    for kind in ("ticket", "resume"):
+        value = document.get(kind)
+        if isinstance(value, str):
+            return kind, value
+    return None

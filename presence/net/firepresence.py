@@ -8,6 +8,7 @@ reasons in its close record."""
 
 from ..firepresence.connection import FirepresenceConnection
 from ..firepresence.handshake import FirepresenceAccepted, firepresence_handshake
+from .authentication import credential_in_token
 from .session import Session
 
 __all__ = ["FirepresenceSession"]
@@ -27,7 +28,8 @@ class FirepresenceSession(Session):
         if outcome.auth_token is None or self.server.tickets is None:
             self._accept(outcome, rest, False)
         else:
-            self.redeem_before_answering(outcome.auth_token, self._accept, outcome, rest)
+            self.redeem_before_answering(credential_in_token(outcome.auth_token), self._accept,
+                                         outcome, rest)
 
     def _accept(self, outcome, rest, authenticated):
         settings = self.server.settings

@@ -137,17 +137,31 @@ class TicketStoreUnavailable(Exception):
 
 
 class ITicketRedeemer(Interface):
-    """Where sessions redeem their tickets."""
+    """Where sessions redeem their tickets and resume tokens."""
 
     issued = Attribute("Tickets issued by this node.")
     redeemed = Attribute("Tickets redeemed on this node.")
     refused = Attribute("Redemptions refused on this node (unknown, expired, used).")
+    resume_issued = Attribute("Resume tokens given to this node's sessions.")
+    resume_redeemed = Attribute("Resume tokens redeemed on this node.")
+    resume_refused = Attribute("Resume tokens refused on this node (unknown, expired, used).")
 
-    def redeem(ticket):
+    def redeem(ticket, client_ip=None):
         """A Deferred firing with the redeemed ticket (``account``,
-        ``attributes``, ``channels``, ``ip``), or None when it is unknown,
-        expired or already used; failing with TicketStoreUnavailable when
-        the store cannot answer."""
+        ``attributes``, ``channels``, ``ip``, and ``resume``: the new
+        session's resume token bound to ``client_ip``, or None), or None
+        when it is unknown, expired or already used; failing with
+        TicketStoreUnavailable when the store cannot answer."""
+
+    def resume(token, client_ip=None):
+        """The same for a resume token: its ticket's ``ip`` is the address
+        the token is bound to."""
+
+    def ended(token):
+        """The session given the resume token ``token`` ended."""
+
+    def forget(token):
+        """The session given ``token`` was refused: forget the token."""
 
 
 class IProtocolConnection(Interface):

@@ -29,7 +29,7 @@ from ..wire.events import (
     ProtocolError,
     TextMessage,
 )
-from .authentication import AUTH_FAILURES, TicketCheck
+from .authentication import AUTH_FAILURES, TicketCheck, ended
 from .interfaces import ISession, SessionState
 from .ratelimit import RateLimitedPeer
 from .server import QUANTUM
@@ -58,6 +58,8 @@ class Session(RateLimitedPeer):
         "id", "state", "path", "origin", "user_agent", "subprotocol",
         "extensions", "opened_at", "events", "messages_in", "close_record", "account",
         "attributes", "allowed_channels", "ip_mismatch", "ticket_check",
+        # The resume token its welcome gives (docs/tickets.md), or None.
+        "resume_token",
         # The events it waits for its turn with, and whether it read more meanwhile.
         "_waiting", "_read_later",
         # The IP the session is counted under (--max-connections-per-ip).
@@ -83,6 +85,7 @@ class Session(RateLimitedPeer):
         self.ip_mismatch = False
         #: The TicketCheck while a ticket is being waited for or redeemed.
         self.ticket_check = None
+        self.resume_token = None
         self._waiting = None
         self._read_later = False
         #: The client IP this connection counts against for
@@ -117,11 +120,12 @@ class Session(RateLimitedPeer):
         self.transport.write(response)
         self._close_transport(False)
 
-    def redeem_before_answering(self, ticket, accept, outcome, rest):
-        """The handshake carried a ticket: redeem it, then ``accept(outcome,
+    def redeem_before_answering(self, credential, accept, outcome, rest):
+        """The handshake carried a ticket or resume token (``credential``,
+        presence/net/authentication.py): redeem it, then ``accept(outcome,
         rest, True)``, or refuse with the failure's HTTP status."""
         self.ticket_check = TicketCheck(self)
-        self.ticket_check.before_answering(ticket, accept, outcome, rest)
+        self.ticket_check.before_answering(credential, accept, outcome, rest)
 
     def open(self, connection, response, rest, authenticated):
         """Write the handshake's answer ``response`` and open the session on
@@ -160,8 +164,10 @@ class Session(RateLimitedPeer):
         self.state = READY
         server.deadlines.discard(self)
         if self.account is not None:
-            self.send_document({"type": "welcome", "session": self.id,
-                                "account": self.account})
+            welcome = {"type": "welcome", "session": self.id, "account": self.account}
+            if self.resume_token is not None:
+                welcome["resume"] = self.resume_token
+            self.send_document(welcome)
         server.session_ready(self)
         if queued:
             handler = server.handler
@@ -331,8 +337,10 @@ class Session(RateLimitedPeer):
         self.ticket_check = None
         self._waiting = None
         if self.id is None:
+            ended(self)
             return  # refused at the handshake: never a session
         record = self.connection.connection_lost()
         record.duration = server.clock.seconds() - self.opened_at
         self.close_record = record
+        ended(self, record)
         server.session_closed(self, record, was_ready)

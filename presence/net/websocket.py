@@ -15,12 +15,17 @@ from .session import Session
 __all__ = ["WebSocketSession"]
 
 
-def _ticket_in(path):
-    """The ``ticket`` query parameter of a request target, or None."""
-    if "ticket=" not in path:
+def _credential_in(path):
+    """The ``ticket`` (or ``resume``) query parameter of a request target,
+    as a credential (presence/net/authentication.py), or None."""
+    if "ticket=" not in path and "resume=" not in path:
         return None
-    values = parse_qs(urlsplit(path).query).get("ticket")
-    return values[0] if values else None
+    query = parse_qs(urlsplit(path).query)
+    for kind in ("ticket", "resume"):
+        values = query.get(kind)
+        if values:
+            return kind, values[0]
+    return None
 
 
 class WebSocketSession(Session):
@@ -35,11 +40,11 @@ class WebSocketSession(Session):
         if outcome.__class__ is Rejected:
             self.refuse(outcome.kind, outcome.response)
             return
-        ticket = _ticket_in(outcome.path) if server.tickets is not None else None
-        if ticket is None:
+        credential = _credential_in(outcome.path) if server.tickets is not None else None
+        if credential is None:
             self._accept(outcome, rest, False)
         else:
-            self.redeem_before_answering(ticket, self._accept, outcome, rest)
+            self.redeem_before_answering(credential, self._accept, outcome, rest)
 
     def _accept(self, outcome, rest, authenticated):
         settings = self.server.settings

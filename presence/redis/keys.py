@@ -17,6 +17,11 @@ Keys (``P`` is the prefix):
 - ``P node:NODE:reaped``: string, set when another node reaped it
 - ``P members:CHANNEL``: hash, session id -> account
 - ``P ticket:SHA256``: string, a ticket's JSON, until redeemed or expired
+- ``P resume:SHA256``: string, a resume token's ``NODE\nIP\nTICKET-JSON``
+  (NODE empty once its session ended), until redeemed or expired
+- ``P node:NODE:resumable``: string, set while NODE's sessions' resume
+  tokens are redeemable: refreshed by its announcements, it outlives them
+  by ``--resume-ttl`` (so a dead node's tokens last that long after it)
 - ``P stream``: the Stream of what clients publish, for backends
 - ``P closes``, ``P closes:MINUTE``: recent session ends, counts by code
 - ``P reply:TOKEN``: a node's answers to a dashboard query
@@ -97,6 +102,21 @@ class PresenceKeys:
         """A ticket's key holds a SHA-256 of it, not the ticket: reading
         Redis (or its logs) gives nobody a usable ticket."""
         return "%sticket:%s" % (self.prefix, hashlib.sha256(ticket.encode("utf-8")).hexdigest())
+
+    def resume(self, token):
+        """A resume token's key, a SHA-256 of it as a ticket's
+        (presence/hub/tickets.py)."""
+        return "%sresume:%s" % (self.prefix, hashlib.sha256(token.encode("utf-8")).hexdigest())
+
+    def node_resumable(self, node):
+        """Set while ``node``'s sessions' resume tokens may be redeemed."""
+        head, tail = self.node_resumable_parts()
+        return head + node + tail
+
+    def node_resumable_parts(self):
+        """What comes before and after the node's id in its resumable key
+        (scripts.REDEEM finds the node in the token it redeems)."""
+        return self.prefix + "node:", ":resumable"
 
     def closes_minute(self, minute):
         return "%scloses:%d" % (self.prefix, minute)

@@ -7,8 +7,8 @@ key scheme); a script only joins a prefix to a channel, an account or a
 session where it walks records it was handed.
 """
 
-__all__ = ["APPLY", "ANNOUNCE", "CLAIM", "SWEEP", "PUBLISH_ONCE", "PUBLISH_RECORDED",
-           "READ_HISTORY"]
+__all__ = ["APPLY", "ANNOUNCE", "CLAIM", "SWEEP", "PUBLISH_ONCE", "REDEEM", "RESUME_ENDED",
+           "PUBLISH_RECORDED", "READ_HISTORY"]
 
 # A node's presence changes, in the order its sessions made them, as one
 # batch (presence/hub/writer.py): a subscribe storm costs one round trip
@@ -199,6 +199,68 @@ for i = 2, #ARGV, 2 do
 end
 redis.call('SET', KEYS[1], reached, 'KEEPTTL')
 return {1, reached}
+"""
+
+# A ticket or a resume token redeemed (taken: it works once), and, in the
+# same step, the session's new resume token stored (presence/hub/tickets.py;
+# docs/tickets.md, "Resume tokens"). A resume token's value is
+# "NODE\nIP\nTICKET": the node its session lives on (empty once the session
+# ended: then the key's own expiry is the token's --resume-ttl), the address
+# it is bound to, the original ticket's JSON. A token of a session that has
+# not ended is valid while its node's resumable key is there: the node's
+# announcements keep it, and it outlives the last by --resume-ttl, so a
+# dead node's tokens last that long after the cluster saw it die. No token
+# outlives the original ticket's issued_at plus the maximum age, on the
+# redeeming node's clock.
+# KEYS: the key redeemed, the new token's key, this node's resumable key.
+# ARGV: 'ticket' or 'resume', this node, the head and tail of a node's
+# resumable key, the address the new token is bound to, now (ms), the
+# maximum age (ms; 0: no new token), the seconds this node's resumable key
+# lives. Answers false (unknown, used, expired, of a dead node, too old), or
+# {ticket JSON, the address a resume token was bound to ('' for a ticket),
+# 1 when a new token was stored, else 0}.
+REDEEM = """
+local value = redis.call('GETDEL', KEYS[1])
+if not value then return false end
+local ticket, bound = value, ''
+if ARGV[1] == 'resume' then
+  local first = string.find(value, '\\n', 1, true)
+  if not first then return false end
+  local second = string.find(value, '\\n', first + 1, true)
+  if not second then return false end
+  local node = string.sub(value, 1, first - 1)
+  if node ~= '' and redis.call('EXISTS', ARGV[3] .. node .. ARGV[4]) == 0 then
+    return false
+  end
+  bound = string.sub(value, first + 1, second - 1)
+  ticket = string.sub(value, second + 1)
+end
+local max_age = tonumber(ARGV[7])
+local ok, data = pcall(cjson.decode, ticket)
+local left = 0
+if ok and type(data) == 'table' and type(data.issued_at) == 'number' then
+  left = math.floor(data.issued_at * 1000 + max_age - tonumber(ARGV[6]))
+end
+if ARGV[1] == 'resume' and left < 1 then return false end
+if max_age == 0 or left < 1 then return {ticket, bound, 0} end
+redis.call('SET', KEYS[2], ARGV[2] .. '\\n' .. ARGV[5] .. '\\n' .. ticket, 'PX', left, 'NX')
+redis.call('SET', KEYS[3], '1', 'EX', tonumber(ARGV[8]), 'NX')
+return {ticket, bound, 1}
+"""
+
+# A session ended: its resume token (if still there and still of this node)
+# is valid for --resume-ttl from now, and never past its maximum age (the
+# key's expiry). KEYS: the token's key. ARGV: the node, --resume-ttl (ms).
+# Answers 1 when the token was there.
+RESUME_ENDED = """
+local value = redis.call('GET', KEYS[1])
+if not value then return 0 end
+local cut = string.find(value, '\\n', 1, true)
+if not cut or string.sub(value, 1, cut - 1) ~= ARGV[1] then return 0 end
+local left = redis.call('PTTL', KEYS[1])
+if left < 1 then return 0 end
+redis.call('SET', KEYS[1], string.sub(value, cut), 'PX', math.min(left, tonumber(ARGV[2])))
+return 1
 """
 
 # A publish to channels of which some keep a history (--history), under a

@@ -19,6 +19,14 @@ def _pairs(flat):
     return dict(zip(flat[0::2], flat[1::2])) if flat else {}
 
 
+def _redeemed(reply):
+    """scripts.REDEEM's answer: None, or (ticket JSON, bound address, stored)."""
+    if not reply:
+        return None
+    ticket, bound, stored = reply
+    return ticket, bound or None, int(stored) == 1
+
+
 class PresenceStore:
     """``engine``: a RedisEngine; ``keys``: the PresenceKeys of the prefix."""
 
@@ -40,10 +48,40 @@ class PresenceStore:
         return self.execute("SET", self.keys.ticket(ticket), value, "EX", ttl, "NX").addCallback(
             lambda reply: reply == "OK")
 
-    def take_ticket(self, ticket):
-        """GETDEL: the ticket's value, removed in the same step, so that two
-        nodes redeeming it at once cannot both succeed (Redis >= 6.2)."""
-        return self.execute("GETDEL", self.keys.ticket(ticket))
+    def redeem(self, kind, credential, node, new_token=None, ip=None, now=0.0, max_age=0,
+               resumable_ttl=1):
+        """Take a ticket (``kind`` "ticket") or a resume token ("resume")
+        with GETDEL, so that two nodes redeeming it at once cannot both
+        succeed, and store the session's ``new_token`` (bound to ``ip``, on
+        ``node``) in the same step (scripts.REDEEM): ``max_age`` seconds
+        from the ticket's issued_at, ``now`` on the node's clock; no new
+        token without ``new_token`` or ``max_age``. Fires with None, or
+        ``(ticket JSON, the address a resume token was bound to or None,
+        whether the new token was stored)``."""
+        keys = self.keys
+        key = keys.ticket(credential) if kind == "ticket" else keys.resume(credential)
+        head, tail = keys.node_resumable_parts()
+        if not new_token:
+            new_token, max_age = "-", 0
+        return self.execute(
+            "EVAL", scripts.REDEEM, 3, key, keys.resume(new_token), keys.node_resumable(node),
+            kind, node, head, tail, ip or "", int(now * 1000), int(max_age * 1000),
+            resumable_ttl).addCallback(_redeemed)
+
+    def resume_ended(self, token, node, ttl):
+        """The session of ``token`` ended: the token is valid ``ttl`` more
+        seconds, never past its maximum age (scripts.RESUME_ENDED)."""
+        return self.execute("EVAL", scripts.RESUME_ENDED, 1, self.keys.resume(token), node,
+                            int(ttl * 1000))
+
+    def forget_resume(self, token):
+        """A resume token stored for a session that was then refused."""
+        return self.execute("DEL", self.keys.resume(token))
+
+    def keep_resumable(self, node, ttl):
+        """``node`` is alive: its sessions' resume tokens are redeemable for
+        ``ttl`` more seconds (refreshed with every announcement)."""
+        return self.execute("SET", self.keys.node_resumable(node), "1", "EX", ttl)
 
     # ---------------------------------------------------------- presence
 

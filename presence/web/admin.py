@@ -619,6 +619,12 @@ def prometheus(server, hub=None, dashboard=None):
     metric("presence_tickets_total", "counter", "Tickets issued, redeemed and refused.",
            [({"outcome": outcome}, getattr(tickets, outcome) if tickets is not None else 0)
             for outcome in ("issued", "redeemed", "refused")])
+    metric("presence_resume_tokens_total", "counter",
+           "Resume tokens given in welcomes (issued), redeemed and refused (unknown, used, "
+           "expired, past their maximum age).",
+           [({"outcome": outcome},
+             getattr(tickets, "resume_" + outcome) if tickets is not None else 0)
+            for outcome in ("issued", "redeemed", "refused")])
     metric("presence_auth_failures_total", "counter", "Tickets not accepted, by reason.",
            [({"reason": k}, v) for k, v in sorted(stats.auth_failures.items())])
     throttle = server.auth_throttle
