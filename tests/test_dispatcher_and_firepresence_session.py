@@ -38,9 +38,10 @@ class DispatchTests(Harness):
         self.assertEqual(transport.value(), (
             b"HTTP/1.1 426 Upgrade Required\r\n"
             b"Upgrade: websocket, firepresence/1.0\r\nConnection: Upgrade\r\n"
-            b"Content-Type: text/plain; charset=utf-8\r\nContent-Length: 70\r\n"
+            b"Content-Type: text/plain; charset=utf-8\r\nContent-Length: 119\r\n"
             b"Connection: close\r\n\r\n"
-            b"this port speaks WebSocket and firepresence: ask for one with Upgrade\n"))
+            b"this port speaks WebSocket, firepresence and SSE: ask for one with Upgrade, "
+            b"or GET /sse with Accept: text/event-stream\n"))
         self.assertTrue(transport.disconnecting)
         self.assertEqual(self.server.stats.handshakes_refused["no_upgrade"], 1)
 

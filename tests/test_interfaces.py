@@ -20,13 +20,15 @@ from presence.net.interfaces import (
     ITicketRedeemer,
     SessionHandler,
 )
+from presence.sse.connection import SSEConnection
 from presence.websocket.connection import ServerConnection
 
 from .helpers.framing import FIREPRESENCE, upgrade_request
 from .helpers.redis import RedisTestCase
 from .helpers.transports import Harness
 
-REQUESTS = {"websocket": upgrade_request(), "firepresence": FIREPRESENCE}
+REQUESTS = {"websocket": upgrade_request(), "firepresence": FIREPRESENCE,
+            "sse": b"GET /sse HTTP/1.1\r\nHost: h\r\nAccept: text/event-stream\r\n\r\n"}
 
 
 class SessionTests(Harness):
@@ -41,7 +43,7 @@ class SessionTests(Harness):
             self.assertTrue(verifyObject(ISession, session))
 
 
-@pytest.mark.parametrize("core", [ServerConnection, FirepresenceConnection])
+@pytest.mark.parametrize("core", [ServerConnection, FirepresenceConnection, SSEConnection])
 def test_every_protocol_core_provides_the_connection_interface(core):
     # The cores import nothing of Twisted or zope: they are checked, not declared.
     assert verifyClass(IProtocolConnection, core, tentative=True)

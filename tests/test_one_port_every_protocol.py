@@ -80,8 +80,9 @@ class OnePortTests(ServerTestCase):
             self.assertEqual(plain, (
                 b"HTTP/1.1 426 Upgrade Required\r\nUpgrade: websocket, firepresence/1.0\r\n"
                 b"Connection: Upgrade\r\nContent-Type: text/plain; charset=utf-8\r\n"
-                b"Content-Length: 70\r\nConnection: close\r\n\r\n"
-                b"this port speaks WebSocket and firepresence: ask for one with Upgrade\n"))
+                b"Content-Length: 119\r\nConnection: close\r\n\r\n"
+                b"this port speaks WebSocket, firepresence and SSE: ask for one with Upgrade, "
+            b"or GET /sse with Accept: text/event-stream\n"))
             version = await self.raw(FIREPRESENCE.replace(b"firepresence\r\n",
                                                           b"firepresence/2.0\r\n"))
             self.assertEqual(version, (

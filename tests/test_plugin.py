@@ -76,7 +76,7 @@ class PluginTests(TestCase):
             # twistd ends by re-raising the signal that stopped it.
             self.assertIn(process.returncode, (0, -signal.SIGTERM), output)
             self.assertIn("Server Shut Down.", output)
-            self.assertIn("WebSocket and firepresence on tcp:%d:interface=127.0.0.1" % ports[0],
+            self.assertIn("WebSocket, firepresence and SSE on tcp:%d:interface=127.0.0.1" % ports[0],
                           output)
             self.assertIn("closing 2 sessions", output)
         return run(clients()).addCallback(stopped)

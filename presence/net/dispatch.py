@@ -9,6 +9,9 @@ that the head asks for:
 
 - ``Upgrade: websocket`` goes to :class:`~presence.net.websocket.WebSocketSession`;
 - ``Upgrade: firepresence`` goes to :class:`~presence.net.firepresence.FirepresenceSession`;
+- ``GET /sse`` goes to :class:`~presence.net.sse.SSESession` (a stream of
+  Server-Sent Events), and SSE's plain requests (``POST /sse/ID/SECRET``,
+  the CORS preflights) to :class:`~presence.net.sse.SSERequests`;
 - a request that asks for none of them is answered ``426 Upgrade Required``
   with ``Upgrade: websocket, firepresence/1.0``;
 - a head that does not parse is answered ``400`` (or ``431``, ``505``);
@@ -36,10 +39,12 @@ from twisted.internet.protocol import Factory, Protocol
 
 from ..firepresence.handshake import UPGRADE as FIREPRESENCE_UPGRADE
 from ..firepresence.handshake import asks_for_firepresence
+from ..sse.handshake import REQUEST, STREAM_PATH, asks_for_sse
 from ..wire.clientip import counted_network
 from ..wire.httphead import HeadError, HeadReader, error_response, split_list
 from .firepresence import FirepresenceSession
 from .listening import nodelay_inherited
+from .sse import SSERequests, SSESession
 from .twisted_internals import (
     close_transport,
     hand_over,
@@ -64,8 +69,12 @@ def asks_for_websocket(head):
 #: One protocol the client port speaks: ``name`` as the 426 answer says it;
 #: ``asks(head)`` says whether a request head asks for it; ``session`` is its
 #: adapter, a Session subclass whose ``start(head, rest)`` answers the
-#: handshake; ``upgrade`` names it in the 426 answer's Upgrade field.
-ProtocolEntry = collections.namedtuple("ProtocolEntry", "name asks session upgrade")
+#: handshake; ``upgrade`` names it in the 426 answer's Upgrade field (None:
+#: it is no upgrade). ``requests``, for a protocol that also takes plain
+#: HTTP requests on the port (SSE's POSTs), is their handler, given the
+#: connections ``asks`` answers ``REQUEST`` for (None: it takes none).
+ProtocolEntry = collections.namedtuple("ProtocolEntry", "name asks session upgrade requests",
+                                       defaults=(None,))
 
 #: Every protocol of the client port, in the order a head is matched
 #: against them (docs/architecture.md: adding a protocol).
@@ -73,20 +82,24 @@ PROTOCOLS = (
     ProtocolEntry("WebSocket", asks_for_websocket, WebSocketSession, "websocket"),
     ProtocolEntry("firepresence", asks_for_firepresence, FirepresenceSession,
                   FIREPRESENCE_UPGRADE),
+    # After firepresence: an OPTIONS with Upgrade: firepresence is its.
+    ProtocolEntry("SSE", asks_for_sse, SSESession, None, SSERequests),
 )
 
-_UPGRADES = ", ".join(entry.upgrade for entry in PROTOCOLS)
-#: The protocols in words, for logs and answers ("WebSocket and firepresence").
-SPOKEN = " and ".join(entry.name for entry in PROTOCOLS)
+_UPGRADES = ", ".join(entry.upgrade for entry in PROTOCOLS if entry.upgrade)
+_NAMES = [entry.name for entry in PROTOCOLS]
+#: The protocols in words, for logs and answers ("WebSocket, firepresence
+#: and SSE").
+SPOKEN = ", ".join(_NAMES[:-1]) + " and " + _NAMES[-1] if len(_NAMES) > 1 else _NAMES[0]
 
 
 def choose_session(head):
-    """The session class a request head asks for, or ``None``."""
-    if "upgrade" not in head.index:
-        return None  # every protocol here is an upgrade: the common refusal, fast
+    """The class that takes the connection a request head asks for (a
+    session's, or a protocol's plain requests'), or ``None``."""
     for entry in PROTOCOLS:
-        if entry.asks(head):
-            return entry.session
+        asked = entry.asks(head)
+        if asked:
+            return entry.requests if asked == REQUEST else entry.session
     return None
 
 
@@ -183,7 +196,8 @@ class Dispatcher(Protocol):
         session_class = choose_session(head)
         if session_class is None:
             self._refuse("no_upgrade", error_response(
-                426, "this port speaks %s: ask for one with Upgrade" % SPOKEN,
+                426, "this port speaks %s: ask for one with Upgrade, or GET %s with "
+                "Accept: text/event-stream" % (SPOKEN, STREAM_PATH),
                 [("Upgrade", _UPGRADES), ("Connection", "Upgrade")]))
             return
         transport = self.transport
