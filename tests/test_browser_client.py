@@ -12,9 +12,10 @@ import signal
 
 from playwright.async_api import TimeoutError as PlaywrightTimeout
 from playwright.async_api import async_playwright
-from twisted.internet import defer
+from twisted.internet import defer, reactor
 
 from presence.client import PresenceClient
+from presence.redis.engine import RedisEngine
 
 from .helpers.browser import CHROMIUM, CHROMIUM_ARGS
 from .helpers.processes import NodeProcessesTestCase, free_port, start_node_process
@@ -40,9 +41,13 @@ class BrowserClientTestCase(NodeProcessesTestCase):
         self.api = PresenceClient(self.api_url, KEY, timeout=5.0, pool=self.pool)
         self.process = yield run(self.start_node())
 
+    #: More options for the node.
+    node_arguments = ()
+
     def start_node(self):
         return start_node_process(self, self.redis_url, self.client_port, self.api_port,
-                                  ["--demo", "--close-timeout", "2"], {"PRESENCE_API_KEY": KEY})
+                                  ["--demo", "--close-timeout", "2", *self.node_arguments],
+                                  {"PRESENCE_API_KEY": KEY})
 
     async def exited(self, process, timeout=30):
         await until(lambda: process.poll() is not None, timeout, "twistd stopped")
@@ -118,8 +123,8 @@ class DemoTests(BrowserClientTestCase):
             for page, old in zip((ann, bob), sessions):
                 await self.until(page, "window.demo.presence.state.state === 'open' && "
                                        "window.demo.presence.session !== %s" % js(old))
-                # A fresh ticket for every attempt: one at first, then more.
-                self.assertGreaterEqual(await page.evaluate("window.demo.tickets"), 2)
+                # Back with the last welcome's resume token: no ticket asked for.
+                self.assertEqual(await page.evaluate("window.demo.tickets"), 1)
             # Subscriptions were restored: presence and messages flow again.
             await self.sees_online(ann, "demo-bob")
             await self.sees_online(bob, "demo-ann")
@@ -147,7 +152,8 @@ class ReconnectTests(BrowserClientTestCase):
             await wait(self.api.disconnect(session=first, code=1011, reason="try again"))
             await self.until(page, "window.demo.presence.state.state === 'open' && "
                                    "window.demo.presence.session !== %s" % js(first))
-            self.assertEqual(await page.evaluate("window.demo.tickets"), 2)
+            # Back with its resume token: no ticket asked for.
+            self.assertEqual(await page.evaluate("window.demo.tickets"), 1)
             closed = await page.evaluate("window.demo.states.find(s => s.code === 1011)")
             self.assertEqual((closed["state"], closed["reason"], closed["willRetry"]),
                              ("closed", "try again", True))
@@ -162,12 +168,14 @@ class ReconnectTests(BrowserClientTestCase):
             # that, and a wake-up event must not bring it back either.
             await page.evaluate("window.dispatchEvent(new Event('online'))")
             await page.wait_for_timeout(2000)
-            self.assertEqual(await page.evaluate("window.demo.tickets"), 2)
+            self.assertEqual(await page.evaluate("window.demo.tickets"), 1)
             self.assertEqual(await page.evaluate("window.demo.presence.state.state"), "closed")
             self.assertEqual(await wait(self.api.presence()), [])
-            # The application may connect again on purpose.
+            # The application may connect again on purpose: the kick took the
+            # session's resume token away (4401), so with a ticket.
             await page.evaluate("window.demo.presence.connect()")
             await self.until(page, "window.demo.presence.state.state === 'open'")
+            self.assertEqual(await page.evaluate("window.demo.tickets"), 2)
 
         return run(self.browse(scenario))
 
@@ -230,3 +238,83 @@ class ClientAPITests(BrowserClientTestCase):
                              ["chat"])
 
         return run(self.browse(scenario))
+
+
+class ResumeTests(BrowserClientTestCase):
+    node_arguments = ("--history", "demo:*=100,300")
+
+    def test_after_a_restart_the_page_comes_back_without_a_ticket_and_shows_what_it_missed(self):
+        async def scenario(context):
+            # Another node on the same Redis, for the backend to publish
+            # through while the page's node is down.
+            other_api = free_port()
+            await start_node_process(self, self.redis_url, free_port(), other_api,
+                                     ["--history", "demo:*=100,300"], {"PRESENCE_API_KEY": KEY})
+            backend = PresenceClient("http://127.0.0.1:%d" % other_api, KEY, timeout=5.0,
+                                     pool=self.pool)
+            page = await self.open_demo(context, "demo-fay")
+            first = await page.evaluate("window.demo.presence.session")
+            await wait(self.api.publish("demo:lobby", {"from": "backend", "text": "before"}))
+            await self.received(page, "before")
+
+            self.process.terminate()
+            await self.exited(self.process)
+            await self.until(page, "window.demo.states.some(s => s.state === 'closed' "
+                                   "&& s.code === 1001 && s.willRetry)")
+            missed = ["meanwhile %d" % n for n in range(1, 4)]
+            for text in missed:
+                await wait(backend.publish("demo:lobby", {"from": "backend", "text": text}))
+            self.process = await self.start_node()
+
+            await self.until(page, "window.demo.presence.state.state === 'open' && "
+                                   "window.demo.presence.session !== %s" % js(first))
+            for text in missed:
+                await self.received(page, text)
+            self.assertEqual(await page.evaluate("window.demo.tickets"), 1)  # getTicket once
+            self.assertEqual([m["text"] for m in await page.evaluate("window.demo.messages")],
+                             ["before", *missed])
+            subscription = await page.evaluate(
+                "window.demo.presence.subscription('demo:lobby')")
+            self.assertEqual((subscription["recovered"], subscription["offset"]), (True, 4))
+            for text in missed:
+                await self.until(page, "document.getElementById('log').textContent"
+                                       ".includes(%s)" % js("backend: " + text))
+
+        return run(self.browse(scenario))
+
+    def test_a_refused_token_falls_back_to_get_ticket_and_a_lost_history_is_told(self):
+        async def scenario(context):
+            page = await self.open_demo(context, "demo-gus")
+            await wait(self.api.publish("demo:lobby", {"from": "backend", "text": "one"}))
+            await self.received(page, "one")
+            await page.evaluate("""() => {
+                window.failed = [];
+                window.demo.presence.on("recovery-failed", (e) => window.failed.push(e));
+            }""")
+            first = await page.evaluate("window.demo.presence.session")
+            # Redis forgets everything (tokens, history) and the node restarts.
+            self.process.terminate()
+            await self.exited(self.process)
+            await wait(self.engine_flushall())
+            self.process = await self.start_node()
+            await self.until(page, "window.demo.presence.state.state === 'open' && "
+                                   "window.demo.presence.session !== %s" % js(first))
+            # The token was refused (4401): the page asked for a ticket.
+            self.assertEqual(await page.evaluate("window.demo.tickets"), 2)
+            refused = await page.evaluate("window.demo.states.find(s => s.code === 4401)")
+            self.assertEqual((refused["reason"], refused["willRetry"], refused["retryIn"]),
+                             ("invalid, expired or already used resume token", True, 0))
+            await self.until(page, "window.failed.length === 1")
+            failed = await page.evaluate("window.failed[0]")
+            self.assertEqual((failed["channel"], failed["previous"]["offset"]), ("demo:lobby", 1))
+            self.assertNotEqual(failed["epoch"], failed["previous"]["epoch"])
+            subscription = await page.evaluate(
+                "window.demo.presence.subscription('demo:lobby')")
+            self.assertFalse(subscription["recovered"])
+
+        return run(self.browse(scenario))
+
+    def engine_flushall(self):
+        engine = RedisEngine(self.redis_url, reactor, timeout=2)
+        self.addCleanup(engine.disconnect)
+        return engine.execute("FLUSHALL")

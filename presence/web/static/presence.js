@@ -7,13 +7,17 @@
 //   });
 //   presence.on("state", (s) => console.log(s.state, s.code, s.reason));
 //   presence.subscribe("room:lobby", (data) => console.log(data), {presence: true});
+//   presence.on("recovery-failed", ({channel}) => reloadStateOf(channel));
 //   presence.connect();
+//
+// A reconnect first uses the resume token of the last welcome (no call to
+// getTicket), and recovers what each history channel published meanwhile.
 
 /** Close codes after which the client does not reconnect by itself. */
 export function shouldRetry(code) {
   if (code === 1000) return false; // the server ended the session on purpose
   if (code === 1008) return false; // policy violation
-  if (code === 4403) return false; // ticket issued for another IP address
+  if (code === 4403) return false; // ticket issued for another IP address (a resume token's: see _open)
   if (code >= 4000 && code <= 4099) return false; // kicked by the application
   return true; // 1001 going away, 1006, 1011-1013, 4401, 4408, 4503, ...
 }
@@ -40,7 +44,8 @@ export class Presence {
     this._timer = null; // reconnect delay, connect timeout
     this._stopped = true;
     this._listeners = {}; // event -> Set of functions
-    this._channels = new Map(); // channel -> {handler, presence}
+    this._channels = new Map(); // channel -> {handler, presence, epoch, offset, recovered}
+    this._resume = null; // the last welcome's resume token, until used or refused
     this._pending = []; // {type, channel, id, resolve, reject}
     this._pingId = 0;
     this._wake = () => this._onWake();
@@ -48,8 +53,8 @@ export class Presence {
 
   // ------------------------------------------------------------ events
 
-  /** on("state" | "welcome" | "subscribed" | "message" | "join" | "leave" |
-   *  "error", fn): returns a function that removes fn. */
+  /** on("state" | "welcome" | "subscribed" | "recovery-failed" | "message" |
+   *  "join" | "leave" | "error", fn): returns a function that removes fn. */
   on(event, fn) {
     (this._listeners[event] ||= new Set()).add(fn);
     return () => this._listeners[event].delete(fn);
@@ -80,6 +85,7 @@ export class Presence {
   /** Close for good: no reconnect until connect() is called again. */
   close(code = 1000, reason = "closed by the client") {
     this._stopped = true;
+    this._resume = null; // e.g. a logout: the next connect() needs a ticket
     this._watchWakes(false);
     clearTimeout(this._timer);
     const ws = this._ws;
@@ -103,6 +109,15 @@ export class Presence {
     this._setState("connecting");
     const generation = (this._generation = (this._generation || 0) + 1);
     this._timer = setTimeout(() => this._drop(1006, "connect timeout"), this.options.connectTimeout);
+    if (this._resume) {
+      // The last session's resume token: a new session without asking the
+      // backend. Sent in the first message, not the URL (kept out of logs;
+      // and a refusal is a close code the page sees, not a failed handshake).
+      const token = this._resume;
+      const ws = this._attach(new URL(this.options.url), true);
+      ws.onopen = () => ws.send(JSON.stringify({ type: "auth", resume: token }));
+      return;
+    }
     let ticket;
     try {
       ticket = await this.options.getTicket();
@@ -119,14 +134,29 @@ export class Presence {
     }
     const url = new URL(this.options.url);
     url.searchParams.set("ticket", ticket);
+    this._attach(url, false);
+  }
+
+  _attach(url, resuming) {
     const WebSocketClass = this.options.WebSocket || WebSocket;
     const ws = (this._ws = new WebSocketClass(url.href));
     ws.onmessage = (event) => this._onMessage(event.data);
     ws.onclose = (event) => {
       if (ws !== this._ws) return;
+      const welcomed = this.state.state === "open";
       this._detach();
+      if (resuming && !welcomed && (event.code === 4401 || event.code === 4403)) {
+        // The token was refused (used, expired, another address): ask the
+        // backend for a ticket now.
+        this._resume = null;
+        clearTimeout(this._timer);
+        this._setState("closed", event.code, event.reason, true, 0);
+        this._timer = setTimeout(() => this._open(), 0);
+        return;
+      }
       this._closed(event.code, event.reason, true);
     };
+    return ws;
   }
 
   /** Give up on the current socket without waiting for its closing
@@ -141,7 +171,7 @@ export class Presence {
   _detach() {
     this._generation = (this._generation || 0) + 1; // forget a getTicket() in flight
     if (this._ws) {
-      this._ws.onmessage = this._ws.onclose = null;
+      this._ws.onmessage = this._ws.onclose = this._ws.onopen = null;
       this._ws = null;
     }
     for (const request of this._pending.splice(0)) {
@@ -219,12 +249,14 @@ export class Presence {
       clearTimeout(this._timer);
       this.session = message.session;
       this.account = message.account;
+      this._resume = message.resume || null; // the next reconnect's, single-use
       this.attempt = 0;
       this._setState("open");
       this._emit("welcome", message);
       for (const [name, subscription] of this._channels) this._sendSubscribe(name, subscription);
     } else if (type === "message") {
       const subscription = this._channels.get(channel);
+      if (subscription && typeof message.offset === "number") subscription.offset = message.offset;
       if (subscription && subscription.handler) {
         try { subscription.handler(message.data, message); } catch (error) { console.error(error); }
       }
@@ -236,6 +268,7 @@ export class Presence {
         (r) => { const error = new Error(message.reason); error.detail = message; r.reject(error); });
       this._emit("error", message);
     } else if (type === "subscribed") {
+      this._subscribed(message);
       this._settle((r) => r.type === type && r.channel === channel, (r) => r.resolve(message));
       this._emit("subscribed", message);
     } else if (type === "pong") {
@@ -246,8 +279,36 @@ export class Presence {
     }
   }
 
+  // A history channel's subscription: its epoch, and the offset of the last
+  // publication seen (recovered from after a reconnect).
+  _subscribed(message) {
+    const subscription = this._channels.get(message.channel);
+    if (!subscription || message.epoch === undefined) return;
+    const previous = { epoch: subscription.epoch, offset: subscription.offset };
+    subscription.recovered = message.recovered === undefined ? null : message.recovered;
+    subscription.epoch = message.epoch;
+    // Recovered: the missed publications follow, each advancing the offset.
+    if (message.recovered !== true) subscription.offset = message.offset;
+    if (message.recovered === false) {
+      this._emit("recovery-failed", { channel: message.channel, epoch: message.epoch,
+        offset: message.offset, previous });
+    }
+  }
+
+  /** What the client knows of a subscription: {channel, epoch, offset,
+   *  recovered} (epoch and offset null for a channel without history;
+   *  recovered: true or false after a reconnect's recovery, else null). */
+  subscription(channel) {
+    const s = this._channels.get(channel);
+    if (!s) return null;
+    return { channel, epoch: s.epoch, offset: s.offset, recovered: s.recovered };
+  }
+
   _sendSubscribe(channel, subscription) {
     const message = { type: "subscribe", channel, presence: subscription.presence };
+    if (subscription.epoch != null && subscription.offset != null) {
+      message.recover = { epoch: subscription.epoch, offset: subscription.offset };
+    }
     return this._request(message, "subscribed", channel).then(subscription.resolve, (error) => {
       if (!error.detail) return; // disconnected: sent again after the next welcome
       // Refused (e.g. not allowed by the ticket): not asked again.
@@ -263,7 +324,8 @@ export class Presence {
     let resolve, reject;
     const done = new Promise((res, rej) => { resolve = res; reject = rej; });
     done.catch(() => {}); // a refusal is also emitted as "error"
-    const subscription = { handler, presence: !!presence, resolve, reject };
+    const subscription = { handler, presence: !!presence, resolve, reject,
+      epoch: null, offset: null, recovered: null };
     this._channels.set(channel, subscription);
     if (this.state.state === "open") this._sendSubscribe(channel, subscription);
     return done;
