@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Installs everything the tests need (Debian's Chromium, a venv with Presence
-# and its test dependencies), then runs every test.
+# Installs everything the tests need (Debian's Chromium and nginx, a venv with
+# Presence and its test dependencies), then runs every test.
 # Usage: scripts/test.sh [pytest arguments]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -9,6 +9,13 @@ if [ ! -x "${PRESENCE_CHROMIUM:-/usr/bin/chromium}" ]; then
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium > /dev/null
+fi
+# The SSE fallback is tested through a stock nginx (tests/helpers/nginx.py;
+# PRESENCE_NGINX overrides the path).
+if [ ! -x "${PRESENCE_NGINX:-/usr/sbin/nginx}" ]; then
+  SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq nginx > /dev/null
 fi
 PYTHON="${PYTHON:-python3}"
 if [ ! -x .venv/bin/python ]; then

@@ -29,13 +29,21 @@ const DEFAULTS = {
   pingTimeout: 5000, // a liveness ping unanswered this long: reconnect, ms
 };
 
+// The transports, and when to try WebSocket again after falling back to
+// Server-Sent Events (docs/clients.md, "Transports").
+const TRANSPORT_DEFAULTS = {
+  transports: ["websocket", "sse"], // the order tried, and what is allowed
+  wsRetryAfter: 600000, // after a fallback, WebSocket again at the next full reconnect past this, ms
+};
+
 export class Presence {
   constructor(options) {
     if (!options || !options.url || typeof options.getTicket !== "function") {
       throw new TypeError("Presence needs {url, getTicket}");
     }
     new URL(options.url); // throws now on a URL that could never work
-    this.options = Object.assign({}, DEFAULTS, options);
+    this.options = Object.assign({}, DEFAULTS, TRANSPORT_DEFAULTS, options);
+    this._chooseTransports();
     this.state = { state: "closed", code: null, reason: "not connected", willRetry: false };
     this.session = null;
     this.account = null;
@@ -180,6 +188,7 @@ export class Presence {
   }
 
   _closed(code, reason, mayRetry) {
+    if (mayRetry && this._fallBack()) return;
     clearTimeout(this._timer);
     this.session = null;
     const retry = mayRetry && !this._stopped && (code === null || shouldRetry(code));
@@ -217,6 +226,63 @@ export class Presence {
     return answer.then(
       () => { clearTimeout(timer); return performance.now() - started; },
       (error) => { clearTimeout(timer); throw error; });
+  }
+
+  // -------------------------------------------------------- transports
+
+  /** Every socket an attempt opens is made by options.WebSocket: from here
+   *  on, by this chooser, which makes a WebSocket (the one given, or the
+   *  browser's) or an SSESocket. */
+  _chooseTransports() {
+    const WebSocketClass = this.options.WebSocket || globalThis.WebSocket;
+    const presence = this;
+    this.transport = null; // "websocket" or "sse" once a socket was made
+    this._fellBackAt = null; // when SSE last worked where WebSocket had failed
+    this._fallingBack = false; // the next socket is SSE, after a WebSocket failed
+    this.options.WebSocket = function ChosenSocket(url) {
+      return presence._socket(new URL(url), WebSocketClass);
+    };
+  }
+
+  /** The socket for this attempt: a WebSocket, or the same session over
+   *  Server-Sent Events and POSTs (SSESocket) once WebSocket failed on this
+   *  page, until wsRetryAfter has passed. `url` is the WebSocket URL (with
+   *  its ticket, if the credential is not sent in the first message). */
+  _socket(url, WebSocketClass) {
+    const allowed = this.options.transports;
+    const fallingBack = this._fallingBack;
+    this._fallingBack = false;
+    const sse = allowed.includes("sse") && (!allowed.includes("websocket") || fallingBack ||
+      (this._fellBackAt != null && Date.now() - this._fellBackAt < this.options.wsRetryAfter));
+    this._setTransport(sse ? "sse" : "websocket");
+    this._connectingOver = this.transport;
+    if (!sse) return new WebSocketClass(url.href);
+    const stream = new URL(url.href);
+    stream.protocol = url.protocol === "wss:" ? "https:" : "http:";
+    stream.pathname = url.pathname.replace(/[^/]*$/, "sse");
+    const socket = new SSESocket(stream.href, this.options.fetch || fetch.bind(globalThis));
+    // Remembered once SSE worked: a WebSocket that failed because the
+    // server was down (SSE then fails too) is tried first again.
+    if (fallingBack) socket.onwelcome = () => { this._fellBackAt = Date.now(); };
+    return socket;
+  }
+
+  _setTransport(transport) {
+    if (this.transport === transport) return;
+    this.transport = transport;
+    this._emit("transport", transport);
+  }
+
+  /** A WebSocket that did not open, or brought no welcome within
+   *  connectTimeout: try SSE at once, with a fresh credential (remembered
+   *  once it brings its welcome). */
+  _fallBack() {
+    if (this._connectingOver !== "websocket" || this._stopped) return false;
+    if (this.state.state !== "connecting" || !this.options.transports.includes("sse")) return false;
+    this._connectingOver = null;
+    this._fallingBack = true;
+    this._open();
+    return true;
   }
 
   // ---------------------------------------------------------- messages
@@ -348,5 +414,144 @@ export class Presence {
   members(channel) {
     return this._request({ type: "members", channel }, "members", channel)
       .then((answer) => answer.members);
+  }
+}
+
+/** What a refused stream's status means, as the close code a refused
+ *  session gets after a WebSocket handshake (docs/close-codes.md). */
+const STREAM_REFUSALS = { 401: 4401, 403: 4403, 429: 4429, 503: 4503 };
+
+/** One Presence session over Server-Sent Events (downstream) and POSTs
+ *  (upstream), shaped like the WebSocket the client otherwise uses: send(),
+ *  close(), onopen, onmessage, onclose (docs/protocol.md, "SSE"). The
+ *  stream is read with fetch, not EventSource: a refusal's status says why
+ *  (a used resume token is 4401, not a lost connection), and nothing
+ *  reconnects behind the client's back with a used ticket. Messages sent in
+ *  one turn go out as one POST, and POSTs go one after another, in order. */
+export class SSESocket {
+  constructor(url, fetchFunction) {
+    this.url = url;
+    this.onopen = this.onmessage = this.onclose = this.onwelcome = null;
+    this._fetch = fetchFunction;
+    this._abort = null; // the stream's AbortController once asked for
+    this._send = null; // the welcome's path, as a URL
+    this._outbox = [];
+    this._posting = Promise.resolve();
+    this._ended = false;
+    const params = new URL(url).searchParams;
+    if (params.has("ticket") || params.has("resume")) {
+      this._stream(url);
+    } else {
+      // The credential comes in the first message, once "open" (as over
+      // WebSocket); the stream is asked for with it in its URL.
+      setTimeout(() => { if (!this._ended && this.onopen) this.onopen(); }, 0);
+    }
+  }
+
+  async _stream(url) {
+    const abort = (this._abort = new AbortController());
+    let response;
+    try {
+      response = await this._fetch(url, {
+        headers: { Accept: "text/event-stream" }, cache: "no-store", signal: abort.signal,
+      });
+      if (response.status !== 200) {
+        const reason = (await response.text()).trim();
+        this._end(STREAM_REFUSALS[response.status] || 1006,
+          reason || `the event stream was answered ${response.status}`);
+        return;
+      }
+      const reader = response.body.getReader();
+      const decoder = new TextDecoder();
+      let buffer = "";
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done || this._ended) break;
+        buffer += decoder.decode(value, { stream: true }).replace(/\r\n/g, "\n");
+        let end;
+        while (!this._ended && (end = buffer.indexOf("\n\n")) >= 0) {
+          const block = buffer.slice(0, end);
+          buffer = buffer.slice(end + 2);
+          this._event(block);
+        }
+      }
+    } catch (_) { /* failed, or aborted by _end */ }
+    this._end(1006, "the event stream ended without a close event");
+  }
+
+  /** One event block: comments (the padding, heartbeats) and ids skipped. */
+  _event(block) {
+    let name = "message";
+    const data = [];
+    for (const line of block.split("\n")) {
+      if (line.startsWith("data:")) data.push(line.slice(line[5] === " " ? 6 : 5));
+      else if (line.startsWith("event:")) name = line.slice(6).trim();
+    }
+    if (!data.length) return;
+    const text = data.join("\n");
+    if (name === "message") {
+      if (!this._send) {
+        try {
+          const message = JSON.parse(text);
+          if (message.type === "welcome" && message.send) {
+            this._send = new URL(message.send, this.url).href;
+            if (this.onwelcome) this.onwelcome();
+          }
+        } catch (_) { /* not the welcome */ }
+      }
+      if (this.onmessage) this.onmessage({ data: text });
+    } else if (name === "ping") {
+      // The server's heartbeat: answered, so that it measures the round trip.
+      try { this.send(JSON.stringify({ type: "pong", id: JSON.parse(text).id })); } catch (_) { /* ignored */ }
+    } else if (name === "close") {
+      let message = {};
+      try { message = JSON.parse(text); } catch (_) { /* no code */ }
+      this._end(message.code ?? 1005, message.reason || "");
+    }
+  }
+
+  send(text) {
+    if (this._ended) return;
+    if (!this._abort) {
+      // The first message, {"type": "auth", ...}: its credential opens the stream.
+      let credential = {};
+      try { credential = JSON.parse(text); } catch (_) { /* not one */ }
+      const url = new URL(this.url);
+      for (const kind of ["ticket", "resume"]) {
+        if (typeof credential[kind] === "string") url.searchParams.set(kind, credential[kind]);
+      }
+      this._stream(url.href);
+      return;
+    }
+    if (!this._send) return;
+    this._outbox.push(text);
+    if (this._outbox.length === 1) this._posting = this._posting.then(() => this._flush());
+  }
+
+  _flush() {
+    const batch = this._outbox.splice(0);
+    if (!batch.length || !this._send) return undefined;
+    // text/plain: a "simple" request, so no CORS preflight precedes it.
+    return this._fetch(this._send, {
+      method: "POST", body: "[" + batch.join(",") + "]", headers: { "Content-Type": "text/plain" },
+    }).then((response) => {
+      if (response.status !== 202) this._end(1006, `a POST was answered ${response.status}`);
+    }, () => this._end(1006, "a POST failed"));
+  }
+
+  close(code = 1000, reason = "") {
+    if (this._ended) return;
+    if (this._send) {
+      this._outbox.push(JSON.stringify({ type: "close", code, reason }));
+      this._flush();
+    }
+    this._end(code, reason, false);
+  }
+
+  _end(code, reason, tell = true) {
+    if (this._ended) return;
+    this._ended = true;
+    if (this._abort) this._abort.abort();
+    if (tell && this.onclose) this.onclose({ code, reason });
   }
 }

@@ -1,0 +1,185 @@
+"""Through a real proxy that breaks WebSocket: Debian's nginx as a stock
+reverse proxy (``proxy_pass`` only: no ``Upgrade`` forwarded, buffering on,
+HTTP/1.0 to the upstream; tests/helpers/nginx.py) in front of a twistd node
+with one real Redis. WebSocket cannot get through it; SSE can, with its
+POSTs: a raw client, and the browser client (presence.js) in Chromium,
+which falls back to SSE by itself. Without the proxy the same page stays on
+WebSocket."""
+
+import asyncio
+import json
+import time
+
+import websockets
+from playwright.async_api import TimeoutError as PlaywrightTimeout
+from playwright.async_api import async_playwright
+from twisted.internet import defer
+
+from presence.client import PresenceClient
+
+from .helpers.browser import CHROMIUM, CHROMIUM_ARGS
+from .helpers.nginx import start_nginx
+from .helpers.processes import NodeProcessesTestCase, free_port, start_node_process
+from .helpers.sse import SSEStream, post
+from .helpers.waiting import run, until, wait
+
+KEY = "proxy-test-key"
+
+
+class ThroughAProxyTestCase(NodeProcessesTestCase):
+    @defer.inlineCallbacks
+    def setUp(self):
+        yield super().setUp()
+        self.client_port, self.api_port = free_port(), free_port()
+        self.api_url = "http://127.0.0.1:%d" % self.api_port
+        self.api = PresenceClient(self.api_url, KEY, timeout=5.0, pool=self.pool)
+        self.process = yield run(start_node_process(
+            self, self.redis_url, self.client_port, self.api_port, ["--demo"],
+            {"PRESENCE_API_KEY": KEY}))
+        self.proxy_port = yield run(start_nginx(self, self.client_port))
+
+    async def ticket(self, account, channels=("room:*",)):
+        return (await wait(self.api.issue_ticket(account, channels=list(channels))))["ticket"]
+
+
+class RawClientTests(ThroughAProxyTestCase):
+    def test_websocket_does_not_get_through_the_proxy(self):
+        async def scenario():
+            ticket = await self.ticket("ann")
+            with self.assertRaises(websockets.InvalidStatus) as refused:
+                await websockets.connect("ws://127.0.0.1:%d/?ticket=%s" % (self.proxy_port,
+                                                                          ticket))
+            # nginx dropped the Upgrade: the node saw a plain GET and said why.
+            self.assertEqual(refused.exception.response.status_code, 426)
+        return run(scenario())
+
+    def test_an_sse_client_gets_its_welcome_subscribes_by_post_and_receives_a_publish(self):
+        async def scenario():
+            ticket = await self.ticket("ann")
+            stream = await SSEStream.open(self.proxy_port, "/sse?ticket=" + ticket)
+            self.addCleanup(stream.close)
+            self.assertTrue(stream.status.startswith(b"HTTP/1.1 200"), stream.status)
+            self.assertEqual(stream.fields["content-type"], "text/event-stream")
+            welcome = await stream.next_of("welcome")
+            self.assertEqual(welcome["account"], "ann")
+            status, _ = await post(self.proxy_port, welcome["send"],
+                                   {"type": "subscribe", "channel": "room:1"})
+            self.assertTrue(status.startswith(b"HTTP/1.1 202"), status)
+            await stream.next_of("subscribed")
+            # The node shows it as an SSE session.
+            sessions = (await wait(self.api.account_presence("ann")))["sessions"]
+            self.assertEqual([s.get("protocol") for s in sessions], ["sse"])
+            started = time.monotonic()
+            await wait(self.api.publish("room:1", {"text": "through nginx"}))
+            message = await stream.next_of("message", timeout=1.0)
+            self.assertLess(time.monotonic() - started, 1.0)
+            self.assertEqual(message["data"], {"text": "through nginx"})
+            # A publish by POST reaches the backends' stream, answered on the stream.
+            await post(self.proxy_port, welcome["send"],
+                       {"type": "publish", "channel": "room:1", "data": {"n": 1}})
+            self.assertEqual((await stream.next_of("published"))["channel"], "room:1")
+            # A heartbeat-independent round trip: a ping POSTed, its pong on the stream.
+            await post(self.proxy_port, welcome["send"], {"type": "ping", "id": "x"})
+            self.assertEqual((await stream.next_of("pong"))["id"], "x")
+            # A wrong secret through the proxy: 404, nothing delivered.
+            status, body = await post(self.proxy_port, welcome["send"][:-3] + "abc",
+                                      {"type": "subscribe", "channel": "room:2"})
+            self.assertTrue(status.startswith(b"HTTP/1.1 404"), status)
+            # Closed by the server: an event: close, then the response ends.
+            await wait(self.api.disconnect(account="ann", code=4000, reason="bye"))
+            close = await stream.next_of("close")
+            self.assertEqual((close["code"], close["reason"]), (4000, "bye"))
+            self.assertEqual(stream.events[-1][0], "close")
+            with self.assertRaises(EOFError):
+                await stream.next_event()
+        return run(scenario())
+
+
+def js(value):
+    return json.dumps(value)
+
+
+class BrowserTests(ThroughAProxyTestCase):
+    async def browse(self, scenario):
+        async with async_playwright() as playwright:
+            browser = await playwright.chromium.launch(executable_path=CHROMIUM,
+                                                       args=CHROMIUM_ARGS)
+            try:
+                await scenario(await browser.new_context())
+            finally:
+                await browser.close()
+
+    async def open_demo(self, context, account, ws=None):
+        page = await context.new_page()
+        errors = []
+        page.on("pageerror", lambda error: errors.append(str(error)))
+        self.addCleanup(lambda: self.assertEqual(errors, []))
+        query = "account=%s" % account + ("&ws=%s" % ws if ws else "")
+        await page.goto("%s/demo?%s" % (self.api_url, query))
+        await self.until(page, "window.demo && window.demo.presence")
+        return page
+
+    async def until(self, page, expression, timeout=15000):
+        try:
+            await page.wait_for_function(expression, timeout=timeout)
+        except PlaywrightTimeout:
+            states = await page.evaluate("JSON.stringify(window.demo && window.demo.states)")
+            raise AssertionError("not within %d ms: %s\nstates: %s"
+                                 % (timeout, expression, states)) from None
+
+    def test_through_the_proxy_the_browser_client_falls_back_to_sse_by_itself(self):
+        async def scenario(context):
+            proxied = "ws://127.0.0.1:%d/" % self.proxy_port
+            page = await self.open_demo(context, "demo-ann", ws=proxied)
+            await self.until(page, "window.demo.presence.state.state === 'open' && "
+                                   "window.demo.presence.transport === 'sse'")
+            # Subscribed (with presence) over SSE: it sees itself online.
+            await self.until(page, "[...window.demo.online.values()].includes('demo-ann')")
+            sessions = (await wait(self.api.account_presence("demo-ann")))["sessions"]
+            self.assertEqual([s.get("protocol") for s in sessions], ["sse"])
+            # A backend's publish reaches it.
+            await wait(self.api.publish("demo:lobby", {"from": "backend", "text": "hi ann"}))
+            await self.until(page, "window.demo.messages.some(m => m.text === 'hi ann')")
+            # Its own publish goes to the backends (the demo backend relays
+            # it to the channel, so it comes back).
+            await page.fill("#text", "hello from sse")
+            await page.press("#text", "Enter")
+            await self.until(page, "window.demo.messages.some(m => m.text === 'hello from sse' "
+                                   "&& m.from === 'demo-ann')")
+            # An application-level ping: its pong comes back on the stream.
+            rtt = await page.evaluate("window.demo.presence.ping()")
+            self.assertLess(rtt, 1000)
+            # It stays on SSE for the page's life; past wsRetryAfter, the next
+            # reconnect tries WebSocket first again (which fails here again).
+            await page.evaluate("""() => {
+                const presence = window.demo.presence;
+                window.transports = [];
+                presence.on("transport", (t) => window.transports.push(t));
+                Object.assign(presence.options, {minDelay: 100, maxDelay: 200, wsRetryAfter: 0});
+            }""")
+            first = await page.evaluate("window.demo.presence.session")
+            await wait(self.api.disconnect(session=first, code=1011, reason="again"))
+            await self.until(page, "window.demo.presence.state.state === 'open' && "
+                                   "window.demo.presence.session !== %s" % js(first))
+            self.assertEqual(await page.evaluate("window.transports"), ["websocket", "sse"])
+            self.assertEqual(await page.evaluate("window.demo.presence.transport"), "sse")
+            # The server closes it (4000: the client does not reconnect).
+            await wait(self.api.disconnect(account="demo-ann", code=4000, reason="bye"))
+            await self.until(page, "window.demo.presence.state.state === 'closed' && "
+                                   "window.demo.presence.state.code === 4000")
+            self.assertEqual(await page.evaluate("window.demo.presence.state.reason"), "bye")
+        return run(self.browse(scenario))
+
+    def test_without_the_proxy_the_same_page_stays_on_websocket(self):
+        async def scenario(context):
+            direct = "ws://127.0.0.1:%d/" % self.client_port
+            page = await self.open_demo(context, "demo-bob", ws=direct)
+            await self.until(page, "window.demo.presence.state.state === 'open'")
+            await self.until(page, "[...window.demo.online.values()].includes('demo-bob')")
+            self.assertEqual(await page.evaluate("window.demo.presence.transport"), "websocket")
+            sessions = (await wait(self.api.account_presence("demo-bob")))["sessions"]
+            self.assertEqual([s.get("protocol") for s in sessions], ["websocket"])
+            await wait(self.api.publish("demo:lobby", {"from": "backend", "text": "hi bob"}))
+            await self.until(page, "window.demo.messages.some(m => m.text === 'hi bob')")
+            self.assertEqual(await page.evaluate("window.demo.presence.transport"), "websocket")
+        return run(self.browse(scenario))
