@@ -11,6 +11,7 @@ from twisted.internet import defer
 
 from presence.net.sse import SSERequests, SSESession
 from presence.sse.handshake import PADDING
+from presence.web.admin import prometheus
 from presence.websocket.handshake import HandshakeConfig
 from presence.wire.prepared import PreparedMessage
 
@@ -210,6 +211,22 @@ class UpstreamTests(SSETestCase):
                          {"type": "close", "code": 1008, "reason": "message rate exceeded"})
         self.assertEqual(session.messages_in, 2)
 
+    def test_posts_wait_while_the_session_is_not_read_as_a_socket_would(self):
+        session, stream, welcome = self.opened()
+        session.pause_reading()  # the handler cannot keep up (e.g. Redis is slow)
+        answer = self.post(welcome["send"], b'{"type":"a"}')
+        self.assertEqual((answer.value(), answer.producerState), (b"", "paused"))
+        self.assertEqual(session.messages_in, 0)
+        session.resume_reading()
+        self.assertTrue(answer.value().startswith(b"HTTP/1.1 202"))
+        self.assertEqual(event_documents(stream.value()), [{"type": "a"}])
+        # A stream that does not drain holds them too; its end answers 404.
+        session.pauseProducing()
+        answer = self.post(welcome["send"], b'{"type":"b"}')
+        self.assertEqual(answer.value(), b"")
+        self.lose(session, stream)
+        self.assertTrue(answer.value().startswith(b"HTTP/1.1 404"))
+
     def test_a_client_ping_is_answered_on_the_stream(self):
         session, stream, welcome = self.opened()
         self.post(welcome["send"], b'{"type":"ping","id":"abc"}')
@@ -219,6 +236,15 @@ class UpstreamTests(SSETestCase):
         session, stream, welcome = self.opened()
         session.dataReceived(b'{"type":"a"}\n')
         self.assertEqual((stream.value(), session.messages_in), (b"", 0))
+
+
+class VisibilityTests(SSETestCase):
+    def test_sse_sessions_are_counted_by_protocol_in_the_metrics(self):
+        self.opened()
+        self.open_session()
+        metrics = prometheus(self.server)
+        self.assertIn('presence_sessions{protocol="sse"} 1', metrics)
+        self.assertIn('presence_sessions{protocol="websocket"} 1', metrics)
 
 
 class CorsTests(SSETestCase):

@@ -35,6 +35,7 @@ from ..wire.events import CLOSED
 from ..wire.httphead import HeadError, HeadReader, error_response
 from .authentication import AUTH_FAILURES
 from .session import Session
+from .stream import HOLD_HANDLER, HOLD_WRITING
 from .twisted_internals import close_transport, write
 
 __all__ = ["SSESession", "SSERequests", "SECRET_BYTES"]
@@ -42,16 +43,22 @@ __all__ = ["SSESession", "SSERequests", "SECRET_BYTES"]
 #: Random bytes of a session's secret (URL-safe base64: 32 characters).
 SECRET_BYTES = 24
 
+#: Why a session's POSTs wait (the session is not read while they hold):
+#: its stream does not drain, or its handler asked (pause_reading).
+_POSTS_WAIT = HOLD_WRITING | HOLD_HANDLER
+
 
 class SSESession(Session):
     protocol_name = "sse"
 
-    __slots__ = ("secret",)
+    __slots__ = ("secret", "_waiting_posts")
 
     def __init__(self, server):
         super().__init__(server)
         #: What its POSTs' path carries (None until the stream is answered).
         self.secret = None
+        # The POST connections waiting for it to be read again.
+        self._waiting_posts = None
 
     def start(self, head, rest):
         """Answer ``GET /sse`` in ``head``."""
@@ -122,6 +129,31 @@ class SSESession(Session):
         Session.dataReceived(self, body)
         return True
 
+    def holds_posts(self, requests):
+        """Whether the session is not being read (its stream does not drain,
+        or its handler paused it): then ``requests`` waits, unread, until it
+        is read again, as a WebSocket client's socket would."""
+        if not self._holds & _POSTS_WAIT:
+            return False
+        if self._waiting_posts is None:
+            self._waiting_posts = []
+        self._waiting_posts.append(requests)
+        return True
+
+    def _release(self, reason):
+        super()._release(reason)
+        waiting = self._waiting_posts
+        if waiting and not self._holds & _POSTS_WAIT:
+            self._waiting_posts = None
+            for requests in waiting:
+                requests.go_on()
+
+    def connectionLost(self, reason):
+        super().connectionLost(reason)
+        waiting, self._waiting_posts = self._waiting_posts, None
+        for requests in waiting or ():
+            requests.go_on()
+
 
 class SSERequests(Protocol):
     """A connection carrying SSE's plain requests (POSTs, preflights), one
@@ -131,7 +163,7 @@ class SSERequests(Protocol):
     of its client's address) until it closes."""
 
     __slots__ = ("server", "transport", "connected", "counted_ip", "client_ip", "_reader",
-                 "_post", "_body", "_body_size", "_closing")
+                 "_post", "_body", "_body_size", "_rest", "_closing")
 
     def __init__(self, server):
         self.server = server
@@ -145,6 +177,8 @@ class SSERequests(Protocol):
         self._post = None
         self._body = []
         self._body_size = 0
+        # What followed the body (a pipelined request), while it waits.
+        self._rest = b""
         self._closing = False
 
     def attach(self, transport, client_ip=None, proxy=None):
@@ -179,7 +213,10 @@ class SSERequests(Protocol):
         if self._closing:
             return  # draining after the last answer
         if self._post is not None:
-            self._take_body(data)
+            if self._body_size < self._post.length:
+                self._take_body(data)
+            else:
+                self._rest += data  # a pipelined request, while the POST waits
             return
         self._read_head(data)
 
@@ -207,15 +244,33 @@ class SSERequests(Protocol):
             data = data[needed:]
         if self._body_size < post.length:
             return
+        self._rest = data
+        self._deliver()
+
+    def _deliver(self):
+        post = self._post
+        session = self.server.sessions.get(post.session_id)
+        if session is not None and session.__class__ is SSESession and session.owns(
+                post.secret) and session.holds_posts(self):
+            # Not read now: neither is this connection, until the session is.
+            self.server.deadlines.discard(self)
+            self.transport.pauseProducing()
+            return
         self._post = None
         body = b"".join(self._body)
         self._body = []
-        session = self.server.sessions.get(post.session_id)
+        rest, self._rest = self._rest, b""
         if session is None or session.__class__ is not SSESession or not session.owns(
                 post.secret) or not session.receive_post(body):
             self._refuse(post.unknown())
             return
-        self._answered(post.accepted(), post.keep_alive, data)
+        self._answered(post.accepted(), post.keep_alive, rest)
+
+    def go_on(self):
+        """The session it waited for is read again (or ended)."""
+        if self.connected and self._post is not None:
+            self.transport.resumeProducing()
+            self._deliver()
 
     def _answered(self, answer, keep_alive, rest):
         """Write an answer; read the next request, or close."""
