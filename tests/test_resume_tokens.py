@@ -8,7 +8,7 @@ one is answered like a bad ticket, and counted."""
 
 import json
 
-from twisted.internet import reactor
+from twisted.internet import defer, reactor
 from twisted.internet.address import IPv4Address
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
@@ -126,6 +126,13 @@ class ResumingTests(ResumeTestCase):
             self.assertEqual(again["account"], "ann")
             self.assertEqual((a.hub.tickets.resume_redeemed, b.hub.tickets.resume_redeemed),
                              (1, 1))
+            # Redis holds hashes of the tokens, never a token.
+            stored = await wait(self.engine.execute("KEYS", "presence:resume:*"))
+            self.assertEqual(len(stored), 1)
+            self.assertEqual(stored, [self.keys.resume(again["resume"])])
+            value = await wait(self.engine.execute("GET", stored[0]))
+            for seen in (token, resumed["resume"], again["resume"]):
+                self.assertNotIn(seen, stored[0] + value)
         return run(scenario())
 
     def test_a_token_used_twice_is_refused_401_and_counts_as_a_failure_of_its_address(self):
@@ -184,6 +191,13 @@ class ResumingTests(ResumeTestCase):
                 b"t0k3n", b"resume:" + welcome["resume"].encode()))
             answer = await self.answered(used)
             self.assertTrue(answer.startswith(b"HTTP/1.1 401 "), answer)
+            # Or in its first line, {"type": "auth", "resume": TOKEN}.
+            line = self.open(a, FIREPRESENCE.replace(b"X-Auth-Token: t0k3n\r\n", b"")
+                             + json.dumps({"type": "auth", "resume": resumed["resume"]}).encode()
+                             + b"\n")
+            await until(lambda: b"welcome" in line.value(), 10, "the auth line's welcome")
+            again = json.loads(line.value().split(b"\r\n\r\n", 1)[1])
+            self.assertEqual(again["account"], "ann")
         return run(scenario())
 
 
@@ -335,4 +349,12 @@ class CountedTests(ResumeTestCase):
             report = a.hub.liveness.node_report()
             self.assertEqual(report["resume_tokens"],
                              {"issued": 2, "redeemed": 1, "refused": 1})
+            # The dashboard's overview adds up the nodes' reports.
+            b = self.node()
+            await self.welcomed(b, "ticket=" + await self.ticket(b))
+            for node in (a, b):
+                await wait(node.hub.liveness.announce())
+            overview = await wait(defer.ensureDeferred(a.hub.queries.overview()))
+            self.assertEqual(overview["resume_tokens"],
+                             {"issued": 3, "redeemed": 1, "refused": 1})
         return run(scenario())
