@@ -324,12 +324,17 @@ class LifetimeTests(ResumeTestCase):
             self.assertTrue(answer.startswith(b"HTTP/1.1 401 "), answer)
         return run(scenario())
 
-    def test_a_resume_ttl_of_zero_gives_no_tokens(self):
+    def test_a_resume_ttl_of_zero_gives_no_tokens_but_takes_another_nodes(self):
         async def scenario():
-            a = self.node(resume_ttl=0)
+            a, b = self.node(resume_ttl=0), self.node()
             welcome, _, _ = await self.welcomed(a, "ticket=" + await self.ticket(a))
             self.assertNotIn("resume", welcome)
             self.assertEqual(await wait(self.engine.execute("KEYS", "presence:resume:*")), [])
+            # A token another node gave (a cluster changing its setting).
+            given, _, _ = await self.welcomed(b, "ticket=" + await self.ticket(b))
+            resumed, _, _ = await self.welcomed(a, "resume=" + given["resume"])
+            self.assertEqual(resumed["account"], "ann")
+            self.assertNotIn("resume", resumed)
         return run(scenario())
 
 

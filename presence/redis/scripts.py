@@ -215,8 +215,8 @@ return {1, reached}
 # KEYS: the key redeemed, the new token's key, this node's resumable key.
 # ARGV: 'ticket' or 'resume', this node, the head and tail of a node's
 # resumable key, the address the new token is bound to, now (ms), the
-# maximum age (ms; 0: no new token), the seconds this node's resumable key
-# lives. Answers false (unknown, used, expired, of a dead node, too old), or
+# maximum age (ms), the seconds this node's resumable key lives, '1' to
+# store the new token (else '0': this node gives none). Answers false (unknown, used, expired, of a dead node, too old), or
 # {ticket JSON, the address a resume token was bound to ('' for a ticket),
 # 1 when a new token was stored, else 0}.
 REDEEM = """
@@ -242,7 +242,7 @@ if ok and type(data) == 'table' and type(data.issued_at) == 'number' then
   left = math.floor(data.issued_at * 1000 + max_age - tonumber(ARGV[6]))
 end
 if ARGV[1] == 'resume' and left < 1 then return false end
-if max_age == 0 or left < 1 then return {ticket, bound, 0} end
+if ARGV[9] ~= '1' or left < 1 then return {ticket, bound, 0} end
 redis.call('SET', KEYS[2], ARGV[2] .. '\\n' .. ARGV[5] .. '\\n' .. ticket, 'PX', left, 'NX')
 redis.call('SET', KEYS[3], '1', 'EX', tonumber(ARGV[8]), 'NX')
 return {ticket, bound, 1}

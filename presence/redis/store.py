@@ -54,19 +54,18 @@ class PresenceStore:
         with GETDEL, so that two nodes redeeming it at once cannot both
         succeed, and store the session's ``new_token`` (bound to ``ip``, on
         ``node``) in the same step (scripts.REDEEM): ``max_age`` seconds
-        from the ticket's issued_at, ``now`` on the node's clock; no new
-        token without ``new_token`` or ``max_age``. Fires with None, or
+        from the ticket's issued_at, ``now`` on the node's clock (a resume
+        token older is refused); no new token without ``new_token``. Fires
+        with None, or
         ``(ticket JSON, the address a resume token was bound to or None,
         whether the new token was stored)``."""
         keys = self.keys
         key = keys.ticket(credential) if kind == "ticket" else keys.resume(credential)
         head, tail = keys.node_resumable_parts()
-        if not new_token:
-            new_token, max_age = "-", 0
         return self.execute(
-            "EVAL", scripts.REDEEM, 3, key, keys.resume(new_token), keys.node_resumable(node),
-            kind, node, head, tail, ip or "", int(now * 1000), int(max_age * 1000),
-            resumable_ttl).addCallback(_redeemed)
+            "EVAL", scripts.REDEEM, 3, key, keys.resume(new_token or "-"),
+            keys.node_resumable(node), kind, node, head, tail, ip or "", int(now * 1000),
+            int(max_age * 1000), resumable_ttl, "1" if new_token else "0").addCallback(_redeemed)
 
     def resume_ended(self, token, node, ttl):
         """The session of ``token`` ended: the token is valid ``ttl`` more
