@@ -123,7 +123,7 @@ class Options(usage.Options):
     synopsis = "[options]"
     longdesc = (
         "Presence: a presence server for real-time applications. Serves "
-        "WebSocket (RFC 6455) and firepresence on every --listen endpoint. See "
+        "WebSocket (RFC 6455), firepresence and SSE on every --listen endpoint. See "
         "docs/ for every option, limit and close code."
     )
 
@@ -260,7 +260,7 @@ class Options(usage.Options):
         self["listen"].append(endpoint)
 
     opt_listen.__doc__ = (
-        "Endpoint to serve WebSocket and firepresence on (repeatable; Twisted endpoint "
+        "Endpoint to serve WebSocket, firepresence and SSE on (repeatable; Twisted endpoint "
         "syntax, e.g. tcp:8080, tcp:8080:interface=127.0.0.1, "
         "ssl:8443:privateKey=key.pem:certKey=cert.pem, haproxy:tcp:8080 for the PROXY "
         "protocol). Default: tcp:8080.")
