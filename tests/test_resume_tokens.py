@@ -292,6 +292,18 @@ class LifetimeTests(ResumeTestCase):
             return await wait(self.engine.execute("EXISTS", key)) == 0
         return check()
 
+    def test_a_client_gone_before_its_ticket_was_redeemed_leaves_no_token(self):
+        async def scenario():
+            a = self.node()
+            transport = self.open(a, upgrade_request("/?ticket=" + await self.ticket(a)))
+            lose(transport.protocol, transport)  # before Redis answered
+            await until(lambda: a.hub.tickets.redeemed == 1, 10, "the ticket redeemed")
+            await until(lambda: self._no_tokens(), 10, "the unsent token forgotten")
+        return run(scenario())
+
+    async def _no_tokens(self):
+        return await wait(self.engine.execute("KEYS", "presence:resume:*")) == []
+
     def test_a_dead_nodes_tokens_last_resume_ttl_after_its_last_announcement_expired(self):
         async def scenario():
             # B announces once (its clock never moves again): it died then.

@@ -81,6 +81,7 @@ def ended(session, record=None):
     else:
         tickets.ended(token)
 
+
 #: Messages a client may send after its auth message, before the welcome;
 #: they are delivered once it is authenticated. More closes the session.
 MAX_QUEUED_BEFORE_AUTH = 100
@@ -119,10 +120,9 @@ def redeem(session, credential):
     def redeemed(found):
         if found is None:
             return failed_here(failure_of + "invalid")
-        if not session.connected:  # gone meanwhile: its token is no one's
-            if found.resume is not None:
-                server.tickets.forget(found.resume)
-            return failure_of + "invalid"
+        if not session.connected and found.resume is not None:
+            server.tickets.forget(found.resume)  # gone meanwhile: the token is no one's
+            found.resume = None
         policy = server.settings.ticket_ip
         if found.ip and policy != "off" and parse_address(found.ip) != parse_address(
                 session.client_ip or ""):
