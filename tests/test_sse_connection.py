@@ -1,6 +1,10 @@
 """The SSE core (presence/sse/connection.py) byte for byte: POST bodies in,
 events out; messages, pings and the close event in, the stream's bytes out.
-No Twisted, no clock (docs/protocol.md, "SSE")."""
+No Twisted, no clock (docs/protocol.md, "SSE"); and fuzzed, as
+tests/test_fuzz.py fuzzes the other protocols' parsers."""
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from presence.sse.connection import SSEConnection, encode_event
 from presence.sse.handshake import (
@@ -226,3 +230,61 @@ def test_a_preflight_is_answered_for_allowed_origins():
 
 def test_a_new_connection_is_open():
     assert SSEConnection(1).state is OPEN
+
+
+# ------------------------------------------------------------------ fuzzing
+
+FUZZ = settings(max_examples=300, deadline=None,
+                suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+
+SSE_FIELDS = [b"Host: h", b"Accept: text/event-stream", b"Accept: text/html, */*",
+              b"Accept: text/event-stream;q=0.9", b"Origin: https://app.example",
+              b"Origin: https://evil.example", b"Content-Length: 12", b"Content-Length: 1000",
+              b"Content-Length: x", b"Content-Length: 3", b"Transfer-Encoding: chunked",
+              b"Connection: close", b"Connection: keep-alive", b"Upgrade: firepresence"]
+
+
+@FUZZ
+@given(st.sampled_from([b"GET", b"POST", b"OPTIONS"]),
+       st.sampled_from([b"/sse", b"/sse?ticket=t", b"/sse?resume=", b"/sse/a/b", b"/sse/a",
+                        b"/sse/a/b/c", b"/sse//", b"/sse/%00/x?ticket=1"]),
+       st.sampled_from([b"1.1", b"1.0"]), st.lists(st.sampled_from(SSE_FIELDS), max_size=6),
+       st.sampled_from([None, frozenset({"https://app.example"})]))
+def test_every_sse_head_gets_its_decision_or_a_refusal(method, target, version, fields,
+                                                       origins):
+    head = parse_head(b"\r\n".join([method + b" " + target + b" HTTP/" + version] + fields))
+    asked = asks_for_sse(head)
+    if asked == STREAM:
+        outcome = stream_handshake(head, origins)
+        assert outcome.response.startswith((b"HTTP/1.1 200 ", b"HTTP/1.1 4"))
+    elif asked == REQUEST:
+        outcome = request_decision(head, origins, 100)
+        assert isinstance(outcome, (Post, Preflight, Refused))
+        if isinstance(outcome, Post):
+            assert 0 <= outcome.length <= 100
+            assert outcome.accepted().startswith(b"HTTP/1.1 202 ")
+    else:
+        path = target.split(b"?")[0]
+        assert b"Upgrade" in b"".join(fields) or (method, path) == (b"POST", b"/sse") \
+            or (method == b"GET" and path != b"/sse")
+
+
+@FUZZ
+@given(st.lists(st.one_of(
+    st.binary(max_size=60),
+    st.sampled_from([b'{"type":"ping","id":[1]}', b'{"type":"pong"}', b'[{"type":"a"},2]',
+                     b'{"type":"close","code":3000}', b'{"type":"close","code":"x"}',
+                     b'[[]]', b'{"a":NaN}', b'"\\ud800"', b'{"type":"x","d":"\\ud800"}',
+                     b"[" * 70 + b"]" * 70])), max_size=12))
+def test_every_body_gives_events_or_a_clean_refusal(bodies):
+    connection = SSEConnection(64, max_bad_lines=5)
+    for body in bodies:
+        connection.receive_data(body)
+        for event in connection.events():
+            assert isinstance(event, (TextMessage, Ping, Pong, CloseReceived, Malformed,
+                                      ProtocolError))
+            if isinstance(event, Malformed):
+                assert event.answer.startswith(b'data: {"type":"error"')
+    out = connection.data_to_send()
+    assert out == b"" or out.startswith(b"event: close\n")
+    assert connection.connection_lost().code in (1002, 1005, 1006, 1007, 3000)
