@@ -4,7 +4,6 @@ finding their session by its secret, CORS, heartbeats, closing, a vanished
 client, the slow-consumer rule and the limits, the same as for the other
 protocols (docs/protocol.md, "SSE")."""
 
-import json
 import types
 
 from twisted.internet import defer
@@ -15,28 +14,13 @@ from presence.web.admin import prometheus
 from presence.websocket.handshake import HandshakeConfig
 from presence.wire.prepared import PreparedMessage
 
+from .helpers.sse import event_documents, post_request
 from .helpers.transports import Harness
 
 STREAM = (b"GET /sse HTTP/1.1\r\nHost: presence.example\r\nAccept: text/event-stream\r\n"
           b"User-Agent: test\r\n\r\n")
 HEAD = (b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n"
         b"X-Accel-Buffering: no\r\nConnection: close\r\n\r\n")
-
-
-def post_request(path, body, extra=b"", version=b"1.1"):
-    return (b"POST " + path.encode() + b" HTTP/" + version + b"\r\nHost: presence.example\r\n"
-            b"Content-Type: text/plain\r\nContent-Length: %d\r\n" % len(body) + extra
-            + b"\r\n" + body)
-
-
-def event_documents(data):
-    """The JSON of every data event in ``data`` (comments and padding skipped)."""
-    found = []
-    for block in data.split(b"\n\n"):
-        lines = [line for line in block.split(b"\n") if line.startswith(b"data: ")]
-        if lines:
-            found.append(json.loads(b"\n".join(line[6:] for line in lines)))
-    return found
 
 
 class SSETestCase(Harness):

@@ -1,12 +1,13 @@
 """A raw SSE client on asyncio streams, as small as the protocol allows
 (docs/protocol.md, "SSE"): a stream opened with ``GET /sse``, its events read
 (a proxy may send the response chunked), and POSTs to the welcome's path on
-connections of their own."""
+connections of their own; and the bytes of both, for tests on
+StringTransports."""
 
 import asyncio
 import json
 
-__all__ = ["SSEStream", "post"]
+__all__ = ["SSEStream", "post", "post_request", "event_documents"]
 
 
 async def _head(reader):
@@ -97,3 +98,20 @@ async def post(port, path, document, host="127.0.0.1", headers=()):
         return status, answer
     finally:
         writer.close()
+
+
+def post_request(path, body, extra=b"", version=b"1.1"):
+    """The bytes of a POST of ``body`` to ``path`` (``extra``: header lines)."""
+    return (b"POST " + path.encode() + b" HTTP/" + version + b"\r\nHost: presence.example\r\n"
+            b"Content-Type: text/plain\r\nContent-Length: %d\r\n" % len(body) + extra
+            + b"\r\n" + body)
+
+
+def event_documents(data):
+    """The JSON of every data event in ``data`` (comments and padding skipped)."""
+    found = []
+    for block in data.split(b"\n\n"):
+        lines = [line for line in block.split(b"\n") if line.startswith(b"data: ")]
+        if lines:
+            found.append(json.loads(b"\n".join(line[6:] for line in lines)))
+    return found
