@@ -6,6 +6,7 @@ it ended (a node's death included), never past --resume-max-age from the
 original ticket, and under the same client-IP policy as tickets. A refused
 one is answered like a bad ticket, and counted."""
 
+import asyncio
 import json
 
 from twisted.internet import defer, reactor
@@ -14,7 +15,7 @@ from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 
 from presence.hub.hub import Hub
-from presence.hub.settings import HubSettings
+from presence.hub.settings import HubSettings, parse_history_rule
 from presence.net.dispatch import ListenerFactory
 from presence.net.server import Server
 from presence.net.settings import ServerSettings
@@ -33,6 +34,8 @@ from .helpers.hubs import HubTestCase, Node
 from .helpers.waiting import lose, pause, run, until, wait
 
 ANN = "192.0.2.7"
+#: Publications made while a client moves from one node to the other.
+PUBLISHED = 2000
 ELSEWHERE = "198.51.100.9"
 
 
@@ -46,6 +49,11 @@ def documents(transport):
     stream = transport.value().partition(b"\r\n\r\n")[2]
     return [json.loads(payload) for opcode, payload in server_frames(stream)
             if opcode == OP_TEXT]
+
+
+def _of(transport, kind):
+    """The documents of one ``type`` the server wrote."""
+    return [d for d in documents(transport) if d.get("type") == kind]
 
 
 def real_time_clock():
@@ -133,6 +141,39 @@ class ResumingTests(ResumeTestCase):
             value = await wait(self.engine.execute("GET", stored[0]))
             for seen in (token, resumed["resume"], again["resume"]):
                 self.assertNotIn(seen, stored[0] + value)
+        return run(scenario())
+
+    def test_cut_off_on_b_with_publishing_going_on_it_resumes_on_a_and_recovers_all_once(self):
+        async def scenario():
+            history = (parse_history_rule("room:*=5000,300"),)
+            a, b = self.node(history=history), self.node(history=history)
+            welcome, on_b, b_transport = await self.welcomed(b, "ticket=" + await self.ticket(b))
+            on_b.dataReceived(_masked({"type": "subscribe", "channel": "room:cut"}))
+            await until(lambda: _of(b_transport, "subscribed"), 10, "subscribed on B")
+            epoch = _of(b_transport, "subscribed")[0]["epoch"]
+
+            async def publishing():
+                for n in range(1, PUBLISHED + 1):
+                    await wait(a.hub.publish_recorded(None, ["room:cut"], n))
+            publisher = asyncio.ensure_future(publishing())
+            await until(lambda: len(_of(b_transport, "message")) >= 200, 20, "200 on B")
+            # The TCP connection is cut: what B writes from now on never
+            # arrives, and B has not noticed (no close, its session open).
+            seen = [m["offset"] for m in _of(b_transport, "message")]
+            self.assertEqual(seen, list(range(1, len(seen) + 1)))
+            resumed, _, a_transport = await self.welcomed(a, "resume=" + welcome["resume"])
+            self.assertTrue(on_b.ready)
+            a_transport.protocol.dataReceived(_masked({
+                "type": "subscribe", "channel": "room:cut",
+                "recover": {"epoch": epoch, "offset": seen[-1]}}))
+            await publisher
+            self.assertLess(len(seen), PUBLISHED)
+            await until(lambda: len(seen) + len(_of(a_transport, "message")) >= PUBLISHED, 20,
+                        "every publication")
+            self.assertTrue(_of(a_transport, "subscribed")[0]["recovered"])
+            on_a = _of(a_transport, "message")
+            self.assertEqual(seen + [m["offset"] for m in on_a], list(range(1, PUBLISHED + 1)))
+            self.assertEqual([m["data"] for m in on_a], list(range(len(seen) + 1, PUBLISHED + 1)))
         return run(scenario())
 
     def test_a_token_used_twice_is_refused_401_and_counts_as_a_failure_of_its_address(self):
