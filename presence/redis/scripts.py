@@ -216,9 +216,10 @@ return {1, reached}
 # ARGV: 'ticket' or 'resume', this node, the head and tail of a node's
 # resumable key, the address the new token is bound to, now (ms), the
 # maximum age (ms), the seconds this node's resumable key lives, '1' to
-# store the new token (else '0': this node gives none). Answers false (unknown, used, expired, of a dead node, too old), or
-# {ticket JSON, the address a resume token was bound to ('' for a ticket),
-# 1 when a new token was stored, else 0}.
+# store the new token (else '0': this node gives none). Answers false
+# (unknown, used, expired, of a dead node, too old), or {ticket JSON, the
+# address a resume token was bound to ('' for a ticket), 1 when a new token
+# was stored, else 0}.
 REDEEM = """
 local value = redis.call('GETDEL', KEYS[1])
 if not value then return false end
