@@ -345,6 +345,19 @@ class LifetimeTests(ResumeTestCase):
     async def _no_tokens(self):
         return await wait(self.engine.execute("KEYS", "presence:resume:*")) == []
 
+    def test_a_node_that_stops_leaves_its_ended_sessions_tokens_and_no_key_of_its_own(self):
+        async def scenario():
+            a, b = self.node(), self.node()
+            first, session, transport = await self.welcomed(b, "ticket=" + await self.ticket(b))
+            session.close(GOING_AWAY, "server shutting down")  # what a stop does first
+            lose(session, transport)
+            await wait(defer.ensureDeferred(b.hub.stop()))
+            self.assertEqual(await wait(self.engine.execute(
+                "KEYS", self.keys.node(b.hub.node_id) + "*")), [])
+            resumed, _, _ = await self.welcomed(a, "resume=" + first["resume"])
+            self.assertEqual(resumed["account"], "ann")
+        return run(scenario())
+
     def test_a_dead_nodes_tokens_last_resume_ttl_after_its_last_announcement_expired(self):
         async def scenario():
             # B announces once (its clock never moves again): it died then.

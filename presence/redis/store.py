@@ -160,7 +160,7 @@ class PresenceStore:
         keys = self.keys
         return self.execute("SREM", keys.nodes, node).addCallback(
             lambda _: self.execute("DEL", keys.node(node), keys.node_sessions(node),
-                                   keys.node_memberships(node)))
+                                   keys.node_memberships(node), keys.node_resumable(node)))
 
     # ---------------------------------------------------- client publishes
 
