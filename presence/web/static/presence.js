@@ -17,7 +17,7 @@
 export function shouldRetry(code) {
   if (code === 1000) return false; // the server ended the session on purpose
   if (code === 1008) return false; // policy violation
-  if (code === 4403) return false; // ticket issued for another IP address (a resume token's: see _open)
+  if (code === 4403) return false; // ticket issued for another IP address (a resume token's: see _attach)
   if (code >= 4000 && code <= 4099) return false; // kicked by the application
   return true; // 1001 going away, 1006, 1011-1013, 4401, 4408, 4503, ...
 }
