@@ -128,6 +128,7 @@ class ResumingTests(ResumeTestCase):
             self.assertTrue(old.ready)
             self.assertEqual((new.account, new.attributes, new.allowed_channels),
                              ("ann", {"name": "Ann"}, ("room:*",)))
+            self.assertEqual([text for _, text in new.events], ["opened with a resume token"])
             # Its welcome carries a fresh token, which works in turn.
             self.assertNotIn(resumed["resume"], (token, None))
             again, _, _ = await self.welcomed(b, "resume=" + resumed["resume"])

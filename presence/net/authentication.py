@@ -133,6 +133,8 @@ def redeem(session, credential):
             session.ip_mismatch = True
             server.stats.ticket_ip_mismatches += 1
         session.resume_token = found.resume
+        if kind == "resume":
+            session.note("opened with a resume token")  # the dashboard shows it
         session.account = found.account
         session.attributes = found.attributes
         session.allowed_channels = found.channels
