@@ -362,14 +362,14 @@ class LifetimeTests(ResumeTestCase):
     def test_a_dead_nodes_tokens_last_resume_ttl_after_its_last_announcement_expired(self):
         async def scenario():
             # B announces once (its clock never moves again): it died then.
-            # Its announcement lives node_ttl (1 s), its tokens 1 s more.
-            a = self.node(resume_ttl=1, node_heartbeat=0.3)
-            b = self.node(clock=real_time_clock(), resume_ttl=1, node_heartbeat=0.3)
+            # Its announcement lives node_ttl (1 s), its tokens 2 s more.
+            a = self.node(resume_ttl=2, node_heartbeat=0.3)
+            b = self.node(clock=real_time_clock(), resume_ttl=2, node_heartbeat=0.3)
             first, _, _ = await self.welcomed(b, "ticket=" + await self.ticket(b))
             second, _, _ = await self.welcomed(b, "ticket=" + await self.ticket(b))
             resumed, _, _ = await self.welcomed(a, "resume=" + first["resume"])
             self.assertEqual(resumed["account"], "ann")
-            await pause(2.3)
+            await pause(3.3)
             answer = await self.refused(a, "resume=" + second["resume"])
             self.assertTrue(answer.startswith(b"HTTP/1.1 401 "), answer)
             # A's own sessions' tokens live on: A announces.
