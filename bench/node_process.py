@@ -153,7 +153,7 @@ class NodeProcess:
                 self.redis_path = match.group(1)
             if self.external_redis is not None:
                 self.redis_path = self.external_redis.path
-            if "WebSocket and firepresence on" in text and self.redis_path:
+            if re.search(r"presence: WebSocket\b.*firepresence.* on ", text) and self.redis_path:
                 return
         raise SystemExit("the node did not start: see %s" % self.log.name)
 
