@@ -120,7 +120,9 @@ export class Presence {
     if (this._resume) {
       // The last session's resume token: a new session without asking the
       // backend. Sent in the first message, not the URL (kept out of logs;
-      // and a refusal is a close code the page sees, not a failed handshake).
+      // and a refusal is a close code the page sees, not a failed handshake;
+      // an SSESocket puts it in its stream's URL, and reads the refusal's
+      // status as the same close code).
       const token = this._resume;
       const ws = this._attach(new URL(this.options.url), true);
       ws.onopen = () => ws.send(JSON.stringify({ type: "auth", resume: token }));
