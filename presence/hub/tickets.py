@@ -163,17 +163,18 @@ class TicketStore:
             self.redeemed += 1
 
     def ended(self, token):
-        """The session given ``token`` ended (or was refused after its
-        ticket was redeemed): the token is valid --resume-ttl more seconds."""
+        """The session given ``token`` ended: the token is valid
+        --resume-ttl more seconds."""
         self._track(self.store.resume_ended(token, self.node, self.resume_ttl),
                     "the end of a session's resume token")
 
     def forget(self, token):
-        """A token stored for a session that was refused after all."""
+        """The token of a session refused after its credential was redeemed,
+        gone before its welcome, or kicked: no one may use it."""
         self._track(self.store.forget_resume(token), "forgetting a resume token")
 
     def _track(self, work, what):
         if self.work is not None:
             self.work.track(work, what)
-        else:
+        else:  # a store of its own (tests): nothing waits for the update
             work.addErrback(lambda failure: None)
