@@ -13,6 +13,7 @@ from twisted.internet import defer
 
 from presence.hub.history import MAX_PAGE
 from presence.hub.settings import HistoryRule, parse_history_rule
+from presence.web.admin import prometheus
 from presence.websocket.frames import OP_TEXT
 
 from .helpers.api import APITestCase
@@ -52,7 +53,7 @@ def test_a_history_option_is_a_pattern_a_size_and_a_ttl():
         raise AssertionError("%r was taken" % bad)
 
 
-class HistoryTests(APITestCase, HubTestCase):
+class OneHistoryNode(APITestCase, HubTestCase):
     """One node with history on room:* and small:*, its API on a real port."""
 
     @defer.inlineCallbacks
@@ -76,6 +77,8 @@ class HistoryTests(APITestCase, HubTestCase):
     def publish(self, body):
         return self.request("POST", "/publish", body)
 
+
+class HistoryTests(OneHistoryNode):
     @defer.inlineCallbacks
     def test_offsets_are_contiguous_and_live_and_stored_messages_carry_the_same(self):
         session, transport = self.open()
@@ -261,6 +264,43 @@ class HistoryTests(APITestCase, HubTestCase):
                          ("subscribed", True, 5))
         self.assertEqual([(d["offset"], d["data"]) for d in got[1:]],
                          [(3, 3), (4, 4), (5, 5), (6, 6)])
+
+
+class CountedTests(OneHistoryNode):
+    """Recoveries are counted in /metrics, the node report and the
+    dashboard's overview, with the history's memory in Redis."""
+
+    @defer.inlineCallbacks
+    def test_recoveries_and_history_memory_are_counted_everywhere(self):
+        session, transport = self.open()
+        answer = yield self.subscribe(session, transport, "room:c")
+        for n in range(1, 1001):
+            yield self.publish({"channel": "room:c", "data": "x" * 90})
+        again, again_transport = self.open()
+        yield self.subscribe(again, again_transport, "room:c",
+                             recover={"epoch": answer["epoch"], "offset": 990})
+        lost, lost_transport = self.open()
+        yield self.subscribe(lost, lost_transport, "room:c",
+                             recover={"epoch": "gone", "offset": 990})
+        hub = self.node.hub
+        yield hub.history.measure(lambda: list(hub.channels.listeners))
+        self.assertEqual(hub.history.memory["channels"], 1)
+        # 1,000 publications of about 100 bytes: 100-150 KB.
+        self.assertTrue(100000 < hub.history.memory["bytes"] < 150000, hub.history.memory)
+        metrics = prometheus(self.node.server, hub)
+        for line in ('presence_recoveries_total{outcome="attempted"} 2',
+                     'presence_recoveries_total{outcome="succeeded"} 1',
+                     'presence_recoveries_total{outcome="failed"} 1',
+                     "presence_history_channels 1",
+                     "presence_history_memory_bytes %d" % hub.history.memory["bytes"]):
+            self.assertIn(line + "\n", metrics)
+        report = hub.liveness.node_report()
+        self.assertEqual(report["recoveries"], {"attempted": 2, "succeeded": 1, "failed": 1})
+        self.assertEqual(report["history_memory"], hub.history.memory)
+        yield hub.liveness.announce()
+        overview = yield defer.ensureDeferred(hub.queries.overview())
+        self.assertEqual(overview["recoveries"], {"attempted": 2, "succeeded": 1, "failed": 1})
+        self.assertEqual(overview["history_memory"], hub.history.memory)
 
 
 class RecoveryUnderLoadTests(HubTestCase):

@@ -19,7 +19,7 @@ duplicate, whatever the publish rate.
 
 import os
 
-from twisted.internet import defer
+from twisted.internet import defer, task
 from twisted.logger import Logger
 
 from ..redis.engine import RedisUnavailable
@@ -35,6 +35,10 @@ DEFAULT_PAGE = 100
 #: Seconds a subscribe to a history channel waits for the node's pub/sub
 #: subscription (Redis away): then it is answered without its history.
 SUBSCRIBED_TIMEOUT = 5.0
+#: Seconds between two samples of the history's memory in Redis, and the
+#: most channels one sample asks about (MEMORY USAGE, two keys each).
+MEMORY_EVERY = 30.0
+MEMORY_SAMPLE = 100
 #: Channels whose rule is remembered (matching a name against the rules
 #: costs a regular expression a rule; a publish asks for every channel).
 _RULES_REMEMBERED = 10000
@@ -97,6 +101,10 @@ class History:
         #: Channel -> {session id: _Joining}: subscribes being answered.
         self.joining = {}
         self._rules_of = {}
+        #: The last sample of what the history of the channels this node
+        #: listens to costs Redis (:meth:`start_measuring`).
+        self.memory = {"channels": 0, "bytes": 0}
+        self._measuring = None
 
     def rule(self, channel):
         """The HistoryRule of ``channel`` (the first that matches), or None."""
@@ -114,6 +122,42 @@ class History:
 
     def keeps_any(self, channels):
         return bool(self.rules) and any(self.rule(channel) is not None for channel in channels)
+
+    # ------------------------------------------------------------ memory
+
+    def start_measuring(self, listened):
+        """Sample, every MEMORY_EVERY seconds, the Redis memory of the
+        history channels among ``listened()`` (the channels this node's
+        sessions listen to): MEMORY USAGE of up to MEMORY_SAMPLE of them,
+        scaled to them all, in :attr:`memory` (the node report, /metrics).
+        Nothing when no channel keeps history."""
+        if not self.rules:
+            return
+        self._measuring = task.LoopingCall(self.measure, listened)
+        self._measuring.clock = self.clock
+        self._measuring.start(MEMORY_EVERY, now=True)
+
+    def stop_measuring(self):
+        if self._measuring is not None and self._measuring.running:
+            self._measuring.stop()
+
+    def measure(self, listened):
+        """One sample (:meth:`start_measuring`); fires when taken."""
+        channels = [channel for channel in listened() if self.rule(channel) is not None]
+        sample = channels[:MEMORY_SAMPLE]
+
+        def measured(sizes):
+            total = sum(sizes)
+            self.memory = {"channels": len(channels),
+                           "bytes": total * len(channels) // len(sample) if sample else 0}
+
+        def failed(failure):
+            if not failure.check(RedisUnavailable):  # else the next sample will tell
+                log.failure("presence: sampling the history's memory", failure)
+        return defer.gatherResults(
+            [self.store.history_memory(channel) for channel in sample],
+            consumeErrors=True).addCallbacks(
+            measured, lambda failure: failure.value.subFailure).addErrback(failed)
 
     # ------------------------------------------------------------ publishing
 

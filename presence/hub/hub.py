@@ -114,11 +114,13 @@ class Hub:
         self.subscriber.subscribe(self.keys.control)
         self.subscriber.subscribe(JUGGERNAUT)
         self.liveness.start()
+        self.history.start_measuring(lambda: list(self.channels.listeners))
 
     async def stop(self):
         """After the node's sessions were closed: write their last presence
         changes (for at most STOP_TIMEOUT seconds), sweep whatever of the
         node's records is still in Redis, and take the node out of it."""
+        self.history.stop_measuring()
         await self.liveness.stop()
         await self.liveness.stop_sweeps()
         finished = self.writer.finished()

@@ -129,6 +129,8 @@ class Liveness:
             redis_reconnects=self.stats.redis_reconnects, redis_errors=self.stats.redis_errors,
             bad_redis_messages=sum(self.stats.bad_redis_messages.values()),
             bad_redis_messages_by_reason=dict(self.stats.bad_redis_messages),
+            recoveries=dict(self.stats.recoveries),
+            history_memory=dict(self.channels.history.memory),
             **totals, **rates)
         self._previous_report = report
         return report

@@ -65,7 +65,14 @@ class ClusterQueries:
                   "redis_reconnects": 0, "bad_redis_messages": 0, "auth_throttled_addresses": 0}
         by_protocol, by_extension, tickets, refused, auth, limits, bad = {}, {}, {}, {}, {}, {}, {}
         throttled, resume_tokens = {}, {}
+        recoveries = {"attempted": 0, "succeeded": 0, "failed": 0}
+        # The history channels a node listens to are those of every node,
+        # often: the largest node's sample, not their sum.
+        history_memory = {"channels": 0, "bytes": 0}
         for report in nodes:
+            sampled = report.get("history_memory") or {}
+            if sampled.get("bytes", 0) > history_memory["bytes"]:
+                history_memory = sampled
             for name in totals:
                 totals[name] += report.get(name, 0) or 0
             for target, field in ((by_protocol, "by_protocol"), (by_extension, "by_extension"),
@@ -73,13 +80,15 @@ class ClusterQueries:
                                   (auth, "auth_failures"), (limits, "limits_hit"),
                                   (bad, "bad_redis_messages_by_reason"),
                                   (throttled, "auth_throttled"),
-                                  (resume_tokens, "resume_tokens")):
+                                  (resume_tokens, "resume_tokens"),
+                                  (recoveries, "recoveries")):
                 for key, value in (report.get(field) or {}).items():
                     target[key] = target.get(key, 0) + value
         return {"nodes": nodes, "totals": totals, "by_protocol": by_protocol,
                 "by_extension": by_extension, "tickets": tickets, "handshakes_refused": refused,
                 "auth_failures": auth, "limits_hit": limits, "bad_redis_messages": bad,
                 "auth_throttled": throttled, "resume_tokens": resume_tokens,
+                "recoveries": recoveries, "history_memory": history_memory,
                 "redis": await self.redis_ok(),
                 "now": self.clock.seconds()}
 

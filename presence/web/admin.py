@@ -652,6 +652,18 @@ def prometheus(server, hub=None, dashboard=None):
                [({"reason": k}, v) for k, v in sorted(hub.stats.bad_redis_messages.items())])
         metric("presence_delivered_total", "counter",
                "Channel messages written to local sessions.", [({}, hub.stats.delivered)])
+        metric("presence_recoveries_total", "counter",
+               "Subscribes that asked to recover a channel's history, by outcome "
+               "(attempted; succeeded: every publication after the client's offset sent; "
+               "failed: another epoch, trimmed past it, or no history).",
+               [({"outcome": k}, v) for k, v in sorted(hub.stats.recoveries.items())])
+        metric("presence_history_memory_bytes", "gauge",
+               "Redis memory of the history of the channels this node's sessions listen "
+               "to (MEMORY USAGE, sampled every 30 s).",
+               [({}, hub.history.memory["bytes"])])
+        metric("presence_history_channels", "gauge",
+               "History channels this node's sessions listen to (in the memory sample).",
+               [({}, hub.history.memory["channels"])])
     if dashboard is not None:
         metric("presence_dashboard_refused_total", "counter",
                "Dashboard requests refused, by reason (host, origin, csrf, wrong_password, "
