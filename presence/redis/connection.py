@@ -4,7 +4,8 @@ importing txredisapi)."""
 
 from urllib.parse import parse_qs, unquote, urlsplit
 
-__all__ = ["parse_redis_url", "DEFAULT_TIMEOUT", "DEFAULT_POOL_SIZE"]
+__all__ = ["parse_redis_url", "DEFAULT_TIMEOUT", "DEFAULT_POOL_SIZE", "RECONNECT_FIRST_DELAY",
+           "RECONNECT_MAX_DELAY"]
 
 #: Seconds a command may take before its caller gets RedisUnavailable: far
 #: above a healthy Redis's answer (well under a millisecond here), short
@@ -14,6 +15,18 @@ DEFAULT_TIMEOUT = 2.0
 #: Connections in the pool: commands are pipelined on each, so a few carry
 #: a node's load; more only add to Redis's connection count.
 DEFAULT_POOL_SIZE = 4
+
+#: Seconds before the first attempt to reconnect, the command pool's and the
+#: pub/sub connection's alike: a connection dropped by a live Redis (its
+#: pub/sub output limit, a client kill) comes back at once.
+RECONNECT_FIRST_DELAY = 0.1
+#: Longest wait between two attempts to reconnect, however long Redis has
+#: been away. While its connections are down the node redeems no ticket,
+#: writes no presence and delivers nothing from Redis, so it must be back
+#: soon after Redis is (txredisapi's own cap, 10 s, left a node deaf, and
+#: unable to re-assert its sessions, for 10 s after a restart); an attempt a
+#: second is nothing to a Redis starting up, or to the node.
+RECONNECT_MAX_DELAY = 1.0
 
 
 def parse_redis_url(url):

@@ -10,7 +10,13 @@ import txredisapi
 from twisted.internet import defer
 from twisted.internet.error import ConnectError
 
-from .connection import DEFAULT_POOL_SIZE, DEFAULT_TIMEOUT, parse_redis_url
+from .connection import (
+    DEFAULT_POOL_SIZE,
+    DEFAULT_TIMEOUT,
+    RECONNECT_FIRST_DELAY,
+    RECONNECT_MAX_DELAY,
+    parse_redis_url,
+)
 
 __all__ = ["RedisEngine", "RedisUnavailable"]
 
@@ -37,6 +43,13 @@ class RedisEngine:
         else:
             self._pool = txredisapi.lazyConnectionPool(
                 params["host"], params["port"], connectTimeout=timeout, **common)
+        # txredisapi's backoff (RedisFactory.retryDelay): this delay, e times
+        # longer each failed attempt, at most the max. Its lazy pool is a
+        # ConnectionHandler that keeps its factory as _factory; the test of
+        # the engine's reconnection fails if that changes.
+        factory = self._pool._factory
+        factory.initialDelay = RECONNECT_FIRST_DELAY
+        factory.maxDelay = RECONNECT_MAX_DELAY
 
     def _bounded(self, deferred):
         deferred.addTimeout(self.timeout, self.reactor)

@@ -6,22 +6,11 @@ from twisted.internet import defer
 from twisted.internet.endpoints import HostnameEndpoint, UNIXClientEndpoint
 from twisted.logger import Logger
 
-from .connection import parse_redis_url
+from .connection import RECONNECT_FIRST_DELAY, RECONNECT_MAX_DELAY, parse_redis_url
 
-__all__ = ["RedisSubscriber", "RECONNECT_FIRST_DELAY", "RECONNECT_MAX_DELAY"]
+__all__ = ["RedisSubscriber"]
 
 log = Logger()
-
-#: Seconds before the first attempt to reconnect: a connection dropped by a
-#: live Redis (its pub/sub output limit) comes back at once.
-RECONNECT_FIRST_DELAY = 0.1
-#: Longest wait between two attempts to reconnect, however long Redis has
-#: been away. While the connection is down the node delivers nothing from
-#: Redis, so it must be back soon after Redis is (txredisapi's own cap, 10 s,
-#: left a node deaf for 10 s after a restart); an attempt a second is
-#: nothing to a Redis starting up, or to the node.
-RECONNECT_MAX_DELAY = 1.0
-
 
 class _SubscriberProtocol(txredisapi.SubscriberProtocol):
     def connectionMade(self):
