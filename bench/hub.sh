@@ -4,7 +4,8 @@
 # through Redis by bench/hub_server.py and delivered by the node's
 # subscription), beside Autobahn|Python's direct broadcast (the reference)
 # and Presence's direct broadcast, in one run; then publishes per second
-# sustained to 1,000 subscribers over 10 channels (bench/hub_rate.py).
+# sustained to 1,000 subscribers over 10 channels, channel history off and on
+# (bench/hub_rate.py).
 # See bench/README.md.
 #
 # Usage: bench/hub.sh        REPEAT=3 SCENARIOS=S5a,S5b  as for bench/run.sh
@@ -23,5 +24,5 @@ echo "measuring Presence at $commit"
 SCENARIOS=${SCENARIOS:-S5a,S5b} SERVERS_CONF=$conf OUT=$out REF=autobahn bash run_all.sh
 echo "results: $out"
 echo
-echo "== publishes per second to 1,000 subscribers over 10 channels"
+echo "== publishes per second to 1,000 subscribers over 10 channels, history off and on"
 taskset -c 0 true && venvs/presence/bin/python presence-src/bench/hub_rate.py --wsload bin/wsload
