@@ -221,9 +221,10 @@ class ClientAPITests(BrowserClientTestCase):
                     .then(() => "sent", (error) => error.message);
                 return out;
             }""")
-            self.assertEqual(result["members"], [
-                {"session": await page.evaluate("window.demo.presence.session"),
-                 "account": "demo-eve"}])
+            # One entry per account, with its info and its sessions.
+            self.assertEqual([(m["account"], [s["session"] for s in m["sessions"]])
+                              for m in result["members"]],
+                             [("demo-eve", [await page.evaluate("window.demo.presence.session")])])
             self.assertRegex(result["id"], r"^\d+-\d+$")
             self.assertEqual(result["refused"], "channel not allowed by the ticket")
             self.assertEqual(result["kept"], ["demo:lobby"])

@@ -118,9 +118,11 @@ class LivenessTests(HubTestCase):
         self.assertEqual(survivor.hub.stats.reaped_nodes, 1)
         yield self.until(lambda: self.of("offline") and self.of("unsubscribe"),
                          "ann's offline and unsubscribe events")
+        # Why: its node died, and was reaped (no close record).
         self.assertEqual(self.of("offline"), [{"type": "offline", "account": "ann",
                                                "session": session.id,
-                                               "node": dead.hub.node_id}])
+                                               "node": dead.hub.node_id,
+                                               "ended": {"reaped": True}}])
         self.assertNotIn("ann", (yield self.store.online_accounts()))
         self.assertEqual((yield self.member_of("room:1")), {})
         self.assertNotIn(dead.hub.node_id, (yield self.store.nodes()))

@@ -99,9 +99,10 @@ class Channels:
         records the membership), and the channel and backends hear of it."""
         self.writer.join(session, channel)
 
-    def left(self, session_id, account, channel, session=None):
-        """A session left ``channel`` (``session``: it is still open)."""
-        self.writer.leave(session_id, account, channel, session)
+    def left(self, session_id, account, channel, session=None, info=None, ended=None):
+        """A session left ``channel`` (``session``: it is still open;
+        ``ended``: it ended, how, events.ended_by)."""
+        self.writer.leave(session_id, account, channel, session, info, ended)
 
     def rejoin(self, session, channel):
         """After this node was reaped (or Redis lost everything): make

@@ -7,21 +7,42 @@ the sessions that asked for them. They are published with the change they
 tell of, in one script (presence/hub/writer.py); a survivor sweeping a dead
 node writes the same documents (presence/redis/scripts.py ``SWEEP``)."""
 
-__all__ = ["presence_event", "membership_event", "juggernaut_event"]
+__all__ = ["presence_event", "membership_event", "juggernaut_event", "ended_by",
+           "REAPED"]
+
+#: What ``ended`` says of a session a surviving node reaped (its node died:
+#: no close record). presence/redis/scripts.py SWEEP writes the same.
+REAPED = {"reaped": True}
 
 
-def presence_event(kind, account, session_id, node, channel=None):
-    """An event on the events channel."""
+def ended_by(record):
+    """The ``ended`` of an ``offline`` or ``leave`` event: the close record
+    of the session that ended (wire/close.py ``CloseRecord``)."""
+    return {"code": record.code, "reason": record.reason, "initiator": record.initiated_by,
+            "clean": record.clean}
+
+
+def presence_event(kind, account, session_id, node, channel=None, info=None, ended=None):
+    """An event on the events channel (``info``: the session's ticket's;
+    ``ended``: how the session ended, on an ``offline``)."""
     event = {"type": kind, "account": account, "session": session_id, "node": node}
     if channel is not None:
         event["channel"] = channel
+    if info is not None:
+        event["info"] = info
+    if ended is not None:
+        event["ended"] = ended
     return event
 
 
-def membership_event(kind, channel, account, session_id):
-    """A ``join`` or ``leave`` on the channel, not sent to the session itself."""
-    return {"type": kind, "channel": channel, "account": account, "session": session_id,
-            "except": [session_id]}
+def membership_event(kind, channel, account, session_id, info=None, ended=None):
+    """A ``join`` or ``leave`` on the channel, not sent to the session itself
+    (``ended``: on a leave, how the session ended, if it did)."""
+    event = {"type": kind, "channel": channel, "account": account, "session": session_id,
+             "info": info, "except": [session_id]}
+    if ended is not None:
+        event["ended"] = ended
+    return event
 
 
 def juggernaut_event(channel, session_id, account):

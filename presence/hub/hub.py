@@ -36,8 +36,10 @@ from ..redis.subscriber import RedisSubscriber
 from ..wire.close import GOING_AWAY
 from .channels import Channels, account_channel
 from .control import Control
+from .events import ended_by
 from .history import History
 from .liveness import Liveness
+from .members import Members
 from .pubsub import RedisMessages
 from .queries import ClusterQueries, QueryAnswers
 from .records import PresenceRecords
@@ -90,6 +92,9 @@ class Hub:
         self.channels = Channels(store, self.writer, self.node_id, stats, self.history)
         self.messages = ClientMessages(self.channels, store, self.work, stats, self.node_id,
                                        clock, settings.stream_maxlen)
+        #: Who is in a channel, with their info and connections.
+        self.members = Members(store, lambda entry: {})
+        self.messages.members = self.members
         self.liveness = Liveness(store, self.records, self.channels, stats, self.node_id,
                                  clock, settings)
         self.answers = QueryAnswers(store, self.channels, self.node_id)
@@ -157,14 +162,15 @@ class Hub:
     def session_closed(self, session, record):
         channels = self.channels
         self.records.record_close(session, record)
+        ended = ended_by(record)
         for channel in channels.subscriptions.pop(session.id, ()):
             channels.stop_listening(session, channel)
-            channels.left(session.id, session.account, channel)
+            channels.left(session.id, session.account, channel, info=session.info, ended=ended)
         account = session.account
         if account is None:
             return
         channels.stop_listening(session, account_channel(account))
-        self.records.offline(session.id, account)
+        self.records.offline(session.id, account, ended)
 
     def text_received(self, session, text):
         self.messages.text_received(session, text)

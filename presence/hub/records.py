@@ -24,7 +24,8 @@ class PresenceRecords:
         """What ``GET /presence/ACCOUNT`` and ``P account:ACCOUNT`` say of a
         session."""
         return encode_json({"node": self.node_id, "ip": session.client_ip,
-                            "protocol": session.protocol_name, "since": session.opened_at})
+                            "protocol": session.protocol_name, "since": session.opened_at,
+                            "info": session.info})
 
     def online(self, session):
         """``session`` (with an account) is online; backends hear ``online``
@@ -32,10 +33,10 @@ class PresenceRecords:
         self.writer.online(session, self.session_info(session),
                            encode_json({"account": session.account}))
 
-    def offline(self, session_id, account):
+    def offline(self, session_id, account, ended=None):
         """A session of this node is gone; backends hear ``offline`` when it
-        was its account's last one."""
-        self.writer.offline(session_id, account)
+        was its account's last one (``ended``: how, events.ended_by)."""
+        self.writer.offline(session_id, account, ended)
 
     def record_close(self, session, record):
         """Keep how ``session`` ended, for the dashboard (cluster-wide)."""

@@ -32,7 +32,12 @@ from ..net.interfaces import ITicketRedeemer, TicketStoreUnavailable
 from ..redis.engine import RedisUnavailable
 from .settings import DEFAULT_RESUME_MAX_AGE, DEFAULT_RESUME_TTL, DEFAULT_TICKET_TTL
 
-__all__ = ["Ticket", "TicketStore", "fingerprint"]
+__all__ = ["Ticket", "TicketStore", "fingerprint", "MAX_INFO"]
+
+#: Bytes a ticket's ``info`` takes at most, as JSON: it is in every member
+#: listing, join and leave of its sessions, so it is kept to a name, an
+#: avatar's address and a few flags.
+MAX_INFO = 1024
 
 
 def fingerprint(ticket):
@@ -42,27 +47,40 @@ def fingerprint(ticket):
 
 class Ticket:
     """A redeemed ticket (or resume token: then ``ip`` is the address the
-    token is bound to). ``resume``: the new session's resume token, or None."""
+    token is bound to). ``resume``: the new session's resume token, or None.
+    ``info``: what other members see of the session (``POST /tickets``
+    ``"info"``, a JSON object of at most MAX_INFO bytes), or None;
+    ``whisper``: the channel patterns it may whisper on. Both are in the
+    ticket's JSON, so a resume token (which keeps that JSON) carries them."""
 
-    __slots__ = ("account", "attributes", "channels", "ip", "issued_at", "resume")
+    __slots__ = ("account", "attributes", "channels", "ip", "issued_at", "resume", "info",
+                 "whisper")
 
-    def __init__(self, account, attributes=None, channels=(), ip=None, issued_at=None):
+    def __init__(self, account, attributes=None, channels=(), ip=None, issued_at=None,
+                 info=None, whisper=()):
         self.account = account
         self.attributes = attributes or {}
         self.channels = tuple(channels)
         self.ip = ip
         self.issued_at = issued_at
         self.resume = None
+        self.info = info
+        self.whisper = tuple(whisper)
 
     def as_dict(self):
         return {"account": self.account, "attributes": self.attributes,
-                "channels": list(self.channels), "ip": self.ip, "issued_at": self.issued_at}
+                "channels": list(self.channels), "ip": self.ip, "issued_at": self.issued_at,
+                "info": self.info, "whisper": list(self.whisper)}
 
     @classmethod
     def from_json(cls, text):
         data = json.loads(text)
+        info = data.get("info")
+        whisper = data.get("whisper")
         return cls(data["account"], data.get("attributes"), data.get("channels") or (),
-                   data.get("ip"), data.get("issued_at"))
+                   data.get("ip"), data.get("issued_at"),
+                   info if isinstance(info, dict) else None,
+                   whisper if isinstance(whisper, list) else ())
 
 
 @implementer(ITicketRedeemer)
@@ -97,11 +115,11 @@ class TicketStore:
         return self.node_ttl + self.resume_ttl
 
     @defer.inlineCallbacks
-    def issue(self, account, attributes=None, channels=(), ip=None):
+    def issue(self, account, attributes=None, channels=(), ip=None, info=None, whisper=()):
         """Store a new ticket; fires with ``(ticket, ttl)``."""
         ticket = secrets.token_urlsafe(24)
         value = json.dumps(Ticket(account, attributes, channels, ip,
-                                  self.clock.seconds()).as_dict())
+                                  self.clock.seconds(), info, whisper).as_dict())
         stored = yield self.store.store_ticket(ticket, value, self.ttl)
         if not stored:  # pragma: no cover - 192 random bits do not collide
             raise RuntimeError("ticket collision")

@@ -6,6 +6,8 @@ each reason is counted."""
 
 import fnmatch
 
+from twisted.internet import defer
+
 from ..redis.engine import RedisUnavailable
 from ..wire.jsontext import JSONError, decode_json, encode_json, escapes_lone_surrogate
 from .channels import MAX_CHANNEL, account_channel, valid_channel
@@ -30,6 +32,8 @@ class ClientMessages:
         self.clock = clock
         self.stream_maxlen = stream_maxlen
         self.server = None
+        #: The hub's Members (presence/hub/members.py), given by the hub.
+        self.members = None
 
     def text_received(self, session, text):
         try:
@@ -153,7 +157,7 @@ class ClientMessages:
             return
         subscribed.discard(channel)
         channels.stop_listening(session, channel)
-        channels.left(session.id, session.account, channel, session)
+        channels.left(session.id, session.account, channel, session, session.info)
         session.note("unsubscribed from %s" % channel)
         session.send_document({"type": "unsubscribed", "channel": channel})
 
@@ -186,16 +190,14 @@ class ClientMessages:
             return
 
         def answer(members):
-            session.send_document({"type": "members", "channel": channel, "members": [
-                {"session": member, "account": account or None}
-                for member, account in sorted(members.items())]})
+            session.send_document({"type": "members", "channel": channel, "members": members})
 
         def failed(failure):
             failure.trap(RedisUnavailable)
             self._error(session, "members unavailable: Redis did not answer",
                         request="members", channel=channel)
 
-        self.channels.members(channel).addCallbacks(answer, failed)
+        defer.ensureDeferred(self.members.of_channel(channel)).addCallbacks(answer, failed)
 
     def _on_ping(self, session, message):
         # An application-level round trip (WebSocket clients cannot send

@@ -74,31 +74,37 @@ class PresenceWriter:
         keys = self.store.keys
         self._add(("online", keys.account(session.account), session.id, session.account,
                    info, entry, encode_json(presence_event(
-                       "online", session.account, session.id, self.node_id))))
+                       "online", session.account, session.id, self.node_id,
+                       info=session.info))))
 
-    def offline(self, session_id, account):
-        """A session of this node is gone; ``offline`` if it was the last."""
+    def offline(self, session_id, account, ended=None):
+        """A session of this node is gone; ``offline`` if it was the last
+        (``ended``: its close record, events.ended_by)."""
         self._add(("offline", self.store.keys.account(account), session_id, account,
-                   encode_json(presence_event("offline", account, session_id, self.node_id))))
+                   encode_json(presence_event("offline", account, session_id, self.node_id,
+                                              ended=ended))))
 
     def join(self, session, channel, again=False):
         """``session`` is a member of ``channel``: the channel and backends
         are told (``again``: after this node was reaped, only if it was not a
         member any more)."""
         self._membership("rejoin" if again else "join", session.id, session.account, channel,
-                         session)
+                         session, session.info)
 
-    def leave(self, session_id, account, channel, session=None):
-        self._membership("leave", session_id, account, channel, session)
+    def leave(self, session_id, account, channel, session=None, info=None, ended=None):
+        """``session_id`` left ``channel`` (``session``: it is still open;
+        ``ended``: it ended, with this close record, events.ended_by)."""
+        self._membership("leave", session_id, account, channel, session, info, ended)
 
-    def _membership(self, kind, session_id, account, channel, session):
+    def _membership(self, kind, session_id, account, channel, session, info, ended=None):
         keys = self.store.keys
         self._add((kind, keys.members(channel), keys.channel(channel), session_id,
                    account or "", channel,
                    encode_json(membership_event("leave" if kind == "leave" else "join",
-                                                channel, account, session_id)),
+                                                channel, account, session_id, info, ended)),
                    encode_json(presence_event("unsubscribe" if kind == "leave" else "subscribe",
-                                              account, session_id, self.node_id, channel)),
+                                              account, session_id, self.node_id, channel,
+                                              ended=ended)),
                    encode_json(juggernaut_event(channel, session_id, account))), session)
 
     def close_record(self, record, minute, code, keep):

@@ -138,6 +138,8 @@ def redeem(session, credential):
         session.account = found.account
         session.attributes = found.attributes
         session.allowed_channels = found.channels
+        session.info = found.info
+        session.whisper_channels = found.whisper
         return None
 
     def failed(failure):

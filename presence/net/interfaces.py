@@ -48,6 +48,8 @@ class ISession(Interface):
     account = Attribute("Whose it is, from its ticket; None when anonymous.")
     attributes = Attribute("The ticket's attributes (a dict).")
     allowed_channels = Attribute("The channel patterns its ticket allows.")
+    info = Attribute("The ticket's info, what other members see (a dict), or None.")
+    whisper_channels = Attribute("The channel patterns its ticket may whisper on.")
     client_ip = Attribute("The client's address (after trusted proxies, PROXY protocol).")
     proxy = Attribute("The trusted proxy it came through, or None.")
     ip_mismatch = Attribute("Its ticket was issued for another address (--ticket-ip warn).")

@@ -8,7 +8,7 @@ session where it walks records it was handed.
 """
 
 __all__ = ["APPLY", "ANNOUNCE", "CLAIM", "SWEEP", "PUBLISH_ONCE", "REDEEM", "RESUME_ENDED",
-           "PUBLISH_RECORDED", "READ_HISTORY"]
+           "PUBLISH_RECORDED", "READ_HISTORY", "MEMBERS"]
 
 # A node's presence changes, in the order its sessions made them, as one
 # batch (presence/hub/writer.py): a subscribe storm costs one round trip
@@ -100,6 +100,8 @@ redis.call('HSET', KEYS[7], ARGV[1], ARGV[2])
 return 1
 """
 
+# The leave, unsubscribe and offline events are presence/hub/events.py's
+# documents, with ``ended`` its REAPED (no close record: the node died).
 # Sweep up to ARGV[1] records of a node's sessions out of presence: first
 # its memberships (each leaves its channel, with the leave events), then its
 # sessions (each leaves its account, and the account's last one goes
@@ -131,6 +133,16 @@ local function account(sid)
   end
   return nil
 end
+-- The session's ticket's info, from its account's entry (gone once the
+-- session left its account: the memberships are swept first).
+local function info(who, sid)
+  if not who then return cjson.null end
+  local entry = redis.call('HGET', account_of .. who, sid)
+  if not entry then return cjson.null end
+  local ok, decoded = pcall(cjson.decode, entry)
+  if ok and type(decoded) == 'table' and decoded.info ~= nil then return decoded.info end
+  return cjson.null
+end
 local function scan(key, want)
   local reply = redis.call('HSCAN', key, redis.call('HGET', cursors, key) or '0',
     'COUNT', want)
@@ -148,9 +160,10 @@ for k = 1, #found, 2 do
     local who = account(sid)
     redis.call('HDEL', members_of .. channel, sid)
     redis.call('PUBLISH', channel_of .. channel, cjson.encode({type = 'leave', channel = channel,
-      account = who or cjson.null, session = sid, ['except'] = {sid}}))
+      account = who or cjson.null, session = sid, info = info(who, sid),
+      ended = {reaped = true}, ['except'] = {sid}}))
     redis.call('PUBLISH', events, cjson.encode({type = 'unsubscribe', account = who or cjson.null,
-      session = sid, node = node, channel = channel}))
+      session = sid, node = node, channel = channel, ended = {reaped = true}}))
     redis.call('PUBLISH', KEYS[5], cjson.encode({channel = channel, session_id = sid,
       meta = {account = who or cjson.null}}))
     done = done + 1
@@ -166,7 +179,7 @@ if done < count and redis.call('HLEN', memberships) == 0 then
       if redis.call('HDEL', key, sid) == 1 and redis.call('HLEN', key) == 0 then
         redis.call('SREM', online, who)
         redis.call('PUBLISH', events, cjson.encode({type = 'offline', account = who,
-          session = sid, node = node}))
+          session = sid, node = node, ended = {reaped = true}}))
       end
     end
   end
@@ -361,4 +374,38 @@ if since < offset then
   entries = redis.call('XRANGE', stream, '0-' .. (since + 1), '+', 'COUNT', tonumber(ARGV[6]))
 end
 return {epoch, offset, first, recovered, entries}
+"""
+
+# A channel's members with what is known of each (presence/hub/members.py):
+# a page of the channel's sessions (HSCAN of its members hash from the
+# cursor), each with its account, its entry in its account's hash (node,
+# info, ...) and its entry in its node's session hash (the connection's
+# quality, refreshed by its node). One step: no session is listed with
+# another's entry, and the walk is Redis's, not a round trip a session.
+# KEYS: the members hash. ARGV: cursor, count, the account keys' prefix,
+# what comes before and after a node's id in its session hash's key.
+# Answers {next cursor, {session, account, account entry or '', node entry
+# or ''}...} flat.
+MEMBERS = """
+local reply = redis.call('HSCAN', KEYS[1], ARGV[1], 'COUNT', tonumber(ARGV[2]))
+local answer = {reply[1]}
+local found = reply[2]
+for k = 1, #found, 2 do
+  local sid, who = found[k], found[k + 1]
+  local entry, quality = '', ''
+  if who ~= '' then
+    entry = redis.call('HGET', ARGV[3] .. who, sid) or ''
+    if entry ~= '' then
+      local ok, decoded = pcall(cjson.decode, entry)
+      if ok and type(decoded) == 'table' and type(decoded.node) == 'string' then
+        quality = redis.call('HGET', ARGV[4] .. decoded.node .. ARGV[5], sid) or ''
+      end
+    end
+  end
+  answer[#answer + 1] = sid
+  answer[#answer + 1] = who
+  answer[#answer + 1] = entry
+  answer[#answer + 1] = quality
+end
+return answer
 """

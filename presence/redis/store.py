@@ -96,6 +96,19 @@ class PresenceStore:
     def members(self, channel):
         return self.execute("HGETALL", self.keys.members(channel)).addCallback(_pairs)
 
+    def members_page(self, channel, cursor, count):
+        """A page of ``channel``'s sessions, each with its account, its
+        account entry and its node entry (scripts.MEMBERS): fires with
+        ``(next cursor, [(session, account, entry, node entry), ...])``,
+        cursor "0" when the walk is done; entries are JSON or ''."""
+        keys = self.keys
+
+        def answered(reply):
+            flat = reply[1:]
+            return str(reply[0]), [tuple(flat[i:i + 4]) for i in range(0, len(flat), 4)]
+        return self.execute("EVAL", scripts.MEMBERS, 1, keys.members(channel), cursor, count,
+                            keys.account(""), *keys.node_sessions_parts()).addCallback(answered)
+
     def online_accounts(self):
         return self.execute("SMEMBERS", self.keys.online)
 

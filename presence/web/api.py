@@ -20,12 +20,12 @@ from ..app.oauth import (BadIntrospectionAnswer, IntrospectionBusy, Introspectio
                          UnusableSubject)
 from ..hub.channels import MAX_CHANNEL, MAX_PUBLISH_ID, valid_channel
 from ..hub.history import DEFAULT_PAGE, MAX_PAGE
-from ..hub.tickets import fingerprint
+from ..hub.tickets import MAX_INFO, fingerprint
 from ..redis.engine import RedisUnavailable
 from ..wire.auththrottle import AuthThrottle
 from ..wire.clientip import counted_network
 from ..wire.close import MAX_REASON_BYTES, OPERATOR_CLOSE_CODES, is_operator_close_code
-from ..wire.jsontext import JSONError, decode_json, escapes_lone_surrogate
+from ..wire.jsontext import JSONError, decode_json, encode_json, escapes_lone_surrogate
 from .bounded import BoundedSite
 
 __all__ = ["PresenceAPI", "MAX_BODY"]
@@ -88,6 +88,21 @@ def _too_large(max_body):
     return b"application/json", json.dumps(
         {"error": "too_large", "message": "request body larger than %d bytes" % max_body}
     ).encode("utf-8")
+
+
+def _ticket_info(data):
+    """A ticket's ``info``: a JSON object of at most MAX_INFO bytes as
+    JSON, or None."""
+    info = data.get("info")
+    if info is None:
+        return None
+    if not isinstance(info, dict):
+        raise APIError(400, "bad_request", "info must be a JSON object")
+    size = len(encode_json(info).encode("utf-8"))
+    if size > MAX_INFO:
+        raise APIError(400, "bad_request", "info must be at most %d bytes as JSON (it is %d)"
+                       % (MAX_INFO, size))
+    return info
 
 
 def _whole_number(request, name, default):
@@ -219,7 +234,7 @@ class PresenceAPI:
 
     @app.route("/tickets", methods=["POST"])
     async def issue_ticket(self, request):
-        """``{"account", "attributes", "channels", "ip"}`` -> 201
+        """``{"account", "attributes", "channels", "ip", "info", "whisper"}`` -> 201
         ``{"ticket", "expires_in"}``."""
         try:
             caller, answer = await self._caller(request)
@@ -236,6 +251,7 @@ class PresenceAPI:
                         raise APIError(400, "bad_request", "ip must be an IP address") from None
                 attributes = data.get("attributes", {})
                 channels = data.get("channels", [])
+                whisper = data.get("whisper", [])
             elif caller == "demo":
                 # The demo page's key: demo accounts on demo channels only.
                 account = _name(data.get("account"), "account")
@@ -246,25 +262,32 @@ class PresenceAPI:
                     raise APIError(403, "forbidden", "the demo key may not set channels or ip")
                 attributes = data.get("attributes", {})
                 channels = list(DEMO_CHANNELS)
+                whisper = list(DEMO_CHANNELS)
                 ip = self._client_ip(request)
             else:
                 account = answer["sub"]
                 if data.get("account", account) != account:
                     raise APIError(403, "forbidden", "a user token gets tickets for its own "
                                    "account only")
-                for field in ("attributes", "channels", "ip"):
+                for field in ("attributes", "channels", "ip", "info", "whisper"):
                     if field in data:
                         raise APIError(403, "forbidden", "only a backend may set %s" % field)
                 ip = self._client_ip(request)
                 attributes = {}
                 channels = []
+                whisper = []
             if not isinstance(attributes, dict):
                 raise APIError(400, "bad_request", "attributes must be a JSON object")
             if not isinstance(channels, list):
                 raise APIError(400, "bad_request", "channels must be a list of strings")
             channels = [_name(channel, "each channel") for channel in channels]
+            info = _ticket_info(data)
+            if not isinstance(whisper, list):
+                raise APIError(400, "bad_request", "whisper must be a list of channel patterns")
+            whisper = [_name(pattern, "each whisper pattern") for pattern in whisper]
             try:
-                ticket, ttl = await self.tickets.issue(account, attributes, channels, ip)
+                ticket, ttl = await self.tickets.issue(account, attributes, channels, ip, info,
+                                                       whisper)
             except RedisUnavailable:
                 raise APIError(503, "unavailable", "the ticket store did not answer in time",
                                [(b"retry-after", b"1")]) from None
@@ -375,10 +398,13 @@ class PresenceAPI:
 
     @app.route("/presence/<path:account>", methods=["GET"])
     async def account_presence(self, request, account):
-        """200 ``{"account", "online", "sessions": [...]}``."""
+        """200 ``{"account", "online", "info", "sessions": [...]}``."""
         async def work():
             sessions = await self.hub.account_sessions(account)
-            return 200, {"account": account, "online": bool(sessions), "sessions": sessions}
+            info = next((s["info"] for s in reversed(sessions) if s.get("info") is not None),
+                        None)
+            return 200, {"account": account, "online": bool(sessions), "info": info,
+                         "sessions": sessions}
         return await self._hub_call(request, work)
 
     @app.route("/disconnect", methods=["POST"])

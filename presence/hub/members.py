@@ -1,0 +1,75 @@
+"""Who is in a channel, as an application shows it: accounts with their
+ticket's ``info`` and their sessions (docs/messages.md, ``members``;
+docs/api.md, ``GET /channels/CHANNEL/members``).
+
+Everything comes from Redis in one script a page (presence/redis/scripts.py
+``MEMBERS``): the channel's members hash, each session's entry in its
+account's hash (its node, its info) and in its node's session hash (the
+connection's quality, presence/hub/quality.py). Sessions of one account are
+grouped; an anonymous session is an entry of its own (account null)."""
+
+import json
+
+__all__ = ["Members", "MEMBERS_PAGE"]
+
+#: Sessions one step of the walk over a channel's members reads.
+MEMBERS_PAGE = 1000
+
+
+def _decoded(entry):
+    if not entry:
+        return {}
+    try:
+        decoded = json.loads(entry)
+    except ValueError:
+        return {}
+    return decoded if isinstance(decoded, dict) else {}
+
+
+class Members:
+    """``store``: the node's PresenceStore; ``quality``: how a session's
+    node entry becomes its ``rtt_ms``, ``last_seen_ms`` and ``stale``
+    (a callable, entry dict -> dict)."""
+
+    def __init__(self, store, quality):
+        self.store = store
+        self.quality = quality
+
+    def session_entry(self, session_id, entry, node_entry):
+        """One session as a member listing shows it."""
+        shown = {"session": session_id, "node": entry.get("node"),
+                 "protocol": entry.get("protocol")}
+        shown.update(self.quality(node_entry))
+        return shown
+
+    def group(self, rows):
+        """``[(session, account, entry, node entry)]`` -> member entries,
+        one per account, in order of account, sessions in order of id."""
+        accounts = {}
+        anonymous = []
+        for session_id, account, entry, node_entry in sorted(rows):
+            entry = _decoded(entry)
+            shown = self.session_entry(session_id, entry, _decoded(node_entry))
+            if not account:
+                anonymous.append({"account": None, "info": None, "sessions": [shown]})
+                continue
+            member = accounts.get(account)
+            if member is None:
+                member = accounts[account] = {"account": account, "info": None, "sessions": []}
+            if entry.get("info") is not None:
+                member["info"] = entry["info"]  # its sessions' last, by id
+            member["sessions"].append(shown)
+        return [accounts[account] for account in sorted(accounts)] + anonymous
+
+    async def of_channel(self, channel):
+        """Every member of ``channel`` (a walk of MEMBERS_PAGE sessions a
+        step)."""
+        rows = []
+        cursor = "0"
+        while True:
+            cursor, page = await self.store.members_page(channel, cursor, MEMBERS_PAGE)
+            rows.extend(page)
+            if cursor == "0":
+                break
+        # HSCAN may return a session twice while the hash is rehashed.
+        return self.group(set(rows))

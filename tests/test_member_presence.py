@@ -1,0 +1,237 @@
+"""Presence an application can show (issue 16), against a real Redis with
+two nodes in this process (tests/helpers/hubs.py): a ticket's ``info`` in
+member listings, events and the API; why a session ended; the quality of
+its connection; one join per person with a grace delay; the channel API;
+server-side subscriptions; whispers."""
+
+import json
+
+from twisted.internet import defer, reactor
+from twisted.internet.address import IPv4Address
+from twisted.internet.testing import StringTransport
+
+from presence.hub.hub import Hub
+from presence.hub.settings import HubSettings
+from presence.net.dispatch import ListenerFactory
+from presence.net.server import Server
+from presence.net.settings import ServerSettings
+from presence.websocket.frames import OP_TEXT
+
+from .helpers.api import APITestCase
+from .helpers.framing import client_frame, server_frames, upgrade_request
+from .helpers.hubs import HubTestCase, Node
+from .helpers.waiting import lose, run, until, wait
+
+ADA = {"name": "Ada Lovelace", "avatar": "https://example.com/ada.png"}
+BOB = {"name": "Bob"}
+
+
+def documents(transport):
+    """The JSON documents the server wrote after its handshake's answer."""
+    stream = transport.value().partition(b"\r\n\r\n")[2]
+    return [json.loads(payload) for opcode, payload in server_frames(stream)
+            if opcode == OP_TEXT]
+
+
+def of(transport, kind, **fields):
+    """The documents of one ``type`` (and these field values) the server wrote."""
+    return [d for d in documents(transport) if d.get("type") == kind
+            and all(d.get(name) == value for name, value in fields.items())]
+
+
+def send(session, document):
+    session.dataReceived(client_frame(OP_TEXT, json.dumps(document).encode()))
+
+
+class PresenceTestCase(APITestCase, HubTestCase):
+    """Two nodes, A and B, on this test's Redis; the API served over A's hub."""
+
+    hub_settings = {}
+    server_settings = {}
+
+    @defer.inlineCallbacks
+    def setUp(self):
+        yield super().setUp()
+        self.a = self.node("node-a")
+        self.b = self.node("node-b")
+        self.url = self.serve_api(hub=self.a.hub)
+        self.events = []
+        events = self.make_engine()
+        self.addCleanup(lambda: self.events_subscriber.close())
+        from presence.redis.subscriber import RedisSubscriber
+        self.events_subscriber = RedisSubscriber(
+            self.redis_url, lambda channel, message: self.events.append(json.loads(message)),
+            lambda: None, lambda: None, reactor=reactor)
+        self.events_subscriber.subscribe(self.keys.events)
+        del events
+
+    def node(self, node_id, clock=reactor, **settings):
+        hub_settings = dict(node_heartbeat=60.0, **self.hub_settings)
+        hub_settings.update(settings)
+        hub = Hub(self.make_engine(), clock, HubSettings(**hub_settings), node_id=node_id)
+        server = Server(hub, ServerSettings(heartbeat_interval=0, **self.server_settings),
+                        clock, tickets=hub.tickets)
+        hub.start(server)
+        self.addCleanup(hub.stop)
+        factory = ListenerFactory(server)
+        factory.startFactory()
+        self.addCleanup(factory.stopFactory)
+        return Node(hub, server, factory, clock)
+
+    def open(self, node, request):
+        dispatcher = node.factory.buildProtocol(None)
+        transport = StringTransport(peerAddress=IPv4Address("TCP", "192.0.2.7", 50000))
+        dispatcher.makeConnection(transport)
+        dispatcher.dataReceived(request)
+        self.addCleanup(lambda: lose(getattr(transport, "protocol", dispatcher), transport))
+        return transport
+
+    async def ticket(self, account, info=None, channels=("room:*",), whisper=()):
+        """A ticket from POST /tickets (as a backend asks for one)."""
+        body = {"account": account, "channels": list(channels), "whisper": list(whisper)}
+        if info is not None:
+            body["info"] = info
+        status, _, answer = await wait(self.post_ticket(body))
+        self.assertEqual(status, 201, answer)
+        return answer["ticket"]
+
+    async def welcomed(self, node, credential):
+        """A session opened on ``node`` with ``credential`` ("ticket=T" or
+        "resume=R"): ``(welcome, session, transport)``."""
+        transport = self.open(node, upgrade_request("/?" + credential))
+        await until(lambda: documents(transport), 10, "the welcome")
+        welcome = documents(transport)[0]
+        self.assertEqual(welcome["type"], "welcome", welcome)
+        return welcome, transport.protocol, transport
+
+    async def person(self, node, account, info=None, **ticket):
+        """A session of ``account`` on ``node``, from a ticket with ``info``."""
+        ticket = await self.ticket(account, info, **ticket)
+        return await self.welcomed(node, "ticket=" + ticket)
+
+    async def subscribed(self, session, transport, channel, **fields):
+        send(session, dict({"type": "subscribe", "channel": channel}, **fields))
+        await until(lambda: of(transport, "subscribed", channel=channel), 10,
+                    "subscribed to %s" % channel)
+        await wait(session.server.handler.writer.finished())
+
+    async def members(self, session, transport, channel):
+        count = len(of(transport, "members"))
+        send(session, {"type": "members", "channel": channel})
+        await until(lambda: len(of(transport, "members")) > count, 10, "members")
+        return of(transport, "members")[-1]["members"]
+
+
+class MemberInfoTests(PresenceTestCase):
+    def test_a_ticket_takes_info_of_at_most_1_kib_as_json(self):
+        async def check():
+            status, _, answer = await wait(self.post_ticket(
+                {"account": "ada", "info": {"name": "x" * 1020}}))
+            self.assertEqual((status, answer["error"]), (400, "bad_request"))
+            self.assertIn("at most 1024 bytes", answer["message"])
+            status, _, answer = await wait(self.post_ticket({"account": "ada", "info": "Ada"}))
+            self.assertEqual((status, answer["message"]), (400, "info must be a JSON object"))
+            status, _, answer = await wait(self.post_ticket(
+                {"account": "ada", "info": {"name": "x" * 1000}}))
+            self.assertEqual(status, 201, answer)
+        return run(check())
+
+    def test_info_is_in_members_join_events_and_get_presence_across_nodes(self):
+        async def check():
+            _, ada, ada_t = await self.person(self.a, "ada", ADA)
+            await self.subscribed(ada, ada_t, "room:1", presence=True)
+            _, bob, bob_t = await self.person(self.b, "bob", BOB)
+            await self.subscribed(bob, bob_t, "room:1")
+            # Ada (on A) hears Bob (on B) join, with his info.
+            await until(lambda: of(ada_t, "join", account="bob"), 10, "bob's join")
+            self.assertEqual(of(ada_t, "join", account="bob")[0]["info"], BOB)
+            members = await self.members(bob, bob_t, "room:1")
+            self.assertEqual([(m["account"], m["info"], [s["session"] for s in m["sessions"]])
+                              for m in members],
+                             [("ada", ADA, [ada.id]), ("bob", BOB, [bob.id])])
+            status, _, answer = await wait(self.request("GET", "/presence/bob"))
+            self.assertEqual(status, 200)
+            self.assertEqual(answer["info"], BOB)
+            self.assertEqual([(s["session"], s["info"], s["node"]) for s in answer["sessions"]],
+                             [(bob.id, BOB, "node-b")])
+            # Bob leaves: Ada's leave event carries his info too.
+            send(bob, {"type": "unsubscribe", "channel": "room:1"})
+            await until(lambda: of(ada_t, "leave", account="bob"), 10, "bob's leave")
+            self.assertEqual(of(ada_t, "leave", account="bob")[0]["info"], BOB)
+        return run(check())
+
+    def test_a_resumed_session_keeps_its_info(self):
+        async def check():
+            welcome, ada, ada_t = await self.person(self.a, "ada", ADA)
+            await self.subscribed(ada, ada_t, "room:1")
+            lose(ada, ada_t)
+            _, again, again_t = await self.welcomed(self.b, "resume=" + welcome["resume"])
+            self.assertEqual(again.info, ADA)
+            await self.subscribed(again, again_t, "room:1")
+            members = await self.members(again, again_t, "room:1")
+            self.assertEqual([(m["account"], m["info"]) for m in members], [("ada", ADA)])
+        return run(check())
+
+
+class WhyASessionEndedTests(PresenceTestCase):
+    """offline and leave events carry the close record of the session that
+    ended, or {"reaped": true} when a survivor reaped its dead node."""
+
+    def test_a_kicked_sessions_offline_and_leave_say_the_code_reason_and_initiator(self):
+        async def check():
+            _, ada, ada_t = await self.person(self.a, "ada", ADA)
+            await self.subscribed(ada, ada_t, "room:1", presence=True)
+            _, bob, bob_t = await self.person(self.b, "bob", BOB)
+            await self.subscribed(bob, bob_t, "room:1")
+            status, _, _ = await wait(self.request("POST", "/disconnect", {
+                "account": "bob", "code": 4001, "reason": "banned for spam"}))
+            self.assertEqual(status, 202)
+            await until(lambda: bob.closing, 10, "bob's close")
+            lose(bob, bob_t)  # the client goes after the server's Close
+            ended = {"code": 4001, "reason": "banned for spam", "initiator": "server",
+                     "clean": False}
+            await until(lambda: of(ada_t, "leave", account="bob"), 10, "bob's leave")
+            leave, = of(ada_t, "leave", account="bob")
+            self.assertEqual({k: leave["ended"][k] for k in ("code", "reason", "initiator")},
+                             {k: ended[k] for k in ("code", "reason", "initiator")})
+            await until(lambda: [e for e in self.events if e["type"] == "offline"], 10,
+                        "bob's offline")
+            offline, = [e for e in self.events if e["type"] == "offline"]
+            self.assertEqual((offline["account"], offline["ended"]["code"],
+                              offline["ended"]["reason"], offline["ended"]["initiator"]),
+                             ("bob", 4001, "banned for spam", "server"))
+            self.assertIn("clean", offline["ended"])
+        return run(check())
+
+    def test_a_client_that_closes_says_so(self):
+        async def check():
+            _, ada, ada_t = await self.person(self.a, "ada", ADA)
+            await self.subscribed(ada, ada_t, "room:1", presence=True)
+            _, bob, bob_t = await self.person(self.b, "bob", BOB)
+            await self.subscribed(bob, bob_t, "room:1")
+            bob.dataReceived(client_frame(0x8, b"\x03\xe8bye"))
+            lose(bob, bob_t)  # it closes its side after the server's Close
+            await until(lambda: of(ada_t, "leave", account="bob"), 10, "bob's leave")
+            leave, = of(ada_t, "leave", account="bob")
+            self.assertEqual((leave["ended"]["code"], leave["ended"]["reason"],
+                              leave["ended"]["initiator"]), (1000, "bye", "client"))
+        return run(check())
+
+    def test_a_reaped_sessions_leave_and_offline_say_reaped(self):
+        async def check():
+            _, ada, ada_t = await self.person(self.a, "ada", ADA)
+            await self.subscribed(ada, ada_t, "room:1", presence=True)
+            _, bob, bob_t = await self.person(self.b, "bob", BOB)
+            await self.subscribed(bob, bob_t, "room:1")
+            # B dies: its key is gone, A reaps it.
+            await wait(self.b.hub.liveness.stop())
+            await wait(self.engine.execute("DEL", self.keys.node("node-b")))
+            await wait(self.a.hub.liveness.announce())
+            await until(lambda: of(ada_t, "leave", account="bob"), 10, "bob's leave")
+            self.assertEqual(of(ada_t, "leave", account="bob")[0]["ended"], {"reaped": True})
+            self.assertEqual(of(ada_t, "leave", account="bob")[0]["info"], BOB)
+            await until(lambda: [e for e in self.events if e["type"] == "offline"], 10,
+                        "bob's offline")
+            self.assertEqual([e["ended"] for e in self.events if e["type"] == "offline"],
+                             [{"reaped": True}])
+        return run(check())
