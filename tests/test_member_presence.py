@@ -8,6 +8,7 @@ import json
 
 from twisted.internet import defer, reactor
 from twisted.internet.address import IPv4Address
+from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 
 from presence.hub.hub import Hub
@@ -15,7 +16,7 @@ from presence.hub.settings import HubSettings
 from presence.net.dispatch import ListenerFactory
 from presence.net.server import Server
 from presence.net.settings import ServerSettings
-from presence.websocket.frames import OP_TEXT
+from presence.websocket.frames import OP_PING, OP_PONG, OP_TEXT
 
 from .helpers.api import APITestCase
 from .helpers.framing import client_frame, server_frames, upgrade_request
@@ -69,8 +70,9 @@ class PresenceTestCase(APITestCase, HubTestCase):
         hub_settings = dict(node_heartbeat=60.0, **self.hub_settings)
         hub_settings.update(settings)
         hub = Hub(self.make_engine(), clock, HubSettings(**hub_settings), node_id=node_id)
-        server = Server(hub, ServerSettings(heartbeat_interval=0, **self.server_settings),
-                        clock, tickets=hub.tickets)
+        server_settings = dict(heartbeat_interval=0)
+        server_settings.update(self.server_settings)
+        server = Server(hub, ServerSettings(**server_settings), clock, tickets=hub.tickets)
         hub.start(server)
         self.addCleanup(hub.stop)
         factory = ListenerFactory(server)
@@ -234,4 +236,81 @@ class WhyASessionEndedTests(PresenceTestCase):
                         "bob's offline")
             self.assertEqual([e["ended"] for e in self.events if e["type"] == "offline"],
                              [{"reaped": True}])
+        return run(check())
+
+
+def real_time_clock():
+    """A Clock the test advances, from the reactor's time (tickets carry the
+    issuing node's time)."""
+    clock = Clock()
+    clock.advance(reactor.seconds())
+    return clock
+
+
+class ConnectionQualityTests(PresenceTestCase):
+    """rtt_ms, last_seen_ms and stale of every session, in members and GET
+    /presence/ACCOUNT on any node, driven by the nodes' Clocks: heartbeats
+    every 10 s (timed out after 30 s), quality written every node heartbeat
+    (5 s)."""
+
+    server_settings = {"heartbeat_interval": 10.0, "heartbeat_timeout": 30.0,
+                       "max_message_rate": 100.0}
+
+    @defer.inlineCallbacks
+    def setUp(self):
+        yield super().setUp()
+        self.clock = real_time_clock()
+        self.a = self.node("node-qa", self.clock, node_heartbeat=5.0)
+        self.b = self.node("node-qb", self.clock, node_heartbeat=5.0)
+
+    async def advance(self, seconds):
+        """Move both nodes' clock on, a second at a time, and let what it
+        started in Redis finish."""
+        for _ in range(int(seconds)):
+            self.clock.advance(1.0)
+            for node in (self.a, self.b):
+                await wait(node.hub.writer.finished())
+        for node in (self.a, self.b):
+            await wait(defer.ensureDeferred(node.hub.quality.refresh()))
+
+    def test_rtt_last_seen_and_stale_are_seen_from_the_other_node(self):
+        async def check():
+            _, ada, ada_t = await self.person(self.a, "ada", ADA)
+            await self.subscribed(ada, ada_t, "room:1")
+            _, bob, bob_t = await self.person(self.b, "bob", BOB)
+            await self.subscribed(bob, bob_t, "room:1")
+            bob_t.clear()
+            await self.advance(10)  # the heartbeat round: a ping each
+            pings = [payload for opcode, payload in server_frames(bob_t.value())
+                     if opcode == OP_PING]
+            self.assertEqual(len(pings), 1)
+            self.clock.advance(0.25)
+            bob.dataReceived(client_frame(OP_PONG, pings[0]))
+            self.assertAlmostEqual(bob.rtt, 0.25)
+            await self.advance(3)
+
+            def bob_of(members):
+                return next(m for m in members if m["account"] == "bob")["sessions"][0]
+            seen = bob_of(await self.members(ada, ada_t, "room:1"))
+            self.assertEqual(seen["rtt_ms"], 250.0)
+            self.assertEqual(seen["stale"], False)
+            self.assertAlmostEqual(seen["last_seen_ms"], 3000, delta=1)
+
+            # Bob does not answer the next ping: past one interval with
+            # nothing heard, he is stale (and not closed: the timeout is 30 s).
+            await self.advance(16)
+            self.assertTrue(bob.ready)
+            seen = bob_of(await self.members(ada, ada_t, "room:1"))
+            self.assertEqual(seen["stale"], True)
+            self.assertAlmostEqual(seen["last_seen_ms"], 19000, delta=1)
+            status, _, answer = await wait(self.request("GET", "/presence/bob"))
+            self.assertEqual((answer["sessions"][0]["stale"],
+                              answer["sessions"][0]["rtt_ms"]), (True, 250.0))
+
+            # A message from him counts as seen: no longer stale.
+            send(bob, {"type": "ping", "id": 1})
+            await self.advance(5)
+            seen = bob_of(await self.members(ada, ada_t, "room:1"))
+            self.assertEqual(seen["stale"], False)
+            self.assertAlmostEqual(seen["last_seen_ms"], 5000, delta=1)
         return run(check())

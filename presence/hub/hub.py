@@ -41,6 +41,7 @@ from .history import History
 from .liveness import Liveness
 from .members import Members
 from .pubsub import RedisMessages
+from .quality import Quality
 from .queries import ClusterQueries, QueryAnswers
 from .records import PresenceRecords
 from .settings import HubSettings
@@ -93,7 +94,9 @@ class Hub:
         self.messages = ClientMessages(self.channels, store, self.work, stats, self.node_id,
                                        clock, settings.stream_maxlen)
         #: Who is in a channel, with their info and connections.
-        self.members = Members(store, lambda entry: {})
+        #: How well each of this node's sessions is connected, in Redis.
+        self.quality = Quality(store, self.node_id, clock, settings.node_heartbeat)
+        self.members = Members(store, lambda entry: Quality.shown(entry, clock.seconds()))
         self.messages.members = self.members
         self.liveness = Liveness(store, self.records, self.channels, stats, self.node_id,
                                  clock, settings)
@@ -110,7 +113,8 @@ class Hub:
         listen to Redis, announce the node, and start its heartbeat."""
         self.server = server
         server.handler = self
-        for room in (self.channels, self.messages, self.liveness, self.answers, self.control):
+        for room in (self.channels, self.messages, self.liveness, self.answers, self.control,
+                     self.quality):
             room.server = server
         self.subscriber = RedisSubscriber(self.engine.url, self.from_redis.received,
                                           self._redis_connected, self._redis_lost,
@@ -119,6 +123,7 @@ class Hub:
         self.subscriber.subscribe(self.keys.control)
         self.subscriber.subscribe(JUGGERNAUT)
         self.liveness.start()
+        self.quality.start()
         self.history.start_measuring(lambda: list(self.channels.listeners))
 
     async def stop(self):
@@ -126,6 +131,7 @@ class Hub:
         changes (for at most STOP_TIMEOUT seconds), sweep whatever of the
         node's records is still in Redis, and take the node out of it."""
         self.history.stop_measuring()
+        self.quality.stop()
         await self.liveness.stop()
         await self.liveness.stop_sweeps()
         finished = self.writer.finished()
@@ -231,7 +237,9 @@ class Hub:
         return self.records.online_accounts()
 
     def account_sessions(self, account):
-        return self.records.account_sessions(account)
+        """An account's sessions, each with its info and its connection's
+        quality (presence/hub/members.py)."""
+        return defer.ensureDeferred(self.members.of_account(account))
 
     def disconnect(self, session=None, account=None, code=GOING_AWAY, reason=""):
         """Close a session, or every session of an account, on every node."""

@@ -61,6 +61,21 @@ class Members:
             member["sessions"].append(shown)
         return [accounts[account] for account in sorted(accounts)] + anonymous
 
+    async def of_account(self, account):
+        """``GET /presence/ACCOUNT``'s sessions: each session's entry (node,
+        ip, protocol, since, info) with its connection's quality."""
+        sessions = sorted((await self.store.account_sessions(account)).items())
+        entries = [_decoded(entry) for _, entry in sessions]
+        nodes = await self.store.session_entries(
+            [(entry.get("node") or "", session_id)
+             for (session_id, _), entry in zip(sessions, entries)])
+        result = []
+        for (session_id, _), entry, node_entry in zip(sessions, entries, nodes):
+            shown = dict(entry, session=session_id)
+            shown.update(self.quality(_decoded(node_entry)))
+            result.append(shown)
+        return result
+
     async def of_channel(self, channel):
         """Every member of ``channel`` (a walk of MEMBERS_PAGE sessions a
         step)."""

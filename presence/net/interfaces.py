@@ -63,6 +63,8 @@ class ISession(Interface):
     rtt = Attribute("Round-trip time of the last answered heartbeat, in seconds, or None.")
     rtt_history = Attribute("The last round-trip times, oldest first, or None.")
     last_heartbeat = Attribute("When the last heartbeat pong arrived, or None.")
+    last_read_at = Attribute("When its last read was charged to its rate, or None.")
+    ping_sent_at = Attribute("When its unanswered heartbeat ping was sent, or None.")
     events = Attribute("Its recent events, (time, text), for the dashboard, or None.")
     messages_in = Attribute("Messages received.")
     messages_out = Attribute("Messages sent.")

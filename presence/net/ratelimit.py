@@ -46,6 +46,12 @@ class RateLimitedPeer(HeartbeatPeer):
         self._inflated_allowance = 0
         self._inflated_counted = 0
 
+    @property
+    def last_read_at(self):
+        """When the session's last read was charged (clock seconds), or
+        None (never, or no rate is charged: the read loop reads no clock)."""
+        return self._allowance_at
+
     def _refill(self):
         """Top up the message allowance, and the inflated bytes', for the
         time since the last read (once per read; each message then takes

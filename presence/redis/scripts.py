@@ -8,7 +8,7 @@ session where it walks records it was handed.
 """
 
 __all__ = ["APPLY", "ANNOUNCE", "CLAIM", "SWEEP", "PUBLISH_ONCE", "REDEEM", "RESUME_ENDED",
-           "PUBLISH_RECORDED", "READ_HISTORY", "MEMBERS"]
+           "PUBLISH_RECORDED", "READ_HISTORY", "MEMBERS", "QUALITY"]
 
 # A node's presence changes, in the order its sessions made them, as one
 # batch (presence/hub/writer.py): a subscribe storm costs one round trip
@@ -408,4 +408,18 @@ for k = 1, #found, 2 do
   answer[#answer + 1] = quality
 end
 return answer
+"""
+
+# A node's sessions' connection quality (presence/hub/quality.py) written
+# into their entries in its session hash, only where an entry is still
+# there: a session that went offline meanwhile (APPLY deleted its entry) is
+# not brought back, so no sweep ever finds it. KEYS: the node's session
+# hash. ARGV: session, entry JSON, ...
+QUALITY = """
+for i = 1, #ARGV, 2 do
+  if redis.call('HEXISTS', KEYS[1], ARGV[i]) == 1 then
+    redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
+  end
+end
+return 1
 """

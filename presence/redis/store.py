@@ -96,6 +96,21 @@ class PresenceStore:
     def members(self, channel):
         return self.execute("HGETALL", self.keys.members(channel)).addCallback(_pairs)
 
+    def write_quality(self, node, entries):
+        """``[(session, entry JSON)]``: ``node``'s sessions' entries, where
+        they are still there (scripts.QUALITY)."""
+        flat = []
+        for session_id, entry in entries:
+            flat.extend((session_id, entry))
+        return self.execute("EVAL", scripts.QUALITY, 1, self.keys.node_sessions(node), *flat)
+
+    def session_entries(self, sessions):
+        """``[(node, session)]`` -> their node entries (JSON or None), in
+        order: what a node wrote of its sessions' quality."""
+        return defer.gatherResults([
+            self.execute("HGET", self.keys.node_sessions(node), session_id)
+            for node, session_id in sessions])
+
     def members_page(self, channel, cursor, count):
         """A page of ``channel``'s sessions, each with its account, its
         account entry and its node entry (scripts.MEMBERS): fires with
