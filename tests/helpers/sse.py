@@ -34,11 +34,12 @@ class SSEStream:
         self.events = []
 
     @classmethod
-    async def open(cls, port, path, host="127.0.0.1", headers=()):
-        reader, writer = await asyncio.open_connection(host, port)
+    async def open(cls, port, path, host="127.0.0.1", headers=(), ssl=None, prefix=b""):
+        """``prefix``: bytes before the request (a PROXY protocol header)."""
+        reader, writer = await asyncio.open_connection(host, port, ssl=ssl)
         lines = ["GET %s HTTP/1.1" % path, "Host: %s:%d" % (host, port),
                  "Accept: text/event-stream", *headers]
-        writer.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
+        writer.write(prefix + ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
         status, fields = await _head(reader)
         return cls(reader, writer, status, fields)
 
@@ -83,14 +84,14 @@ class SSEStream:
         self.writer.close()
 
 
-async def post(port, path, document, host="127.0.0.1", headers=()):
+async def post(port, path, document, host="127.0.0.1", headers=(), ssl=None, prefix=b""):
     """POST ``document`` (JSON) to ``path``: ``(status line, body)``."""
-    reader, writer = await asyncio.open_connection(host, port)
+    reader, writer = await asyncio.open_connection(host, port, ssl=ssl)
     body = json.dumps(document).encode("utf-8")
     lines = ["POST %s HTTP/1.1" % path, "Host: %s:%d" % (host, port),
              "Content-Type: text/plain", "Content-Length: %d" % len(body), "Connection: close",
              *headers]
-    writer.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body)
+    writer.write(prefix + ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body)
     try:
         status, fields = await _head(reader)
         length = int(fields.get("content-length", "0") or 0)
