@@ -11,7 +11,7 @@ import json
 
 from twisted.internet import defer
 
-from presence.hub.history import MAX_PAGE
+from presence.hub.history import MAX_PAGE, _Joining
 from presence.hub.settings import HistoryRule, parse_history_rule
 from presence.web.admin import prometheus
 from presence.websocket.frames import OP_TEXT
@@ -51,6 +51,26 @@ def test_a_history_option_is_a_pattern_a_size_and_a_ttl():
         except ValueError:
             continue
         raise AssertionError("%r was taken" % bad)
+
+
+class _Session:
+    def __init__(self):
+        self.sent = []
+
+    def send_document(self, document):
+        self.sent.append(document)
+
+
+def test_a_live_message_of_a_new_epoch_is_no_duplicate_of_the_history():
+    """The history sent up to offset 5 of epoch "a"; Redis then lost the
+    channel (FLUSHALL) and it started again at 1 under "b": those are new
+    publications, not the in-flight duplicates of 1-5 of "a"."""
+    joining = _Joining(_Session())
+    joining.buffer, joining.last, joining.epoch = None, 5, "a"
+    message = {"type": "message", "channel": "room:1"}
+    assert joining.receive(dict(message, offset=4), "a")  # a duplicate: dropped, still joining
+    assert not joining.receive(dict(message, offset=1), "b")  # another epoch: sent, live
+    assert joining.session.sent == [dict(message, offset=1)]
 
 
 class OneHistoryNode(APITestCase, HubTestCase):
@@ -101,6 +121,8 @@ class HistoryTests(OneHistoryNode):
         live = [d for d in documents(transport) if d.get("type") == "message"]
         self.assertEqual([(d["offset"], d["data"]) for d in live],
                          [(n, {"n": n}) for n in range(1, 31)])
+        # The epoch the nodes' copy names is not the clients' (subscribed told it).
+        self.assertEqual(list(live[0]), ["type", "channel", "offset", "data"])
         status, _, stored = yield self.request("GET", "/history/room:1?limit=1000")
         self.assertEqual(status, 200, stored)
         self.assertEqual((stored["channel"], stored["epoch"], stored["offset"]),

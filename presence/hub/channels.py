@@ -178,7 +178,7 @@ class Channels:
         return self.store.publish_recorded(publish_id, PUBLISH_ID_TTL, records).addCallback(
             answered)
 
-    def deliver(self, channel, document, exclude=None):
+    def deliver(self, channel, document, exclude=None, epoch=None):
         """Write ``document`` to this node's subscribers of ``channel``
         (join and leave events: to those that asked for them), encoded once,
         but for ``exclude`` (session ids). Returns how many sessions got it.
@@ -197,7 +197,8 @@ class Channels:
             # sent after their history (presence/hub/history.py).
             states = list(joining.items())
             for sid, state in states:
-                if sid in listeners and sid not in excluded and not state.receive(document):
+                if (sid in listeners and sid not in excluded
+                        and not state.receive(document, epoch)):
                     self.history.forget(sid, channel)
             excluded = set(excluded).union(sid for sid, _ in states)
         prepared = PreparedMessage(encode_document(document))
@@ -213,7 +214,10 @@ class Channels:
         """A message on a Presence channel's Redis channel (presence/hub/pubsub.py
         checked it)."""
         message.setdefault("channel", channel)
-        self.deliver(channel, message, exclude)
+        # A history channel's publication names its epoch for the node
+        # (presence/hub/history.py); clients learn it from subscribed.
+        epoch = message.pop("epoch", None) if "offset" in message else None
+        self.deliver(channel, message, exclude, epoch)
 
     def juggernaut_message(self, channels, data, exclude):
         """``PUBLISH juggernaut {"channels": [...], "data": ..., "except":

@@ -52,32 +52,39 @@ def new_epoch():
 
 class _Joining:
     """A session subscribing to a history channel. While its history is
-    read, what the channel delivers to it is kept (``buffer``); once the
-    history is sent, a live message at or before ``last`` (the last offset
-    sent) is a duplicate and dropped, and the first one after it ends the
-    joining: every later one is after it too (one script assigns offsets
-    and publishes, and pub/sub keeps their order)."""
+    read, what the channel delivers to it is kept (``buffer``: documents and
+    their epochs); once the history is sent, a live message of ``epoch`` at
+    or before ``last`` (the last offset sent) is a duplicate and dropped,
+    and the first one after it (or of another epoch: the history was lost
+    and started again) ends the joining: every later one is after it too
+    (one script assigns offsets and publishes, and pub/sub keeps their
+    order)."""
 
-    __slots__ = ("session", "buffer", "last")
+    __slots__ = ("session", "buffer", "last", "epoch")
 
     def __init__(self, session):
         self.session = session
         self.buffer = []
         self.last = None
+        self.epoch = None
 
-    def receive(self, document):
+    def duplicate(self, document, epoch, last):
+        """Whether ``document`` is a publication at or before ``last`` of
+        this subscription's epoch (the history sent it already)."""
+        offset = document.get("offset")
+        return (document.get("type") == "message" and isinstance(offset, int)
+                and (epoch is None or epoch == self.epoch) and offset <= last)
+
+    def receive(self, document, epoch=None):
         """Keep or send ``document``; False once the joining is over."""
         if self.buffer is not None:
-            self.buffer.append(document)
+            self.buffer.append((document, epoch))
             return True
-        offset = document.get("offset")
-        if document.get("type") == "message" and isinstance(offset, int):
-            if offset <= self.last:
-                return True
-            self.session.send_document(document)
-            return False
+        if self.duplicate(document, epoch, self.last):
+            return True
         self.session.send_document(document)
-        return True
+        return document.get("type") != "message" or not isinstance(
+            document.get("offset"), int)
 
 
 def _message_text(channel_json, offset, data):
@@ -231,6 +238,7 @@ class History:
         else:
             answer.update(epoch=epoch, offset=latest)
             since = entries[0][0] - 1 if entries else latest
+            joining.epoch = epoch
         if self.joining.get(channel, {}).get(session.id) is not joining:
             return  # unsubscribed, closed, or subscribed again meanwhile
         if recover is not None:
@@ -243,14 +251,15 @@ class History:
             since = offset
         buffered, joining.buffer = joining.buffer, None
         live = since is None  # no history read: nothing to tell apart
-        for document in buffered:
+        for document, epoch in buffered:
+            if since is not None and joining.duplicate(document, epoch, since):
+                continue
             offset = document.get("offset")
             if since is not None and document.get("type") == "message" and isinstance(
                     offset, int):
-                if offset <= since:
-                    continue
-                since = offset
                 live = True  # the live stream passed the history
+                if epoch is None or epoch == joining.epoch:
+                    since = offset
             session.send_document(document)
         if live:
             self.forget(session.id, channel)

@@ -8,7 +8,7 @@ session where it walks records it was handed.
 """
 
 __all__ = ["APPLY", "ANNOUNCE", "CLAIM", "SWEEP", "PUBLISH_ONCE", "REDEEM", "RESUME_ENDED",
-           "PUBLISH_RECORDED", "READ_HISTORY", "MEMBERS", "QUALITY"]
+           "PUBLISH_RECORDED", "READ_HISTORY", "MEMBERS"]
 
 # A node's presence changes, in the order its sessions made them, as one
 # batch (presence/hub/writer.py): a subscribe storm costs one round trip
@@ -291,9 +291,12 @@ return 1
 # channel, in order), or {0, what the id's key holds} for a duplicate.
 # KEYS: the id's key, or none. ARGV: seconds to keep the id; then 9 fields
 # a channel: Redis channel, message (a history channel: its head, to which
-# the offset, then ',"data":' and the data, then the rest are joined), the
+# the offset, ',"epoch":', the epoch, ',"data":', the data, then the rest are
+# joined), the
 # rest, stream key ('' for a channel without history), epoch key, size,
-# ttl, a new epoch, the data's JSON.
+# ttl, a new epoch, the data's JSON. The message names the epoch too, for
+# the nodes (a subscribe being answered tells an epoch's new start from a
+# duplicate by it); they take it out before clients see the message.
 PUBLISH_RECORDED = """
 local id = KEYS[1]
 if id and not redis.call('SET', id, '0', 'NX', 'EX', tonumber(ARGV[1])) then
@@ -317,7 +320,7 @@ for i = 2, #ARGV, 9 do
     redis.call('EXPIRE', stream, ttl)
     redis.call('EXPIRE', meta, ttl)
     reached = reached + redis.call('PUBLISH', ARGV[i],
-      ARGV[i + 1] .. offset .. ',"data":' .. data .. ARGV[i + 2])
+      ARGV[i + 1] .. offset .. ',"epoch":"' .. epoch .. '","data":' .. data .. ARGV[i + 2])
     answer[#answer + 1] = epoch
     answer[#answer + 1] = offset
   end
@@ -408,18 +411,4 @@ for k = 1, #found, 2 do
   answer[#answer + 1] = quality
 end
 return answer
-"""
-
-# A node's sessions' connection quality (presence/hub/quality.py) written
-# into their entries in its session hash, only where an entry is still
-# there: a session that went offline meanwhile (APPLY deleted its entry) is
-# not brought back, so no sweep ever finds it. KEYS: the node's session
-# hash. ARGV: session, entry JSON, ...
-QUALITY = """
-for i = 1, #ARGV, 2 do
-  if redis.call('HEXISTS', KEYS[1], ARGV[i]) == 1 then
-    redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
-  end
-end
-return 1
 """
