@@ -8,11 +8,13 @@ StringTransports (WebSocket and firepresence)."""
 
 import asyncio
 import json
+import signal
 
 from twisted.internet import defer
 
 from presence.hub.history import MAX_PAGE, _Joining
 from presence.hub.settings import HistoryRule, parse_history_rule
+from presence.redis.engine import RedisUnavailable
 from presence.web.admin import prometheus
 from presence.websocket.frames import OP_TEXT
 
@@ -181,6 +183,29 @@ class HistoryTests(OneHistoryNode):
         self.assertEqual(documents(transport)[0]["type"], "subscribed")  # before them
         self.assertEqual(self.node.hub.stats.recoveries,
                          {"attempted": 1, "succeeded": 1, "failed": 0})
+
+    @defer.inlineCallbacks
+    def test_a_recover_redis_does_not_answer_is_not_recovered_and_live_ones_follow(self):
+        first, first_transport = self.open()
+        answer = yield self.subscribe(first, first_transport, "room:z")
+        yield self.publish({"channel": "room:z", "data": 1})
+        process = self.embedded._transport
+        process.signalProcess(signal.SIGSTOP)  # Redis stands still: nothing is answered
+        thaw = lambda: process.signalProcess(signal.SIGCONT)  # noqa: E731
+        self.addCleanup(thaw)
+        session, transport = self.open()
+        send(session, {"type": "subscribe", "channel": "room:z",
+                       "recover": {"epoch": answer["epoch"], "offset": 0}})
+        answer, = yield run(until(lambda: subscribed(transport, "room:z"), 10, "subscribed"))
+        self.assertEqual(answer, {"type": "subscribed", "channel": "room:z", "recovered": False})
+        thaw()
+        yield run(until(lambda: self.engine.ping(), 10, "Redis going on",
+                        retry_on=(RedisUnavailable,)))
+        status, _, body = yield self.publish({"channel": "room:z", "data": 2})
+        self.assertEqual(status, 200, body)
+        yield run(until(lambda: offsets(transport, "room:z"), 10, "the live message"))
+        self.assertEqual(offsets(transport, "room:z"), [2])
+        self.assertEqual(self.node.hub.stats.recoveries["failed"], 1)
 
     @defer.inlineCallbacks
     def test_history_k_sends_the_last_k_first(self):
