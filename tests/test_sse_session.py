@@ -4,10 +4,9 @@ finding their session by its secret, CORS, heartbeats, closing, a vanished
 client, the slow-consumer rule and the limits, the same as for the other
 protocols (docs/protocol.md, "SSE")."""
 
-import types
-
 from twisted.internet import defer
 
+from presence.hub.tickets import Ticket
 from presence.net.sse import SSERequests, SSESession
 from presence.sse.handshake import PADDING
 from presence.web.admin import prometheus
@@ -76,20 +75,26 @@ class OpeningTests(SSETestCase):
                       b"Upgrade, or GET /sse with Accept: text/event-stream", transport.value())
 
 
+def ada(resume):
+    """Ada's ticket, redeemed (the hub's Ticket), with the resume token its
+    session gets."""
+    ticket = Ticket("ada", channels=("room:*",))
+    ticket.resume = resume
+    return ticket
+
+
 class FakeTickets:
     """An ITicketRedeemer: ``good`` is Ada's ticket, anything else unknown."""
 
     def redeem(self, ticket, client_ip=None):
         if ticket != "good":
             return defer.succeed(None)
-        return defer.succeed(types.SimpleNamespace(
-            account="ada", attributes={}, channels=("room:*",), ip=None, resume="R2"))
+        return defer.succeed(ada(resume="R2"))
 
     def resume(self, token, client_ip=None):
         if token != "R1":
             return defer.succeed(None)
-        return defer.succeed(types.SimpleNamespace(
-            account="ada", attributes={}, channels=("room:*",), ip=None, resume="R3"))
+        return defer.succeed(ada(resume="R3"))
 
     def ended(self, token):
         pass

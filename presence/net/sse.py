@@ -17,6 +17,7 @@ send a session's POSTs to the node that holds its stream
 (docs/operations.md, "Proxies and balancers").
 """
 
+import enum
 import hmac
 import secrets
 
@@ -38,7 +39,7 @@ from .session import Session
 from .stream import HOLD_HANDLER, HOLD_WRITING
 from .twisted_internals import close_transport, write
 
-__all__ = ["SSESession", "SSERequests", "SECRET_BYTES"]
+__all__ = ["SSESession", "SSERequests", "RequestsState", "SECRET_BYTES"]
 
 #: Random bytes of a session's secret (URL-safe base64: 32 characters).
 SECRET_BYTES = 24
@@ -155,6 +156,25 @@ class SSESession(Session):
             requests.go_on()
 
 
+class RequestsState(enum.Enum):
+    """Where a connection of SSE's plain requests is."""
+
+    #: Reading a request's head (between requests, idle).
+    HEAD = "head"
+    #: Reading a POST's body.
+    BODY = "body"
+    #: A POST's body is read, and its session is not being read: waiting.
+    WAITING = "waiting"
+    #: The last answer was written; what comes is read and dropped.
+    CLOSING = "closing"
+
+
+HEAD = RequestsState.HEAD
+BODY = RequestsState.BODY
+WAITING = RequestsState.WAITING
+CLOSING = RequestsState.CLOSING
+
+
 class SSERequests(Protocol):
     """A connection carrying SSE's plain requests (POSTs, preflights), one
     after another (HTTP/1.1 keep-alive), each head within
@@ -162,8 +182,8 @@ class SSERequests(Protocol):
     ``--max-message-size``. It is counted as a connection of the node (and
     of its client's address) until it closes."""
 
-    __slots__ = ("server", "transport", "connected", "counted_ip", "client_ip", "_reader",
-                 "_post", "_body", "_body_size", "_rest", "_closing")
+    __slots__ = ("server", "transport", "connected", "counted_ip", "client_ip", "state",
+                 "_reader", "_post", "_body", "_body_size", "_rest")
 
     def __init__(self, server):
         self.server = server
@@ -172,14 +192,14 @@ class SSERequests(Protocol):
         #: The IP this connection is counted under (--max-connections-per-ip).
         self.counted_ip = None
         self.client_ip = None
+        self.state = HEAD
         self._reader = None
-        # The POST whose body is being read, and its pieces so far.
+        # The POST whose body is being read (or waits), and its pieces so far.
         self._post = None
         self._body = []
         self._body_size = 0
         # What followed the body (a pipelined request), while it waits.
         self._rest = b""
-        self._closing = False
 
     def attach(self, transport, client_ip=None, proxy=None):
         self.transport = transport
@@ -203,6 +223,7 @@ class SSERequests(Protocol):
         if kind is Preflight:
             self._answered(outcome.response, outcome.keep_alive, rest)
             return
+        self.state = BODY
         self._post = outcome
         self._body = []
         self._body_size = 0
@@ -210,15 +231,14 @@ class SSERequests(Protocol):
         self._take_body(rest)
 
     def dataReceived(self, data):
-        if self._closing:
-            return  # draining after the last answer
-        if self._post is not None:
-            if self._body_size < self._post.length:
-                self._take_body(data)
-            else:
-                self._rest += data  # a pipelined request, while the POST waits
-            return
-        self._read_head(data)
+        state = self.state
+        if state is BODY:
+            self._take_body(data)
+        elif state is HEAD:
+            self._read_head(data)
+        elif state is WAITING:
+            self._rest += data  # a pipelined request, while the POST waits
+        # CLOSING: draining after the last answer
 
     def _read_head(self, data):
         if self._reader is None:
@@ -253,9 +273,11 @@ class SSERequests(Protocol):
         if session is not None and session.__class__ is SSESession and session.owns(
                 post.secret) and session.holds_posts(self):
             # Not read now: neither is this connection, until the session is.
+            self.state = WAITING
             self.server.deadlines.discard(self)
             self.transport.pauseProducing()
             return
+        self.state = HEAD
         self._post = None
         body = b"".join(self._body)
         self._body = []
@@ -268,7 +290,7 @@ class SSERequests(Protocol):
 
     def go_on(self):
         """The session it waited for is read again (or ended)."""
-        if self.connected and self._post is not None:
+        if self.connected and self.state is WAITING:
             self.transport.resumeProducing()
             self._deliver()
 
@@ -289,7 +311,7 @@ class SSERequests(Protocol):
     def _finish(self, answer):
         """The last answer: write it, and close gently (the client may still
         be sending), within the close timeout."""
-        self._closing = True
+        self.state = CLOSING
         self._post = self._reader = None
         server = self.server
         self.transport.write(answer)
