@@ -10,18 +10,20 @@ import asyncio
 import json
 import signal
 
-from twisted.internet import defer
+from twisted.internet import defer, reactor
 
 from presence.hub.history import MAX_PAGE, _Joining
 from presence.hub.settings import HistoryRule, parse_history_rule
 from presence.redis.engine import RedisUnavailable
+from presence.redis.subscriber import RedisSubscriber
 from presence.web.admin import prometheus
 from presence.websocket.frames import OP_TEXT
 
 from .helpers.api import APITestCase
 from .helpers.framing import client_frame
 from .helpers.hubs import HubTestCase, documents
-from .helpers.waiting import lose, run, until, wait
+from .helpers.redis import RedisTestCase
+from .helpers.waiting import lose, pause, run, until, wait
 
 #: room:* keeps 10,000 publications for five minutes; small:* keeps 5.
 RULES = (HistoryRule("small:*", 5, 300), HistoryRule("room:*", 10000, 300))
@@ -73,6 +75,35 @@ def test_a_live_message_of_a_new_epoch_is_no_duplicate_of_the_history():
     assert joining.receive(dict(message, offset=4), "a")  # a duplicate: dropped, still joining
     assert not joining.receive(dict(message, offset=1), "b")  # another epoch: sent, live
     assert joining.session.sent == [dict(message, offset=1)]
+
+
+class SubscriptionReadyTests(RedisTestCase):
+    """A subscribe to a history channel reads the history only once Redis
+    has made the node's subscription: a publication after the read is then
+    sure to come live."""
+
+    @defer.inlineCallbacks
+    def test_ready_fires_once_redis_confirmed_the_subscription(self):
+        subscriber = RedisSubscriber(self.redis_url, lambda channel, message: None,
+                                     reactor=reactor)
+        self.addCleanup(subscriber.close)
+        yield run(until(lambda: subscriber.connected, 10, "connected"))
+        process = self.embedded._transport
+        process.signalProcess(signal.SIGSTOP)
+        self.addCleanup(lambda: process.signalProcess(signal.SIGCONT) if process.pid else None)
+        subscriber.subscribe("presence:channel:x")
+        ready = subscriber.ready("presence:channel:x")
+        yield run(pause(0.3))
+        self.assertFalse(ready.called)  # Redis has not read the SUBSCRIBE
+        process.signalProcess(signal.SIGCONT)
+        yield run(until(lambda: ready.called, 10, "the subscription confirmed"))
+        numsub = yield self.engine.execute("PUBSUB", "NUMSUB", "presence:channel:x")
+        self.assertEqual(int(numsub[1]), 1)
+        self.assertTrue(subscriber.ready("presence:channel:x").called)  # made: at once
+        subscriber.subscribe("presence:channel:y")
+        waiting = subscriber.ready("presence:channel:y")
+        subscriber.unsubscribe("presence:channel:y")
+        self.assertTrue(waiting.called)  # nothing left to wait for
 
 
 class OneHistoryNode(APITestCase, HubTestCase):
