@@ -182,4 +182,20 @@ class BrowserTests(ThroughAProxyTestCase):
             await wait(self.api.publish("demo:lobby", {"from": "backend", "text": "hi bob"}))
             await self.until(page, "window.demo.messages.some(m => m.text === 'hi bob')")
             self.assertEqual(await page.evaluate("window.demo.presence.transport"), "websocket")
+            # transports sets the order: SSE first, where both would work.
+            transport = await page.evaluate("""async (url) => {
+                const { Presence } = await import("/presence.js");
+                const config = await (await fetch("/demo/config")).json();
+                const getTicket = async () => (await (await fetch("/tickets", {
+                    method: "POST", body: JSON.stringify({ account: "demo-cid" }),
+                    headers: { Authorization: "Bearer " + config.key,
+                               "Content-Type": "application/json" },
+                })).json()).ticket;
+                const other = new Presence({ url, getTicket, transports: ["sse", "websocket"] });
+                await new Promise((resolve) => { other.on("welcome", resolve); other.connect(); });
+                const transport = other.transport;
+                other.close();
+                return transport;
+            }""", direct)
+            self.assertEqual(transport, "sse")
         return run(self.browse(scenario))

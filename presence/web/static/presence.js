@@ -33,7 +33,7 @@ const DEFAULTS = {
 // Server-Sent Events (docs/clients.md, "Transports").
 const TRANSPORT_DEFAULTS = {
   transports: ["websocket", "sse"], // the order tried, and what is allowed
-  wsRetryAfter: 600000, // after a fallback, WebSocket again at the next full reconnect past this, ms
+  wsRetryAfter: 600000, // after a fallback, the first again at the next full reconnect past this, ms
 };
 
 export class Presence {
@@ -239,33 +239,48 @@ export class Presence {
     const WebSocketClass = this.options.WebSocket || globalThis.WebSocket;
     const presence = this;
     this.transport = null; // "websocket" or "sse" once a socket was made
-    this._fellBackAt = null; // when SSE last worked where WebSocket had failed
-    this._fallingBack = false; // the next socket is SSE, after a WebSocket failed
+    this._fellBackAt = null; // when the second transport last worked where the first had failed
+    this._fallingBack = false; // the next socket is of the second, after the first failed
     this.options.WebSocket = function ChosenSocket(url) {
       return presence._socket(new URL(url), WebSocketClass);
     };
   }
 
-  /** The socket for this attempt: a WebSocket, or the same session over
-   *  Server-Sent Events and POSTs (SSESocket) once WebSocket failed on this
-   *  page, until wsRetryAfter has passed. `url` is the WebSocket URL (with
-   *  its ticket, if the credential is not sent in the first message). */
+  /** The socket for this attempt, of the first transport of
+   *  options.transports (a WebSocket, or an SSESocket: the same session
+   *  over Server-Sent Events and POSTs), or of the second once the first
+   *  failed on this page, until wsRetryAfter has passed. `url` is the
+   *  WebSocket URL (with its ticket, if the credential is not sent in the
+   *  first message). */
   _socket(url, WebSocketClass) {
-    const allowed = this.options.transports;
+    const [first, second] = this.options.transports;
     const fallingBack = this._fallingBack;
     this._fallingBack = false;
-    const sse = allowed.includes("sse") && (!allowed.includes("websocket") || fallingBack ||
-      (this._fellBackAt != null && Date.now() - this._fellBackAt < this.options.wsRetryAfter));
-    this._setTransport(sse ? "sse" : "websocket");
+    const fellBack = second && (fallingBack || (this._fellBackAt != null &&
+      Date.now() - this._fellBackAt < this.options.wsRetryAfter));
+    this._setTransport(fellBack ? second : first);
     this._connectingOver = this.transport;
-    if (!sse) return new WebSocketClass(url.href);
+    // Remembered once the second transport worked: a first one that failed
+    // because the server was down (the second then fails too) is tried
+    // first again at the next attempt.
+    const worked = () => { if (fallingBack) this._fellBackAt = Date.now(); };
+    if (this.transport === "websocket") {
+      const ws = new WebSocketClass(url.href);
+      if (fallingBack && ws.addEventListener) {
+        const welcome = (event) => {
+          if (!String(event.data).includes('"welcome"')) return;
+          ws.removeEventListener("message", welcome);
+          worked();
+        };
+        ws.addEventListener("message", welcome);
+      }
+      return ws;
+    }
     const stream = new URL(url.href);
     stream.protocol = url.protocol === "wss:" ? "https:" : "http:";
     stream.pathname = url.pathname.replace(/[^/]*$/, "sse");
     const socket = new SSESocket(stream.href, this.options.fetch || fetch.bind(globalThis));
-    // Remembered once SSE worked: a WebSocket that failed because the
-    // server was down (SSE then fails too) is tried first again.
-    if (fallingBack) socket.onwelcome = () => { this._fellBackAt = Date.now(); };
+    socket.onwelcome = worked;
     return socket;
   }
 
@@ -275,12 +290,13 @@ export class Presence {
     this._emit("transport", transport);
   }
 
-  /** A WebSocket that did not open, or brought no welcome within
-   *  connectTimeout: try SSE at once, with a fresh credential (remembered
-   *  once it brings its welcome). */
+  /** The first transport did not open, or brought no welcome within
+   *  connectTimeout: try the second at once, with a fresh credential
+   *  (remembered once it brings its welcome). */
   _fallBack() {
-    if (this._connectingOver !== "websocket" || this._stopped) return false;
-    if (this.state.state !== "connecting" || !this.options.transports.includes("sse")) return false;
+    const [first, second] = this.options.transports;
+    if (!second || this._connectingOver !== first || this._stopped) return false;
+    if (this.state.state !== "connecting") return false;
     this._connectingOver = null;
     this._fallingBack = true;
     this._open();
