@@ -2,7 +2,8 @@
 (sessions on StringTransports): a ticket in the stream's URL redeemed in
 Redis, subscribes and publishes by POST, and a history channel's messages
 carrying their offset as the event id, so that a client knows where it
-was (docs/protocol.md, "SSE")."""
+was, and the dashboard's rows showing it as protocol sse (docs/protocol.md,
+"SSE")."""
 
 from twisted.internet import defer
 
@@ -46,6 +47,9 @@ class SSEWithTheHubTests(HubTestCase):
         self.assertEqual(len(offsets), 2)
         for block, offset in zip(events, offsets):
             self.assertTrue(block.startswith(b"id: %d\ndata: " % offset), block)
+        # The dashboard's rows (asked across the cluster) show it as sse.
+        rows, total = yield defer.ensureDeferred(self.node.hub.queries.sessions())
+        self.assertEqual([(row["protocol"], row["account"]) for row in rows], [("sse", "ann")])
         # A refused ticket: 401 before any session exists.
         refused, transport = self.connect(self.node, (
             b"GET /sse?ticket=%s HTTP/1.1\r\nHost: h\r\nAccept: text/event-stream\r\n\r\n"
