@@ -239,6 +239,34 @@ class HistoryTests(OneHistoryNode):
         self.assertEqual(self.node.hub.stats.recoveries["failed"], 1)
 
     @defer.inlineCallbacks
+    def test_a_recovery_past_half_the_outgoing_bound_is_not_made(self):
+        # Written at once, a longer one would close the client as a slow
+        # consumer (past --max-outgoing-buffer unread), and it would come
+        # back to recover it again: it reloads its state instead.
+        self.node.server.settings.max_outgoing_buffer = 4000  # 2,000 bytes of history
+        first, first_transport = self.open()
+        answer = yield self.subscribe(first, first_transport, "room:b")
+        for n in range(1, 31):
+            yield self.publish({"channel": "room:b", "data": "x" * 90})
+        session, transport = self.open()
+        recovered = yield self.subscribe(session, transport, "room:b",
+                                         recover={"epoch": answer["epoch"], "offset": 0})
+        self.assertEqual((recovered["recovered"], recovered["offset"]), (False, 30))
+        near, near_transport = self.open()
+        recovered = yield self.subscribe(near, near_transport, "room:b",
+                                         recover={"epoch": answer["epoch"], "offset": 25})
+        self.assertTrue(recovered["recovered"])
+        latest, latest_transport = self.open()
+        yield self.subscribe(latest, latest_transport, "room:b", history=30)
+        yield self.publish({"channel": "room:b", "data": "live"})
+        for received in (transport, near_transport, latest_transport):
+            yield run(until(lambda: 31 in offsets(received, "room:b"), 10, "the live one"))
+        self.assertEqual(offsets(transport, "room:b"), [31])
+        self.assertEqual(offsets(near_transport, "room:b"), list(range(26, 32)))
+        # Of the last 30, the latest that fit (about 156 bytes each).
+        self.assertEqual(offsets(latest_transport, "room:b"), list(range(19, 32)))
+
+    @defer.inlineCallbacks
     def test_history_k_sends_the_last_k_first(self):
         for n in range(1, 8):
             yield self.publish({"channel": "room:k", "data": n})

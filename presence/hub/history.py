@@ -94,9 +94,19 @@ def _message_text(channel_json, offset, data):
                                                                      data)
 
 
+def recovery_budget(max_outgoing_buffer):
+    """Bytes of history a subscribe sends at most: half the bytes a client
+    may leave unread (``--max-outgoing-buffer``). A history written at once
+    goes past the transport's buffer into what is counted against a client
+    that does not read; one larger than that would close the client as a
+    slow consumer, and it would reconnect to recover it again."""
+    return max_outgoing_buffer // 2
+
+
 class History:
     """``rules``: the HubSettings' HistoryRules; ``subscriber`` (the node's
-    pub/sub connection) is given when the hub starts."""
+    pub/sub connection) and ``server`` (its client side: the outgoing bound)
+    are given when the hub starts."""
 
     def __init__(self, store, rules, stats, clock):
         self.store = store
@@ -105,6 +115,7 @@ class History:
         self.stats = stats
         self.clock = clock
         self.subscriber = None
+        self.server = None
         #: Channel -> {session id: _Joining}: subscribes being answered.
         self.joining = {}
         self._rules_of = {}
@@ -217,6 +228,22 @@ class History:
         if joining is not None and joining.pop(session_id, None) is not None and not joining:
             del self.joining[channel]
 
+    def _within_budget(self, entries, recovered):
+        """The ``entries`` a subscribe may send (recovery_budget): a recovery
+        longer than that is not made (the client reloads its state instead,
+        and goes on live); of the last K, the latest that fit."""
+        if self.server is None:
+            return entries, recovered
+        budget = recovery_budget(self.server.settings.max_outgoing_buffer)
+        size = 0
+        for kept, (_, data) in enumerate(reversed(entries)):
+            size += len(data) + 64  # the message's envelope, about
+            if size > budget:
+                if recovered:
+                    return (), False
+                return entries[len(entries) - kept:], recovered
+        return entries, recovered
+
     async def _answer(self, session, channel, rule, recover, last, joining):
         answer = {"type": "subscribed", "channel": channel}
         entries = ()
@@ -237,6 +264,7 @@ class History:
                      "without it", channel=channel)
         else:
             answer.update(epoch=epoch, offset=latest)
+            entries, recovered = self._within_budget(entries, recovered)
             since = entries[0][0] - 1 if entries else latest
             joining.epoch = epoch
         if self.joining.get(channel, {}).get(session.id) is not joining:

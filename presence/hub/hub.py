@@ -120,6 +120,7 @@ class Hub:
                                           self._redis_connected, self._redis_lost,
                                           reactor=self.engine.reactor)
         self.channels.subscriber = self.history.subscriber = self.subscriber
+        self.history.server = server
         self.subscriber.subscribe(self.keys.control)
         self.subscriber.subscribe(JUGGERNAUT)
         self.liveness.start()
