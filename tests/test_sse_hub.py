@@ -1,6 +1,6 @@
 """SSE sessions with the hub, on a node in-process against a real Redis
 (sessions on StringTransports): a ticket in the stream's URL redeemed in
-Redis, subscribes and publishes by POST, and a history channel's messages
+Redis, its resume token opening the next stream, subscribes by POST, a history channel's messages
 carrying their offset as the event id, so that a client knows where it
 was, and the dashboard's rows showing it as protocol sse (docs/protocol.md,
 "SSE")."""
@@ -50,6 +50,15 @@ class SSEWithTheHubTests(HubTestCase):
         # The dashboard's rows (asked across the cluster) show it as sse.
         rows, total = yield defer.ensureDeferred(self.node.hub.queries.sessions())
         self.assertEqual([(row["protocol"], row["account"]) for row in rows], [("sse", "ann")])
+        # Its resume token opens a new stream, of the same account, without a ticket.
+        session.close(1001, "going away")
+        resumed, stream = self.connect(self.node, (
+            b"GET /sse?resume=%s HTTP/1.1\r\nHost: h\r\nAccept: text/event-stream\r\n\r\n"
+            % welcome[0]["resume"].encode()))
+        again = yield run(until(lambda: [d for d in event_documents(stream.value())
+                                         if d["type"] == "welcome"], 10, "the welcome"))
+        self.assertEqual((again[0]["account"], resumed.protocol_name), ("ann", "sse"))
+        self.assertNotEqual(again[0]["resume"], welcome[0]["resume"])
         # A refused ticket: 401 before any session exists.
         refused, transport = self.connect(self.node, (
             b"GET /sse?ticket=%s HTTP/1.1\r\nHost: h\r\nAccept: text/event-stream\r\n\r\n"

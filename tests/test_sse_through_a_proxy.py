@@ -158,11 +158,14 @@ class BrowserTests(ThroughAProxyTestCase):
                 Object.assign(presence.options, {minDelay: 100, maxDelay: 200, wsRetryAfter: 0});
             }""")
             first = await page.evaluate("window.demo.presence.session")
+            tickets = await page.evaluate("window.demo.tickets")
             await wait(self.api.disconnect(session=first, code=1011, reason="again"))
             await self.until(page, "window.demo.presence.state.state === 'open' && "
                                    "window.demo.presence.session !== %s" % js(first))
             self.assertEqual(await page.evaluate("window.transports"), ["websocket", "sse"])
             self.assertEqual(await page.evaluate("window.demo.presence.transport"), "sse")
+            # Back over SSE with the last welcome's resume token: no ticket asked for.
+            self.assertEqual(await page.evaluate("window.demo.tickets"), tickets)
             # The server closes it (4000: the client does not reconnect).
             await wait(self.api.disconnect(account="demo-ann", code=4000, reason="bye"))
             await self.until(page, "window.demo.presence.state.state === 'closed' && "
