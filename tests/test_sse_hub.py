@@ -1,9 +1,9 @@
 """SSE sessions with the hub, on a node in-process against a real Redis
 (sessions on StringTransports): a ticket in the stream's URL redeemed in
-Redis, its resume token opening the next stream, subscribes by POST, a history channel's messages
-carrying their offset as the event id, so that a client knows where it
-was, and the dashboard's rows showing it as protocol sse (docs/protocol.md,
-"SSE")."""
+Redis, its resume token opening the next stream, subscribes by POST, a
+history channel's messages carrying their offset as the event id, so that a
+client knows where it was, and the dashboard's rows showing it as protocol
+sse (docs/protocol.md, "SSE")."""
 
 from twisted.internet import defer
 

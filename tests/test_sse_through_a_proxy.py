@@ -6,7 +6,6 @@ POSTs: a raw client, and the browser client (presence.js) in Chromium,
 which falls back to SSE by itself. Without the proxy the same page stays on
 WebSocket."""
 
-import asyncio
 import json
 import time
 
@@ -21,7 +20,7 @@ from .helpers.browser import CHROMIUM, CHROMIUM_ARGS
 from .helpers.nginx import start_nginx
 from .helpers.processes import NodeProcessesTestCase, free_port, start_node_process
 from .helpers.sse import SSEStream, post
-from .helpers.waiting import run, until, wait
+from .helpers.waiting import run, wait
 
 KEY = "proxy-test-key"
 

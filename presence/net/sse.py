@@ -25,7 +25,6 @@ from twisted.internet.protocol import Protocol
 
 from ..sse.connection import SSEConnection
 from ..sse.handshake import (
-    Post,
     Preflight,
     Refused,
     StreamAccepted,
