@@ -201,3 +201,35 @@ class BrowserTests(ThroughAProxyTestCase):
             }""", direct)
             self.assertEqual(transport, "sse")
         return run(self.browse(scenario))
+
+    def test_a_websocket_that_opens_but_brings_no_welcome_falls_back_after_connect_timeout(self):
+        async def scenario(context):
+            page = await self.open_demo(context, "demo-dan",
+                                        ws="ws://127.0.0.1:%d/" % self.client_port)
+            await self.until(page, "window.demo.presence.state.state === 'open'")
+            # A WebSocket that opens and then says nothing (a proxy holding
+            # everything back): after connectTimeout, SSE.
+            transport = await page.evaluate("""async (url) => {
+                const { Presence } = await import("/presence.js");
+                class Silent {
+                    constructor() { setTimeout(() => this.onopen && this.onopen(), 10); }
+                    send() {}
+                    close() {}
+                }
+                const config = await (await fetch("/demo/config")).json();
+                const getTicket = async () => (await (await fetch("/tickets", {
+                    method: "POST", body: JSON.stringify({ account: "demo-eve" }),
+                    headers: { Authorization: "Bearer " + config.key,
+                               "Content-Type": "application/json" },
+                })).json()).ticket;
+                const other = new Presence({ url, getTicket, WebSocket: Silent,
+                                             connectTimeout: 1000 });
+                const seen = [];
+                other.on("transport", (t) => seen.push(t));
+                await new Promise((resolve) => { other.on("welcome", resolve); other.connect(); });
+                const state = [seen, other.transport, other.state.state];
+                other.close();
+                return state;
+            }""", "ws://127.0.0.1:%d/" % self.client_port)
+            self.assertEqual(transport, [["websocket", "sse"], "sse", "open"])
+        return run(self.browse(scenario))
