@@ -9,6 +9,7 @@ StringTransports (WebSocket and firepresence)."""
 import asyncio
 import json
 import signal
+import socket
 
 from twisted.internet import defer, reactor
 
@@ -20,7 +21,7 @@ from presence.web.admin import prometheus
 from presence.websocket.frames import OP_TEXT
 
 from .helpers.api import APITestCase
-from .helpers.framing import client_frame
+from .helpers.framing import client_frame, upgrade_request
 from .helpers.hubs import HubTestCase, documents
 from .helpers.redis import RedisTestCase
 from .helpers.waiting import lose, pause, run, until, wait
@@ -489,3 +490,50 @@ class RecoveryUnderLoadTests(HubTestCase):
         self.assertTrue(answer["recovered"])
         self.assertEqual(seen + [d["offset"] for d in self.messages(a_transport)],
                          list(range(1, 3001)))
+
+
+class RecoveryOverARealSocketTests(HubTestCase):
+    """A client that does not read while its recovery is sent: what the
+    kernel and Twisted's 64 KiB do not take counts against
+    --max-outgoing-buffer (here 128 KiB)."""
+
+    @defer.inlineCallbacks
+    def test_a_recovery_larger_than_the_client_may_leave_unread_does_not_drop_it(self):
+        node = self.start_node(history=RULES)
+        node.server.settings.max_outgoing_buffer = 128 * 1024
+        port = reactor.listenTCP(0, node.factory, interface="127.0.0.1")
+        self.addCleanup(port.stopListening)
+        yield run(until(lambda: node.hub.subscriber.connected, 10, "the subscription"))
+        # 3,000 publications of about 300 bytes: 900 KB of history.
+        data = "x" * 300
+        for start in range(0, 3000, 100):
+            yield defer.gatherResults([node.hub.publish_recorded(None, ["room:big"], data)
+                                       for _ in range(100)])
+        epoch = yield self.engine.execute("HGET", "presence:history-epoch:room:big", "epoch")
+        ticket, _ = yield node.hub.tickets.issue("ann", {}, ["room:*"])
+
+        async def scenario():
+            loop = asyncio.get_event_loop()
+            sock = socket.socket()
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            sock.setblocking(False)
+            self.addCleanup(sock.close)
+            await loop.sock_connect(sock, ("127.0.0.1", port.getHost().port))
+            await loop.sock_sendall(sock, upgrade_request("/?ticket=" + ticket))
+            await until(lambda: any(s.ready for s in node.server.sessions.values()), 10,
+                        "the session ready")
+            session, = node.server.sessions.values()
+            session.transport.socket.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+            await loop.sock_sendall(sock, client_frame(OP_TEXT, json.dumps(
+                {"type": "subscribe", "channel": "room:big",
+                 "recover": {"epoch": epoch, "offset": 0}})))
+            recoveries = node.hub.stats.recoveries
+            await until(lambda: recoveries["succeeded"] + recoveries["failed"] == 1, 10,
+                        "the subscribe answered")
+            await pause(0.5)  # the client reads nothing meanwhile
+            return session
+
+        session = yield run(scenario())
+        self.assertEqual(node.server.stats.slow_consumers, 0)
+        self.assertIsNone(session.close_record)
+        self.assertEqual(node.hub.stats.recoveries["failed"], 1)
