@@ -314,3 +314,207 @@ class ConnectionQualityTests(PresenceTestCase):
             self.assertEqual(seen["stale"], False)
             self.assertAlmostEqual(seen["last_seen_ms"], 5000, delta=1)
         return run(check())
+
+
+class OneJoinPerPersonTests(PresenceTestCase):
+    """"presence": "accounts": a join when an account's first session in the
+    channel arrives, a leave when its last one goes, --leave-delay (3 s)
+    later, cancelled if it comes back meanwhile, on any node; the account's
+    offline waits the same. Both nodes on one Clock."""
+
+    @defer.inlineCallbacks
+    def setUp(self):
+        yield super().setUp()
+        self.clock = real_time_clock()
+        self.a = self.node("node-da", self.clock, leave_delay=3.0)
+        self.b = self.node("node-db", self.clock, leave_delay=3.0)
+
+    async def advance(self, seconds, step=0.5):
+        for _ in range(int(seconds / step)):
+            self.clock.advance(step)
+            for node in (self.a, self.b):
+                await wait(node.hub.writer.finished())
+                if node.hub.departures._loop is not None:
+                    await wait(defer.ensureDeferred(node.hub.departures.publish_due()))
+
+    async def watcher(self):
+        """Ada on A, subscribed to room:1 with account-level presence."""
+        _, ada, ada_t = await self.person(self.a, "ada", ADA)
+        await self.subscribed(ada, ada_t, "room:1", presence="accounts")
+        return ada, ada_t
+
+    def events_of(self, kind, account="bob"):
+        return [e for e in self.events if e["type"] == kind and e["account"] == account]
+
+    async def settled(self):
+        """What was published has been received."""
+        await wait(self.engine.execute("PING"))
+        await self.advance(0.5)
+
+    def test_a_reload_on_another_node_within_the_delay_is_no_leave(self):
+        async def check():
+            ada, ada_t = await self.watcher()
+            _, bob, bob_t = await self.person(self.b, "bob", BOB)
+            await self.subscribed(bob, bob_t, "room:1")
+            await until(lambda: of(ada_t, "join", account="bob"), 10, "bob's join")
+            self.assertEqual(of(ada_t, "join", account="bob"),
+                             [{"type": "join", "channel": "room:1", "account": "bob",
+                               "info": BOB}])
+            # Bob reloads his page: his session on B goes, and he is back on
+            # A 2 s later.
+            lose(bob, bob_t)
+            await self.advance(2.0)
+            _, again, again_t = await self.person(self.a, "bob", BOB)
+            await self.subscribed(again, again_t, "room:1")
+            await self.advance(5.0)
+            await self.settled()
+            self.assertEqual(len(of(ada_t, "join", account="bob")), 1)
+            self.assertEqual(of(ada_t, "leave", account="bob"), [])
+            self.assertEqual(len(self.events_of("online")), 1)
+            self.assertEqual(self.events_of("offline"), [])
+            self.assertIn("bob", (await wait(self.store.online_accounts())))
+        return run(check())
+
+    def test_the_last_session_leaves_exactly_once_after_the_delay(self):
+        async def check():
+            ada, ada_t = await self.watcher()
+            _, bob1, bob1_t = await self.person(self.a, "bob", BOB)
+            await self.subscribed(bob1, bob1_t, "room:1")
+            _, bob2, bob2_t = await self.person(self.b, "bob", BOB)
+            await self.subscribed(bob2, bob2_t, "room:1")
+            await self.advance(1.0)
+            self.assertEqual(len(of(ada_t, "join", account="bob")), 1, "one join per person")
+            lose(bob1, bob1_t)  # one of two: no leave, ever
+            await self.advance(5.0)
+            await self.settled()
+            self.assertEqual(of(ada_t, "leave", account="bob"), [])
+            lose(bob2, bob2_t)  # the last one: a leave, 3 s later
+            await self.advance(2.5)
+            await self.settled()
+            self.assertEqual(of(ada_t, "leave", account="bob"), [], "not before the delay")
+            self.assertEqual(self.events_of("offline"), [])
+            self.assertIn("bob", (await wait(self.store.online_accounts())))
+            await self.advance(1.5)
+            await until(lambda: of(ada_t, "leave", account="bob"), 10, "bob's leave")
+            await until(lambda: self.events_of("offline"), 10, "bob's offline")
+            await self.advance(3.0)
+            await self.settled()
+            leave, = of(ada_t, "leave", account="bob")
+            self.assertEqual((leave["channel"], leave["info"], leave["ended"]["code"]),
+                             ("room:1", BOB, 1006))
+            self.assertNotIn("session", leave)
+            offline, = self.events_of("offline")
+            self.assertEqual(offline["session"], bob2.id)
+            self.assertNotIn("bob", (await wait(self.store.online_accounts())))
+        return run(check())
+
+    def test_a_departure_outlives_the_node_it_left(self):
+        async def check():
+            ada, ada_t = await self.watcher()
+            _, bob, bob_t = await self.person(self.b, "bob", BOB)
+            await self.subscribed(bob, bob_t, "room:1")
+            lose(bob, bob_t)
+            await wait(self.b.hub.writer.finished())
+            self.b.hub.departures.stop()  # B is gone: only A's clock takes it
+            self.b.hub.departures._loop = None
+            await self.advance(4.0)
+            await until(lambda: of(ada_t, "leave", account="bob"), 10, "bob's leave from A")
+            self.assertEqual(len(of(ada_t, "leave", account="bob")), 1)
+        return run(check())
+
+    def test_per_session_presence_still_hears_every_session(self):
+        async def check():
+            _, eve, eve_t = await self.person(self.a, "eve", BOB)
+            await self.subscribed(eve, eve_t, "room:1", presence=True)
+            _, bob1, bob1_t = await self.person(self.a, "bob", BOB)
+            await self.subscribed(bob1, bob1_t, "room:1")
+            _, bob2, bob2_t = await self.person(self.b, "bob", BOB)
+            await self.subscribed(bob2, bob2_t, "room:1")
+            lose(bob1, bob1_t)
+            await until(lambda: len(of(eve_t, "join", account="bob")) == 2
+                        and len(of(eve_t, "leave", account="bob")) == 1, 10, "both joins, a leave")
+            self.assertTrue(all("session" in d for d in of(eve_t, "join") + of(eve_t, "leave")))
+        return run(check())
+
+
+class ChannelAPITests(PresenceTestCase):
+    """GET /channels, /channels/CHANNEL and /channels/CHANNEL/members, over
+    members on both nodes; the counts are two HLENs, kept by the scripts
+    that change the membership."""
+
+    server_settings = {"max_connections_per_ip": 0}
+
+    def join_many(self, node, accounts, channel):
+        sessions = []
+        for account in accounts:
+            session, transport = self.open_session(node, account)
+            send(session, {"type": "subscribe", "channel": channel})
+            sessions.append((session, transport))
+        return sessions
+
+    def test_counts_and_paging_over_10000_members_on_two_nodes(self):
+        async def check():
+            accounts = ["user-%05d" % i for i in range(5000)]
+            # Every account has a session on each node: 10,000 members.
+            on_a = self.join_many(self.a, accounts, "room:big")
+            self.join_many(self.b, accounts, "room:big")
+            self.join_many(self.a, ["ada"], "room:small")
+            for node in (self.a, self.b):
+                await wait(node.hub.writer.finished())
+            status, _, answer = await wait(self.request("GET", "/channels/room:big"))
+            self.assertEqual((status, answer),
+                             (200, {"channel": "room:big", "sessions": 10000, "accounts": 5000}))
+            # Every account once, with both its sessions, over pages.
+            seen = {}
+            cursor, pages = 0, 0
+            while True:
+                status, _, answer = await wait(self.request(
+                    "GET", "/channels/room:big/members?limit=500&cursor=%d" % cursor))
+                self.assertEqual(status, 200, answer)
+                pages += 1
+                for member in answer["members"]:
+                    self.assertNotIn(member["account"], seen)
+                    seen[member["account"]] = member
+                cursor = answer["cursor"]
+                if cursor is None:
+                    break
+            self.assertGreater(pages, 5)
+            self.assertEqual(sorted(seen), accounts)
+            self.assertTrue(all(len(m["sessions"]) == 2 for m in seen.values()))
+            self.assertEqual({s["node"] for m in seen.values() for s in m["sessions"]},
+                             {"node-a", "node-b"})
+            # GET /channels, a channel a page.
+            listed, cursor = [], 0
+            while True:
+                status, _, answer = await wait(self.request(
+                    "GET", "/channels?limit=1&cursor=%d" % cursor))
+                listed.extend(answer["channels"])
+                cursor = answer["cursor"]
+                if cursor is None:
+                    break
+            self.assertEqual(sorted(listed, key=lambda c: c["channel"]), [
+                {"channel": "room:big", "sessions": 10000, "accounts": 5000},
+                {"channel": "room:small", "sessions": 1, "accounts": 1}])
+            # Half of A's sessions go: the counts follow, in the same step.
+            for session, transport in on_a[:2500]:
+                lose(session, transport)
+            await wait(self.a.hub.writer.finished())
+            status, _, answer = await wait(self.request("GET", "/channels/room:big"))
+            self.assertEqual(answer, {"channel": "room:big", "sessions": 7500, "accounts": 5000})
+            status, _, answer = await wait(self.request("GET", "/channels/room:none"))
+            self.assertEqual(answer, {"channel": "room:none", "sessions": 0, "accounts": 0})
+            status, _, answer = await wait(self.request("GET", "/channels/a%20b"))
+            self.assertEqual(status, 400)
+        return run(check())
+
+    def test_an_empty_channel_is_no_longer_listed(self):
+        async def check():
+            (session, transport), = self.join_many(self.b, ["ada"], "room:1")
+            await wait(self.b.hub.writer.finished())
+            _, _, answer = await wait(self.request("GET", "/channels"))
+            self.assertEqual([c["channel"] for c in answer["channels"]], ["room:1"])
+            lose(session, transport)
+            await wait(self.b.hub.writer.finished())
+            _, _, answer = await wait(self.request("GET", "/channels"))
+            self.assertEqual(answer, {"channels": [], "cursor": None})
+        return run(check())

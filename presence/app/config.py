@@ -73,7 +73,8 @@ def hub_settings_from_options(options):
                        stream_maxlen=options["stream-maxlen"], ticket_ttl=options["ticket-ttl"],
                        history=tuple(options["history"]),
                        resume_ttl=options["resume-ttl"],
-                       resume_max_age=options["resume-max-age"])
+                       resume_max_age=options["resume-max-age"],
+                       leave_delay=options["leave-delay"])
 
 
 def node_settings_from_options(options, introspector=None):

@@ -190,6 +190,10 @@ class Options(usage.Options):
         ["node-heartbeat", None, HUB.node_heartbeat,
          "Seconds between a node's announcements in Redis; a node silent for three is "
          "dead, and its sessions leave presence.", _SECONDS],
+        ["leave-delay", None, HUB.leave_delay,
+         "Seconds an account's leave of a channel, and its offline, wait for it to come "
+         "back (on any node): a reload or a reconnect is no leave; 0: at once.",
+         _number(float, "Seconds; 0: no delay.")],
         ["stream-maxlen", None, HUB.stream_maxlen,
          "Approximate length bound of the Redis Stream carrying client publishes to "
          "backends.", _number(int, "Entries, greater than 0.", above=True)],

@@ -60,6 +60,9 @@ class Channels:
         #: Presence channel -> the local sessions that asked for its join and
         #: leave events ({"type": "subscribe", ..., "presence": true}).
         self.presence_listeners = {}
+        #: Presence channel -> the local sessions that asked for its
+        #: account-level join and leave events ("presence": "accounts").
+        self.account_listeners = {}
         #: Session id -> the channels it subscribed to (its own one apart).
         self.subscriptions = {}
 
@@ -75,11 +78,12 @@ class Channels:
 
     def stop_listening(self, session, channel):
         self.history.forget(session.id, channel)
-        watching = self.presence_listeners.get(channel)
-        if watching is not None:
-            watching.pop(session.id, None)
-            if not watching:
-                del self.presence_listeners[channel]
+        for kind in (self.presence_listeners, self.account_listeners):
+            watching = kind.get(channel)
+            if watching is not None:
+                watching.pop(session.id, None)
+                if not watching:
+                    del kind[channel]
         listeners = self.listeners.get(channel)
         if listeners is None:
             return
@@ -88,9 +92,15 @@ class Channels:
             del self.listeners[channel]
             self.subscriber.unsubscribe(self.store.keys.channel(channel))
 
-    def watch_presence(self, session, channel):
-        """Send ``session`` the channel's join and leave events too."""
-        self.presence_listeners.setdefault(channel, {})[session.id] = session
+    def watch_presence(self, session, channel, accounts=False):
+        """Send ``session`` the channel's join and leave events too: each
+        session's, or (``accounts``) each account's."""
+        if accounts:
+            self.presence_listeners.get(channel, {}).pop(session.id, None)
+            self.account_listeners.setdefault(channel, {})[session.id] = session
+        else:
+            self.account_listeners.get(channel, {}).pop(session.id, None)
+            self.presence_listeners.setdefault(channel, {})[session.id] = session
 
     # ------------------------------------------------- membership in Redis
 
@@ -185,7 +195,10 @@ class Channels:
         A backend's text with a lone surrogate (what JavaScript's
         JSON.stringify writes for a broken pair) goes out escaped."""
         if document.get("type") in ("join", "leave"):
-            listeners = self.presence_listeners.get(channel)
+            # A session's join names it; an account's does not
+            # (events.account_membership_event).
+            listeners = (self.presence_listeners if "session" in document
+                         else self.account_listeners).get(channel)
         else:
             listeners = self.listeners.get(channel)
         if not listeners:

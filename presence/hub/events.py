@@ -7,8 +7,8 @@ the sessions that asked for them. They are published with the change they
 tell of, in one script (presence/hub/writer.py); a survivor sweeping a dead
 node writes the same documents (presence/redis/scripts.py ``SWEEP``)."""
 
-__all__ = ["presence_event", "membership_event", "juggernaut_event", "ended_by",
-           "REAPED"]
+__all__ = ["presence_event", "membership_event", "account_membership_event",
+           "juggernaut_event", "ended_by", "REAPED"]
 
 #: What ``ended`` says of a session a surviving node reaped (its node died:
 #: no close record). presence/redis/scripts.py SWEEP writes the same.
@@ -40,6 +40,18 @@ def membership_event(kind, channel, account, session_id, info=None, ended=None):
     (``ended``: on a leave, how the session ended, if it did)."""
     event = {"type": kind, "channel": channel, "account": account, "session": session_id,
              "info": info, "except": [session_id]}
+    if ended is not None:
+        event["ended"] = ended
+    return event
+
+
+def account_membership_event(kind, channel, account, info=None, ended=None):
+    """An account-level ``join`` (its first session in the channel) or
+    ``leave`` (its last one, once the leave delay passed: scripts.DEPARTURES),
+    for the sessions that asked for ``"presence": "accounts"``. It names no
+    session: that is how the channel's subscribers tell it from a
+    session's."""
+    event = {"type": kind, "channel": channel, "account": account, "info": info}
     if ended is not None:
         event["ended"] = ended
     return event

@@ -36,6 +36,7 @@ from ..redis.subscriber import RedisSubscriber
 from ..wire.close import GOING_AWAY
 from .channels import Channels, account_channel
 from .control import Control
+from .departures import Departures
 from .events import ended_by
 from .history import History
 from .liveness import Liveness
@@ -85,7 +86,9 @@ class Hub:
                                    resume_max_age=settings.resume_max_age,
                                    node_ttl=settings.node_ttl, work=self.work)
         #: Every presence change of this node's sessions, in order, batched.
-        self.writer = PresenceWriter(store, self.node_id, clock, stats)
+        self.writer = PresenceWriter(store, self.node_id, clock, stats, settings.leave_delay)
+        #: Accounts' leaves and offline, once --leave-delay passed.
+        self.departures = Departures(store, clock, settings.leave_delay)
         self.records = PresenceRecords(store, self.writer, self.node_id, clock,
                                        settings.closes_kept)
         #: The channels that keep a history, and subscribes recovering it.
@@ -125,6 +128,7 @@ class Hub:
         self.subscriber.subscribe(JUGGERNAUT)
         self.liveness.start()
         self.quality.start()
+        self.departures.start()
         self.history.start_measuring(lambda: list(self.channels.listeners))
 
     async def stop(self):
@@ -133,6 +137,7 @@ class Hub:
         node's records is still in Redis, and take the node out of it."""
         self.history.stop_measuring()
         self.quality.stop()
+        self.departures.stop()
         await self.liveness.stop()
         await self.liveness.stop_sweeps()
         finished = self.writer.finished()

@@ -216,7 +216,8 @@ class Liveness:
         sessions' leave and offline events are published as they go. Each
         chunk is one round trip, and the reactor serves everything else
         (the node's own announcements among it) while it waits for one."""
-        while await self.store.sweep(node, SWEEP_CHUNK, claimed):
+        while await self.store.sweep(node, SWEEP_CHUNK, claimed, self.clock.seconds(),
+                                     self.settings.leave_delay):
             pass
         if claimed:
             await self.store.mark_reaped(node, REAPED_MARK_TTL)

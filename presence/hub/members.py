@@ -88,3 +88,24 @@ class Members:
                 break
         # HSCAN may return a session twice while the hash is rehashed.
         return self.group(set(rows))
+
+    async def channels(self, cursor, count):
+        """``GET /channels``: a page of the channels with members, with
+        their counts; ``(channels, next cursor or None)``."""
+        cursor, page = await self.store.channels_page(str(cursor), count)
+        return ([{"channel": channel, "sessions": sessions, "accounts": accounts}
+                 for channel, sessions, accounts in sorted(page)],
+                None if cursor == "0" else int(cursor))
+
+    async def counts(self, channel):
+        """``GET /channels/CHANNEL``: its sessions and accounts, in O(1)."""
+        sessions, accounts = await self.store.channel_counts(channel)
+        return {"channel": channel, "sessions": sessions, "accounts": accounts}
+
+    async def page_of_channel(self, channel, cursor, count):
+        """``GET /channels/CHANNEL/members``: a page of about ``count``
+        accounts (Redis's HSCAN may give a few more), each with its info
+        and its sessions in the channel; ``(members, next cursor or
+        None)``. Anonymous sessions are counted, not listed."""
+        cursor, rows = await self.store.channel_members_page(channel, str(cursor), count)
+        return self.group(set(rows)), None if cursor == "0" else int(cursor)

@@ -80,6 +80,10 @@ class HubSettings:
     resume_ttl: int = DEFAULT_RESUME_TTL
     #: Seconds from the original ticket no resume token outlives.
     resume_max_age: int = DEFAULT_RESUME_MAX_AGE
+    #: Seconds an account's leave of a channel (``"presence": "accounts"``)
+    #: and its offline wait for it to come back, on any node: a page reload
+    #: or a reconnect takes a second or two, and must not show as a leave.
+    leave_delay: float = 3.0
     #: The channels that keep a history (HistoryRule, first match wins):
     #: none, since history costs Redis memory and every publish a script.
     history: tuple = ()

@@ -129,10 +129,13 @@ class ClientMessages:
             channels.listen(session, channel)
             channels.joined(session, channel)
         session.note("subscribed to %s" % channel)
-        if message.get("presence") is True:
+        presence = message.get("presence")
+        if presence is True or presence == "accounts":
             # Join and leave events are opt-in: on a channel of 10,000
             # members, sending every join to everyone would be 10^8 messages.
-            channels.watch_presence(session, channel)
+            # "accounts": one join per person, and a leave only once its
+            # last session is gone for --leave-delay (scripts.DEPARTURES).
+            channels.watch_presence(session, channel, accounts=presence == "accounts")
         recover, last = asked
         rule = channels.history.rule(channel)
         if rule is not None:

@@ -28,7 +28,7 @@ from twisted.logger import Logger
 
 from ..wire.jsontext import encode_json
 from ..wire.throttle import LogThrottle
-from .events import juggernaut_event, membership_event, presence_event
+from .events import account_membership_event, juggernaut_event, membership_event, presence_event
 
 __all__ = ["PresenceWriter"]
 
@@ -48,8 +48,10 @@ MAX_RETRY_DELAY = 5.0
 class PresenceWriter:
     """``store``: the node's PresenceStore; ``stats``: the hub's counters."""
 
-    def __init__(self, store, node_id, clock, stats):
+    def __init__(self, store, node_id, clock, stats, leave_delay=0.0):
         self.store = store
+        #: Seconds an account's leaves and offline wait (scripts.DEPARTURES).
+        self.leave_delay = leave_delay
         self.node_id = node_id
         self.clock = clock
         self.stats = stats
@@ -105,7 +107,11 @@ class PresenceWriter:
                    encode_json(presence_event("unsubscribe" if kind == "leave" else "subscribe",
                                               account, session_id, self.node_id, channel,
                                               ended=ended)),
-                   encode_json(juggernaut_event(channel, session_id, account))), session)
+                   encode_json(juggernaut_event(channel, session_id, account)),
+                   keys.channel_accounts(channel),
+                   encode_json(account_membership_event("leave" if kind == "leave" else "join",
+                                                        channel, account, info, ended))),
+                  session)
 
     def close_record(self, record, minute, code, keep):
         """A session's close record (its JSON), kept ``keep`` deep and
@@ -136,7 +142,8 @@ class PresenceWriter:
         batch = [queue.popleft() for _ in range(min(MAX_BATCH, len(queue)))]
         self._in_flight = batch
         words = [word for operation in batch for word in operation]
-        self.store.apply(self.node_id, words).addCallbacks(self._written, self._failed)
+        self.store.apply(self.node_id, words, self.clock.seconds(),
+                         self.leave_delay).addCallbacks(self._written, self._failed)
 
     def _written(self, _):
         self.stats.presence_writes += len(self._in_flight)

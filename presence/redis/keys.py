@@ -16,6 +16,12 @@ Keys (``P`` is the prefix):
 - ``P reaping``: hash, dead node -> the survivor sweeping it
 - ``P node:NODE:reaped``: string, set when another node reaped it
 - ``P members:CHANNEL``: hash, session id -> account
+- ``P accounts:CHANNEL``: hash, account -> its sessions in the channel (one
+  join per person; ``HLEN`` is the channel's account count)
+- ``P channels``: set of the channels with members (``GET /channels``)
+- ``P leaving``: sorted set, "CHANNEL\nACCOUNT" (or "\nACCOUNT": its offline)
+  -> when its leave is due (ms), while the leave delay runs
+- ``P leaving:events``: hash, the same -> the leave's (or offline's) event
 - ``P ticket:SHA256``: string, a ticket's JSON, until redeemed or expired
 - ``P resume:SHA256``: string, a resume token's ``NODE\nIP\nTICKET-JSON``
   (NODE empty once its session ended), until redeemed or expired
@@ -67,6 +73,11 @@ class PresenceKeys:
         self.reaping = prefix + "reaping"
         #: A sweep's HSCAN cursor, by the hash it sweeps (scripts.SWEEP).
         self.sweep_cursors = prefix + "sweep:cursors"
+        #: Departures waiting for the leave delay (scripts.DEPARTURES).
+        self.leaving = prefix + "leaving"
+        self.leaving_events = prefix + "leaving:events"
+        #: The channels with members.
+        self.channels = prefix + "channels"
         #: What every Presence channel's Redis channel starts with.
         self.channel_prefix = prefix + "channel:"
 
@@ -98,6 +109,10 @@ class PresenceKeys:
 
     def members(self, channel):
         return "%smembers:%s" % (self.prefix, channel)
+
+    def channel_accounts(self, channel):
+        """A channel's accounts, each with its number of sessions in it."""
+        return "%saccounts:%s" % (self.prefix, channel)
 
     def channel(self, channel):
         """The Redis pub/sub channel carrying a Presence channel's messages."""

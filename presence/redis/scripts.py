@@ -8,7 +8,8 @@ session where it walks records it was handed.
 """
 
 __all__ = ["APPLY", "ANNOUNCE", "CLAIM", "SWEEP", "PUBLISH_ONCE", "REDEEM", "RESUME_ENDED",
-           "PUBLISH_RECORDED", "READ_HISTORY", "MEMBERS"]
+           "PUBLISH_RECORDED", "READ_HISTORY", "MEMBERS", "QUALITY", "DEPARTURES",
+           "DEPARTED", "CHANNELS", "CHANNEL_MEMBERS"]
 
 # A node's presence changes, in the order its sessions made them, as one
 # batch (presence/hub/writer.py): a subscribe storm costs one round trip
@@ -19,15 +20,23 @@ __all__ = ["APPLY", "ANNOUNCE", "CLAIM", "SWEEP", "PUBLISH_ONCE", "REDEEM", "RES
 #   online  ACCOUNT-KEY SESSION ACCOUNT INFO ENTRY EVENT
 #   offline ACCOUNT-KEY SESSION ACCOUNT EVENT
 #   join    MEMBERS-KEY CHANNEL-KEY SESSION ACCOUNT CHANNEL CHANNEL-EVENT EVENT JUGGERNAUT-EVENT
+#           ACCOUNTS-KEY ACCOUNT-EVENT
 #   leave   (the same fields)
 #   rejoin  (the same fields: the events only if it was not a member)
 #   close   CLOSES-KEY MINUTE-KEY RECORD KEEP CODE
 # Events of a first session (online), a last one (offline), a join or a
-# leave are published here, with the change they tell of.
+# leave are published here, with the change they tell of; an account's
+# offline and its leave of a channel wait for the leave delay (DEPARTURES).
+# ARGV 7-10: DEPARTURES' leaving set, its events hash, now and the delay (ms);
+# 11: the set of channels with members (a channel's first member adds it,
+# its last one takes it out: GET /channels).
 APPLY = """
 local sessions, memberships, online, events = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local subscribe, unsubscribe = ARGV[5], ARGV[6]
-local i, n = 7, #ARGV
+leaving, leaving_events, leave_now, leave_delay = ARGV[7], ARGV[8], tonumber(ARGV[9]),
+  tonumber(ARGV[10])
+local active = ARGV[11]
+local i, n = 12, #ARGV
 while i <= n do
   local op = ARGV[i]
   if op == 'online' then
@@ -36,34 +45,45 @@ while i <= n do
     local added = redis.call('HSET', key, sid, ARGV[i + 4])
     redis.call('SADD', online, ARGV[i + 3])
     if added == 1 and redis.call('HLEN', key) == 1 then
-      redis.call('PUBLISH', events, ARGV[i + 6])
+      account_online(online, events, ARGV[i + 3], ARGV[i + 6])
     end
     i = i + 7
   elseif op == 'offline' then
     local key, sid = ARGV[i + 1], ARGV[i + 2]
     redis.call('HDEL', sessions, sid)
     if redis.call('HDEL', key, sid) == 1 and redis.call('HLEN', key) == 0 then
-      redis.call('SREM', online, ARGV[i + 3])
-      redis.call('PUBLISH', events, ARGV[i + 4])
+      account_offline(online, events, ARGV[i + 3], ARGV[i + 4])
     end
     i = i + 5
   elseif op == 'join' or op == 'leave' or op == 'rejoin' then
     local members, channel, sid = ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
     local membership = sid .. ' ' .. ARGV[i + 5]
-    local tell = true
+    local tell, changed = true, false
     if op == 'leave' then
-      redis.call('HDEL', members, sid)
+      changed = redis.call('HDEL', members, sid) == 1
       redis.call('HDEL', memberships, membership)
     else
-      tell = redis.call('HSET', members, sid, ARGV[i + 4]) == 1 or op == 'join'
+      changed = redis.call('HSET', members, sid, ARGV[i + 4]) == 1
+      tell = changed or op == 'join'
       redis.call('HSET', memberships, membership, '')
+    end
+    if changed then
+      local size = redis.call('HLEN', members)
+      if op == 'leave' and size == 0 then redis.call('SREM', active, ARGV[i + 5])
+      elseif op ~= 'leave' and size == 1 then redis.call('SADD', active, ARGV[i + 5]) end
+    end
+    local who = ARGV[i + 4]
+    if changed and who ~= '' then
+      local place = ARGV[i + 5] .. '\\n' .. who
+      if op == 'leave' then account_left(ARGV[i + 9], who, place, channel, ARGV[i + 10])
+      else account_joined(ARGV[i + 9], who, place, channel, ARGV[i + 10]) end
     end
     if tell then
       redis.call('PUBLISH', channel, ARGV[i + 6])
       redis.call('PUBLISH', events, ARGV[i + 7])
       redis.call('PUBLISH', op == 'leave' and unsubscribe or subscribe, ARGV[i + 8])
     end
-    i = i + 9
+    i = i + 11
   elseif op == 'close' then
     redis.call('LPUSH', ARGV[i + 1], ARGV[i + 3])
     redis.call('LTRIM', ARGV[i + 1], 0, tonumber(ARGV[i + 4]) - 1)
@@ -119,12 +139,18 @@ return 1
 # table is rehashed) is acted on once: only the step that deletes it tells.
 # KEYS: sessions, memberships, online, events, Juggernaut's unsubscribe
 # channel, the reaping hash, the cursors hash. ARGV: count, the node, and
-# the prefixes of members, channel and account keys.
+# the prefixes of members, channel and account keys; (6: the event log's);
+# 7: the prefix of a channel's account counts; 8-11: DEPARTURES' leaving
+# set and events hash, now and the leave delay (ms); 12: the set of channels
+# with members.
 SWEEP = """
 local sessions, memberships, online, events = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local reaping, cursors = KEYS[6], KEYS[7]
 local count, node = tonumber(ARGV[1]), ARGV[2]
 local members_of, channel_of, account_of = ARGV[3], ARGV[4], ARGV[5]
+local accounts_of = ARGV[7]  -- and ARGV[12]: the set of channels with members
+leaving, leaving_events, leave_now, leave_delay = ARGV[8], ARGV[9], tonumber(ARGV[10]),
+  tonumber(ARGV[11])
 local function account(sid)
   local entry = redis.call('HGET', sessions, sid)
   if entry then
@@ -159,9 +185,15 @@ for k = 1, #found, 2 do
     local sid, channel = string.sub(membership, 1, space - 1), string.sub(membership, space + 1)
     local who = account(sid)
     redis.call('HDEL', members_of .. channel, sid)
+    if redis.call('HLEN', members_of .. channel) == 0 then redis.call('SREM', ARGV[12], channel) end
     redis.call('PUBLISH', channel_of .. channel, cjson.encode({type = 'leave', channel = channel,
       account = who or cjson.null, session = sid, info = info(who, sid),
       ended = {reaped = true}, ['except'] = {sid}}))
+    if who then
+      account_left(accounts_of .. channel, who, channel .. '\\n' .. who, channel_of .. channel,
+        cjson.encode({type = 'leave', channel = channel, account = who, info = info(who, sid),
+          ended = {reaped = true}}))
+    end
     redis.call('PUBLISH', events, cjson.encode({type = 'unsubscribe', account = who or cjson.null,
       session = sid, node = node, channel = channel, ended = {reaped = true}}))
     redis.call('PUBLISH', KEYS[5], cjson.encode({channel = channel, session_id = sid,
@@ -177,8 +209,7 @@ if done < count and redis.call('HLEN', memberships) == 0 then
     if redis.call('HDEL', sessions, sid) == 1 and who then
       local key = account_of .. who
       if redis.call('HDEL', key, sid) == 1 and redis.call('HLEN', key) == 0 then
-        redis.call('SREM', online, who)
-        redis.call('PUBLISH', events, cjson.encode({type = 'offline', account = who,
+        account_offline(online, events, who, cjson.encode({type = 'offline', account = who,
           session = sid, node = node, ended = {reaped = true}}))
       end
     end
@@ -190,6 +221,93 @@ if left == 0 then
   redis.call('HDEL', cursors, memberships, sessions)
 end
 return left
+"""
+
+# One join per person, and the leave delay (docs/messages.md, "presence":
+# "accounts"): a channel's account counts (``P accounts:CHANNEL``, account ->
+# its sessions in the channel) change with its members, in the same step.
+# An account's first session in a channel publishes its account-level join;
+# its last one's leave is not published but kept, with a deadline (now plus
+# --leave-delay), in the leaving set (``P leaving``, member "CHANNEL\nACCOUNT",
+# its event in ``P leaving:events``), and cancelled if the account comes back
+# before it, on whatever node. The account's offline (member "\nACCOUNT")
+# waits the same way, and the account stays in the online set meanwhile.
+# DEPARTED, run by every node's clock, publishes the leaves that are due;
+# the set is Redis's, so a departure survives the death of the node it left.
+# APPLY and SWEEP start with these helpers, then set the four values.
+DEPARTURES = """
+local leaving, leaving_events, leave_now, leave_delay
+local function account_joined(counts, who, place, channel, event)
+  if redis.call('HINCRBY', counts, who, 1) ~= 1 then return end
+  if redis.call('ZREM', leaving, place) == 1 then
+    redis.call('HDEL', leaving_events, place)
+  else
+    redis.call('PUBLISH', channel, event)
+  end
+end
+local function account_left(counts, who, place, channel, event)
+  if redis.call('HINCRBY', counts, who, -1) > 0 then return end
+  redis.call('HDEL', counts, who)
+  if leave_delay <= 0 then
+    redis.call('PUBLISH', channel, event)
+  else
+    redis.call('ZADD', leaving, leave_now + leave_delay, place)
+    redis.call('HSET', leaving_events, place, event)
+  end
+end
+-- (account_online and account_offline answer true when they published.)
+local function account_online(online, events, who, event)
+  redis.call('SADD', online, who)
+  if redis.call('ZREM', leaving, '\\n' .. who) == 1 then
+    redis.call('HDEL', leaving_events, '\\n' .. who)
+    return false
+  end
+  redis.call('PUBLISH', events, event)
+  return true
+end
+local function account_offline(online, events, who, event)
+  if leave_delay <= 0 then
+    redis.call('SREM', online, who)
+    redis.call('PUBLISH', events, event)
+    return true
+  end
+  redis.call('ZADD', leaving, leave_now + leave_delay, '\\n' .. who)
+  redis.call('HSET', leaving_events, '\\n' .. who, event)
+  return false
+end
+"""
+APPLY = DEPARTURES + APPLY
+SWEEP = DEPARTURES + SWEEP
+
+# The departures that are due (DEPARTURES): up to ARGV[2] of the leaving
+# set whose deadline (ms) is not after ARGV[1], each taken out and its
+# event published, once (ZREM answers 1 once, whichever node runs it): an
+# account-level leave on its channel if the account has no session in it
+# (any more), an offline on the events channel (and the account out of the
+# online set) if it has none at all. KEYS: leaving, leaving events, online,
+# events. ARGV: now, count, and the prefixes of account counts, channels
+# and accounts. Answers the number taken.
+DEPARTED = """
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
+for _, place in ipairs(due) do
+  if redis.call('ZREM', KEYS[1], place) == 1 then
+    local event = redis.call('HGET', KEYS[2], place)
+    redis.call('HDEL', KEYS[2], place)
+    local cut = string.find(place, '\\n', 1, true)
+    local channel, who = string.sub(place, 1, cut - 1), string.sub(place, cut + 1)
+    if event then
+      if channel == '' then
+        if redis.call('EXISTS', ARGV[5] .. who) == 0 then
+          redis.call('SREM', KEYS[3], who)
+          redis.call('PUBLISH', KEYS[4], event)
+        end
+      elseif redis.call('HEXISTS', ARGV[3] .. channel, who) == 0 then
+        redis.call('PUBLISH', ARGV[4] .. channel, event)
+      end
+    end
+  end
+end
+return #due
 """
 
 # A backend's publish under its id (POST /publish "id"), once: the id's key
@@ -409,6 +527,69 @@ for k = 1, #found, 2 do
   answer[#answer + 1] = who
   answer[#answer + 1] = entry
   answer[#answer + 1] = quality
+end
+return answer
+"""
+
+# A node's sessions' connection quality (presence/hub/quality.py) written
+# into their entries in its session hash, only where an entry is still
+# there: a session that went offline meanwhile (APPLY deleted its entry) is
+# not brought back, so no sweep ever finds it. KEYS: the node's session
+# hash. ARGV: session, entry JSON, ...
+QUALITY = """
+for i = 1, #ARGV, 2 do
+  if redis.call('HEXISTS', KEYS[1], ARGV[i]) == 1 then
+    redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
+  end
+end
+return 1
+"""
+
+# A page of the channels with members (GET /channels), each with its counts:
+# its members hash's and its account counts' HLEN, O(1) each, so a channel of
+# 100,000 members costs what a channel of one does. KEYS: the set of
+# channels. ARGV: cursor, count, the prefixes of members and account
+# counts. Answers {next cursor, channel, sessions, accounts, ...}.
+CHANNELS = """
+local reply = redis.call('SSCAN', KEYS[1], ARGV[1], 'COUNT', tonumber(ARGV[2]))
+local answer = {reply[1]}
+for _, channel in ipairs(reply[2]) do
+  answer[#answer + 1] = channel
+  answer[#answer + 1] = redis.call('HLEN', ARGV[3] .. channel)
+  answer[#answer + 1] = redis.call('HLEN', ARGV[4] .. channel)
+end
+return answer
+"""
+
+# A page of a channel's members by account (GET /channels/CHANNEL/members):
+# HSCAN of its account counts from the cursor; for each account, its
+# sessions (its account hash) that are members of the channel, each with
+# its account entry and its node entry (the connection's quality), as
+# MEMBERS answers them. KEYS: the members hash, the account counts. ARGV:
+# cursor, count, the account keys' prefix, what comes before and after a
+# node's id in its session hash's key. Answers {next cursor, {session,
+# account, account entry, node entry}...} flat.
+CHANNEL_MEMBERS = """
+local reply = redis.call('HSCAN', KEYS[2], ARGV[1], 'COUNT', tonumber(ARGV[2]))
+local answer = {reply[1]}
+local found = reply[2]
+for k = 1, #found, 2 do
+  local who = found[k]
+  local sessions = redis.call('HGETALL', ARGV[3] .. who)
+  for j = 1, #sessions, 2 do
+    local sid, entry = sessions[j], sessions[j + 1]
+    if redis.call('HEXISTS', KEYS[1], sid) == 1 then
+      local quality = ''
+      local ok, decoded = pcall(cjson.decode, entry)
+      if ok and type(decoded) == 'table' and type(decoded.node) == 'string' then
+        quality = redis.call('HGET', ARGV[4] .. decoded.node .. ARGV[5], sid) or ''
+      end
+      answer[#answer + 1] = sid
+      answer[#answer + 1] = who
+      answer[#answer + 1] = entry
+      answer[#answer + 1] = quality
+    end
+  end
 end
 return answer
 """

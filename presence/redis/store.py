@@ -84,17 +84,61 @@ class PresenceStore:
 
     # ---------------------------------------------------------- presence
 
-    def apply(self, node, operations):
+    def apply(self, node, operations, now=0.0, leave_delay=0.0):
         """The presence changes of ``node``'s sessions, in order, in one step
-        (scripts.APPLY): ``operations`` is their flat list of words."""
+        (scripts.APPLY): ``operations`` is their flat list of words; an
+        account's leaves and offline are due ``leave_delay`` seconds after
+        ``now`` (scripts.DEPARTURES)."""
         keys = self.keys
         return self.execute(
             "EVAL", scripts.APPLY, 0, keys.node_sessions(node), keys.node_memberships(node),
             keys.online, keys.events, JUGGERNAUT_SUBSCRIBE, JUGGERNAUT_UNSUBSCRIBE,
-            *operations)
+            keys.leaving, keys.leaving_events, int(now * 1000), int(leave_delay * 1000),
+            keys.channels, *operations)
+
+    def departed(self, now, count):
+        """Publish up to ``count`` departures due at ``now`` (scripts.DEPARTED);
+        fires with the number taken."""
+        keys = self.keys
+        return self.execute("EVAL", scripts.DEPARTED, 4, keys.leaving, keys.leaving_events,
+                            keys.online, keys.events, int(now * 1000), count,
+                            keys.channel_accounts(""), keys.channel(""),
+                            keys.account("")).addCallback(int)
 
     def members(self, channel):
         return self.execute("HGETALL", self.keys.members(channel)).addCallback(_pairs)
+
+    def channels_page(self, cursor, count):
+        """A page of the channels with members (scripts.CHANNELS): fires with
+        ``(next cursor, [(channel, sessions, accounts), ...])``."""
+        keys = self.keys
+
+        def answered(reply):
+            flat = reply[1:]
+            return str(reply[0]), [(flat[i], int(flat[i + 1]), int(flat[i + 2]))
+                                   for i in range(0, len(flat), 3)]
+        return self.execute("EVAL", scripts.CHANNELS, 1, keys.channels, cursor, count,
+                            keys.members(""), keys.channel_accounts("")).addCallback(answered)
+
+    def channel_counts(self, channel):
+        """``(sessions, accounts)`` in ``channel``: two HLENs, O(1)."""
+        keys = self.keys
+        return defer.gatherResults([
+            self.execute("HLEN", keys.members(channel)),
+            self.execute("HLEN", keys.channel_accounts(channel))]).addCallback(
+            lambda counts: (int(counts[0]), int(counts[1])))
+
+    def channel_members_page(self, channel, cursor, count):
+        """A page of ``channel``'s accounts with their sessions in it
+        (scripts.CHANNEL_MEMBERS), as :meth:`members_page` answers."""
+        keys = self.keys
+
+        def answered(reply):
+            flat = reply[1:]
+            return str(reply[0]), [tuple(flat[i:i + 4]) for i in range(0, len(flat), 4)]
+        return self.execute("EVAL", scripts.CHANNEL_MEMBERS, 2, keys.members(channel),
+                            keys.channel_accounts(channel), cursor, count, keys.account(""),
+                            *keys.node_sessions_parts()).addCallback(answered)
 
     def write_quality(self, node, entries):
         """``[(session, entry JSON)]``: ``node``'s sessions' entries, where
@@ -171,7 +215,7 @@ class PresenceStore:
         """``reaper`` continues the sweep of ``dead`` (its sweeper died)."""
         return self.execute("HSET", self.keys.reaping, dead, reaper)
 
-    def sweep(self, node, count, claimed=True):
+    def sweep(self, node, count, claimed=True, now=0.0, leave_delay=0.0):
         """Take up to ``count`` of ``node``'s records out of presence
         (scripts.SWEEP): the swept copies a survivor claimed, or, at the
         node's own stop, its own. Fires with the number of records left."""
@@ -182,7 +226,9 @@ class PresenceStore:
         return self.execute(
             "EVAL", scripts.SWEEP, 7, sessions, memberships, keys.online, keys.events,
             JUGGERNAUT_UNSUBSCRIBE, keys.reaping, keys.sweep_cursors, count, node,
-            keys.members(""), keys.channel(""), keys.account("")).addCallback(int)
+            keys.members(""), keys.channel(""), keys.account(""), "",
+            keys.channel_accounts(""), keys.leaving, keys.leaving_events, int(now * 1000),
+            int(leave_delay * 1000), keys.channels).addCallback(int)
 
     def forget_node(self, node):
         keys = self.keys

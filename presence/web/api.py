@@ -407,6 +407,47 @@ class PresenceAPI:
                          "sessions": sessions}
         return await self._hub_call(request, work)
 
+    @app.route("/channels", methods=["GET"])
+    async def channels(self, request):
+        """``?cursor=C&limit=N`` -> 200 ``{"channels": [{"channel", "sessions",
+        "accounts"}], "cursor"}``: a page of the channels with members,
+        cluster-wide; ``cursor`` null after the last page."""
+        async def work():
+            cursor, limit = self._page(request)
+            page, cursor = await self.hub.members.channels(cursor, limit)
+            return 200, {"channels": page, "cursor": cursor}
+        return await self._hub_call(request, work)
+
+    @app.route("/channels/<path:channel>", methods=["GET"])
+    async def channel(self, request, channel):
+        """200 ``{"channel", "sessions", "accounts"}`` (counts, in constant
+        time); ``/channels/CHANNEL/members?cursor=C&limit=N``: 200
+        ``{"channel", "members": [{"account", "info", "sessions"}],
+        "cursor"}``, a page of its accounts."""
+        async def work():
+            name, listing = channel, False
+            if channel.endswith("/members"):
+                name, listing = channel[:-len("/members")], True
+            if not valid_channel(name):
+                raise APIError(400, "bad_request", "channel must be 1-%d printable "
+                               "characters without spaces" % MAX_CHANNEL)
+            if not listing:
+                return 200, await self.hub.members.counts(name)
+            cursor, limit = self._page(request)
+            members, cursor = await self.hub.members.page_of_channel(name, cursor, limit)
+            return 200, {"channel": name, "members": members, "cursor": cursor}
+        return await self._hub_call(request, work)
+
+    @staticmethod
+    def _page(request):
+        """A listing's ``cursor`` (0: the first page) and ``limit`` (1 to
+        MAX_PAGE, DEFAULT_PAGE by default)."""
+        cursor = _whole_number(request, b"cursor", 0)
+        limit = min(_whole_number(request, b"limit", DEFAULT_PAGE), MAX_PAGE)
+        if limit < 1:
+            raise APIError(400, "bad_request", "limit must be at least 1")
+        return cursor, limit
+
     @app.route("/disconnect", methods=["POST"])
     async def disconnect(self, request):
         """``{"session" | "account", "code", "reason"}`` -> 202: every node

@@ -36,12 +36,14 @@ def documents(transport):
 
 class HubTestCase(RedisTestCase):
     def start_node(self, clock=reactor, node_heartbeat=60.0, engine_timeout=None,
-                   node_id=None, history=()):
+                   node_id=None, history=(), leave_delay=0.0):
         """A node on ``clock``, started; stopped at cleanup. ``history``:
-        its HistoryRules (--history)."""
+        its HistoryRules (--history); ``leave_delay``: --leave-delay (none
+        here, unless a test is about it: offline events at once)."""
         engine = self.make_engine(timeout=engine_timeout or self.engine_timeout)
         hub = Hub(engine, clock, HubSettings(node_heartbeat=node_heartbeat,
-                                             history=tuple(history)), node_id=node_id)
+                                             history=tuple(history), leave_delay=leave_delay),
+                  node_id=node_id)
         server = Server(hub, ServerSettings(heartbeat_interval=0), clock, tickets=hub.tickets)
         hub.start(server)
         self.addCleanup(hub.stop)
