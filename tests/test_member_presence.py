@@ -518,3 +518,71 @@ class ChannelAPITests(PresenceTestCase):
             _, _, answer = await wait(self.request("GET", "/channels"))
             self.assertEqual(answer, {"channels": [], "cursor": None})
         return run(check())
+
+
+class ServerSideSubscriptionTests(PresenceTestCase):
+    """POST /subscribe and /unsubscribe act on every matching session on any
+    node, without a ticket right; remembered across resume."""
+
+    async def publish(self, channel, data):
+        status, _, answer = await wait(self.request("POST", "/publish",
+                                                    {"channels": [channel], "data": data}))
+        self.assertEqual(status, 200, answer)
+
+    def test_an_account_is_subscribed_and_unsubscribed_on_both_nodes(self):
+        async def check():
+            _, on_a, on_a_t = await self.person(self.a, "ada", ADA)
+            _, on_b, on_b_t = await self.person(self.b, "ada", ADA)
+            _, bob, bob_t = await self.person(self.b, "bob", BOB)
+            # The ticket allows room:* only: the backend decides, not it.
+            status, _, answer = await wait(self.request(
+                "POST", "/subscribe", {"account": "ada", "channel": "private:ada-bob"}))
+            self.assertEqual((status, answer), (200, {"sessions": 2}))
+            for transport in (on_a_t, on_b_t):
+                self.assertEqual(of(transport, "subscribed", channel="private:ada-bob"),
+                                 [{"type": "subscribed", "channel": "private:ada-bob",
+                                   "by": "server"}])
+            self.assertEqual(of(bob_t, "subscribed"), [])
+            await self.publish("private:ada-bob", "hello")
+            for transport in (on_a_t, on_b_t):
+                await until(lambda: of(transport, "message", channel="private:ada-bob"), 10,
+                            "the message")
+            _, _, counts = await wait(self.request("GET", "/channels/private:ada-bob"))
+            self.assertEqual((counts["sessions"], counts["accounts"]), (2, 1))
+            # One session, by its id.
+            status, _, answer = await wait(self.request(
+                "POST", "/unsubscribe", {"session": on_b.id, "channel": "private:ada-bob"}))
+            self.assertEqual(answer, {"sessions": 1})
+            self.assertEqual(of(on_b_t, "unsubscribed", channel="private:ada-bob"),
+                             [{"type": "unsubscribed", "channel": "private:ada-bob",
+                               "by": "server"}])
+            self.assertEqual(of(on_a_t, "unsubscribed"), [])
+            status, _, answer = await wait(self.request(
+                "POST", "/unsubscribe", {"account": "ada", "channel": "private:ada-bob"}))
+            self.assertEqual(answer, {"sessions": 1})
+            status, _, answer = await wait(self.request(
+                "POST", "/subscribe", {"channel": "private:x"}))
+            self.assertEqual(status, 400)
+        return run(check())
+
+    def test_a_server_side_subscription_is_remembered_across_resume(self):
+        async def check():
+            welcome, ada, ada_t = await self.person(self.a, "ada", ADA)
+            _, _, answer = await wait(self.request(
+                "POST", "/subscribe", {"account": "ada", "channel": "private:ada"}))
+            self.assertEqual(answer, {"sessions": 1})
+            await wait(self.a.hub.work.finished())
+            lose(ada, ada_t)
+            welcome, again, again_t = await self.welcomed(self.b, "resume=" + welcome["resume"])
+            await until(lambda: of(again_t, "subscribed", channel="private:ada"), 10,
+                        "subscribed again")
+            await self.publish("private:ada", "still here")
+            await until(lambda: of(again_t, "message", channel="private:ada"), 10,
+                        "the message on the resumed session")
+            # And the next token remembers it too.
+            await wait(self.b.hub.writer.finished())
+            lose(again, again_t)
+            _, third, third_t = await self.welcomed(self.a, "resume=" + welcome["resume"])
+            await until(lambda: of(third_t, "subscribed", channel="private:ada"), 10,
+                        "subscribed a third time")
+        return run(check())

@@ -24,6 +24,8 @@ class Control:
         self.answers = answers
         self.work = work
         self.server = None
+        #: The hub's ServerSubscriptions (presence/hub/subscriptions.py).
+        self.subscriptions = None
 
     def disconnect(self, session=None, account=None, code=GOING_AWAY, reason=""):
         """Close a session, or every session of an account, on every node."""
@@ -41,6 +43,8 @@ class Control:
             self.work.track(self.answers.answer(message), "answering a query")
         elif kind == "disconnect":
             self._disconnect(message)
+        elif kind == "server-subscription" and self.subscriptions is not None:
+            self.subscriptions.received(message)
 
     def _disconnect(self, message):
         code = message.get("code", NORMAL_CLOSURE)

@@ -54,7 +54,7 @@ class Ticket:
     ticket's JSON, so a resume token (which keeps that JSON) carries them."""
 
     __slots__ = ("account", "attributes", "channels", "ip", "issued_at", "resume", "info",
-                 "whisper")
+                 "whisper", "subscriptions")
 
     def __init__(self, account, attributes=None, channels=(), ip=None, issued_at=None,
                  info=None, whisper=()):
@@ -66,6 +66,8 @@ class Ticket:
         self.resume = None
         self.info = info
         self.whisper = tuple(whisper)
+        #: Server-side subscriptions a resume token remembered (scripts.REMEMBER).
+        self.subscriptions = ()
 
     def as_dict(self):
         return {"account": self.account, "attributes": self.attributes,
@@ -77,10 +79,15 @@ class Ticket:
         data = json.loads(text)
         info = data.get("info")
         whisper = data.get("whisper")
-        return cls(data["account"], data.get("attributes"), data.get("channels") or (),
-                   data.get("ip"), data.get("issued_at"),
-                   info if isinstance(info, dict) else None,
-                   whisper if isinstance(whisper, list) else ())
+        ticket = cls(data["account"], data.get("attributes"), data.get("channels") or (),
+                     data.get("ip"), data.get("issued_at"),
+                     info if isinstance(info, dict) else None,
+                     whisper if isinstance(whisper, list) else ())
+        # Lua's cjson writes an empty list as {}: either is none.
+        subscriptions = data.get("subscriptions")
+        if isinstance(subscriptions, list):
+            ticket.subscriptions = tuple(c for c in subscriptions if isinstance(c, str))
+        return ticket
 
 
 @implementer(ITicketRedeemer)

@@ -140,6 +140,7 @@ def redeem(session, credential):
         session.allowed_channels = found.channels
         session.info = found.info
         session.whisper_channels = found.whisper
+        session.server_channels = found.subscriptions
         return None
 
     def failed(failure):

@@ -50,6 +50,7 @@ class ISession(Interface):
     allowed_channels = Attribute("The channel patterns its ticket allows.")
     info = Attribute("The ticket's info, what other members see (a dict), or None.")
     whisper_channels = Attribute("The channel patterns its ticket may whisper on.")
+    server_channels = Attribute("Server-side subscriptions its resume token remembered.")
     client_ip = Attribute("The client's address (after trusted proxies, PROXY protocol).")
     proxy = Attribute("The trusted proxy it came through, or None.")
     ip_mismatch = Attribute("Its ticket was issued for another address (--ticket-ip warn).")

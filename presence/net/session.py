@@ -58,8 +58,9 @@ class Session(RateLimitedPeer):
         "id", "state", "path", "origin", "user_agent", "subprotocol",
         "extensions", "opened_at", "events", "messages_in", "close_record", "account",
         "attributes", "allowed_channels", "ip_mismatch", "ticket_check",
-        # The ticket's info (what other members see) and whisper patterns.
-        "info", "whisper_channels",
+        # The ticket's info (what other members see) and whisper patterns, and
+        # the server-side subscriptions its resume token remembered.
+        "info", "whisper_channels", "server_channels",
         # The resume token its welcome gives (docs/tickets.md), or None.
         "resume_token",
         # The events it waits for its turn with, and whether it read more meanwhile.
@@ -86,6 +87,7 @@ class Session(RateLimitedPeer):
         self.allowed_channels = ()
         self.info = None
         self.whisper_channels = ()
+        self.server_channels = ()
         self.ip_mismatch = False
         #: The TicketCheck while a ticket is being waited for or redeemed.
         self.ticket_check = None

@@ -448,6 +448,37 @@ class PresenceAPI:
             raise APIError(400, "bad_request", "limit must be at least 1")
         return cursor, limit
 
+    @app.route("/subscribe", methods=["POST"])
+    async def server_subscribe(self, request):
+        """``{"account" | "session", "channel"}`` -> 200 ``{"sessions": N}``:
+        every matching session, on every node, is subscribed (no ticket
+        right needed: the backend decides) and told so."""
+        return await self._server_subscription(request, "subscribe")
+
+    @app.route("/unsubscribe", methods=["POST"])
+    async def server_unsubscribe(self, request):
+        """As POST /subscribe, the other way."""
+        return await self._server_subscription(request, "unsubscribe")
+
+    async def _server_subscription(self, request, action):
+        async def work():
+            data = _json_body(request)
+            session, account = data.get("session"), data.get("account")
+            if (session is None) == (account is None):
+                raise APIError(400, "bad_request", "give session or account (one of them)")
+            channel = data.get("channel")
+            if not valid_channel(channel):
+                raise APIError(400, "bad_request", "channel must be 1-%d printable "
+                               "characters without spaces" % MAX_CHANNEL)
+            if session is not None:
+                count = await self.hub.server_subscription(
+                    action, channel, session=_name(session, "session"))
+            else:
+                count = await self.hub.server_subscription(
+                    action, channel, account=_name(account, "account"))
+            return 200, {"sessions": count}
+        return await self._hub_call(request, work)
+
     @app.route("/disconnect", methods=["POST"])
     async def disconnect(self, request):
         """``{"session" | "account", "code", "reason"}`` -> 202: every node
