@@ -22,8 +22,11 @@ MAY_IMPORT = {
     "net": {"wire", "websocket", "firepresence", "sse", "net"},
     "redis": {"wire", "redis"},
     "hub": {"wire", "net", "redis", "hub"},
-    "app": {"wire", "websocket", "firepresence", "sse", "net", "redis", "hub", "app"},
-    "web": {"wire", "websocket", "firepresence", "sse", "net", "redis", "hub", "app", "web"},
+    "webhooks": {"wire", "redis", "webhooks"},
+    "app": {"wire", "websocket", "firepresence", "sse", "net", "redis", "hub", "webhooks",
+            "app"},
+    "web": {"wire", "websocket", "firepresence", "sse", "net", "redis", "hub", "webhooks",
+            "app", "web"},
     # The backends' client stands alone: backends install it without the server.
     "client": set(),
 }
@@ -37,6 +40,7 @@ LIBRARIES = {
     "net": {"twisted", "zope"},
     "redis": {"twisted", "txredisapi"},
     "hub": {"twisted", "zope"},
+    "webhooks": {"twisted", "treq"},
     "app": {"twisted", "treq"},
     "web": {"twisted", "klein", "jinja2", "werkzeug"},
     "client": {"twisted", "treq"},
@@ -130,6 +134,7 @@ def test_only_the_plugin_imports_the_web_layer_from_outside_it():
     ("sse", "twisted.internet"), ("sse", "presence.firepresence.lines"),
     ("net", "presence.redis.engine"), ("net", "txredisapi"), ("redis", "presence.hub.hub"),
     ("hub", "presence.web.api"), ("app", "presence.web.admin"), ("wire", "zope.interface"),
+    ("webhooks", "presence.hub.hub"), ("hub", "treq"),
 ])
 def test_a_broken_rule_is_reported(tmp_path, monkeypatch, layer, name):
     # A module of ``layer`` with the forbidden import, in a copy of the tree.

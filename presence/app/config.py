@@ -8,11 +8,13 @@ import dataclasses
 from ..hub.settings import HubSettings
 from ..net.settings import ServerSettings
 from ..redis.connection import DEFAULT_TIMEOUT
+from ..webhooks.settings import WebhookSettings
 from ..websocket.deflate import PerMessageDeflate
 from ..websocket.handshake import HandshakeConfig
 
 __all__ = ["NodeSettings", "deflate_from_options", "server_settings_from_options",
-           "hub_settings_from_options", "node_settings_from_options"]
+           "hub_settings_from_options", "node_settings_from_options",
+           "webhook_settings_from_options"]
 
 
 @dataclasses.dataclass
@@ -29,6 +31,8 @@ class NodeSettings:
     introspector: object = None
     #: Whether --demo is on (presence/app/demo.py).
     demo: bool = False
+    #: The webhooks (presence/webhooks/settings.py); no URL: none.
+    webhooks: WebhookSettings = dataclasses.field(default_factory=WebhookSettings)
 
 
 def deflate_from_options(options):
@@ -74,10 +78,18 @@ def hub_settings_from_options(options):
                        history=tuple(options["history"]),
                        resume_ttl=options["resume-ttl"],
                        resume_max_age=options["resume-max-age"],
+                       event_log_maxlen=options["event-log-maxlen"],
                        leave_delay=options["leave-delay"])
 
 
 def node_settings_from_options(options, introspector=None):
     return NodeSettings(hub=hub_settings_from_options(options), redis_url=options["redis"],
                         redis_timeout=options["redis-timeout"], api_key=options["api-key"],
-                        introspector=introspector, demo=bool(options["demo"]))
+                        introspector=introspector, demo=bool(options["demo"]),
+                        webhooks=webhook_settings_from_options(options))
+
+
+def webhook_settings_from_options(options):
+    return WebhookSettings(urls=tuple(options["webhook"]), secret=options["webhook-secret"],
+                           events=options["webhook-events"], timeout=options["webhook-timeout"],
+                           max_age=options["webhook-max-age"])

@@ -18,6 +18,8 @@ from ..net.settings import DEFAULTS as SERVER
 from ..net.settings import TICKET_IP_POLICIES
 from ..redis.connection import DEFAULT_TIMEOUT as REDIS_TIMEOUT
 from ..redis.connection import parse_redis_url
+from ..webhooks.settings import DEFAULTS as WEBHOOKS
+from ..webhooks.settings import EVENT_NAMES
 from ..websocket.deflate import (
     DEFAULT_COMPRESSION_LEVEL,
     DEFAULT_MEMORY_LEVEL,
@@ -197,6 +199,21 @@ class Options(usage.Options):
         ["stream-maxlen", None, HUB.stream_maxlen,
          "Approximate length bound of the Redis Stream carrying client publishes to "
          "backends.", _number(int, "Entries, greater than 0.", above=True)],
+        ["event-log-maxlen", None, HUB.event_log_maxlen,
+         "Approximate length bound of the event log, the Redis Stream of every presence "
+         "event (webhooks and backends read it).",
+         _number(int, "Entries, greater than 0.", above=True)],
+        ["webhook-secret", None, None,
+         "Key of the X-Presence-Signature of every webhook request (default: the "
+         "environment variable PRESENCE_WEBHOOK_SECRET); needed with --webhook."],
+        ["webhook-events", None, None,
+         "Presence events the webhooks are sent, comma-separated, of: %s. Default: every "
+         "one." % ", ".join(EVENT_NAMES)],
+        ["webhook-timeout", None, WEBHOOKS.timeout,
+         "Seconds a webhook request may take; then it is retried.", _SECONDS],
+        ["webhook-max-age", None, WEBHOOKS.max_age,
+         "Seconds an event is retried for before it goes to the webhook's dead letters.",
+         _SECONDS],
         ["max-bad-lines", None, SERVER.max_bad_lines,
          "Malformed firepresence lines a session may send before it is closed with 1007.",
          _number(int, "Lines, greater than 0.", above=True)],
@@ -259,6 +276,7 @@ class Options(usage.Options):
         self["subprotocol"] = []
         self["trusted-proxy"] = []
         self["history"] = []
+        self["webhook"] = []
 
     def opt_listen(self, endpoint):
         self["listen"].append(endpoint)
@@ -299,6 +317,15 @@ class Options(usage.Options):
         "PATTERN=SIZE,TTL, e.g. 'room:*=100,300' (repeatable; the first match wins). "
         "None given: no channel keeps history.")
 
+    def opt_webhook(self, url):
+        if not url.startswith(("http://", "https://")):
+            raise usage.UsageError("--webhook %s: give an http:// or https:// URL" % url)
+        self["webhook"].append(url)
+
+    opt_webhook.__doc__ = (
+        "URL every presence event is POSTed to, batched and signed, at least once and in "
+        "order (repeatable; docs/api.md, Webhooks). None given: no webhooks.")
+
     def opt_subprotocol(self, name):
         self["subprotocol"].append(name)
 
@@ -334,5 +361,21 @@ class Options(usage.Options):
                 parse_redis_url(self["redis"])
             except ValueError as error:
                 raise usage.UsageError("--redis: %s" % error)
+        self._webhook_options()
         if self["heartbeat"] and self["heartbeat-timeout"] > self["heartbeat"] * 10:
             raise usage.UsageError("--heartbeat-timeout is more than ten heartbeat intervals")
+
+    def _webhook_options(self):
+        if self["webhook-secret"] is None:
+            self["webhook-secret"] = os.environ.get("PRESENCE_WEBHOOK_SECRET") or None
+        if self["webhook"] and not self["webhook-secret"]:
+            raise usage.UsageError("--webhook needs --webhook-secret (or "
+                                   "PRESENCE_WEBHOOK_SECRET): receivers check the signature")
+        if self["webhook-events"] is not None:
+            names = [name.strip() for name in self["webhook-events"].split(",") if name.strip()]
+            unknown = sorted(set(names) - set(EVENT_NAMES))
+            if unknown or not names:
+                raise usage.UsageError("--webhook-events: %s; give names of: %s" % (
+                    "unknown " + ", ".join(unknown) if unknown else "none given",
+                    ", ".join(EVENT_NAMES)))
+            self["webhook-events"] = frozenset(names)

@@ -15,6 +15,7 @@ from ..net.listening import NoDelayEndpoint
 from ..net.server import Server
 from ..redis.embedded import EmbeddedRedis
 from ..redis.engine import RedisEngine
+from ..webhooks.delivery import Webhooks
 from ..websocket import mask
 from ..wire.close import GOING_AWAY
 from .config import NodeSettings, node_settings_from_options, server_settings_from_options
@@ -61,6 +62,8 @@ class PresenceService(Service):
         self.embedded_redis = None
         self.engine = None
         self.hub = None
+        #: The webhooks this node delivers (presence/webhooks/), or None.
+        self.webhooks = None
         self.ports = []
         self.api_port = None
         self.ready = None
@@ -105,7 +108,18 @@ class PresenceService(Service):
         self.server.tickets = self.hub.tickets
         self.hub.start(self.server)
         log.info("presence: node {node}", node=self.hub.node_id)
+        self._start_webhooks()
         return url
+
+    def _start_webhooks(self):
+        webhooks = self.settings.webhooks
+        if not webhooks.urls:
+            return
+        self.webhooks = Webhooks(webhooks, self.engine, self.hub.keys, self.hub.node_id,
+                                 self.reactor, reactor=self.reactor)
+        self.webhooks.start()
+        log.info("presence: webhooks to {urls}", urls=", ".join(
+            hook.shown for hook in self.webhooks.hooks))
 
     async def _start_api(self, url):
         settings = self.settings
@@ -143,10 +157,11 @@ class PresenceService(Service):
             await port.stopListening()
         self.ports = []
         await self._close_sessions()
-        # In this order: the demo's reader, the hub once the sessions'
+        # In this order: the demo's reader, the webhooks (a batch under way
+        # stays pending for another node), the hub once the sessions'
         # offline events are out (then the node leaves Redis), the API,
         # the connection to Redis, and the Redis started for this node.
-        for name, stop in (("demo_backend", "stop"), ("hub", "stop"),
+        for name, stop in (("demo_backend", "stop"), ("webhooks", "stop"), ("hub", "stop"),
                            ("api_port", "stopListening"), ("engine", "disconnect"),
                            ("embedded_redis", "stopService")):
             running = getattr(self, name)

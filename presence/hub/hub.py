@@ -46,7 +46,6 @@ from .quality import Quality
 from .queries import ClusterQueries, QueryAnswers
 from .records import PresenceRecords
 from .settings import HubSettings
-from .subscriptions import ServerSubscriptions
 from .tickets import TicketStore
 from .vocabulary import ClientMessages
 from .work import HubStats, RedisWork
@@ -75,7 +74,8 @@ class Hub:
         self.clock = clock
         self.node_id = node_id or _new_node_id()
         self.keys = PresenceKeys(settings.prefix)
-        self.store = store = PresenceStore(engine, self.keys)
+        self.store = store = PresenceStore(engine, self.keys,
+                                           event_log_maxlen=settings.event_log_maxlen)
         self.stats = stats = HubStats()
         self.work = RedisWork(stats)
         self.server = None
@@ -108,10 +108,6 @@ class Hub:
         self.control = Control(store, self.answers, self.work)
         #: What the dashboard asks of the cluster, from this node.
         self.queries = ClusterQueries(store, self.control, clock)
-        #: POST /subscribe and /unsubscribe, both ends.
-        self.subscriptions = ServerSubscriptions(store, self.channels, self.queries, self.work,
-                                                 self.node_id, clock)
-        self.control.subscriptions = self.subscriptions
         self.from_redis = RedisMessages(self.keys, self.channels, self.control, stats, clock)
 
     # ----------------------------------------------------------- life cycle
@@ -122,7 +118,7 @@ class Hub:
         self.server = server
         server.handler = self
         for room in (self.channels, self.messages, self.liveness, self.answers, self.control,
-                     self.quality, self.subscriptions):
+                     self.quality):
             room.server = server
         self.subscriber = RedisSubscriber(self.engine.url, self.from_redis.received,
                                           self._redis_connected, self._redis_lost,
@@ -175,8 +171,6 @@ class Hub:
             return
         self.channels.listen(session, account_channel(account))
         self.records.online(session)
-        if session.server_channels:
-            self.subscriptions.resumed(session)
 
     def session_closed(self, session, record):
         channels = self.channels
@@ -253,12 +247,6 @@ class Hub:
         """An account's sessions, each with its info and its connection's
         quality (presence/hub/members.py)."""
         return defer.ensureDeferred(self.members.of_account(account))
-
-    def server_subscription(self, action, channel, session=None, account=None):
-        """POST /subscribe or /unsubscribe: fires with the number of
-        sessions affected, cluster-wide."""
-        return defer.ensureDeferred(self.subscriptions.request(action, channel, session,
-                                                               account))
 
     def disconnect(self, session=None, account=None, code=GOING_AWAY, reason=""):
         """Close a session, or every session of an account, on every node."""

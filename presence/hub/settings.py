@@ -5,7 +5,7 @@
 import dataclasses
 import fnmatch
 
-from ..redis.keys import DEFAULT_PREFIX
+from ..redis.keys import DEFAULT_EVENT_LOG_MAXLEN, DEFAULT_PREFIX
 
 __all__ = ["HubSettings", "DEFAULTS", "DEFAULT_TICKET_TTL", "HistoryRule", "parse_history_rule",
            "MAX_HISTORY_SIZE", "DEFAULT_RESUME_TTL", "DEFAULT_RESUME_MAX_AGE"]
@@ -72,6 +72,9 @@ class HubSettings:
     #: Approximate length bound of the Stream carrying client publishes to
     #: backends: a backend down for a while finds the last 100,000 there.
     stream_maxlen: int = 100000
+    #: Approximate length bound of the event log, the Stream of every
+    #: presence event (presence/redis/keys.py says why this many).
+    event_log_maxlen: int = DEFAULT_EVENT_LOG_MAXLEN
     #: Session ends the cluster keeps in Redis for the dashboard.
     closes_kept: int = 1000
     #: Seconds a ticket can be redeemed.

@@ -37,6 +37,12 @@ Keys (``P`` is the prefix):
 - ``P history:CHANNEL``: stream, a history channel's last publications,
   entry id ``0-OFFSET``, field ``d`` (the data's JSON)
 - ``P history-epoch:CHANNEL``: hash, its ``epoch`` and last ``offset``
+- ``P event-log``: the Stream of every presence event (the event log),
+  written in the scripts that make the changes they tell of
+- ``P webhook:NAME:lease``: string, the node delivering to webhook NAME
+  (a hash of its URL); ``P webhook:NAME:dead``: stream, its dead letters;
+  ``P webhook:NAME:stats``: hash, its counts and last error. Its consumer
+  group of the event log is ``webhook:NAME``
 
 Channels: ``P channel:CHANNEL`` (a Presence channel's messages), ``P events``
 (online, offline, subscribe, unsubscribe), ``P control`` (disconnects,
@@ -46,11 +52,16 @@ queries), and Juggernaut's ``juggernaut``, ``juggernaut:subscribe`` and
 
 import hashlib
 
-__all__ = ["DEFAULT_PREFIX", "PresenceKeys", "JUGGERNAUT", "JUGGERNAUT_SUBSCRIBE",
+__all__ = ["DEFAULT_PREFIX", "DEFAULT_EVENT_LOG_MAXLEN", "PresenceKeys", "JUGGERNAUT", "JUGGERNAUT_SUBSCRIBE",
            "JUGGERNAUT_UNSUBSCRIBE"]
 
 #: The prefix of every key, so that Presence can share a Redis.
 DEFAULT_PREFIX = "presence:"
+
+#: Approximate length bound of the event log (--event-log-maxlen): a
+#: backend or a webhook that is down finds the last 100,000 presence events
+#: there (about 25 MB of Redis at some 250 bytes an entry).
+DEFAULT_EVENT_LOG_MAXLEN = 100000
 
 #: Juggernaut's publish channel and its subscription events.
 JUGGERNAUT = "juggernaut"
@@ -80,6 +91,8 @@ class PresenceKeys:
         self.channels = prefix + "channels"
         #: What every Presence channel's Redis channel starts with.
         self.channel_prefix = prefix + "channel:"
+        #: The event log: every presence event, as a Stream.
+        self.event_log = prefix + "event-log"
 
     def account(self, account):
         return "%saccount:%s" % (self.prefix, account)
@@ -156,3 +169,8 @@ class PresenceKeys:
     def history_meta(self, channel):
         """A history channel's epoch and last offset (hash)."""
         return "%shistory-epoch:%s" % (self.prefix, channel)
+
+    def webhook(self, name, what):
+        """A webhook's ``lease``, ``dead`` (letters) or ``stats`` key;
+        ``name`` is presence/webhooks/settings.py's hash of its URL."""
+        return "%swebhook:%s:%s" % (self.prefix, name, what)

@@ -9,7 +9,8 @@ session where it walks records it was handed.
 
 __all__ = ["APPLY", "ANNOUNCE", "CLAIM", "SWEEP", "PUBLISH_ONCE", "REDEEM", "RESUME_ENDED",
            "PUBLISH_RECORDED", "READ_HISTORY", "MEMBERS", "QUALITY", "DEPARTURES",
-           "DEPARTED", "CHANNELS", "CHANNEL_MEMBERS", "REMEMBER"]
+           "DEPARTED", "CHANNELS", "CHANNEL_MEMBERS",
+           "LEAD", "RELEASE", "SETTLE"]
 
 # A node's presence changes, in the order its sessions made them, as one
 # batch (presence/hub/writer.py): a subscribe storm costs one round trip
@@ -594,27 +595,44 @@ end
 return answer
 """
 
-# A server-side subscription remembered in a resume token's ticket
-# (presence/hub/subscriptions.py): the ticket's ``subscriptions`` gets the
-# channel (ARGV[2] '1') or loses it ('0'); the token keeps its expiry. A
-# token redeemed or expired meanwhile is left alone. KEYS: the token's key.
-# ARGV: the channel, '1' or '0'. Answers 1 when the token was there.
-REMEMBER = """
-local value = redis.call('GET', KEYS[1])
-if not value then return 0 end
-local first = string.find(value, '\\n', 1, true)
-local second = first and string.find(value, '\\n', first + 1, true)
-if not second then return 0 end
-local ok, data = pcall(cjson.decode, string.sub(value, second + 1))
-if not ok or type(data) ~= 'table' then return 0 end
-local kept = {}
-if type(data.subscriptions) == 'table' then
-  for _, channel in ipairs(data.subscriptions) do
-    if channel ~= ARGV[1] then kept[#kept + 1] = channel end
+
+# A webhook's lease (presence/webhooks/delivery.py): one node at a time
+# delivers a webhook's events, in the log's order. KEYS: the lease. ARGV:
+# the node, milliseconds the lease lasts. Answers 2 when the node took the
+# lease now, 1 when it kept it, 0 when another node holds it.
+LEAD = """
+local holder = redis.call('GET', KEYS[1])
+if holder == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[2]))
+  return 1
+end
+if holder then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', tonumber(ARGV[2]))
+return 2
+"""
+
+# A node stopping lets its lease go, so that another takes over at once.
+# KEYS: the lease. ARGV: the node.
+RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+# A batch delivered (a 2xx), or given up (dead letters), in one step: its
+# entries acknowledged in the webhook's group, counted, and, given up, added
+# to the dead-letter stream. KEYS: the event log, the stats hash, the dead
+# letters. ARGV: the group, 'delivered' or 'dead', the count to add, the
+# error ('' for none), the dead letters' bound, then the entries: id and
+# the event's JSON (the JSON only for dead letters: '' otherwise).
+SETTLE = """
+local group, outcome = ARGV[1], ARGV[2]
+for i = 6, #ARGV, 2 do
+  redis.call('XACK', KEYS[1], group, ARGV[i])
+  if outcome == 'dead' then
+    redis.call('XADD', KEYS[3], 'MAXLEN', '~', tonumber(ARGV[5]), '*', 'id', ARGV[i],
+      'event', ARGV[i + 1], 'error', ARGV[4])
   end
 end
-if ARGV[2] == '1' then kept[#kept + 1] = ARGV[1] end
-data.subscriptions = kept
-redis.call('SET', KEYS[1], string.sub(value, 1, second) .. cjson.encode(data), 'KEEPTTL')
+redis.call('HINCRBY', KEYS[2], outcome, tonumber(ARGV[3]))
 return 1
 """

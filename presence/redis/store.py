@@ -7,9 +7,9 @@ presence/redis/keys.py's."""
 from twisted.internet import defer
 
 from . import scripts
-from .keys import JUGGERNAUT_SUBSCRIBE, JUGGERNAUT_UNSUBSCRIBE
+from .keys import DEFAULT_EVENT_LOG_MAXLEN, JUGGERNAUT_SUBSCRIBE, JUGGERNAUT_UNSUBSCRIBE
 
-__all__ = ["PresenceStore"]
+__all__ = ["PresenceStore", "EventLogStore"]
 
 
 def _pairs(flat):
@@ -28,11 +28,13 @@ def _redeemed(reply):
 
 
 class PresenceStore:
-    """``engine``: a RedisEngine; ``keys``: the PresenceKeys of the prefix."""
+    """``engine``: a RedisEngine; ``keys``: the PresenceKeys of the prefix;
+    ``event_log_maxlen``: the event log's bound (--event-log-maxlen)."""
 
-    def __init__(self, engine, keys):
+    def __init__(self, engine, keys, event_log_maxlen=DEFAULT_EVENT_LOG_MAXLEN):
         self.engine = engine
         self.keys = keys
+        self.event_log_maxlen = event_log_maxlen
         self.execute = engine.execute
         self.publish = engine.publish
 
@@ -72,12 +74,6 @@ class PresenceStore:
         seconds, never past its maximum age (scripts.RESUME_ENDED)."""
         return self.execute("EVAL", scripts.RESUME_ENDED, 1, self.keys.resume(token), node,
                             int(ttl * 1000))
-
-    def remember_subscription(self, token, channel, subscribed):
-        """A server-side subscription (or its end) kept in the ticket of
-        resume token ``token`` (scripts.REMEMBER)."""
-        return self.execute("EVAL", scripts.REMEMBER, 1, self.keys.resume(token), channel,
-                            "1" if subscribed else "0")
 
     def forget_resume(self, token):
         """A resume token stored for a session that was then refused."""
@@ -338,3 +334,127 @@ class PresenceStore:
 
     def replies(self, key):
         return self.execute("LRANGE", key, 0, -1)
+
+
+def _entries(reply):
+    """XREADGROUP's or XAUTOCLAIM's entries as ``[(id, fields or None)]``
+    (None: the entry was trimmed from the stream while it was pending)."""
+    return [(str(entry[0]), _pairs(entry[1]) if entry[1] else None) for entry in reply or ()]
+
+
+class EventLogStore:
+    """The event log (scripts.EVENT_LOG writes it) as webhooks read it:
+    one consumer group of the log per webhook, its lease, its dead letters
+    and its counts (presence/webhooks/delivery.py). ``engine``: a
+    RedisEngine; ``keys``: the PresenceKeys of the prefix."""
+
+    def __init__(self, engine, keys):
+        self.engine = engine
+        self.keys = keys
+        self.execute = engine.execute
+
+    def create_group(self, group):
+        """The webhook's consumer group, from the log's end (events from now
+        on), unless it exists: fires with True when it was created."""
+        def exists(failure):
+            if "BUSYGROUP" in failure.getErrorMessage():
+                return False
+            return failure
+        return self.execute("XGROUP", "CREATE", self.keys.event_log, group, "$",
+                            "MKSTREAM").addCallbacks(lambda _: True, exists)
+
+    def lead(self, name, node, ttl):
+        """Take or keep the webhook's lease for ``ttl`` seconds (scripts.LEAD):
+        fires with 2 (taken now), 1 (kept) or 0 (another node's)."""
+        return self.execute("EVAL", scripts.LEAD, 1, self.keys.webhook(name, "lease"), node,
+                            int(ttl * 1000)).addCallback(int)
+
+    def release(self, name, node):
+        return self.execute("EVAL", scripts.RELEASE, 1, self.keys.webhook(name, "lease"), node)
+
+    async def claim_all(self, group, node):
+        """XAUTOCLAIM every entry pending in ``group`` (a node that died, or
+        lost its lease, was delivering them) for ``node``, then forget the
+        other consumers, left with nothing pending. Fires with the count."""
+        cursor, claimed = "0-0", 0
+        while True:
+            reply = await self.execute("XAUTOCLAIM", self.keys.event_log, group, node, 0,
+                                       cursor, "COUNT", 100, "JUSTID")
+            cursor = str(reply[0])
+            claimed += len(reply[1] or ())
+            if cursor == "0-0":
+                break
+        for consumer in await self.execute("XINFO", "CONSUMERS", self.keys.event_log, group):
+            info = _pairs(consumer)
+            if info.get("name") != node and int(info.get("pending", 0)) == 0:
+                await self.execute("XGROUP", "DELCONSUMER", self.keys.event_log, group,
+                                   info["name"])
+        return claimed
+
+    def read(self, group, node, start, count):
+        """XREADGROUP: ``start`` "0" for ``node``'s own pending entries (a
+        batch not delivered yet), ">" for new ones. Fires with
+        ``[(id, fields or None)]``."""
+        def entries(reply):
+            return _entries(reply[0][1]) if reply else []
+        return self.execute("XREADGROUP", "GROUP", group, node, "COUNT", count, "STREAMS",
+                            self.keys.event_log, start).addCallback(entries)
+
+    def settle(self, group, name, outcome, entries, error="", dead_maxlen=10000):
+        """Acknowledge ``entries`` (``[(id, event JSON)]``), counted as
+        ``outcome`` ("delivered", "dead": then added to the dead letters
+        with ``error``; "skipped": filtered out), in one step
+        (scripts.SETTLE)."""
+        keys = self.keys
+        flat = []
+        for entry_id, event in entries:
+            flat.extend((entry_id, event if outcome == "dead" else ""))
+        return self.execute("EVAL", scripts.SETTLE, 3, keys.event_log, keys.webhook(name, "stats"),
+                            keys.webhook(name, "dead"), group, outcome, len(entries), error,
+                            dead_maxlen, *flat)
+
+    def note_error(self, name, error, at):
+        """The webhook's last error, for the dashboard of every node."""
+        return self.execute("HSET", self.keys.webhook(name, "stats"), "last_error", error,
+                            "last_error_at", repr(at))
+
+    async def status(self, group, name):
+        """What the cluster knows of a webhook: ``delivered``, ``dead``,
+        ``skipped``, ``last_error``, ``last_error_at`` (its stats hash),
+        ``pending`` (read, not acknowledged), ``dead_letters`` (kept), and
+        ``oldest`` (the id of the oldest event not delivered, or None)."""
+        keys = self.keys
+        log = keys.event_log
+        status = {"pending": 0, "oldest": None}
+        stats = _pairs(await self.execute("HGETALL", keys.webhook(name, "stats")))
+        for field in ("delivered", "dead", "skipped"):
+            status[field] = int(stats.get(field, 0))
+        status["last_error"] = stats.get("last_error") or None
+        status["last_error_at"] = float(stats["last_error_at"]) if stats.get(
+            "last_error_at") else None
+        status["dead_letters"] = int(await self.execute("XLEN", keys.webhook(name, "dead")))
+        try:
+            groups = await self.execute("XINFO", "GROUPS", log)
+        except Exception:
+            return status  # no log yet
+        ours = [_pairs(g) for g in groups if _pairs(g).get("name") == group]
+        if not ours:
+            return status
+        status["pending"] = int(ours[0].get("pending", 0))
+        candidates = []
+        if status["pending"]:
+            summary = await self.execute("XPENDING", log, group)
+            if summary and summary[1]:
+                candidates.append(str(summary[1]))
+        after = await self.execute("XRANGE", log, "(" + str(ours[0]["last-delivered-id"]),
+                                   "+", "COUNT", 1)
+        if after:
+            candidates.append(str(after[0][0]))
+        if candidates:
+            status["oldest"] = min(candidates, key=lambda i: tuple(map(int, i.split("-"))))
+        return status
+
+    def dead_letters(self, name, count=20):
+        """The last ``count`` dead letters: ``[(entry id, {id, event, error})]``."""
+        return self.execute("XREVRANGE", self.keys.webhook(name, "dead"), "+", "-", "COUNT",
+                            count).addCallback(_entries)
