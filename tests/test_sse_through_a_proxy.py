@@ -10,6 +10,7 @@ import json
 import time
 
 import websockets
+from playwright.async_api import Error as PlaywrightError
 from playwright.async_api import TimeoutError as PlaywrightTimeout
 from playwright.async_api import async_playwright
 from twisted.internet import defer
@@ -20,7 +21,7 @@ from .helpers.browser import CHROMIUM, CHROMIUM_ARGS
 from .helpers.nginx import start_nginx
 from .helpers.processes import NodeProcessesTestCase, free_port, start_node_process
 from .helpers.sse import SSEStream, post
-from .helpers.waiting import run, wait
+from .helpers.waiting import run, until, wait
 
 KEY = "proxy-test-key"
 
@@ -118,6 +119,16 @@ class BrowserTests(ThroughAProxyTestCase):
         await self.until(page, "window.demo && window.demo.presence")
         return page
 
+    async def member(self, page, account):
+        """Once ``account`` is a member of the demo channel, as the page's
+        client asks (members, polled: the demo's own list of who is online
+        misses itself when its members answer came before its own record
+        was written)."""
+        await until(lambda: page.evaluate(
+            "async (account) => (await window.demo.presence.members('demo:lobby'))"
+            ".some((m) => m.account === account)", account), 15, account + " a member",
+            0.1, (PlaywrightError,))
+
     async def until(self, page, expression, timeout=15000):
         try:
             await page.wait_for_function(expression, timeout=timeout)
@@ -132,8 +143,8 @@ class BrowserTests(ThroughAProxyTestCase):
             page = await self.open_demo(context, "demo-ann", ws=proxied)
             await self.until(page, "window.demo.presence.state.state === 'open' && "
                                    "window.demo.presence.transport === 'sse'")
-            # Subscribed (with presence) over SSE: it sees itself online.
-            await self.until(page, "[...window.demo.online.values()].includes('demo-ann')")
+            # Subscribed (with presence) over SSE: a member of the channel.
+            await self.member(page, "demo-ann")
             sessions = (await wait(self.api.account_presence("demo-ann")))["sessions"]
             self.assertEqual([s.get("protocol") for s in sessions], ["sse"])
             # A backend's publish reaches it.
@@ -177,7 +188,7 @@ class BrowserTests(ThroughAProxyTestCase):
             direct = "ws://127.0.0.1:%d/" % self.client_port
             page = await self.open_demo(context, "demo-bob", ws=direct)
             await self.until(page, "window.demo.presence.state.state === 'open'")
-            await self.until(page, "[...window.demo.online.values()].includes('demo-bob')")
+            await self.member(page, "demo-bob")
             self.assertEqual(await page.evaluate("window.demo.presence.transport"), "websocket")
             sessions = (await wait(self.api.account_presence("demo-bob")))["sessions"]
             self.assertEqual([s.get("protocol") for s in sessions], ["websocket"])
@@ -232,4 +243,25 @@ class BrowserTests(ThroughAProxyTestCase):
                 return state;
             }""", "ws://127.0.0.1:%d/" % self.client_port)
             self.assertEqual(transport, [["websocket", "sse"], "sse", "open"])
+        return run(self.browse(scenario))
+
+    def test_closing_over_sse_is_a_clean_close_the_channel_hears_of(self):
+        async def scenario(context):
+            observer = await self.open_demo(context, "demo-obs",
+                                            ws="ws://127.0.0.1:%d/" % self.client_port)
+            await self.member(observer, "demo-obs")
+            await observer.evaluate("""() => {
+                window.leaves = [];
+                window.demo.presence.on("leave", (event) => window.leaves.push(event));
+            }""")
+            page = await self.open_demo(context, "demo-sse",
+                                        ws="ws://127.0.0.1:%d/" % self.proxy_port)
+            await self.until(page, "window.demo.presence.transport === 'sse'")
+            await self.member(page, "demo-sse")
+            await page.evaluate("window.demo.presence.close()")
+            await self.until(observer, "window.leaves.some(e => e.account === 'demo-sse')")
+            leave = await observer.evaluate(
+                "window.leaves.find(e => e.account === 'demo-sse')")
+            self.assertEqual(leave["ended"], {"code": 1000, "reason": "closed by the client",
+                                              "initiator": "client", "clean": True})
         return run(self.browse(scenario))

@@ -559,11 +559,16 @@ export class SSESocket {
 
   close(code = 1000, reason = "") {
     if (this._ended) return;
-    if (this._send) {
-      this._outbox.push(JSON.stringify({ type: "close", code, reason }));
-      this._flush();
-    }
-    this._end(code, reason, false);
+    if (!this._send) { this._end(code, reason, false); return; }
+    // Said by POST, after what was sent before it, and only then is the
+    // stream let go: a stream ending first would be a client that vanished
+    // (1006), and the close's POST would find no session.
+    this._outbox.push(JSON.stringify({ type: "close", code, reason }));
+    this._ended = true;
+    const abort = this._abort;
+    const letGo = () => abort.abort();
+    this._posting = this._posting.then(() => this._flush()).then(letGo, letGo);
+    setTimeout(letGo, 5000);
   }
 
   _end(code, reason, tell = true) {
