@@ -264,4 +264,16 @@ class BrowserTests(ThroughAProxyTestCase):
                 "window.leaves.find(e => e.account === 'demo-sse')")
             self.assertEqual(leave["ended"], {"code": 1000, "reason": "closed by the client",
                                               "initiator": "client", "clean": True})
+            # A tab closed over SSE says goodbye by beacon: 1001, as a
+            # browser closes a WebSocket, not a client that vanished.
+            tab = await self.open_demo(context, "demo-tab",
+                                       ws="ws://127.0.0.1:%d/" % self.proxy_port)
+            await self.until(tab, "window.demo.presence.transport === 'sse'")
+            await self.member(tab, "demo-tab")
+            await tab.close()
+            await self.until(observer, "window.leaves.some(e => e.account === 'demo-tab')")
+            leave = await observer.evaluate(
+                "window.leaves.find(e => e.account === 'demo-tab')")
+            self.assertEqual(leave["ended"], {"code": 1001, "reason": "page closed",
+                                              "initiator": "client", "clean": True})
         return run(self.browse(scenario))

@@ -468,6 +468,7 @@ export class SSESocket {
 
   async _stream(url) {
     const abort = (this._abort = new AbortController());
+    this._watchPageHide(true);
     let response;
     try {
       response = await this._fetch(url, {
@@ -565,13 +566,30 @@ export class SSESocket {
     // (1006), and the close's POST would find no session.
     this._outbox.push(JSON.stringify({ type: "close", code, reason }));
     this._ended = true;
+    this._watchPageHide(false);
     const abort = this._abort;
     const letGo = () => abort.abort();
     this._posting = this._posting.then(() => this._flush()).then(letGo, letGo);
     setTimeout(letGo, 5000);
   }
 
+  /** A tab closed or navigated away: say goodbye by beacon, which the
+   *  browser still sends (1001, as it would close a WebSocket), rather
+   *  than vanish. */
+  _watchPageHide(on) {
+    if (typeof window === "undefined" || typeof navigator === "undefined" || !navigator.sendBeacon) return;
+    if (!this._pageHide) {
+      this._pageHide = (event) => {
+        if (event.persisted || this._ended || !this._send) return; // kept in the back/forward cache
+        navigator.sendBeacon(this._send, JSON.stringify({ type: "close", code: 1001, reason: "page closed" }));
+      };
+    }
+    if (on) window.addEventListener("pagehide", this._pageHide);
+    else window.removeEventListener("pagehide", this._pageHide);
+  }
+
   _end(code, reason, tell = true) {
+    this._watchPageHide(false);
     if (this._ended) return;
     this._ended = true;
     if (this._abort) this._abort.abort();
