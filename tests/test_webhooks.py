@@ -15,7 +15,7 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
 from presence.webhooks.delivery import Webhooks, percentile
-from presence.webhooks.settings import WebhookSettings
+from presence.webhooks.settings import EVENT_NAMES, WebhookSettings
 from presence.webhooks.signing import signature, verify
 from presence.websocket.frames import OP_TEXT
 
@@ -161,6 +161,250 @@ class MachineryTests(WebhookTestCase):
             await until(lambda: len(receiver.events) >= 31, 10, "the next event")
             self.assertEqual(receiver.ids()[-1:], more)
             self.assertTrue(two.hooks[0].leading)
+        return run(scenario())
+
+
+class EventTypeTests(WebhookTestCase):
+    def test_every_event_type_is_delivered_with_a_valid_signature(self):
+        async def scenario():
+            node = self.start_node()
+            receiver, _, url = start_receiver(self, SECRET)
+            webhooks = self.start_webhooks(node, url)
+            await self.ready(webhooks)
+            session, transport = self.open_session(node, "ann")
+            session.dataReceived(message("subscribe", "room:1"))
+            await done(node.hub.writer.finished())
+            lose(session, transport)
+            await until(lambda: len(receiver.events) >= 6, 10, "six events")
+            await pause(0.3)  # nothing more comes
+            names = [event["name"] for event in receiver.events]
+            self.assertEqual(names, ["online", "member_added", "channel_occupied",
+                                     "member_removed", "channel_vacated", "offline"])
+            self.assertEqual(sorted(set(names)), sorted(EVENT_NAMES))
+            for status, header, body in receiver.requests:
+                # The documented receiver verified each (400 otherwise).
+                self.assertEqual(status, 200)
+                self.assertTrue(verify(SECRET, header, body, time.time()))
+                self.assertEqual(set(json.loads(body)), {"time_ms", "events"})
+            online, added, occupied, removed, vacated, offline = receiver.events
+            for event in receiver.events:
+                self.assertEqual(event["session"], session.id)
+                self.assertEqual(event["node"], node.hub.node_id)
+                self.assertEqual(event["id"].split("-")[0], str(event["time_ms"]))
+            self.assertEqual(online["account"], "ann")
+            self.assertEqual((added["channel"], occupied["channel"], removed["channel"],
+                              vacated["channel"]), ("room:1",) * 4)
+            self.assertEqual(offline["ended"]["code"], 1006)
+            self.assertEqual(removed["ended"]["code"], 1006)
+            self.assertEqual([event_id for event_id, _ in await self.logged()],
+                             receiver.ids())
+            await until(lambda: webhooks.hooks[0].delivered == 6, 10, "six acknowledged")
+            report = webhooks.reports()[0]
+            self.assertEqual((report["delivered"], report["dead"], report["leading"]),
+                             (6, 0, True))
+        return run(scenario())
+
+    def test_the_log_is_written_with_the_change_even_without_webhooks(self):
+        async def scenario():
+            node = self.start_node()
+            session, transport = self.open_session(node, "bob")
+            self.open_session(node, "bob")  # a second session: no second online
+            await done(node.hub.writer.finished())
+            lose(session, transport)  # not the last one: no offline
+            await done(node.hub.writer.finished())
+            self.assertEqual([event["name"] for _, event in await self.logged()], ["online"])
+        return run(scenario())
+
+    def test_an_accounts_offline_follows_the_leave_delay_and_a_reload_is_not_logged(self):
+        async def scenario():
+            node = self.start_node(leave_delay=1.0)
+            session, transport = self.open_session(node, "ann")
+            await done(node.hub.writer.finished())
+            lose(session, transport)  # a reload: back within the delay
+            self.open_session(node, "ann")
+            other, gone = self.open_session(node, "bob")
+            await done(node.hub.writer.finished())
+            lose(other, gone)  # gone for good
+            await done(node.hub.writer.finished())
+            self.assertEqual([(e["name"], e["account"]) for _, e in await self.logged()],
+                             [("online", "ann"), ("online", "bob")])
+            await until(lambda: self.logged(), 1)  # (the log answers)
+            async def offline_logged():
+                return [e for _, e in await self.logged() if e["name"] == "offline"]
+            offline = await until(offline_logged, 5, "bob's offline, after the delay")
+            self.assertEqual([(e["account"], e["ended"]["code"]) for e in offline],
+                             [("bob", 1006)])
+            self.assertEqual([(e["name"], e["account"]) for _, e in await self.logged()],
+                             [("online", "ann"), ("online", "bob"), ("offline", "bob")])
+        return run(scenario())
+
+    def test_the_log_is_capped_at_its_maxlen(self):
+        async def scenario():
+            node = self.start_node()
+            node.hub.store.event_log_maxlen = 10
+            self.churn(node, ["user-%d" % n for n in range(200)])
+            await done(node.hub.writer.finished())
+            length = int(await done(self.engine.execute("XLEN", self.keys.event_log)))
+            self.assertLess(length, 200)  # about 10: MAXLEN ~ trims whole nodes
+        return run(scenario())
+
+
+class FilterTests(WebhookTestCase):
+    def test_only_the_events_named_are_sent(self):
+        async def scenario():
+            node = self.start_node()
+            receiver, _, url = start_receiver(self, SECRET)
+            webhooks = self.start_webhooks(node, url, events=frozenset({"online", "offline"}))
+            await self.ready(webhooks)
+            self.churn(node, ["ann", "bob"])
+            await until(lambda: len(receiver.events) >= 4, 10, "four events")
+            await until(lambda: webhooks.hooks[0].skipped >= 6, 10, "six skipped")
+            self.assertEqual(sorted(event["name"] for event in receiver.events),
+                             ["offline", "offline", "online", "online"])
+            self.assertEqual(len(await self.logged()), 10)
+            # The skipped ones are acknowledged: nothing pending.
+            await done(webhooks.hooks[0].refresh_status())
+            self.assertEqual(webhooks.hooks[0].status["pending"], 0)
+        return run(scenario())
+
+
+class RetryTests(WebhookTestCase):
+    def test_refused_requests_are_retried_and_every_account_stays_in_order(self):
+        async def scenario():
+            node = self.start_node()
+            receiver, _, url = start_receiver(self, SECRET)
+            receiver.refuse = 4
+            webhooks = self.start_webhooks(node, url, batch_size=7)
+            await self.ready(webhooks)
+            accounts = ["user-%d" % n for n in range(20)]
+            for round_ in range(3):
+                self.churn(node, accounts, "room:%d" % round_)
+            await done(node.hub.writer.finished())
+            logged = await self.logged()
+            await until(lambda: len(receiver.events) >= len(logged), 20, "every event")
+            await until(lambda: webhooks.hooks[0].delivered == len(logged), 10, "acknowledged")
+            self.assertEqual([status for status, _, _ in receiver.requests[:4]], [503] * 4)
+            self.assertEqual(receiver.ids(), [event_id for event_id, _ in logged])
+            for account in accounts:
+                arrived = [event["id"] for event in receiver.arrived
+                           if event.get("account") == account]
+                self.assertEqual(arrived, sorted(set(arrived), key=lambda i: tuple(
+                    map(int, i.split("-")))))
+            self.assertEqual(webhooks.hooks[0].failures, 4)
+            self.assertEqual(webhooks.hooks[0].retrying, 0)
+        return run(scenario())
+
+    def test_a_receiver_down_for_30_s_loses_nothing(self):
+        async def scenario():
+            node = self.start_node()
+            receiver, listening, url = start_receiver(self, SECRET)
+            port = listening.getHost().port
+            clock = real_time_clock()
+            webhooks = self.start_webhooks(node, url, clock=clock, retry_min=1.0,
+                                           retry_max=8.0)
+            await self.ready(webhooks)
+            await done(defer.maybeDeferred(listening.stopListening))
+            self.churn(node, ["user-%d" % n for n in range(30)])
+            await done(node.hub.writer.finished())
+            logged = await self.logged()
+            hook = webhooks.hooks[0]
+            await drive(clock, 30)
+            self.assertEqual(receiver.events, [])
+            self.assertGreater(hook.failures, 3)
+            self.assertTrue(hook.last_error)  # refused, or no answer within the timeout
+            self.assertEqual(hook.retrying, len(logged) if len(logged) < 100 else 100)
+            report = hook.report()
+            self.assertGreaterEqual(report["oldest_undelivered_s"], 0.0)
+            receiver = start_receiver(self, SECRET, port=port)[0]  # up again
+            self.assertTrue(await drive(clock, 120, lambda: len(receiver.events) >= len(logged)))
+            self.assertEqual(receiver.ids(), [event_id for event_id, _ in logged])
+            self.assertEqual(hook.dead, 0)
+            await until(lambda: hook.delivered == len(logged), 10, "acknowledged")
+            await done(hook.refresh_status())
+            self.assertEqual(hook.status["pending"], 0)
+            self.assertEqual(hook.report()["oldest_undelivered_s"], 0.0)
+        return run(scenario())
+
+    def test_events_past_the_max_age_go_to_the_dead_letters(self):
+        async def scenario():
+            node = self.start_node()
+            receiver, _, url = start_receiver(self, SECRET)
+            receiver.refuse_always = True
+            clock = real_time_clock()
+            webhooks = self.start_webhooks(node, url, clock=clock, retry_min=1.0,
+                                           retry_max=5.0, max_age=60.0)
+            await self.ready(webhooks)
+            self.churn(node, ["ann", "bob"])
+            await done(node.hub.writer.finished())
+            logged = await self.logged()
+            hook = webhooks.hooks[0]
+            await drive(clock, 50)
+            self.assertEqual(hook.dead, 0)  # not yet: retried
+            self.assertGreater(hook.failures, 3)
+            self.assertTrue(await drive(clock, 30, lambda: hook.dead == len(logged)))
+            self.assertEqual(receiver.events, [])
+            letters = await done(webhooks.store.dead_letters(hook.name, 100))
+            self.assertEqual(sorted(json.loads(fields["event"])["id"] for _, fields in letters),
+                             [event_id for event_id, _ in logged])
+            self.assertEqual({fields["error"] for _, fields in letters}, {"HTTP 503"})
+            await done(hook.refresh_status())
+            self.assertEqual((hook.status["dead"], hook.status["dead_letters"],
+                              hook.status["pending"]), (len(logged), len(logged), 0))
+            # Back up: the dead letters are not sent again; what comes now is.
+            receiver.refuse_always = False
+            self.churn(node, ["cy"])
+            self.assertTrue(await drive(clock, 10, lambda: len(receiver.events) == 6))
+            self.assertEqual({event["account"] for event in receiver.events}, {"cy"})
+        return run(scenario())
+
+
+class NeverInTheWayTests(WebhookTestCase):
+    def test_a_receiver_that_never_answers_does_not_slow_sessions(self):
+        async def scenario():
+            node = self.start_node()
+            receiver, _, url = start_receiver(self, SECRET)
+            receiver.hold = True
+            webhooks = self.start_webhooks(node, url, timeout=30.0)
+            await self.ready(webhooks)
+            self.churn(node, ["first"])
+            await until(lambda: receiver.held, 10, "a request held")
+            started = time.monotonic()
+            self.churn(node, ["user-%d" % n for n in range(300)])
+            await done(node.hub.writer.finished())
+            self.assertLess(time.monotonic() - started, 5.0)
+            self.assertEqual(await done(self.store.online_accounts()), [])
+            self.assertEqual(len(receiver.held), 1)  # one batch in flight, the rest waits
+        return run(scenario())
+
+
+class ExactlyOnceTests(WebhookTestCase):
+    def test_ten_thousand_sessions_every_event_delivered_once_after_dedup(self):
+        async def scenario():
+            node = self.start_node()
+            receiver, _, url = start_receiver(self, SECRET)
+            webhooks = self.start_webhooks(node, url)
+            await self.ready(webhooks)
+            sessions = []
+            for start in range(0, 10000, 250):  # within --max-connections-per-ip
+                opened = [self.open_session(node, "user-%d" % n, channels=())
+                          for n in range(start, start + 250)]
+                await pause(0)
+                for session, transport in opened:
+                    lose(session, transport)
+                sessions.extend(session for session, _ in opened)
+                await done(node.hub.writer.finished())
+            await until(lambda: len(receiver.events) >= 20000, 120, "20,000 events")
+            await pause(0.5)
+            ids = receiver.ids()
+            self.assertEqual(len(ids), len(set(ids)))
+            self.assertEqual(len(ids), 20000)
+            by_session = {}
+            for event in receiver.events:
+                by_session.setdefault(event["session"], []).append(event["name"])
+            self.assertEqual(set(by_session), {session.id for session in sessions})
+            self.assertEqual({tuple(names) for names in by_session.values()},
+                             {("online", "offline")})
+            self.assertEqual(ids, [event_id for event_id, _ in await self.logged()])
         return run(scenario())
 
 

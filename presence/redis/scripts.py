@@ -10,7 +10,8 @@ session where it walks records it was handed.
 __all__ = ["APPLY", "ANNOUNCE", "CLAIM", "SWEEP", "PUBLISH_ONCE", "REDEEM", "RESUME_ENDED",
            "PUBLISH_RECORDED", "READ_HISTORY", "MEMBERS", "QUALITY", "DEPARTURES",
            "DEPARTED", "CHANNELS", "CHANNEL_MEMBERS",
-           "LEAD", "RELEASE", "SETTLE"]
+           "LEAD", "RELEASE", "SETTLE",
+           "EVENT_LOG", "LEAD", "RELEASE", "SETTLE"]
 
 # A node's presence changes, in the order its sessions made them, as one
 # batch (presence/hub/writer.py): a subscribe storm costs one round trip
@@ -59,6 +60,7 @@ while i <= n do
   elseif op == 'join' or op == 'leave' or op == 'rejoin' then
     local members, channel, sid = ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
     local membership = sid .. ' ' .. ARGV[i + 5]
+    local was = redis.call('HEXISTS', members, sid)
     local tell, changed = true, false
     if op == 'leave' then
       changed = redis.call('HDEL', members, sid) == 1
@@ -84,6 +86,7 @@ while i <= n do
       redis.call('PUBLISH', events, ARGV[i + 7])
       redis.call('PUBLISH', op == 'leave' and unsubscribe or subscribe, ARGV[i + 8])
     end
+    log_membership(members, sid, was, ARGV[i + 7], ARGV[i + 6])
     i = i + 11
   elseif op == 'close' then
     redis.call('LPUSH', ARGV[i + 1], ARGV[i + 3])
@@ -199,6 +202,12 @@ for k = 1, #found, 2 do
       session = sid, node = node, channel = channel, ended = {reaped = true}}))
     redis.call('PUBLISH', KEYS[5], cjson.encode({channel = channel, session_id = sid,
       meta = {account = who or cjson.null}}))
+    log_event('member_removed', {account = who or cjson.null, session = sid, node = node,
+      channel = channel, ended = {reaped = true}})
+    if redis.call('HLEN', members_of .. channel) == 0 then
+      log_event('channel_vacated', {channel = channel, node = node,
+        account = who or cjson.null, session = sid})
+    end
     done = done + 1
   end
 end
@@ -264,12 +273,14 @@ local function account_online(online, events, who, event)
     return false
   end
   redis.call('PUBLISH', events, event)
+  log_event('online', event)
   return true
 end
 local function account_offline(online, events, who, event)
   if leave_delay <= 0 then
     redis.call('SREM', online, who)
     redis.call('PUBLISH', events, event)
+    log_event('offline', event)
     return true
   end
   redis.call('ZADD', leaving, leave_now + leave_delay, '\\n' .. who)
@@ -301,6 +312,7 @@ for _, place in ipairs(due) do
         if redis.call('EXISTS', ARGV[5] .. who) == 0 then
           redis.call('SREM', KEYS[3], who)
           redis.call('PUBLISH', KEYS[4], event)
+          log_event('offline', event)
         end
       elseif redis.call('HEXISTS', ARGV[3] .. channel, who) == 0 then
         redis.call('PUBLISH', ARGV[4] .. channel, event)
@@ -595,6 +607,96 @@ end
 return answer
 """
 
+
+# A webhook's lease (presence/webhooks/delivery.py): one node at a time
+# delivers a webhook's events, in the log's order. KEYS: the lease. ARGV:
+# the node, milliseconds the lease lasts. Answers 2 when the node took the
+# lease now, 1 when it kept it, 0 when another node holds it.
+LEAD = """
+local holder = redis.call('GET', KEYS[1])
+if holder == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[2]))
+  return 1
+end
+if holder then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', tonumber(ARGV[2]))
+return 2
+"""
+
+# A node stopping lets its lease go, so that another takes over at once.
+# KEYS: the lease. ARGV: the node.
+RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+# A batch delivered (a 2xx), or given up (dead letters), in one step: its
+# entries acknowledged in the webhook's group, counted, and, given up, added
+# to the dead-letter stream. KEYS: the event log, the stats hash, the dead
+# letters. ARGV: the group, 'delivered' or 'dead', the count to add, the
+# error ('' for none), the dead letters' bound, then the entries: id and
+# the event's JSON (the JSON only for dead letters: '' otherwise).
+SETTLE = """
+local group, outcome = ARGV[1], ARGV[2]
+for i = 6, #ARGV, 2 do
+  redis.call('XACK', KEYS[1], group, ARGV[i])
+  if outcome == 'dead' then
+    redis.call('XADD', KEYS[3], 'MAXLEN', '~', tonumber(ARGV[5]), '*', 'id', ARGV[i],
+      'event', ARGV[i + 1], 'error', ARGV[4])
+  end
+end
+redis.call('HINCRBY', KEYS[2], outcome, tonumber(ARGV[3]))
+return 1
+"""
+
+
+# The event log (issue 17; docs/redis.md, "The event log"): every presence
+# event a script publishes on the events channel is also added, in the same
+# script, to the log Stream (keys.event_log), capped at about
+# --event-log-maxlen entries. An entry's fields are its ``name`` and its
+# ``data``, the event's JSON: ``name``, ``time_ms`` (Redis's clock) and the
+# fields of the documents presence/hub/events.py builds (account, session,
+# channel, node, info, ended), as they apply; its id is the entry's id.
+# The scripts that tell of presence events (APPLY, SWEEP, DEPARTED) start
+# with these helpers, then set the log's key and bound. An account's
+# online and offline are logged where they are published (DEPARTURES'
+# account_online and account_offline; DEPARTED, once --leave-delay passed). Membership events are logged
+# when the membership changed (a join or leave applied twice is logged once).
+EVENT_LOG = """
+local event_log, event_log_maxlen
+local function log_event(name, event, more)
+  if type(event) == 'string' then event = cjson.decode(event) end
+  local entry = {}
+  if more then
+    if type(more) == 'string' then more = cjson.decode(more) end
+    for k, v in pairs(more) do entry[k] = v end
+  end
+  for k, v in pairs(event) do entry[k] = v end
+  entry['type'], entry['except'] = nil, nil
+  entry.name = name
+  local now = redis.call('TIME')
+  entry.time_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+  redis.call('XADD', event_log, 'MAXLEN', '~', event_log_maxlen, '*', 'name', name,
+    'data', cjson.encode(entry))
+end
+local function log_membership(members, sid, was, event, channel_event)
+  local is = redis.call('HEXISTS', members, sid)
+  if is == was then return end
+  if type(event) == 'string' then event = cjson.decode(event) end
+  local channel = {channel = event.channel, node = event.node, account = event.account,
+    session = event.session}
+  if is == 1 then
+    log_event('member_added', event, channel_event)
+    if redis.call('HLEN', members) == 1 then log_event('channel_occupied', channel) end
+  else
+    log_event('member_removed', event, channel_event)
+    if redis.call('HLEN', members) == 0 then log_event('channel_vacated', channel) end
+  end
+end
+"""
+APPLY = EVENT_LOG + "event_log, event_log_maxlen = KEYS[1], KEYS[2]\n" + APPLY
+SWEEP = EVENT_LOG + "event_log, event_log_maxlen = KEYS[8], ARGV[6]\n" + SWEEP
+DEPARTED = EVENT_LOG + "event_log, event_log_maxlen = KEYS[5], ARGV[6]\n" + DEPARTED
 
 # A webhook's lease (presence/webhooks/delivery.py): one node at a time
 # delivers a webhook's events, in the log's order. KEYS: the lease. ARGV:

@@ -93,7 +93,8 @@ class PresenceStore:
         ``now`` (scripts.DEPARTURES)."""
         keys = self.keys
         return self.execute(
-            "EVAL", scripts.APPLY, 0, keys.node_sessions(node), keys.node_memberships(node),
+            "EVAL", scripts.APPLY, 2, keys.event_log, self.event_log_maxlen,
+            keys.node_sessions(node), keys.node_memberships(node),
             keys.online, keys.events, JUGGERNAUT_SUBSCRIBE, JUGGERNAUT_UNSUBSCRIBE,
             keys.leaving, keys.leaving_events, int(now * 1000), int(leave_delay * 1000),
             keys.channels, *operations)
@@ -102,10 +103,10 @@ class PresenceStore:
         """Publish up to ``count`` departures due at ``now`` (scripts.DEPARTED);
         fires with the number taken."""
         keys = self.keys
-        return self.execute("EVAL", scripts.DEPARTED, 4, keys.leaving, keys.leaving_events,
-                            keys.online, keys.events, int(now * 1000), count,
-                            keys.channel_accounts(""), keys.channel(""),
-                            keys.account("")).addCallback(int)
+        return self.execute("EVAL", scripts.DEPARTED, 5, keys.leaving, keys.leaving_events,
+                            keys.online, keys.events, keys.event_log, int(now * 1000), count,
+                            keys.channel_accounts(""), keys.channel(""), keys.account(""),
+                            self.event_log_maxlen).addCallback(int)
 
     def members(self, channel):
         return self.execute("HGETALL", self.keys.members(channel)).addCallback(_pairs)
@@ -226,9 +227,10 @@ class PresenceStore:
         if claimed:
             sessions, memberships = keys.swept(sessions), keys.swept(memberships)
         return self.execute(
-            "EVAL", scripts.SWEEP, 7, sessions, memberships, keys.online, keys.events,
-            JUGGERNAUT_UNSUBSCRIBE, keys.reaping, keys.sweep_cursors, count, node,
-            keys.members(""), keys.channel(""), keys.account(""), "",
+            "EVAL", scripts.SWEEP, 8, sessions, memberships, keys.online, keys.events,
+            JUGGERNAUT_UNSUBSCRIBE, keys.reaping, keys.sweep_cursors, keys.event_log, count,
+            node, keys.members(""), keys.channel(""), keys.account(""),
+            self.event_log_maxlen,
             keys.channel_accounts(""), keys.leaving, keys.leaving_events, int(now * 1000),
             int(leave_delay * 1000), keys.channels).addCallback(int)
 
