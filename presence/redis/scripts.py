@@ -10,7 +10,6 @@ session where it walks records it was handed.
 __all__ = ["APPLY", "ANNOUNCE", "CLAIM", "SWEEP", "PUBLISH_ONCE", "REDEEM", "RESUME_ENDED",
            "PUBLISH_RECORDED", "READ_HISTORY", "MEMBERS", "QUALITY", "DEPARTURES",
            "DEPARTED", "CHANNELS", "CHANNEL_MEMBERS",
-           "LEAD", "RELEASE", "SETTLE",
            "EVENT_LOG", "LEAD", "RELEASE", "SETTLE"]
 
 # A node's presence changes, in the order its sessions made them, as one
@@ -605,48 +604,6 @@ for k = 1, #found, 2 do
   end
 end
 return answer
-"""
-
-
-# A webhook's lease (presence/webhooks/delivery.py): one node at a time
-# delivers a webhook's events, in the log's order. KEYS: the lease. ARGV:
-# the node, milliseconds the lease lasts. Answers 2 when the node took the
-# lease now, 1 when it kept it, 0 when another node holds it.
-LEAD = """
-local holder = redis.call('GET', KEYS[1])
-if holder == ARGV[1] then
-  redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[2]))
-  return 1
-end
-if holder then return 0 end
-redis.call('SET', KEYS[1], ARGV[1], 'PX', tonumber(ARGV[2]))
-return 2
-"""
-
-# A node stopping lets its lease go, so that another takes over at once.
-# KEYS: the lease. ARGV: the node.
-RELEASE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"""
-
-# A batch delivered (a 2xx), or given up (dead letters), in one step: its
-# entries acknowledged in the webhook's group, counted, and, given up, added
-# to the dead-letter stream. KEYS: the event log, the stats hash, the dead
-# letters. ARGV: the group, 'delivered' or 'dead', the count to add, the
-# error ('' for none), the dead letters' bound, then the entries: id and
-# the event's JSON (the JSON only for dead letters: '' otherwise).
-SETTLE = """
-local group, outcome = ARGV[1], ARGV[2]
-for i = 6, #ARGV, 2 do
-  redis.call('XACK', KEYS[1], group, ARGV[i])
-  if outcome == 'dead' then
-    redis.call('XADD', KEYS[3], 'MAXLEN', '~', tonumber(ARGV[5]), '*', 'id', ARGV[i],
-      'event', ARGV[i + 1], 'error', ARGV[4])
-  end
-end
-redis.call('HINCRBY', KEYS[2], outcome, tonumber(ARGV[3]))
-return 1
 """
 
 
