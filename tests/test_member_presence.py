@@ -586,3 +586,70 @@ class ServerSideSubscriptionTests(PresenceTestCase):
             await until(lambda: of(third_t, "subscribed", channel="private:ada"), 10,
                         "subscribed a third time")
         return run(check())
+
+
+class WhisperTests(PresenceTestCase):
+    """{"type": "whisper", "channel", "data"}: to every other subscriber of
+    the channel on every node, not the sender, not stored; only on channels
+    the ticket's "whisper" patterns allow; rate-limited (here 2 a second,
+    3 at once) and capped in size."""
+
+    hub_settings = {"max_whisper_rate": 2.0, "whisper_burst": 3, "leave_delay": 0.0}
+
+    async def room(self):
+        _, ada, ada_t = await self.person(self.a, "ada", ADA, whisper=["room:*"])
+        await self.subscribed(ada, ada_t, "room:1")
+        _, bob, bob_t = await self.person(self.b, "bob", BOB, whisper=["room:*"])
+        await self.subscribed(bob, bob_t, "room:1")
+        _, eve, eve_t = await self.person(self.a, "eve", {"name": "Eve"})
+        await self.subscribed(eve, eve_t, "room:1")
+        return (ada, ada_t), (bob, bob_t), (eve, eve_t)
+
+    def test_a_whisper_reaches_the_others_on_both_nodes_and_not_the_sender(self):
+        async def check():
+            (ada, ada_t), (bob, bob_t), (eve, eve_t) = await self.room()
+            send(ada, {"type": "whisper", "channel": "room:1", "data": {"typing": True}})
+            expected = {"type": "whisper", "channel": "room:1", "account": "ada",
+                        "session": ada.id, "data": {"typing": True}}
+            for transport in (bob_t, eve_t):
+                await until(lambda: of(transport, "whisper"), 10, "the whisper")
+                self.assertEqual(of(transport, "whisper"), [expected])
+            await wait(self.engine.execute("PING"))
+            self.assertEqual(of(ada_t, "whisper"), [])
+            self.assertEqual(of(ada_t, "error"), [])
+            # Not stored: no entry in the stream backends read.
+            self.assertEqual(await wait(self.engine.execute("EXISTS", self.keys.stream)), 0)
+        return run(check())
+
+    def test_without_the_right_or_the_subscription_the_sender_is_told_why(self):
+        async def check():
+            (ada, ada_t), (bob, bob_t), (eve, eve_t) = await self.room()
+            send(eve, {"type": "whisper", "channel": "room:1", "data": 1})
+            await until(lambda: of(eve_t, "error"), 10, "eve's error")
+            self.assertEqual(of(eve_t, "error"), [{
+                "type": "error", "reason": "whisper not allowed by the ticket",
+                "request": "whisper", "channel": "room:1"}])
+            send(ada, {"type": "whisper", "channel": "room:2", "data": 1})
+            await until(lambda: of(ada_t, "error"), 10, "ada's error")
+            self.assertEqual(of(ada_t, "error")[0]["reason"],
+                             "subscribe to a channel to whisper on it")
+            send(ada, {"type": "whisper", "channel": "room:1", "data": "x" * 5000})
+            await until(lambda: len(of(ada_t, "error")) == 2, 10, "the size error")
+            self.assertEqual(of(ada_t, "error")[1]["reason"],
+                             "whisper too large: at most 4096 bytes of data as JSON")
+            await wait(self.engine.execute("PING"))
+            self.assertEqual(of(bob_t, "whisper"), [])
+        return run(check())
+
+    def test_whispers_past_the_burst_are_refused(self):
+        async def check():
+            (ada, ada_t), (bob, bob_t), (eve, eve_t) = await self.room()
+            for number in range(5):
+                send(ada, {"type": "whisper", "channel": "room:1", "data": number})
+            await until(lambda: len(of(bob_t, "whisper")) == 3, 10, "three whispers")
+            self.assertEqual([e["reason"] for e in of(ada_t, "error")],
+                             ["too many whispers: at most 2 a second"] * 2)
+            await wait(self.engine.execute("PING"))
+            # The first three (the pool's connections may reorder them).
+            self.assertEqual(sorted(w["data"] for w in of(bob_t, "whisper")), [0, 1, 2])
+        return run(check())

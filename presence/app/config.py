@@ -79,7 +79,10 @@ def hub_settings_from_options(options):
                        resume_ttl=options["resume-ttl"],
                        resume_max_age=options["resume-max-age"],
                        event_log_maxlen=options["event-log-maxlen"],
-                       leave_delay=options["leave-delay"])
+                       leave_delay=options["leave-delay"],
+                       max_whisper_rate=options["max-whisper-rate"],
+                       whisper_burst=options["whisper-burst"],
+                       max_whisper_size=options["max-whisper-size"])
 
 
 def node_settings_from_options(options, introspector=None):

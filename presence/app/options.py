@@ -196,6 +196,15 @@ class Options(usage.Options):
          "Seconds an account's leave of a channel, and its offline, wait for it to come "
          "back (on any node): a reload or a reconnect is no leave; 0: at once.",
          _number(float, "Seconds; 0: no delay.")],
+        ["max-whisper-rate", None, HUB.max_whisper_rate,
+         "Whispers (client-to-client events) a session may send a second, on average; "
+         "0: no limit.", _number(float, "Whispers a second; 0: no limit.")],
+        ["whisper-burst", None, HUB.whisper_burst,
+         "Whispers a session may send at once, above --max-whisper-rate.",
+         _number(int, "Whispers, greater than 0.", above=True)],
+        ["max-whisper-size", None, HUB.max_whisper_size,
+         "Bytes of a whisper's data, as JSON; a larger one is refused.",
+         _number(int, "Bytes, greater than 0.", above=True)],
         ["stream-maxlen", None, HUB.stream_maxlen,
          "Approximate length bound of the Redis Stream carrying client publishes to "
          "backends.", _number(int, "Entries, greater than 0.", above=True)],

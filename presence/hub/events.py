@@ -8,7 +8,7 @@ tell of, in one script (presence/hub/writer.py); a survivor sweeping a dead
 node writes the same documents (presence/redis/scripts.py ``SWEEP``)."""
 
 __all__ = ["presence_event", "membership_event", "account_membership_event",
-           "juggernaut_event", "ended_by", "REAPED"]
+           "juggernaut_event", "whisper_event", "ended_by", "REAPED"]
 
 #: What ``ended`` says of a session a surviving node reaped (its node died:
 #: no close record). presence/redis/scripts.py SWEEP writes the same.
@@ -60,3 +60,10 @@ def account_membership_event(kind, channel, account, info=None, ended=None):
 def juggernaut_event(channel, session_id, account):
     """A subscription event in Juggernaut's form."""
     return {"channel": channel, "session_id": session_id, "meta": {"account": account}}
+
+
+def whisper_event(channel, account, session_id, data):
+    """A client's whisper, as the channel's other subscribers get it (not
+    stored, not logged: it is no presence event)."""
+    return {"type": "whisper", "channel": channel, "account": account, "session": session_id,
+            "data": data}

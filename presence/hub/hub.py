@@ -46,6 +46,7 @@ from .quality import Quality
 from .queries import ClusterQueries, QueryAnswers
 from .records import PresenceRecords
 from .settings import HubSettings
+from .subscriptions import ServerSubscriptions
 from .tickets import TicketStore
 from .vocabulary import ClientMessages
 from .work import HubStats, RedisWork
@@ -102,12 +103,17 @@ class Hub:
         self.quality = Quality(store, self.node_id, clock, settings.node_heartbeat)
         self.members = Members(store, lambda entry: Quality.shown(entry, clock.seconds()))
         self.messages.members = self.members
+        self.messages.settings = settings
         self.liveness = Liveness(store, self.records, self.channels, stats, self.node_id,
                                  clock, settings)
         self.answers = QueryAnswers(store, self.channels, self.node_id)
         self.control = Control(store, self.answers, self.work)
         #: What the dashboard asks of the cluster, from this node.
         self.queries = ClusterQueries(store, self.control, clock)
+        #: POST /subscribe and /unsubscribe, both ends.
+        self.subscriptions = ServerSubscriptions(store, self.channels, self.queries, self.work,
+                                                 self.node_id, clock)
+        self.control.subscriptions = self.subscriptions
         self.from_redis = RedisMessages(self.keys, self.channels, self.control, stats, clock)
 
     # ----------------------------------------------------------- life cycle
@@ -118,7 +124,7 @@ class Hub:
         self.server = server
         server.handler = self
         for room in (self.channels, self.messages, self.liveness, self.answers, self.control,
-                     self.quality):
+                     self.quality, self.subscriptions):
             room.server = server
         self.subscriber = RedisSubscriber(self.engine.url, self.from_redis.received,
                                           self._redis_connected, self._redis_lost,
@@ -171,10 +177,13 @@ class Hub:
             return
         self.channels.listen(session, account_channel(account))
         self.records.online(session)
+        if session.server_channels:
+            self.subscriptions.resumed(session)
 
     def session_closed(self, session, record):
         channels = self.channels
         self.records.record_close(session, record)
+        self.messages.forget(session.id)
         ended = ended_by(record)
         for channel in channels.subscriptions.pop(session.id, ()):
             channels.stop_listening(session, channel)
@@ -247,6 +256,12 @@ class Hub:
         """An account's sessions, each with its info and its connection's
         quality (presence/hub/members.py)."""
         return defer.ensureDeferred(self.members.of_account(account))
+
+    def server_subscription(self, action, channel, session=None, account=None):
+        """POST /subscribe or /unsubscribe: fires with the number of
+        sessions affected, cluster-wide."""
+        return defer.ensureDeferred(self.subscriptions.request(action, channel, session,
+                                                               account))
 
     def disconnect(self, session=None, account=None, code=GOING_AWAY, reason=""):
         """Close a session, or every session of an account, on every node."""

@@ -87,6 +87,15 @@ class HubSettings:
     #: and its offline wait for it to come back, on any node: a page reload
     #: or a reconnect takes a second or two, and must not show as a leave.
     leave_delay: float = 3.0
+    #: Whispers (client-to-client events, not stored) a session may send a
+    #: second, on average, and at once: a typing indicator sends one every
+    #: few seconds, a cursor ten a second; more is a flood every other
+    #: subscriber of the channel pays for.
+    max_whisper_rate: float = 10.0
+    whisper_burst: int = 20
+    #: Bytes of a whisper's data, as JSON: a cursor or a typing state, not a
+    #: file (publish through the backend for that).
+    max_whisper_size: int = 4096
     #: The channels that keep a history (HistoryRule, first match wins):
     #: none, since history costs Redis memory and every publish a script.
     history: tuple = ()

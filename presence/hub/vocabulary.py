@@ -1,5 +1,5 @@
 """The messages clients send the hub, and its answers (docs/messages.md):
-``subscribe``, ``unsubscribe``, ``publish``, ``members`` and ``ping``, each a
+``subscribe``, ``unsubscribe``, ``publish``, ``members``, ``whisper`` and ``ping``, each a
 JSON object with a ``type``. A message that cannot be done is answered with
 an ``error`` naming the reason (and the request and channel it was about);
 each reason is counted."""
@@ -11,6 +11,7 @@ from twisted.internet import defer
 from ..redis.engine import RedisUnavailable
 from ..wire.jsontext import JSONError, decode_json, encode_json, escapes_lone_surrogate
 from .channels import MAX_CHANNEL, account_channel, valid_channel
+from .events import whisper_event
 
 __all__ = ["ClientMessages", "MAX_EPOCH"]
 
@@ -34,6 +35,10 @@ class ClientMessages:
         self.server = None
         #: The hub's Members (presence/hub/members.py), given by the hub.
         self.members = None
+        #: The hub's settings (the whisper limits), given by the hub.
+        self.settings = None
+        #: Session id -> (whispers it may still send, when that was so).
+        self._whispers = {}
 
     def text_received(self, session, text):
         try:
@@ -202,6 +207,52 @@ class ClientMessages:
 
         defer.ensureDeferred(self.members.of_channel(channel)).addCallbacks(answer, failed)
 
+    def _on_whisper(self, session, message):
+        """A client-to-client event on a channel the session is subscribed
+        to and whose ticket allows it to whisper on: published to the
+        channel's other subscribers on every node, not stored."""
+        channel = message.get("channel")
+        if not isinstance(channel, str) or channel not in self.channels.subscriptions.get(
+                session.id, ()):
+            self._error(session, "subscribe to a channel to whisper on it", request="whisper",
+                        channel=channel if isinstance(channel, str) else None)
+            return
+        if not any(fnmatch.fnmatchcase(channel, pattern)
+                   for pattern in session.whisper_channels):
+            self._error(session, "whisper not allowed by the ticket", request="whisper",
+                        channel=channel)
+            return
+        settings = self.settings
+        data = encode_json(message.get("data"))
+        if len(data.encode("utf-8")) > settings.max_whisper_size:
+            self._error(session, "whisper too large: at most %d bytes of data as JSON"
+                        % settings.max_whisper_size, request="whisper", channel=channel)
+            return
+        if not self._whisper_allowed(session, settings):
+            self._error(session, "too many whispers: at most %g a second"
+                        % settings.max_whisper_rate, request="whisper", channel=channel)
+            return
+        self.channels.publish_to_channel(channel, whisper_event(
+            channel, session.account, session.id, message.get("data")), exclude=(session.id,))
+
+    def _whisper_allowed(self, session, settings):
+        """A token bucket of --whisper-burst, refilled at --max-whisper-rate."""
+        rate = settings.max_whisper_rate
+        if not rate:
+            return True
+        now = self.clock.seconds()
+        allowance, at = self._whispers.get(session.id, (settings.whisper_burst, now))
+        allowance = min(settings.whisper_burst, allowance + (now - at) * rate)
+        if allowance < 1:
+            self._whispers[session.id] = (allowance, now)
+            return False
+        self._whispers[session.id] = (allowance - 1, now)
+        return True
+
+    def forget(self, session_id):
+        """A session ended: its whisper allowance goes."""
+        self._whispers.pop(session_id, None)
+
     def _on_ping(self, session, message):
         # An application-level round trip (WebSocket clients cannot send
         # pings from a browser): the browser client checks, when its tab
@@ -214,4 +265,5 @@ class ClientMessages:
         "unsubscribe": _on_unsubscribe,
         "publish": _on_publish,
         "members": _on_members,
+        "whisper": _on_whisper,
     }

@@ -9,7 +9,7 @@ session where it walks records it was handed.
 
 __all__ = ["APPLY", "ANNOUNCE", "CLAIM", "SWEEP", "PUBLISH_ONCE", "REDEEM", "RESUME_ENDED",
            "PUBLISH_RECORDED", "READ_HISTORY", "MEMBERS", "QUALITY", "DEPARTURES",
-           "DEPARTED", "CHANNELS", "CHANNEL_MEMBERS",
+           "DEPARTED", "CHANNELS", "CHANNEL_MEMBERS", "REMEMBER",
            "EVENT_LOG", "LEAD", "RELEASE", "SETTLE"]
 
 # A node's presence changes, in the order its sessions made them, as one
@@ -693,5 +693,30 @@ for i = 6, #ARGV, 2 do
   end
 end
 redis.call('HINCRBY', KEYS[2], outcome, tonumber(ARGV[3]))
+return 1
+"""
+
+# A server-side subscription remembered in a resume token's ticket
+# (presence/hub/subscriptions.py): the ticket's ``subscriptions`` gets the
+# channel (ARGV[2] '1') or loses it ('0'); the token keeps its expiry. A
+# token redeemed or expired meanwhile is left alone. KEYS: the token's key.
+# ARGV: the channel, '1' or '0'. Answers 1 when the token was there.
+REMEMBER = """
+local value = redis.call('GET', KEYS[1])
+if not value then return 0 end
+local first = string.find(value, '\\n', 1, true)
+local second = first and string.find(value, '\\n', first + 1, true)
+if not second then return 0 end
+local ok, data = pcall(cjson.decode, string.sub(value, second + 1))
+if not ok or type(data) ~= 'table' then return 0 end
+local kept = {}
+if type(data.subscriptions) == 'table' then
+  for _, channel in ipairs(data.subscriptions) do
+    if channel ~= ARGV[1] then kept[#kept + 1] = channel end
+  end
+end
+if ARGV[2] == '1' then kept[#kept + 1] = ARGV[1] end
+data.subscriptions = kept
+redis.call('SET', KEYS[1], string.sub(value, 1, second) .. cjson.encode(data), 'KEEPTTL')
 return 1
 """

@@ -75,6 +75,12 @@ class PresenceStore:
         return self.execute("EVAL", scripts.RESUME_ENDED, 1, self.keys.resume(token), node,
                             int(ttl * 1000))
 
+    def remember_subscription(self, token, channel, subscribed):
+        """A server-side subscription (or its end) kept in the ticket of
+        resume token ``token`` (scripts.REMEMBER)."""
+        return self.execute("EVAL", scripts.REMEMBER, 1, self.keys.resume(token), channel,
+                            "1" if subscribed else "0")
+
     def forget_resume(self, token):
         """A resume token stored for a session that was then refused."""
         return self.execute("DEL", self.keys.resume(token))
