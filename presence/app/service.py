@@ -263,7 +263,8 @@ class AdminService(Service):
             return
         self.admin = self.admin_factory(
             self.presence.hub, self.presence.server, self.password,
-            secure_cookies=self.description.startswith("ssl:"), clock=self.reactor)
+            secure_cookies=self.description.startswith("ssl:"), clock=self.reactor,
+            webhooks=self.presence.webhooks)
         self.admin.start()
         self.port = await self.endpoint.listen(self.admin.site(self.presence.server.stats))
         log.info("presence: dashboard on {name} ({url}){login}", name=self.description,

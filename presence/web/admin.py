@@ -183,10 +183,13 @@ class AdminApp:
 
     app = Klein()
 
-    def __init__(self, hub, server, password=None, secure_cookies=False, clock=None):
+    def __init__(self, hub, server, password=None, secure_cookies=False, clock=None,
+                 webhooks=None):
         if clock is None:
             from twisted.internet import reactor as clock
         self.hub = hub
+        #: The node's webhooks (presence/webhooks/delivery.py), or None.
+        self.webhooks = webhooks
         self.cluster = hub.queries
         self.server = server
         self.password = password.encode("utf-8") if password else None
@@ -418,6 +421,7 @@ class AdminApp:
             overview, counts = None, {}
         return self._render(request, "overview", login=login, page="overview",
                             overview=overview, close_counts=counts,
+                            webhooks=self.webhooks.reports() if self.webhooks else [],
                             chart=[count for _, count in self.history],
                             chart_span=_age(self.clock.seconds(), self.history[0][0])
                             if self.history else "-")
@@ -664,9 +668,48 @@ def prometheus(server, hub=None, dashboard=None):
         metric("presence_history_channels", "gauge",
                "History channels this node's sessions listen to (in the memory sample).",
                [({}, hub.history.memory["channels"])])
+    webhooks = getattr(dashboard, "webhooks", None)
+    if webhooks is not None:
+        _webhook_metrics(metric, webhooks.reports())
     if dashboard is not None:
         metric("presence_dashboard_refused_total", "counter",
                "Dashboard requests refused, by reason (host, origin, csrf, wrong_password, "
                "locked_out).", [({"reason": reason}, dashboard.refused[reason])
                                 for reason in REFUSAL_REASONS])
     return "\n".join(lines) + "\n"
+
+
+def _webhook_metrics(metric, reports):
+    """Each webhook's counts (this node's deliveries; the cluster's pending
+    events and oldest undelivered age, from Redis), labelled by its URL."""
+    def each(field):
+        return [({"webhook": r["url"]}, r[field]) for r in reports]
+    metric("presence_webhook_events_total", "counter",
+           "Events this node handed to a webhook, by outcome (delivered: a 2xx; dead: given "
+           "up past --webhook-max-age; skipped: filtered out by --webhook-events).",
+           [({"webhook": r["url"], "outcome": outcome}, r[outcome]) for r in reports
+            for outcome in ("delivered", "dead", "skipped")])
+    metric("presence_webhook_requests_total", "counter",
+           "Requests this node sent to a webhook, and those that failed (non-2xx, timeout, "
+           "no connection).",
+           [({"webhook": r["url"], "result": result}, r[field]) for r in reports
+            for result, field in (("sent", "requests"), ("failed", "failures"))])
+    metric("presence_webhook_retrying", "gauge",
+           "Events of the batch this node is retrying (0: none).", each("retrying"))
+    metric("presence_webhook_pending", "gauge",
+           "Events read from the log and not acknowledged yet, cluster-wide.", each("pending"))
+    metric("presence_webhook_oldest_undelivered_seconds", "gauge",
+           "Age of the oldest event not delivered yet, cluster-wide (0: none).",
+           each("oldest_undelivered_s"))
+    metric("presence_webhook_dead_letters", "gauge",
+           "Events kept in the webhook's dead-letter stream, cluster-wide.",
+           each("dead_letters"))
+    metric("presence_webhook_latency_seconds", "gauge",
+           "From an event to its acknowledged delivery, this node's last 1,000: p50 and p99.",
+           [({"webhook": r["url"], "quantile": q}, r[field] / 1000.0
+             if r[field] is not None else "NaN")
+            for r in reports for q, field in (("0.5", "latency_p50_ms"),
+                                              ("0.99", "latency_p99_ms"))])
+    metric("presence_webhook_leading", "gauge",
+           "1 while this node holds the webhook's lease (delivers it).",
+           [({"webhook": r["url"]}, int(r["leading"])) for r in reports])
