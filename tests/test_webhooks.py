@@ -7,7 +7,10 @@ receiver docs/api.md shows (tests/helpers/receiver.py). Retries and ages
 are driven with a Clock where the test says so; a node's death is
 tests/test_webhooks_cluster.py's."""
 
+import asyncio
 import json
+import pathlib
+import sys
 import time
 
 from twisted.internet import defer, reactor
@@ -465,3 +468,59 @@ class SignatureTests(SynchronousTestCase):
         self.assertEqual(percentile(list(range(1, 101)), 0.5), 50)
         self.assertEqual(percentile(list(range(1, 101)), 0.99), 99)
         self.assertIsNone(percentile([], 0.5))
+
+
+class DocumentedReaderTests(WebhookTestCase):
+    """docs/redis.md's redis-py reader of the event log, run as written (its
+    connection made to the test's Redis) in a child process: it prints every
+    event once, and, restarted, goes on from where it left off."""
+
+    def reader_code(self):
+        text = (pathlib.Path(__file__).resolve().parent.parent / "docs" / "redis.md").read_text()
+        section = text[text.index("## The event log"):]
+        start = section.index("```python\n") + len("```python\n")
+        code = section[start:section.index("```", start)]
+        path = self.redis_url[len("unix://"):].split("?")[0]
+        connection = "r = redis.Redis(decode_responses=True)"
+        self.assertIn(connection, code)
+        return code.replace(connection, "r = redis.Redis(unix_socket_path=%r, "
+                            "decode_responses=True)" % path)
+
+    async def read_with_the_reader(self, code, count):
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-u", "-c", code, stdout=asyncio.subprocess.PIPE)
+        lines = []
+        try:
+            while len(lines) < count:
+                line = await asyncio.wait_for(process.stdout.readline(), 15)
+                self.assertTrue(line, "the reader ended")
+                lines.append(line.decode().split())
+            try:  # nothing more comes
+                extra = await asyncio.wait_for(process.stdout.readline(), 0.5)
+            except asyncio.TimeoutError:
+                extra = b""
+            self.assertEqual(extra, b"")
+        finally:
+            process.kill()
+            await process.wait()
+        return lines
+
+    def test_the_documented_reader_reads_every_event_once_and_goes_on_after_a_restart(self):
+        async def scenario():
+            node = self.start_node()
+            code = self.reader_code()
+            self.churn(node, ["ann", "bob"])
+            await done(node.hub.writer.finished())
+            first = await self.read_with_the_reader(code, 10)
+            logged = await self.logged()
+            self.assertEqual([line[0] for line in first], [i for i, _ in logged])
+            self.assertEqual(sorted(line[1] for line in first),
+                             sorted(["online", "member_added", "member_removed", "offline"] * 2
+                                    + ["channel_occupied", "channel_vacated"]))
+            self.churn(node, ["cy"])
+            await done(node.hub.writer.finished())
+            second = await self.read_with_the_reader(code, 6)
+            self.assertEqual([line[0] for line in second],
+                             [i for i, _ in (await self.logged())[10:]])
+            self.assertEqual({line[2] for line in second}, {"cy"})  # its account
+        return run(scenario())
