@@ -60,7 +60,7 @@ DEFAULT_PREFIX = "presence:"
 
 #: Approximate length bound of the event log (--event-log-maxlen): a
 #: backend or a webhook that is down finds the last 100,000 presence events
-#: there (about 25 MB of Redis at some 250 bytes an entry).
+#: there (about 28 MB of Redis at some 280 bytes an entry: bench/README.md).
 DEFAULT_EVENT_LOG_MAXLEN = 100000
 
 #: Juggernaut's publish channel and its subscription events.
