@@ -54,6 +54,9 @@ class EchoHandler(SessionHandler):
 def main(port, flags=()):
     from twisted.internet import endpoints, reactor
 
+    from presence.net.twisted_internals import install_lean_reads
+
+    lean = install_lean_reads(reactor)
     handler = EchoHandler()
     extensions = []
     if "--deflate" in flags or "--deflate-context-takeover" in flags:
@@ -71,8 +74,9 @@ def main(port, flags=()):
     endpoint = NoDelayEndpoint(endpoints.serverFromString(
         reactor, "tcp:%d:interface=127.0.0.1:backlog=4096" % port))
     endpoint.listen(ListenerFactory(server))
-    print("presence echo listening on %d (unmasking: %s, extensions: %s)"
-          % (port, mask.UNMASKING, [e.name for e in extensions] or "none"), flush=True)
+    print("presence echo listening on %d (unmasking: %s, extensions: %s, lean reads: %s)"
+          % (port, mask.UNMASKING, [e.name for e in extensions] or "none",
+             "on" if lean else "off"), flush=True)
     reactor.run()
 
 

@@ -13,6 +13,7 @@ from ..hub.hub import Hub
 from ..net.dispatch import SPOKEN, ListenerFactory
 from ..net.listening import NoDelayEndpoint
 from ..net.server import Server
+from ..net.twisted_internals import install_lean_reads
 from ..redis.embedded import EmbeddedRedis
 from ..redis.engine import RedisEngine
 from ..webhooks.delivery import Webhooks
@@ -79,6 +80,8 @@ class PresenceService(Service):
 
     async def _start(self):
         log.info("presence: unmasking with {how}", how=mask.UNMASKING)
+        if install_lean_reads(self.reactor):
+            log.info("presence: lean reads on (PRESENCE_LEAN_READS=0 turns them off)")
         if self.api_endpoint is not None:
             url = await self._start_hub()
             await self._start_api(url)
