@@ -64,12 +64,13 @@ class BrowserClientTestCase(NodeProcessesTestCase):
             finally:
                 await browser.close()
 
-    async def open_demo(self, context, account):
+    async def open_demo(self, context, account, name=None):
         page = await context.new_page()
         errors = []
         page.on("pageerror", lambda error: errors.append(str(error)))
         self.addCleanup(lambda: self.assertEqual(errors, []))
-        await page.goto("%s/demo?account=%s" % (self.api_url, account))
+        await page.goto("%s/demo?account=%s%s" % (self.api_url, account,
+                                                  "&name=" + name if name else ""))
         await self.until(page, "window.demo && window.demo.presence.state.state === 'open'")
         await page.evaluate(FAST)
         return page
@@ -83,10 +84,10 @@ class BrowserClientTestCase(NodeProcessesTestCase):
                                  % (timeout, expression, states)) from None
 
     async def sees_online(self, page, account):
-        await self.until(page, "[...window.demo.online.values()].includes(%s)" % js(account))
+        await self.until(page, "window.demo.online.has(%s)" % js(account))
 
     async def sees_offline(self, page, account):
-        await self.until(page, "![...window.demo.online.values()].includes(%s)" % js(account))
+        await self.until(page, "!window.demo.online.has(%s)" % js(account))
 
     async def received(self, page, text):
         await self.until(page, "window.demo.messages.some(m => m.text === %s)" % js(text))
@@ -143,6 +144,51 @@ class DemoTests(BrowserClientTestCase):
         return run(self.browse(scenario))
 
 
+class PresenceAnApplicationCanShowTests(BrowserClientTestCase):
+    """Issue 16 in the demo: names from the tickets' info, a typing
+    indicator over whispers, and a reload that is no leave."""
+
+    def name_shown(self, page, account, name):
+        return self.until(page, "(document.querySelector('#online li[data-account=%s]') || {})"
+                                ".textContent === %s" % (js(account), js(name)))
+
+    def test_names_typing_and_a_reload_that_is_no_leave(self):
+        async def scenario(context):
+            ann = await self.open_demo(context, "demo-ann", "Ann")
+            bob = await self.open_demo(context, "demo-bob", "Bob")
+            # Each shows the other's name, from the other's ticket's info.
+            await self.name_shown(ann, "demo-bob", "Bob")
+            await self.name_shown(bob, "demo-ann", "Ann")
+            await self.name_shown(ann, "demo-ann", "Ann (you)")
+            # Bob types: Ann sees it, through a whisper (no backend, not stored).
+            await bob.type("#text", "hel")
+            await self.until(ann, "document.getElementById('typing').textContent"
+                                  " === 'Bob is typing\u2026'")
+            self.assertEqual(await bob.evaluate("document.getElementById('typing').textContent"),
+                             "", "the sender does not hear its own whisper")
+            # Bob reloads his page: Ann sees neither a leave nor a join.
+            await ann.evaluate("() => { window.seen = []; ['join', 'leave'].forEach((kind) => "
+                               "window.demo.presence.on(kind, (m) => window.seen.push(m))); }")
+            old = await bob.evaluate("window.demo.presence.session")
+            await bob.reload()
+            await self.until(bob, "window.demo && window.demo.presence.state.state === 'open' "
+                                  "&& window.demo.presence.session !== %s" % js(old))
+            await self.name_shown(bob, "demo-ann", "Ann")
+            await ann.wait_for_timeout(5000)  # past the 3 s leave delay
+            self.assertEqual(await ann.evaluate("window.seen"), [])
+            await self.name_shown(ann, "demo-bob", "Bob")
+            log = await ann.evaluate("document.getElementById('log').textContent")
+            self.assertNotIn("demo-bob went offline", log)
+            # Closing the tab is a leave, once the delay has passed.
+            await bob.close()
+            await self.sees_offline(ann, "demo-bob")
+            seen = await ann.evaluate("window.seen")
+            self.assertEqual([(m["type"], m["account"]) for m in seen], [("leave", "demo-bob")])
+            self.assertEqual(seen[0]["ended"]["code"], 1001)
+
+        return run(self.browse(scenario))
+
+
 class ReconnectTests(BrowserClientTestCase):
     def test_a_close_code_that_means_retry_reconnects_and_one_that_means_stop_does_not(self):
         async def scenario(context):
@@ -170,7 +216,9 @@ class ReconnectTests(BrowserClientTestCase):
             await page.wait_for_timeout(2000)
             self.assertEqual(await page.evaluate("window.demo.tickets"), 1)
             self.assertEqual(await page.evaluate("window.demo.presence.state.state"), "closed")
-            self.assertEqual(await wait(self.api.presence()), [])
+            # Offline once the leave delay (3 s) has passed.
+            await until(lambda: self.api.presence().addCallback(lambda online: online == []),
+                        10, "demo-cid offline")
             # The application may connect again on purpose: the kick took the
             # session's resume token away (4401), so with a ticket.
             await page.evaluate("window.demo.presence.connect()")

@@ -8,6 +8,8 @@ import asyncio
 import json
 import signal
 
+from presence.hub.settings import DEFAULTS
+
 from .helpers.cluster import ClusterTestCase
 from .helpers.waiting import run, until, wait
 
@@ -162,11 +164,13 @@ class PresenceTests(ClusterTestCase):
             c["process"].send_signal(signal.SIGKILL)
             started = asyncio.get_event_loop().time()
             await until(lambda: any(e["type"] == "offline" and e["account"] == "doomed"
-                                          for e in self.events), timeout=10,
+                                          for e in self.events), timeout=15,
                               message="the dead node's offline event")
-            # Three heartbeats to expire, one more for a survivor to notice.
+            # Three heartbeats to expire, one more for a survivor to notice,
+            # then the leave delay (the account could come back on a
+            # survivor), looked at every second.
             self.assertLess(asyncio.get_event_loop().time() - started,
-                            4 * self.node_heartbeat + 1.5)
+                            4 * self.node_heartbeat + DEFAULTS.leave_delay + 2.5)
             self.assertEqual(await wait(a["api"].presence()), ["survivor"])
             await self.close_clients()
 

@@ -394,6 +394,13 @@ class OneJoinPerPersonTests(PresenceTestCase):
             self.assertEqual(of(ada_t, "leave", account="bob"), [], "not before the delay")
             self.assertEqual(self.events_of("offline"), [])
             self.assertIn("bob", (await wait(self.store.online_accounts())))
+            # Meanwhile he is still there, without sessions, for a page that
+            # asks now (a viewer reconnecting at the same time).
+            members = await self.members(ada, ada_t, "room:1")
+            self.assertEqual([(m["account"], m["info"], len(m["sessions"])) for m in members],
+                             [("ada", ADA, 1), ("bob", BOB, 0)])
+            _, _, counts = await wait(self.request("GET", "/channels/room:1"))
+            self.assertEqual((counts["sessions"], counts["accounts"]), (1, 2))
             await self.advance(1.5)
             await until(lambda: of(ada_t, "leave", account="bob"), 10, "bob's leave")
             await until(lambda: self.events_of("offline"), 10, "bob's offline")
@@ -405,6 +412,8 @@ class OneJoinPerPersonTests(PresenceTestCase):
             self.assertNotIn("session", leave)
             offline, = self.events_of("offline")
             self.assertEqual(offline["session"], bob2.id)
+            _, _, counts = await wait(self.request("GET", "/channels/room:1"))
+            self.assertEqual((counts["sessions"], counts["accounts"]), (1, 1))
             self.assertNotIn("bob", (await wait(self.store.online_accounts())))
         return run(check())
 

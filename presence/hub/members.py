@@ -3,10 +3,11 @@ ticket's ``info`` and their sessions (docs/messages.md, ``members``;
 docs/api.md, ``GET /channels/CHANNEL/members``).
 
 Everything comes from Redis in one script a page (presence/redis/scripts.py
-``MEMBERS``): the channel's members hash, each session's entry in its
+``CHANNEL_MEMBERS``): the channel's accounts, each session's entry in its
 account's hash (its node, its info) and in its node's session hash (the
 connection's quality, presence/hub/quality.py). Sessions of one account are
-grouped; an anonymous session is an entry of its own (account null)."""
+grouped; an account whose last session left is still listed, without
+sessions, while its leave waits for --leave-delay."""
 
 import json
 
@@ -49,6 +50,14 @@ class Members:
         anonymous = []
         for session_id, account, entry, node_entry in sorted(rows):
             entry = _decoded(entry)
+            if not session_id:
+                # Its last session left, and its leave waits for the delay:
+                # still a member (entry: its leave's event, with its info).
+                member = accounts.setdefault(account, {"account": account, "info": None,
+                                                       "sessions": []})
+                if member["info"] is None:
+                    member["info"] = entry.get("info")
+                continue
             shown = self.session_entry(session_id, entry, _decoded(node_entry))
             if not account:
                 anonymous.append({"account": None, "info": None, "sessions": [shown]})
@@ -77,12 +86,14 @@ class Members:
         return result
 
     async def of_channel(self, channel):
-        """Every member of ``channel`` (a walk of MEMBERS_PAGE sessions a
-        step)."""
+        """Every member of ``channel``, as a client's ``members`` answers:
+        its accounts (those whose leave waits for the delay too, without
+        sessions), a walk of MEMBERS_PAGE accounts a step. Anonymous
+        sessions are counted, not listed."""
         rows = []
         cursor = "0"
         while True:
-            cursor, page = await self.store.members_page(channel, cursor, MEMBERS_PAGE)
+            cursor, page = await self.store.channel_members_page(channel, cursor, MEMBERS_PAGE)
             rows.extend(page)
             if cursor == "0":
                 break

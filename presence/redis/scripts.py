@@ -254,10 +254,12 @@ local function account_joined(counts, who, place, channel, event)
     redis.call('PUBLISH', channel, event)
   end
 end
+-- While its leave waits, an account keeps its count (0) in the channel: it
+-- is still there for the account count and the member listing.
 local function account_left(counts, who, place, channel, event)
   if redis.call('HINCRBY', counts, who, -1) > 0 then return end
-  redis.call('HDEL', counts, who)
   if leave_delay <= 0 then
+    redis.call('HDEL', counts, who)
     redis.call('PUBLISH', channel, event)
   else
     redis.call('ZADD', leaving, leave_now + leave_delay, place)
@@ -294,7 +296,7 @@ SWEEP = DEPARTURES + SWEEP
 # set whose deadline (ms) is not after ARGV[1], each taken out and its
 # event published, once (ZREM answers 1 once, whichever node runs it): an
 # account-level leave on its channel if the account has no session in it
-# (any more), an offline on the events channel (and the account out of the
+# (its count, kept at 0 meanwhile, goes), an offline on the events channel (and the account out of the
 # online set) if it has none at all. KEYS: leaving, leaving events, online,
 # events. ARGV: now, count, and the prefixes of account counts, channels
 # and accounts. Answers the number taken.
@@ -313,7 +315,8 @@ for _, place in ipairs(due) do
           redis.call('PUBLISH', KEYS[4], event)
           log_event('offline', event)
         end
-      elseif redis.call('HEXISTS', ARGV[3] .. channel, who) == 0 then
+      elseif tonumber(redis.call('HGET', ARGV[3] .. channel, who) or '0') <= 0 then
+        redis.call('HDEL', ARGV[3] .. channel, who)
         redis.call('PUBLISH', ARGV[4] .. channel, event)
       end
     end
@@ -573,13 +576,16 @@ end
 return answer
 """
 
-# A page of a channel's members by account (GET /channels/CHANNEL/members):
-# HSCAN of its account counts from the cursor; for each account, its
-# sessions (its account hash) that are members of the channel, each with
-# its account entry and its node entry (the connection's quality), as
-# MEMBERS answers them. KEYS: the members hash, the account counts. ARGV:
-# cursor, count, the account keys' prefix, what comes before and after a
-# node's id in its session hash's key. Answers {next cursor, {session,
+# A page of a channel's members by account (GET /channels/CHANNEL/members,
+# a client's members): HSCAN of its account counts from the cursor; for each
+# account, its sessions (its account hash) that are members of the channel,
+# each with its account entry and its node entry (the connection's
+# quality), as MEMBERS answers them. An account whose leave waits for the
+# delay (DEPARTURES) is a member without sessions: one row with session ''
+# and its leave's event (which has its info) as its entry. KEYS: the
+# members hash, the account counts, the departures' events. ARGV: cursor,
+# count, the account keys' prefix, what comes before and after a node's id
+# in its session hash's key, the channel. Answers {next cursor, {session,
 # account, account entry, node entry}...} flat.
 CHANNEL_MEMBERS = """
 local reply = redis.call('HSCAN', KEYS[2], ARGV[1], 'COUNT', tonumber(ARGV[2]))
@@ -587,6 +593,12 @@ local answer = {reply[1]}
 local found = reply[2]
 for k = 1, #found, 2 do
   local who = found[k]
+  if tonumber(found[k + 1]) <= 0 then
+    answer[#answer + 1] = ''
+    answer[#answer + 1] = who
+    answer[#answer + 1] = redis.call('HGET', KEYS[3], ARGV[6] .. '\\n' .. who) or ''
+    answer[#answer + 1] = ''
+  end
   local sessions = redis.call('HGETALL', ARGV[3] .. who)
   for j = 1, #sessions, 2 do
     local sid, entry = sessions[j], sessions[j + 1]

@@ -145,9 +145,10 @@ class PresenceStore:
         def answered(reply):
             flat = reply[1:]
             return str(reply[0]), [tuple(flat[i:i + 4]) for i in range(0, len(flat), 4)]
-        return self.execute("EVAL", scripts.CHANNEL_MEMBERS, 2, keys.members(channel),
-                            keys.channel_accounts(channel), cursor, count, keys.account(""),
-                            *keys.node_sessions_parts()).addCallback(answered)
+        return self.execute("EVAL", scripts.CHANNEL_MEMBERS, 3, keys.members(channel),
+                            keys.channel_accounts(channel), keys.leaving_events, cursor, count,
+                            keys.account(""), *keys.node_sessions_parts(),
+                            channel).addCallback(answered)
 
     def write_quality(self, node, entries):
         """``[(session, entry JSON)]``: ``node``'s sessions' entries, where

@@ -345,7 +345,9 @@ export class Presence {
         try { subscription.handler(message.data, message); } catch (error) { console.error(error); }
       }
       this._emit("message", message);
-    } else if (type === "join" || type === "leave") {
+    } else if (type === "join" || type === "leave" || type === "whisper") {
+      // join and leave: a session's (presence: true), or an account's
+      // (presence: "accounts": no session field). whisper: another client's.
       this._emit(type, message);
     } else if (type === "error") {
       this._settle((r) => r.request === message.request && (channel === undefined || r.channel === channel),
@@ -357,6 +359,10 @@ export class Presence {
       this._emit("subscribed", message);
     } else if (type === "pong") {
       this._settle((r) => r.type === type && r.id === message.id, (r) => r.resolve(message));
+    } else if (message.by === "server") {
+      // unsubscribed by the backend (POST /unsubscribe): no request of ours.
+      if (this._channels.get(channel)) this._channels.delete(channel);
+      this._emit(type, message);
     } else {
       // unsubscribed, published, members: answers, in order per channel.
       this._settle((r) => r.type === type && r.channel === channel, (r) => r.resolve(message));
@@ -403,12 +409,16 @@ export class Presence {
 
   /** Receive the messages of `channel` (handler(data, message)), now and
    *  after every reconnect. {presence: true}: also its join and leave
-   *  events (on("join"), on("leave")). Resolves once subscribed. */
+   *  events (on("join"), on("leave")), one per session; {presence:
+   *  "accounts"}: one per person, the leave only once its last session is
+   *  gone for the server's --leave-delay (a reload is no leave). Resolves
+   *  once subscribed. */
   subscribe(channel, handler, { presence = false } = {}) {
     let resolve, reject;
     const done = new Promise((res, rej) => { resolve = res; reject = rej; });
     done.catch(() => {}); // a refusal is also emitted as "error"
-    const subscription = { handler, presence: !!presence, resolve, reject,
+    const subscription = { handler, presence: presence === "accounts" ? presence : !!presence,
+      resolve, reject,
       epoch: null, offset: null, recovered: null };
     this._channels.set(channel, subscription);
     if (this.state.state === "open") this._sendSubscribe(channel, subscription);
@@ -428,10 +438,20 @@ export class Presence {
       .then((answer) => answer.id);
   }
 
-  /** Who is subscribed to `channel`, cluster-wide: [{session, account}]. */
+  /** Who is subscribed to `channel`, cluster-wide, one entry per account:
+   *  [{account, info, sessions: [{session, node, protocol, rtt_ms,
+   *  last_seen_ms, stale}]}] (info: the ticket's). */
   members(channel) {
     return this._request({ type: "members", channel }, "members", channel)
       .then((answer) => answer.members);
+  }
+
+  /** Send `data` to every other subscriber of `channel`, on every node,
+   *  not stored (a typing indicator, a cursor): on("whisper") there. Needs
+   *  the ticket's "whisper" right; a refusal comes as an "error" event.
+   *  False when not connected. */
+  whisper(channel, data) {
+    return !!this._send({ type: "whisper", channel, data });
   }
 }
 
