@@ -402,3 +402,22 @@ class TheLockoutTests(DashboardTestCase):
             self.assertEqual(list(self.dashboard.failures),
                              ["2001:db8:3::/64", "2001:db8:4::/64", "2001:db8:5::/64"])
         return run(scenario())
+
+
+class HostileInfoIsRenderedEscapedTests(DashboardTestCase):
+    """A ticket's info (issue 16) is the backend's, but may carry what a user
+    typed as a name: the connection page shows it as text."""
+
+    password = None
+
+    def test_an_html_payload_in_info_is_shown_as_text(self):
+        session, _ = self.open_session(self.node, account="mallory")
+        session.info = {"name": "<script>alert(1)</script><img src=x onerror=alert(2)>"}
+
+        async def scenario():
+            page = (await self.request("GET", "/connections/%s" % session.id)).body
+            self.assertIn(b"&lt;script&gt;alert(1)&lt;/script&gt;&lt;img src=x "
+                          b"onerror=alert(2)&gt;", page)
+            self.assertNotIn(b"<script>alert(1)", page)
+            self.assertNotIn(b"<img src=x", page)
+        return run(scenario())

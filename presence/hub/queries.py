@@ -174,7 +174,9 @@ class QueryAnswers:
             "messages_out": session.messages_out, "bytes_in": session.bytes_in,
             "bytes_out": session.bytes_out, "ready": session.ready,
             "ip_mismatch": session.ip_mismatch,
-            "channels": sorted(self.channels.subscriptions.get(session.id, ()))}
+            "channels": sorted(self.channels.subscriptions.get(session.id, ())),
+            # The ticket's info, as its JSON (at most 1 KiB: POST /tickets).
+            "info": shown(encode_json(session.info)) if session.info is not None else None}
 
     def matching_sessions(self, filters):
         """This node's sessions whose account, IP or channel contains the
