@@ -524,3 +524,47 @@ class DocumentedReaderTests(WebhookTestCase):
                              [i for i, _ in (await self.logged())[10:]])
             self.assertEqual({line[2] for line in second}, {"cy"})  # its account
         return run(scenario())
+
+
+class OptionTests(SynchronousTestCase):
+    """--webhook and its companions, to WebhookSettings."""
+
+    def parse(self, *arguments, environ=None):
+        from presence.app.config import node_settings_from_options
+        from presence.app.options import Options
+
+        self.patch(__import__("os").environ, "get", (environ or {}).get)
+        options = Options()
+        options.parseOptions(list(arguments))
+        return node_settings_from_options(options)
+
+    def test_webhooks_need_a_secret(self):
+        from twisted.python.usage import UsageError
+        with self.assertRaises(UsageError) as raised:
+            self.parse("--webhook", "http://backend/hook")
+        self.assertIn("--webhook-secret", str(raised.exception))
+        settings = self.parse("--webhook", "http://backend/hook",
+                              environ={"PRESENCE_WEBHOOK_SECRET": "s"})
+        self.assertEqual((settings.webhooks.urls, settings.webhooks.secret),
+                         (("http://backend/hook",), "s"))
+
+    def test_the_filter_takes_only_event_names(self):
+        from twisted.python.usage import UsageError
+        settings = self.parse("--webhook", "http://a/", "--webhook", "https://b/",
+                              "--webhook-secret", "s", "--webhook-events", "online, offline",
+                              "--webhook-timeout", "2", "--webhook-max-age", "60",
+                              "--event-log-maxlen", "500")
+        hooks = settings.webhooks
+        self.assertEqual((hooks.urls, hooks.events, hooks.timeout, hooks.max_age),
+                         (("http://a/", "https://b/"), frozenset({"online", "offline"}), 2.0,
+                          60.0))
+        self.assertEqual(settings.hub.event_log_maxlen, 500)
+        with self.assertRaises(UsageError) as raised:
+            self.parse("--webhook", "http://a/", "--webhook-secret", "s",
+                       "--webhook-events", "online,joined")
+        self.assertIn("unknown joined", str(raised.exception))
+
+    def test_defaults_are_the_settings(self):
+        settings = self.parse()
+        self.assertEqual(settings.webhooks, WebhookSettings())
+        self.assertEqual(settings.webhooks.urls, ())
