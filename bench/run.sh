@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Benchmarks Presence (bench/echo_server.py) against Autobahn|Python on Twisted
-# (the reference), twisted.web.websocket and websockets with the shared wsbench
-# harness; prints the summary table and saves the results path. See bench/README.md.
+# (the reference), twisted.web.websocket, websockets, picows and Node's ws with
+# the shared wsbench harness; prints the summary table and saves the results path. See bench/README.md.
 #
 # Usage: bench/run.sh
 #   REPEAT=3            runs (each starts every server fresh)
@@ -19,6 +19,8 @@ cat > "$conf" <<EOF
 autobahn|9401|venvs/autobahn/bin/python servers/autobahn_twisted.py {PORT}
 twistedws|9402|venvs/twisted/bin/python servers/twisted_web_websocket.py {PORT}
 websockets|9403|venvs/websockets/bin/python servers/websockets_asyncio.py {PORT}
+picows|9404|venvs/picows/bin/python servers/picows_server.py {PORT}
+node-ws|9405|node servers/ws_server.js {PORT}
 presence|9411|venvs/presence/bin/python presence-src/bench/echo_server.py {PORT}
 presence-pure|9412|env PRESENCE_UNMASK=pure venvs/presence/bin/python presence-src/bench/echo_server.py {PORT}
 presence-wsaccel|9413|env PRESENCE_UNMASK=wsaccel venvs/presence/bin/python presence-src/bench/echo_server.py {PORT}
