@@ -10,14 +10,13 @@ import signal
 
 from twisted.internet import defer
 
+from presence.client import PresenceClient
 from presence.webhooks.settings import webhook_name
 
 from .helpers.cluster import KEY, ClusterTestCase
 from .helpers.processes import free_port, start_node_process
 from .helpers.receiver import start_receiver
 from .helpers.waiting import run, until, wait
-
-from presence.client import PresenceClient
 
 SECRET = "whsec-cluster"
 
@@ -103,8 +102,7 @@ class WebhookClusterTests(ClusterTestCase):
             offline = await until(lambda: self.handled("offline", "bob"), 30,
                                   "bob's offline, reaped")
             self.assertEqual(offline[0]["ended"], {"reaped": True})
-            self.assertEqual(offline[0]["session"], client.welcome.get("session",
-                                                                         offline[0]["session"]))
+            self.assertEqual(offline[0]["session"], client.welcome["session"])
             removed = self.handled("member_removed", "bob")
             self.assertEqual([(event["channel"], event["ended"]) for event in removed],
                              [("room:2", {"reaped": True})])
