@@ -19,7 +19,7 @@ from presence.net.settings import ServerSettings
 from presence.websocket.frames import OP_PING, OP_PONG, OP_TEXT
 
 from .helpers.api import APITestCase
-from .helpers.framing import client_frame, server_frames, upgrade_request
+from .helpers.framing import FIREPRESENCE, client_frame, server_frames, upgrade_request
 from .helpers.hubs import HubTestCase, Node
 from .helpers.waiting import lose, run, until, wait
 
@@ -661,4 +661,54 @@ class WhisperTests(PresenceTestCase):
             await wait(self.engine.execute("PING"))
             # The first three (the pool's connections may reorder them).
             self.assertEqual(sorted(w["data"] for w in of(bob_t, "whisper")), [0, 1, 2])
+        return run(check())
+
+
+class FirepresenceTests(PresenceTestCase):
+    """Firepresence speaks the same messages: a firepresence session on B
+    whispers to a WebSocket session on A, hears an account-level join and
+    the members' info, and is subscribed by the server."""
+
+    hub_settings = {"leave_delay": 0.0}
+
+    def lines(self, transport):
+        stream = transport.value().partition(b"\r\n\r\n")[2]
+        return [json.loads(line) for line in stream.split(b"\n") if line.strip()]
+
+    def test_the_same_messages_over_firepresence(self):
+        async def check():
+            _, ada, ada_t = await self.person(self.a, "ada", ADA, whisper=["room:*"])
+            await self.subscribed(ada, ada_t, "room:1")
+            ticket = await self.ticket("bob", BOB, whisper=["room:*"])
+            fire = self.open(self.b, FIREPRESENCE.replace(b"t0k3n", ticket.encode()))
+            await until(lambda: any(d["type"] == "welcome" for d in self.lines(fire)), 10,
+                        "the welcome")
+            bob = fire.protocol
+            bob.dataReceived(json.dumps({"type": "subscribe", "channel": "room:1",
+                                         "presence": "accounts"}).encode() + b"\n")
+            await until(lambda: any(d["type"] == "subscribed" for d in self.lines(fire)), 10,
+                        "subscribed")
+            bob.dataReceived(json.dumps({"type": "members", "channel": "room:1"}).encode()
+                             + b"\n")
+            await until(lambda: any(d["type"] == "members" for d in self.lines(fire)), 10,
+                        "members")
+            members = next(d for d in self.lines(fire) if d["type"] == "members")["members"]
+            self.assertEqual([(m["account"], m["info"]) for m in members],
+                             [("ada", ADA), ("bob", BOB)])
+            bob.dataReceived(json.dumps({"type": "whisper", "channel": "room:1",
+                                         "data": {"typing": True}}).encode() + b"\n")
+            await until(lambda: of(ada_t, "whisper"), 10, "bob's whisper on A")
+            self.assertEqual(of(ada_t, "whisper")[0]["account"], "bob")
+            _, eve, eve_t = await self.person(self.a, "eve", {"name": "Eve"})
+            await self.subscribed(eve, eve_t, "room:1")
+            await until(lambda: any(d.get("type") == "join" and d["account"] == "eve"
+                                    for d in self.lines(fire)), 10, "eve's join")
+            join = next(d for d in self.lines(fire) if d.get("type") == "join")
+            self.assertEqual(join, {"type": "join", "channel": "room:1", "account": "eve",
+                                    "info": {"name": "Eve"}})
+            _, _, answer = await wait(self.request(
+                "POST", "/subscribe", {"account": "bob", "channel": "private:bob"}))
+            self.assertEqual(answer, {"sessions": 1})
+            self.assertIn({"type": "subscribed", "channel": "private:bob", "by": "server"},
+                          self.lines(fire))
         return run(check())

@@ -45,15 +45,18 @@ def membership_event(kind, channel, account, session_id, info=None, ended=None):
     return event
 
 
-def account_membership_event(kind, channel, account, info=None, ended=None):
+def account_membership_event(kind, channel, account, info=None, ended=None, session_id=None):
     """An account-level ``join`` (its first session in the channel) or
     ``leave`` (its last one, once the leave delay passed: scripts.DEPARTURES),
     for the sessions that asked for ``"presence": "accounts"``. It names no
     session: that is how the channel's subscribers tell it from a
-    session's."""
+    session's. A join is not sent to the session that made it
+    (``session_id``)."""
     event = {"type": kind, "channel": channel, "account": account, "info": info}
     if ended is not None:
         event["ended"] = ended
+    if session_id is not None and kind == "join":
+        event["except"] = [session_id]
     return event
 
 

@@ -110,7 +110,8 @@ class PresenceWriter:
                    encode_json(juggernaut_event(channel, session_id, account)),
                    keys.channel_accounts(channel),
                    encode_json(account_membership_event("leave" if kind == "leave" else "join",
-                                                        channel, account, info, ended))),
+                                                        channel, account, info, ended,
+                                                        session_id))),
                   session)
 
     def close_record(self, record, minute, code, keep):
