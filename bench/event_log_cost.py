@@ -22,10 +22,11 @@ from presence.redis import scripts  # noqa: E402
 from presence.redis.keys import PresenceKeys  # noqa: E402
 
 WITH = scripts.APPLY
-WITHOUT = WITH.replace("local function log_event(name, event, more)\n",
-                       "local function log_event(name, event, more)\n  if true then return end\n")
-WITHOUT = WITHOUT.replace("local function log_membership(members, sid, was, event, channel_event)\n",
-                          "local function log_membership(members, sid, was, event, channel_event)\n  if true then return end\n")
+NO_OP = "  if true then return end\n"
+WITHOUT = WITH
+for head in ("local function log_event(name, event, more)\n",
+             "local function log_membership(members, sid, was, event, channel_event)\n"):
+    WITHOUT = WITHOUT.replace(head, head + NO_OP)
 assert WITHOUT != WITH and WITHOUT.count("if true then return end") == 2
 keys = PresenceKeys()
 rp = RedisProcess(); time.sleep(0.5)
@@ -36,7 +37,8 @@ def batch(kind, n0, n):
         sid, acct = "s%08d" % k, "user-%d" % k
         ev = json.dumps({"type": kind, "account": acct, "session": sid, "node": "bench"})
         if kind == "online":
-            words += ["online", keys.account(acct), sid, acct, '{"node":"bench"}', '{"account":"%s"}' % acct, ev]
+            words += ["online", keys.account(acct), sid, acct, '{"node":"bench"}',
+                      '{"account":"%s"}' % acct, ev]
         else:
             words += ["offline", keys.account(acct), sid, acct, ev]
     return words
@@ -47,9 +49,10 @@ def run(script, rounds=20, size=500):
         for kind in ("online", "offline"):
             words = batch(kind, i * size, size)
             t = time.perf_counter()
-            r.evalsha(sha, 2, keys.event_log, 100000, keys.node_sessions("bench"), keys.node_memberships("bench"),
-                      keys.online, keys.events, "juggernaut:subscribe", "juggernaut:unsubscribe",
-                      keys.leaving, keys.leaving_events, int(time.time()*1000), 0, keys.channels, *words)
+            r.evalsha(sha, 2, keys.event_log, 100000, keys.node_sessions("bench"),
+                      keys.node_memberships("bench"), keys.online, keys.events,
+                      "juggernaut:subscribe", "juggernaut:unsubscribe", keys.leaving,
+                      keys.leaving_events, int(time.time() * 1000), 0, keys.channels, *words)
             total += time.perf_counter() - t
     return total / (rounds * 2 * size) * 1e6
 res = {}

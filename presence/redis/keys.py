@@ -52,8 +52,8 @@ queries), and Juggernaut's ``juggernaut``, ``juggernaut:subscribe`` and
 
 import hashlib
 
-__all__ = ["DEFAULT_PREFIX", "DEFAULT_EVENT_LOG_MAXLEN", "PresenceKeys", "JUGGERNAUT", "JUGGERNAUT_SUBSCRIBE",
-           "JUGGERNAUT_UNSUBSCRIBE"]
+__all__ = ["DEFAULT_PREFIX", "DEFAULT_EVENT_LOG_MAXLEN", "PresenceKeys", "JUGGERNAUT",
+           "JUGGERNAUT_SUBSCRIBE", "JUGGERNAUT_UNSUBSCRIBE"]
 
 #: The prefix of every key, so that Presence can share a Redis.
 DEFAULT_PREFIX = "presence:"

@@ -629,8 +629,9 @@ return answer
 # The scripts that tell of presence events (APPLY, SWEEP, DEPARTED) start
 # with these helpers, then set the log's key and bound. An account's
 # online and offline are logged where they are published (DEPARTURES'
-# account_online and account_offline; DEPARTED, once --leave-delay passed). Membership events are logged
-# when the membership changed (a join or leave applied twice is logged once).
+# account_online and account_offline; DEPARTED, once --leave-delay
+# passed). Membership events are logged when the membership changed (a join
+# or leave applied twice is logged once).
 EVENT_LOG = """
 local event_log, event_log_maxlen
 local function log_event(name, event, more)
