@@ -58,6 +58,7 @@ class SSEWithTheHubTests(HubTestCase):
         again = yield run(until(lambda: [d for d in event_documents(stream.value())
                                          if d["type"] == "welcome"], 10, "the welcome"))
         self.assertEqual((again[0]["account"], resumed.protocol_name), ("ann", "sse"))
+        resumed.close(1000, "done")
         self.assertNotEqual(again[0]["resume"], welcome[0]["resume"])
         # A refused ticket: 401 before any session exists.
         refused, transport = self.connect(self.node, (

@@ -7,7 +7,7 @@ protocols (docs/protocol.md, "SSE")."""
 from twisted.internet import defer
 
 from presence.hub.tickets import Ticket
-from presence.net.sse import SSERequests, SSESession
+from presence.net.sse import CLOSE_GRACE, SSERequests, SSESession
 from presence.sse.handshake import PADDING
 from presence.web.admin import prometheus
 from presence.websocket.handshake import HandshakeConfig
@@ -319,11 +319,50 @@ class HeartbeatAndClosingTests(SSETestCase):
     def test_a_vanished_client_is_recorded_1006_unclean(self):
         session, stream, welcome = self.opened()
         self.lose(session, stream)
+        # Its close could still come by POST (a page's beacon) for a while.
+        self.clock.advance(CLOSE_GRACE - 0.01)
+        self.assertEqual(self.app.closed, [])
+        self.clock.advance(0.01)
         record = self.app.closed[0][1]
         self.assertEqual((record.code, record.reason, record.initiated_by, record.clean),
                          (1006, "stream closed without a close event", "client", False))
         self.assertEqual(self.server.sessions, {})
         self.assertEqual(self.server.connections, 0)
+
+    def test_a_close_posted_just_after_the_stream_ended_is_the_sessions_end(self):
+        # A page being closed: the browser drops the stream and sends the
+        # close by beacon; through a proxy the stream's end can come first.
+        session, stream, welcome = self.opened()
+        self.lose(session, stream)
+        self.clock.advance(CLOSE_GRACE / 2)
+        answer = self.post(welcome["send"], b'{"type":"close","code":1001,"reason":"page closed"}')
+        self.assertTrue(answer.value().startswith(b"HTTP/1.1 202"))
+        record = self.app.closed[0][1]
+        self.assertEqual((record.code, record.reason, record.initiated_by, record.clean),
+                         (1001, "page closed", "client", True))
+        self.assertEqual(self.server.sessions, {})
+        self.clock.advance(CLOSE_GRACE)
+        self.assertEqual(len(self.app.closed), 1)
+
+    def test_a_session_closed_while_its_stream_is_gone_ends_at_once(self):
+        session, stream, welcome = self.opened()
+        self.lose(session, stream)
+        session.close(1001, "server shutting down")
+        record = self.app.closed[0][1]
+        self.assertEqual((record.code, record.initiated_by), (1001, "server"))
+        self.assertEqual(self.server.sessions, {})
+        self.clock.advance(CLOSE_GRACE)
+        self.assertEqual(len(self.app.closed), 1)
+
+    def test_after_the_stream_ended_only_a_close_is_taken(self):
+        session, stream, welcome = self.opened()
+        self.lose(session, stream)
+        answer = self.post(welcome["send"], b'{"type":"a"}')
+        self.assertTrue(answer.value().startswith(b"HTTP/1.1 404"))
+        self.assertEqual(session.messages_in, 0)
+        self.clock.advance(CLOSE_GRACE)
+        record = self.app.closed[0][1]
+        self.assertEqual((record.code, record.clean), (1006, False))
 
 
 class FlowControlTests(SSETestCase):

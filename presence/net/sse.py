@@ -31,27 +31,38 @@ from ..sse.handshake import (
     request_decision,
     stream_handshake,
 )
+from ..wire.close import NORMAL_CLOSURE
 from ..wire.events import CLOSED
 from ..wire.httphead import HeadError, HeadReader, error_response
+from ..wire.jsontext import JSONError, decode_json, encode_document
 from .authentication import AUTH_FAILURES
+from .interfaces import SessionState
 from .session import Session
 from .stream import HOLD_HANDLER, HOLD_WRITING
 from .twisted_internals import close_transport, write
 
-__all__ = ["SSESession", "SSERequests", "RequestsState", "SECRET_BYTES"]
+__all__ = ["SSESession", "SSERequests", "RequestsState", "SECRET_BYTES", "CLOSE_GRACE"]
 
 #: Random bytes of a session's secret (URL-safe base64: 32 characters).
 SECRET_BYTES = 24
+
+#: Seconds a stream that ended without a close event waits for the close
+#: POST before the session is recorded as vanished (1006). A page being
+#: closed sends its close by beacon while the browser drops the stream, and
+#: through a proxy the stream's end can reach the node first.
+CLOSE_GRACE = 1.0
 
 #: Why a session's POSTs wait (the session is not read while they hold):
 #: its stream does not drain, or its handler asked (pause_reading).
 _POSTS_WAIT = HOLD_WRITING | HOLD_HANDLER
 
+READY = SessionState.READY
+
 
 class SSESession(Session):
     protocol_name = "sse"
 
-    __slots__ = ("secret", "_waiting_posts")
+    __slots__ = ("secret", "_waiting_posts", "_grace", "_lost_reason")
 
     def __init__(self, server):
         super().__init__(server)
@@ -59,6 +70,10 @@ class SSESession(Session):
         self.secret = None
         # The POST connections waiting for it to be read again.
         self._waiting_posts = None
+        # While the stream is gone without a close event: the timer ending
+        # the session after CLOSE_GRACE, and why the stream was lost.
+        self._grace = None
+        self._lost_reason = None
 
     def start(self, head, rest):
         """Answer ``GET /sse`` in ``head``."""
@@ -126,6 +141,16 @@ class SSESession(Session):
         connection = self.connection
         if not self.connected or connection is None or connection.state is CLOSED:
             return False
+        if self._grace is not None:
+            # Its stream is gone: only its close is taken (a page's goodbye
+            # by beacon), and the session ends now, as the close says.
+            close = _posted_close(body)
+            if close is None:
+                return False
+            self._grace.cancel()
+            Session.dataReceived(self, close)
+            self._end(self._lost_reason)
+            return True
         Session.dataReceived(self, body)
         return True
 
@@ -133,7 +158,7 @@ class SSESession(Session):
         """Whether the session is not being read (its stream does not drain,
         or its handler paused it): then ``requests`` waits, unread, until it
         is read again, as a WebSocket client's socket would."""
-        if not self._holds & _POSTS_WAIT:
+        if not self._holds & _POSTS_WAIT or self._grace is not None:
             return False
         if self._waiting_posts is None:
             self._waiting_posts = []
@@ -149,10 +174,47 @@ class SSESession(Session):
                 requests.go_on()
 
     def connectionLost(self, reason):
+        connection = self.connection
+        if self.id is not None and connection is not None and connection.state is not CLOSED \
+                and self.state is READY:
+            # The stream ended without a close event: its close may still
+            # be on its way in a POST (CLOSE_GRACE).
+            self._lost_reason = reason
+            self._grace = self.server.clock.callLater(CLOSE_GRACE, self._end, reason)
+            self._release_posts()
+            return
+        self._end(reason)
+
+    def close(self, code=NORMAL_CLOSURE, reason=""):
+        super().close(code, reason)
+        if self._grace is not None and self.connection.state is CLOSED:
+            # Closed (the node stopping, a backend's kick) while waiting for
+            # the close of a stream that is gone: it ends now.
+            self._grace.cancel()
+            self._end(self._lost_reason)
+
+    def _end(self, reason):
+        self._grace = self._lost_reason = None
         super().connectionLost(reason)
+        self._release_posts()
+
+    def _release_posts(self):
         waiting, self._waiting_posts = self._waiting_posts, None
         for requests in waiting or ():
             requests.go_on()
+
+
+def _posted_close(body):
+    """The close message in a POST's ``body`` (one message, or an array of
+    them), as bytes the core reads; None when it has none."""
+    try:
+        document = decode_json(body.decode("utf-8"))
+    except (UnicodeDecodeError, JSONError):
+        return None
+    for message in document if isinstance(document, list) else (document,):
+        if isinstance(message, dict) and message.get("type") == "close":
+            return encode_document(message)
+    return None
 
 
 class RequestsState(enum.Enum):
