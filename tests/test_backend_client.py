@@ -77,7 +77,8 @@ class RunningServerTests(ClusterTestCase):
             answer = await wait(self.api.account_presence("a/b c?d"))
             self.assertEqual((answer["account"], answer["online"]), ("a/b c?d", True))
             self.assertEqual(await wait(self.api.account_presence("nobody")),
-                             {"account": "nobody", "online": False, "sessions": []})
+                             {"account": "nobody", "online": False, "info": None,
+                              "sessions": []})
             await odd.close()
             await ann.close()
 
