@@ -552,6 +552,9 @@ class ServerSideSubscriptionTests(PresenceTestCase):
                                  [{"type": "subscribed", "channel": "private:ada-bob",
                                    "by": "server"}])
             self.assertEqual(of(bob_t, "subscribed"), [])
+            # The dashboard's events of the connection say who subscribed it.
+            self.assertIn("subscribed to private:ada-bob by the server",
+                          [text for _, text in on_b.events])
             await self.publish("private:ada-bob", "hello")
             for transport in (on_a_t, on_b_t):
                 await until(lambda: of(transport, "message", channel="private:ada-bob"), 10,

@@ -10,7 +10,7 @@ writes them into its sessions' entries in its session hash
 (``P node:NODE:sessions``, scripts.QUALITY: only entries still there, so a
 session gone meanwhile is not brought back) every ``--node-heartbeat``
 seconds, and only the entries that changed. A member listing on any node
-reads them with the membership (scripts.MEMBERS).
+reads them with the membership (scripts.CHANNEL_MEMBERS).
 
 Freshness: ``rtt_ms`` and ``stale`` are as of the node's last write (at
 most one node heartbeat old); ``last_seen_ms`` is computed when it is read,

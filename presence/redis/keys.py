@@ -105,7 +105,7 @@ class PresenceKeys:
 
     def node_sessions_parts(self):
         """What comes before and after a node's id in its session hash's key
-        (scripts.MEMBERS finds the node in a session's account entry)."""
+        (scripts.CHANNEL_MEMBERS finds the node in a session's account entry)."""
         return self.prefix + "node:", ":sessions"
 
     def node_memberships(self, node):

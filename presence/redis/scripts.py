@@ -8,7 +8,7 @@ session where it walks records it was handed.
 """
 
 __all__ = ["APPLY", "ANNOUNCE", "CLAIM", "SWEEP", "PUBLISH_ONCE", "REDEEM", "RESUME_ENDED",
-           "PUBLISH_RECORDED", "READ_HISTORY", "MEMBERS", "QUALITY", "DEPARTURES",
+           "PUBLISH_RECORDED", "READ_HISTORY", "QUALITY", "DEPARTURES",
            "DEPARTED", "CHANNELS", "CHANNEL_MEMBERS", "REMEMBER",
            "EVENT_LOG", "LEAD", "RELEASE", "SETTLE"]
 
@@ -512,40 +512,6 @@ end
 return {epoch, offset, first, recovered, entries}
 """
 
-# A channel's members with what is known of each (presence/hub/members.py):
-# a page of the channel's sessions (HSCAN of its members hash from the
-# cursor), each with its account, its entry in its account's hash (node,
-# info, ...) and its entry in its node's session hash (the connection's
-# quality, refreshed by its node). One step: no session is listed with
-# another's entry, and the walk is Redis's, not a round trip a session.
-# KEYS: the members hash. ARGV: cursor, count, the account keys' prefix,
-# what comes before and after a node's id in its session hash's key.
-# Answers {next cursor, {session, account, account entry or '', node entry
-# or ''}...} flat.
-MEMBERS = """
-local reply = redis.call('HSCAN', KEYS[1], ARGV[1], 'COUNT', tonumber(ARGV[2]))
-local answer = {reply[1]}
-local found = reply[2]
-for k = 1, #found, 2 do
-  local sid, who = found[k], found[k + 1]
-  local entry, quality = '', ''
-  if who ~= '' then
-    entry = redis.call('HGET', ARGV[3] .. who, sid) or ''
-    if entry ~= '' then
-      local ok, decoded = pcall(cjson.decode, entry)
-      if ok and type(decoded) == 'table' and type(decoded.node) == 'string' then
-        quality = redis.call('HGET', ARGV[4] .. decoded.node .. ARGV[5], sid) or ''
-      end
-    end
-  end
-  answer[#answer + 1] = sid
-  answer[#answer + 1] = who
-  answer[#answer + 1] = entry
-  answer[#answer + 1] = quality
-end
-return answer
-"""
-
 # A node's sessions' connection quality (presence/hub/quality.py) written
 # into their entries in its session hash, only where an entry is still
 # there: a session that went offline meanwhile (APPLY deleted its entry) is
@@ -580,7 +546,7 @@ return answer
 # a client's members): HSCAN of its account counts from the cursor; for each
 # account, its sessions (its account hash) that are members of the channel,
 # each with its account entry and its node entry (the connection's
-# quality), as MEMBERS answers them. An account whose leave waits for the
+# quality). An account whose leave waits for the
 # delay (DEPARTURES) is a member without sessions: one row with session ''
 # and its leave's event (which has its info) as its entry. KEYS: the
 # members hash, the account counts, the departures' events. ARGV: cursor,

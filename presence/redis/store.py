@@ -139,7 +139,10 @@ class PresenceStore:
 
     def channel_members_page(self, channel, cursor, count):
         """A page of ``channel``'s accounts with their sessions in it
-        (scripts.CHANNEL_MEMBERS), as :meth:`members_page` answers."""
+        (scripts.CHANNEL_MEMBERS): fires with ``(next cursor, [(session,
+        account, entry, node entry), ...])``, cursor "0" when the walk is
+        done; entries are JSON or '' (session '': an account whose leave
+        waits, its entry the leave's event)."""
         keys = self.keys
 
         def answered(reply):
@@ -164,19 +167,6 @@ class PresenceStore:
         return defer.gatherResults([
             self.execute("HGET", self.keys.node_sessions(node), session_id)
             for node, session_id in sessions])
-
-    def members_page(self, channel, cursor, count):
-        """A page of ``channel``'s sessions, each with its account, its
-        account entry and its node entry (scripts.MEMBERS): fires with
-        ``(next cursor, [(session, account, entry, node entry), ...])``,
-        cursor "0" when the walk is done; entries are JSON or ''."""
-        keys = self.keys
-
-        def answered(reply):
-            flat = reply[1:]
-            return str(reply[0]), [tuple(flat[i:i + 4]) for i in range(0, len(flat), 4)]
-        return self.execute("EVAL", scripts.MEMBERS, 1, keys.members(channel), cursor, count,
-                            keys.account(""), *keys.node_sessions_parts()).addCallback(answered)
 
     def online_accounts(self):
         return self.execute("SMEMBERS", self.keys.online)
