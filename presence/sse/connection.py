@@ -22,39 +22,15 @@ event carries it), and after ``max_bad_lines`` of them the session is
 closed with 1007.
 
 A close event is the last event either way, so the state goes from
-``OPEN`` straight to ``CLOSED``.
+``OPEN`` straight to ``CLOSED``. The closing and the record of how it ended
+are shared with firepresence (presence/wire/documents.py).
 """
 
-from ..wire.close import (
-    ABNORMAL_CLOSURE,
-    CLIENT,
-    INVALID_PAYLOAD,
-    NO_STATUS_RECEIVED,
-    NORMAL_CLOSURE,
-    PROTOCOL_ERROR,
-    SERVER,
-    CloseRecord,
-    bounded_reason,
-    is_valid_received_code,
-)
-from ..wire.events import (
-    CLOSED,
-    OPEN,
-    CloseReceived,
-    InvalidState,
-    Malformed,
-    Ping,
-    Pong,
-    ProtocolError,
-    TextMessage,
-)
+from ..wire.documents import DEFAULT_MAX_BAD_LINES, DocumentConnection
+from ..wire.events import CLOSED, Ping, Pong, TextMessage
 from ..wire.jsontext import JSONError, decode_json, encode_document
 
 __all__ = ["SSEConnection", "encode_event", "DEFAULT_MAX_BAD_LINES"]
-
-#: Malformed bodies (or objects in one) a session may send before it is
-#: closed with 1007, as firepresence's malformed lines.
-DEFAULT_MAX_BAD_LINES = 10
 
 #: The cache key of a PreparedMessage's event.
 _EVENT = "sse"
@@ -105,28 +81,24 @@ def _document_event(document, event=None):
     return encode_event(encode_document(document), event)
 
 
-class SSEConnection:
+class SSEConnection(DocumentConnection):
     """One SSE session after its stream was answered. ``max_body`` bounds a
     POST body in bytes (the server's --max-message-size)."""
 
     #: Where a PreparedMessage caches its event (every session shares it).
     prepared_key = _EVENT
 
-    __slots__ = ("state", "max_body", "max_bad_lines", "bad_lines", "_bodies", "_outgoing",
-                 "_close", "_close_received")
+    unit = "an event"
+    too_many_malformed = "too many malformed messages"
+    lost_without_close = "stream closed without a close event"
+    _encode = staticmethod(_document_event)
+
+    __slots__ = ("max_body", "_bodies")
 
     def __init__(self, max_body, max_bad_lines=DEFAULT_MAX_BAD_LINES):
-        self.state = OPEN
+        super().__init__(max_bad_lines)
         self.max_body = max_body
-        self.max_bad_lines = max_bad_lines
-        #: Malformed bodies (or objects of one) received.
-        self.bad_lines = 0
         self._bodies = []
-        self._outgoing = []
-        # (code, reason, initiated by, clean) once a close went either way,
-        # or the stream was aborted.
-        self._close = None
-        self._close_received = False
 
     # ------------------------------------------------------------------ input
 
@@ -189,50 +161,7 @@ class SSEConnection:
             return [(item, None) for item in document]
         return [(document, text)]
 
-    def _malformed(self, reason):
-        self.bad_lines += 1
-        yield Malformed(reason, _document_event({"type": "error", "reason": reason}))
-        if self.bad_lines >= self.max_bad_lines and self.state is OPEN:
-            yield self._fail(INVALID_PAYLOAD, "too many malformed messages")
-
-    def _receive_close(self, document):
-        code = document.get("code")
-        if code is None:
-            code = NO_STATUS_RECEIVED
-        elif not (isinstance(code, int) and is_valid_received_code(code)):
-            return self._fail(PROTOCOL_ERROR, "invalid close code")
-        reason = document.get("reason")
-        reason = bounded_reason(reason) if isinstance(reason, str) else ""
-        # The client says goodbye: answer with the same code and end the
-        # stream, as firepresence answers a close line.
-        self._close = (code, reason, CLIENT, True)
-        self._close_received = True
-        self._outgoing.append(_document_event({"type": "close", "code": code, "reason": ""},
-                                              b"close"))
-        self.state = CLOSED
-        return CloseReceived(code, reason)
-
-    def _fail(self, code, reason):
-        """The client broke the protocol: the server's close event ends the
-        session."""
-        self._outgoing.append(self.send_close(code, reason))
-        return ProtocolError(code, reason)
-
     # ----------------------------------------------------------------- output
-
-    def data_to_send(self):
-        """The close event that answers the client's, or that failed the
-        session."""
-        outgoing = self._outgoing
-        if not outgoing:
-            return b""
-        data = b"".join(outgoing)
-        outgoing.clear()
-        return data
-
-    def _check_open(self):
-        if self.state is not OPEN:
-            raise InvalidState("cannot send an event in state %s" % self.state.name)
 
     def send_data(self, payload, is_text):
         """One message as an event: ``payload`` is the UTF-8 of one JSON
@@ -272,36 +201,3 @@ class SSEConnection:
         every session: ``(bytes, pong id to expect)``."""
         return (b": heartbeat\n\n" + _document_event({"type": "ping", "id": number}, b"ping"),
                 number)
-
-    def send_close(self, code=NORMAL_CLOSURE, reason=""):
-        """The final close event; ``b""`` once the session is closed. The
-        response ends after it."""
-        if self.state is not OPEN:
-            return b""
-        reason = bounded_reason(reason)
-        self._close = (code, reason, SERVER, True)
-        self.state = CLOSED
-        return _document_event({"type": "close", "code": code, "reason": reason}, b"close")
-
-    # ------------------------------------------------------------------ end
-
-    @property
-    def peer_closed(self):
-        """The client POSTed its close: the stream can be ended outright."""
-        return self._close_received
-
-    def abort(self, code, reason):
-        """The server drops the stream without a close event (a client that
-        stopped reading). Records ``code`` and ``reason`` unless a close
-        went already."""
-        if self._close is None:
-            self._close = (code, reason, SERVER, False)
-        self.state = CLOSED
-
-    def connection_lost(self):
-        """The stream is gone: how the session ended."""
-        self.state = CLOSED
-        if self._close is None:
-            return CloseRecord(ABNORMAL_CLOSURE, "stream closed without a close event",
-                               CLIENT, False)
-        return CloseRecord(*self._close)
