@@ -662,8 +662,8 @@ class WhisperTests(PresenceTestCase):
             self.assertEqual([e["reason"] for e in of(ada_t, "error")],
                              ["too many whispers: at most 2 a second"] * 2)
             await wait(self.engine.execute("PING"))
-            # The first three (the pool's connections may reorder them).
-            self.assertEqual(sorted(w["data"] for w in of(bob_t, "whisper")), [0, 1, 2])
+            # The first three, in the order they were sent.
+            self.assertEqual([w["data"] for w in of(bob_t, "whisper")], [0, 1, 2])
         return run(check())
 
 
@@ -714,4 +714,22 @@ class FirepresenceTests(PresenceTestCase):
             self.assertEqual(answer, {"sessions": 1})
             self.assertIn({"type": "subscribed", "channel": "private:bob", "by": "server"},
                           self.lines(fire))
+        return run(check())
+
+
+class WhisperOrderTests(PresenceTestCase):
+    """A session's whispers arrive in the order it sent them."""
+
+    hub_settings = {"max_whisper_rate": 0.0, "leave_delay": 0.0}
+
+    def test_a_hundred_whispers_arrive_in_order_on_the_other_node(self):
+        async def check():
+            _, ada, ada_t = await self.person(self.a, "ada", ADA, whisper=["room:*"])
+            await self.subscribed(ada, ada_t, "room:1")
+            _, bob, bob_t = await self.person(self.b, "bob", BOB)
+            await self.subscribed(bob, bob_t, "room:1")
+            for number in range(100):
+                send(ada, {"type": "whisper", "channel": "room:1", "data": number})
+            await until(lambda: len(of(bob_t, "whisper")) == 100, 10, "a hundred whispers")
+            self.assertEqual([w["data"] for w in of(bob_t, "whisper")], list(range(100)))
         return run(check())

@@ -4,6 +4,7 @@ JSON object with a ``type``. A message that cannot be done is answered with
 an ``error`` naming the reason (and the request and channel it was about);
 each reason is counted."""
 
+import collections
 import fnmatch
 
 from twisted.internet import defer
@@ -17,6 +18,10 @@ __all__ = ["ClientMessages", "MAX_EPOCH"]
 
 #: Longest epoch a client may send back (Presence's are 12 characters).
 MAX_EPOCH = 64
+#: A session's whispers waiting for Redis at most (one is in flight at a
+#: time); more are refused. Only a session past --max-whisper-rate's
+#: protection (0: no limit) or a Redis standing still fills it.
+MAX_WHISPERS_WAITING = 1000
 
 
 class ClientMessages:
@@ -39,6 +44,8 @@ class ClientMessages:
         self.settings = None
         #: Session id -> (whispers it may still send, when that was so).
         self._whispers = {}
+        #: Session id -> its whispers waiting for the one in flight.
+        self._whispering = {}
 
     def text_received(self, session, text):
         try:
@@ -232,8 +239,33 @@ class ClientMessages:
             self._error(session, "too many whispers: at most %g a second"
                         % settings.max_whisper_rate, request="whisper", channel=channel)
             return
-        self.channels.publish_to_channel(channel, whisper_event(
-            channel, session.account, session.id, message.get("data")), exclude=(session.id,))
+        queue = self._whispering.get(session.id)
+        if queue is not None and len(queue) >= MAX_WHISPERS_WAITING:
+            self._error(session, "too many whispers waiting for Redis", request="whisper",
+                        channel=channel)
+            return
+        whisper = (channel, whisper_event(channel, session.account, session.id,
+                                          message.get("data")))
+        if queue is not None:
+            queue.append(whisper)  # after the one in flight: in order
+            return
+        self._whispering[session.id] = collections.deque()
+        self._publish_whisper(session.id, whisper)
+
+    def _publish_whisper(self, session_id, whisper):
+        """One of a session's whispers at a time, so that they arrive in the
+        order it sent them (the pool's connections would reorder them)."""
+        channel, document = whisper
+
+        def published(_):
+            queue = self._whispering.get(session_id)
+            if not queue:
+                self._whispering.pop(session_id, None)
+            else:
+                self._publish_whisper(session_id, queue.popleft())
+        # A whisper Redis did not take is lost: whispers are not stored.
+        self.channels.publish_to_channel(channel, document, exclude=(session_id,)).addBoth(
+            published)
 
     def _whisper_allowed(self, session, settings):
         """A token bucket of --whisper-burst, refilled at --max-whisper-rate."""
@@ -250,7 +282,8 @@ class ClientMessages:
         return True
 
     def forget(self, session_id):
-        """A session ended: its whisper allowance goes."""
+        """A session ended: its whisper allowance goes (whispers it sent
+        still go out)."""
         self._whispers.pop(session_id, None)
 
     def _on_ping(self, session, message):
