@@ -5,10 +5,8 @@ Every answer is JSON, errors included (``{"error": KIND, "message": TEXT}``);
 nothing a caller sends can make it answer with a traceback.
 """
 
-import hmac
 import ipaddress
 import json
-import math
 import os
 
 from klein import Klein
@@ -16,17 +14,15 @@ from twisted.logger import Logger
 from werkzeug.exceptions import HTTPException
 
 from ..app.demo import DEMO_CHANNELS
-from ..app.oauth import (BadIntrospectionAnswer, IntrospectionBusy, IntrospectionUnavailable,
-                         UnusableSubject)
 from ..hub.channels import MAX_CHANNEL, MAX_PUBLISH_ID, valid_channel
 from ..hub.history import DEFAULT_PAGE, MAX_PAGE
 from ..hub.tickets import MAX_INFO, fingerprint
 from ..redis.engine import RedisUnavailable
 from ..wire.auththrottle import AuthThrottle
-from ..wire.clientip import counted_network
 from ..wire.close import MAX_REASON_BYTES, OPERATOR_CLOSE_CODES, is_operator_close_code
 from ..wire.jsontext import JSONError, decode_json, encode_json, escapes_lone_surrogate
 from .bounded import BoundedSite
+from .callers import APIError, Callers
 
 __all__ = ["PresenceAPI", "MAX_BODY"]
 
@@ -39,26 +35,6 @@ MAX_BODY = 64 * 1024
 #: The browser client (presence.js) and the demo page.
 STATIC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static")
 _MAX_NAME = 256
-
-
-class APIError(Exception):
-    def __init__(self, status, kind, message, headers=()):
-        super().__init__(message)
-        self.status = status
-        self.kind = kind
-        self.message = message
-        self.headers = headers
-
-
-class _Head:
-    """The request's headers as presence.clientip expects them."""
-
-    def __init__(self, request):
-        self.request = request
-
-    def get_all(self, name):
-        values = self.request.requestHeaders.getRawHeaders(name.encode("ascii")) or []
-        return [value.decode("latin-1") for value in values]
 
 
 def _json_body(request):
@@ -124,6 +100,80 @@ def _name(value, what):
     return value
 
 
+def _answer(request, status, body, headers=()):
+    request.setResponseCode(status)
+    request.setHeader(b"content-type", b"application/json")
+    request.setHeader(b"cache-control", b"no-store")
+    for name, value in headers:
+        request.setHeader(name, value)
+    return json.dumps(body).encode("utf-8")
+
+
+def _page(request):
+    """A listing's ``cursor`` (0: the first page) and ``limit`` (1 to
+    MAX_PAGE, DEFAULT_PAGE by default)."""
+    cursor = _whole_number(request, b"cursor", 0)
+    limit = min(_whole_number(request, b"limit", DEFAULT_PAGE), MAX_PAGE)
+    if limit < 1:
+        raise APIError(400, "bad_request", "limit must be at least 1")
+    return cursor, limit
+
+
+def _ticket_request(caller, answer, data, demo, client_ip):
+    """What a ticket asked for in ``data`` is for: ``(account, attributes,
+    channels, ip, info, whisper)``, as ``caller`` may ask (a backend
+    anything; the demo page's key demo accounts on the demo's channels; a
+    user token its own account, and nothing else); ``client_ip()``: the
+    caller's address."""
+    if caller == "backend":
+        account = _name(data.get("account"), "account")
+        ip = data.get("ip")
+        if ip is not None:
+            try:
+                if not isinstance(ip, str):
+                    raise ValueError(ip)  # ip_address() would take an integer
+                ip = str(ipaddress.ip_address(ip))
+            except ValueError:
+                raise APIError(400, "bad_request", "ip must be an IP address") from None
+        attributes = data.get("attributes", {})
+        channels = data.get("channels", [])
+        whisper = data.get("whisper", [])
+    elif caller == "demo":
+        # The demo page's key: demo accounts on demo channels only.
+        account = _name(data.get("account"), "account")
+        if not demo.allows(account):
+            raise APIError(403, "forbidden", "the demo key gets tickets for demo-* "
+                           "accounts only")
+        if "channels" in data or "ip" in data:
+            raise APIError(403, "forbidden", "the demo key may not set channels or ip")
+        attributes = data.get("attributes", {})
+        channels = list(DEMO_CHANNELS)
+        whisper = list(DEMO_CHANNELS)
+        ip = client_ip()
+    else:
+        account = answer["sub"]
+        if data.get("account", account) != account:
+            raise APIError(403, "forbidden", "a user token gets tickets for its own "
+                           "account only")
+        for field in ("attributes", "channels", "ip", "info", "whisper"):
+            if field in data:
+                raise APIError(403, "forbidden", "only a backend may set %s" % field)
+        ip = client_ip()
+        attributes = {}
+        channels = []
+        whisper = []
+    if not isinstance(attributes, dict):
+        raise APIError(400, "bad_request", "attributes must be a JSON object")
+    if not isinstance(channels, list):
+        raise APIError(400, "bad_request", "channels must be a list of strings")
+    channels = [_name(channel, "each channel") for channel in channels]
+    info = _ticket_info(data)
+    if not isinstance(whisper, list):
+        raise APIError(400, "bad_request", "whisper must be a list of channel patterns")
+    whisper = [_name(pattern, "each whisper pattern") for pattern in whisper]
+    return account, attributes, channels, ip, info, whisper
+
+
 class PresenceAPI:
     """``tickets``: a TicketStore. ``api_key``: the backends' key (or None).
     ``introspector``: an OAuth Introspector (or None). ``trusted_proxies``:
@@ -143,11 +193,9 @@ class PresenceAPI:
         self.tickets = tickets
         self.hub = hub
         self.demo = demo
-        self.api_key = api_key.encode("utf-8") if api_key else None
-        self.introspector = introspector
-        self.trusted_proxies = trusted_proxies
-        self.throttle = throttle if throttle is not None else AuthThrottle()
-        self.clock = clock
+        self.callers = Callers(api_key, demo, introspector, trusted_proxies,
+                               throttle if throttle is not None else AuthThrottle(), clock,
+                               _MAX_NAME)
 
     def resource(self):
         return self.app.resource()
@@ -159,77 +207,6 @@ class PresenceAPI:
         return BoundedSite(self.resource(), MAX_BODY, "api-body-size", stats,
                            too_large=_too_large)
 
-    # ------------------------------------------------------------ helpers
-
-    @staticmethod
-    def _answer(request, status, body, headers=()):
-        request.setResponseCode(status)
-        request.setHeader(b"content-type", b"application/json")
-        request.setHeader(b"cache-control", b"no-store")
-        for name, value in headers:
-            request.setHeader(name, value)
-        return json.dumps(body).encode("utf-8")
-
-    def _client_ip(self, request):
-        peer = request.getClientAddress()
-        host = getattr(peer, "host", None)
-        if self.trusted_proxies:
-            host, _ = self.trusted_proxies.client_ip(host, _Head(request))
-        return host
-
-    async def _caller(self, request):
-        """``("backend", None)``, ``("demo", None)`` (the demo page's key, only
-        with --demo) or ``("user", introspection answer)``. An address that
-        gave too many invalid credentials lately (presence/wire/auththrottle.py)
-        is answered 429 without its credentials being looked at."""
-        ip = self._client_ip(request)
-        address = counted_network(ip) if ip else None
-        if address is not None:
-            wait = self.throttle.throttled(address, self.clock.seconds(), "api")
-            if wait:
-                seconds = max(1, math.ceil(wait))
-                raise APIError(429, "throttled", "too many invalid credentials from %s: try "
-                               "again in %d s" % (address, seconds),
-                               [(b"retry-after", b"%d" % seconds)])
-        header = request.getHeader(b"authorization")
-        if header is None:
-            raise APIError(401, "unauthorized", "no credentials: send Authorization: Bearer",
-                           [(b"www-authenticate", b'Bearer realm="presence"')])
-        scheme, _, token = header.decode("latin-1").partition(" ")
-        token = token.strip()
-        if scheme.lower() != "bearer" or not token:
-            raise APIError(401, "unauthorized", "credentials must be a Bearer token",
-                           [(b"www-authenticate", b'Bearer realm="presence"')])
-        if self.api_key is not None and hmac.compare_digest(token.encode("utf-8"),
-                                                            self.api_key):
-            return "backend", None
-        if self.demo is not None and hmac.compare_digest(token.encode("utf-8"),
-                                                         self.demo.key.encode("utf-8")):
-            return "demo", None
-        if self.introspector is not None:
-            # The introspector counts and logs its problems (at most once a
-            # minute each); an answer here is all that is left to give.
-            try:
-                answer = await self.introspector.introspect(token, max_subject=_MAX_NAME)
-            except IntrospectionBusy:
-                raise APIError(503, "unavailable", "too many tokens are being checked now",
-                               [(b"retry-after", b"1")]) from None
-            except IntrospectionUnavailable:
-                raise APIError(503, "unavailable", "the token could not be checked now",
-                               [(b"retry-after", b"1")]) from None
-            except BadIntrospectionAnswer as error:
-                raise APIError(502, "bad_gateway", "the token could not be checked: the "
-                               "authorization server's answer is unusable (%s)"
-                               % error.reason) from None
-            except UnusableSubject as error:
-                raise APIError(403, "forbidden", str(error)) from None
-            if answer is not None:
-                return "user", answer
-        if address is not None:
-            self.throttle.failed(address, self.clock.seconds())
-        raise APIError(401, "unauthorized", "invalid credentials",
-                       [(b"www-authenticate", b'Bearer realm="presence", error="invalid_token"')])
-
     # ------------------------------------------------------------- routes
 
     @app.route("/tickets", methods=["POST"])
@@ -237,54 +214,10 @@ class PresenceAPI:
         """``{"account", "attributes", "channels", "ip", "info", "whisper"}`` -> 201
         ``{"ticket", "expires_in"}``."""
         try:
-            caller, answer = await self._caller(request)
+            caller, answer = await self.callers.identify(request)
             data = _json_body(request)
-            if caller == "backend":
-                account = _name(data.get("account"), "account")
-                ip = data.get("ip")
-                if ip is not None:
-                    try:
-                        if not isinstance(ip, str):
-                            raise ValueError(ip)  # ip_address() would take an integer
-                        ip = str(ipaddress.ip_address(ip))
-                    except ValueError:
-                        raise APIError(400, "bad_request", "ip must be an IP address") from None
-                attributes = data.get("attributes", {})
-                channels = data.get("channels", [])
-                whisper = data.get("whisper", [])
-            elif caller == "demo":
-                # The demo page's key: demo accounts on demo channels only.
-                account = _name(data.get("account"), "account")
-                if not self.demo.allows(account):
-                    raise APIError(403, "forbidden", "the demo key gets tickets for demo-* "
-                                   "accounts only")
-                if "channels" in data or "ip" in data:
-                    raise APIError(403, "forbidden", "the demo key may not set channels or ip")
-                attributes = data.get("attributes", {})
-                channels = list(DEMO_CHANNELS)
-                whisper = list(DEMO_CHANNELS)
-                ip = self._client_ip(request)
-            else:
-                account = answer["sub"]
-                if data.get("account", account) != account:
-                    raise APIError(403, "forbidden", "a user token gets tickets for its own "
-                                   "account only")
-                for field in ("attributes", "channels", "ip", "info", "whisper"):
-                    if field in data:
-                        raise APIError(403, "forbidden", "only a backend may set %s" % field)
-                ip = self._client_ip(request)
-                attributes = {}
-                channels = []
-                whisper = []
-            if not isinstance(attributes, dict):
-                raise APIError(400, "bad_request", "attributes must be a JSON object")
-            if not isinstance(channels, list):
-                raise APIError(400, "bad_request", "channels must be a list of strings")
-            channels = [_name(channel, "each channel") for channel in channels]
-            info = _ticket_info(data)
-            if not isinstance(whisper, list):
-                raise APIError(400, "bad_request", "whisper must be a list of channel patterns")
-            whisper = [_name(pattern, "each whisper pattern") for pattern in whisper]
+            account, attributes, channels, ip, info, whisper = _ticket_request(
+                caller, answer, data, self.demo, lambda: self.callers.client_ip(request))
             try:
                 ticket, ttl = await self.tickets.issue(account, attributes, channels, ip, info,
                                                        whisper)
@@ -292,24 +225,17 @@ class PresenceAPI:
                 raise APIError(503, "unavailable", "the ticket store did not answer in time",
                                [(b"retry-after", b"1")]) from None
         except APIError as error:
-            return self._answer(request, error.status, {"error": error.kind,
+            return _answer(request, error.status, {"error": error.kind,
                                                          "message": error.message},
                                 error.headers)
         log.debug("presence api: ticket {ticket} for {account}", ticket=fingerprint(ticket),
                   account=account)
-        return self._answer(request, 201, {"ticket": ticket, "expires_in": ttl})
-
-    async def _backend(self, request):
-        """Only backends (the API key) may publish, read presence and
-        disconnect."""
-        caller, _ = await self._caller(request)
-        if caller != "backend":
-            raise APIError(403, "forbidden", "this endpoint needs the API key")
+        return _answer(request, 201, {"ticket": ticket, "expires_in": ttl})
 
     async def _hub_call(self, request, work):
         """Run ``work()`` for a backend; errors become JSON answers."""
         try:
-            await self._backend(request)
+            await self.callers.require_backend(request)
             if self.hub is None:
                 raise APIError(503, "unavailable", "this node has no hub")
             try:
@@ -318,10 +244,10 @@ class PresenceAPI:
                 raise APIError(503, "unavailable", "Redis did not answer in time",
                                [(b"retry-after", b"1")]) from None
         except APIError as error:
-            return self._answer(request, error.status, {"error": error.kind,
+            return _answer(request, error.status, {"error": error.kind,
                                                          "message": error.message},
                                 error.headers)
-        return self._answer(request, status, body)
+        return _answer(request, status, body)
 
     @app.route("/publish", methods=["POST"])
     async def publish(self, request):
@@ -413,7 +339,7 @@ class PresenceAPI:
         "accounts"}], "cursor"}``: a page of the channels with members,
         cluster-wide; ``cursor`` null after the last page."""
         async def work():
-            cursor, limit = self._page(request)
+            cursor, limit = _page(request)
             page, cursor = await self.hub.members.channels(cursor, limit)
             return 200, {"channels": page, "cursor": cursor}
         return await self._hub_call(request, work)
@@ -433,20 +359,10 @@ class PresenceAPI:
                                "characters without spaces" % MAX_CHANNEL)
             if not listing:
                 return 200, await self.hub.members.counts(name)
-            cursor, limit = self._page(request)
+            cursor, limit = _page(request)
             members, cursor = await self.hub.members.page_of_channel(name, cursor, limit)
             return 200, {"channel": name, "members": members, "cursor": cursor}
         return await self._hub_call(request, work)
-
-    @staticmethod
-    def _page(request):
-        """A listing's ``cursor`` (0: the first page) and ``limit`` (1 to
-        MAX_PAGE, DEFAULT_PAGE by default)."""
-        cursor = _whole_number(request, b"cursor", 0)
-        limit = min(_whole_number(request, b"limit", DEFAULT_PAGE), MAX_PAGE)
-        if limit < 1:
-            raise APIError(400, "bad_request", "limit must be at least 1")
-        return cursor, limit
 
     @app.route("/subscribe", methods=["POST"])
     async def server_subscribe(self, request):
@@ -536,11 +452,11 @@ class PresenceAPI:
         if self.demo is None:
             return self._demo_off(request)
         scheme, port = self.demo.client or ("ws", None)
-        return self._answer(request, 200, {"key": self.demo.key, "scheme": scheme,
+        return _answer(request, 200, {"key": self.demo.key, "scheme": scheme,
                                            "port": port, "channel": self.demo.channel})
 
     def _demo_off(self, request):
-        return self._answer(request, 404, {"error": "not_found",
+        return _answer(request, 404, {"error": "not_found",
                                            "message": "the demo is off: start with --demo"})
 
     @app.route("/health", methods=["GET"])
@@ -549,8 +465,8 @@ class PresenceAPI:
         try:
             await self.tickets.store.ping()
         except RedisUnavailable:
-            return self._answer(request, 503, {"status": "unavailable", "redis": False})
-        return self._answer(request, 200, {"status": "ok", "redis": True})
+            return _answer(request, 503, {"status": "unavailable", "redis": False})
+        return _answer(request, 200, {"status": "ok", "redis": True})
 
     @app.handle_errors(HTTPException)
     def http_error(self, request, failure):
@@ -558,7 +474,7 @@ class PresenceAPI:
         # werkzeug's headers include Allow on a 405 (RFC 9110 15.5.6).
         headers = [(name.encode("latin-1"), value.encode("latin-1"))
                    for name, value in error.get_headers() if name.lower() == "allow"]
-        return self._answer(request, error.code, {
+        return _answer(request, error.code, {
             "error": error.name.lower().replace(" ", "_"), "message": error.description},
             headers)
 
@@ -566,4 +482,4 @@ class PresenceAPI:
     def internal_error(self, request, failure):
         log.failure("presence api: {method} {path}", failure, method=request.method,
                     path=request.path)
-        return self._answer(request, 500, {"error": "internal", "message": "internal error"})
+        return _answer(request, 500, {"error": "internal", "message": "internal error"})
