@@ -16,7 +16,7 @@ from twisted.internet import defer, endpoints, reactor
 from twisted.internet.task import Clock
 from twisted.web.server import Site
 
-from presence.web import admin
+from presence.web import admission
 from presence.web.admin import COOKIE, AdminApp
 
 from .helpers.api import tracked
@@ -393,7 +393,7 @@ class TheLockoutTests(DashboardTestCase):
     def test_the_table_of_wrong_passwords_is_bounded(self):
         """Past MAX_REMEMBERED_FAILURES addresses within a minute, the
         oldest are forgotten: the table cannot grow with a flood."""
-        self.patch(admin, "MAX_REMEMBERED_FAILURES", 3)
+        self.patch(admission, "MAX_REMEMBERED_FAILURES", 3)
 
         async def scenario():
             for network in range(6):

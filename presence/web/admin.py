@@ -15,29 +15,25 @@ after repeated wrong passwords. Before any route: without a password, only
 a loopback Host is answered (a page elsewhere whose name is rebound to
 127.0.0.1 must not read or act: DNS rebinding); with or without one, a POST
 whose Origin is another site's is refused. Every refusal is counted
-(``AdminApp.refused``, ``presence_dashboard_refused_total``).
+(``AdminApp.refused``, ``presence_dashboard_refused_total``). Who may use
+it is presence/web/admission.py's.
 """
 
 import collections
-import hmac
-import ipaddress
 import json
 import os
-import secrets
 import time
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from klein import Klein
 from twisted.internet import defer, task
 from twisted.logger import Logger
-from twisted.web.resource import Resource
 
 from ..net.dispatch import PROTOCOLS
 from ..redis.engine import RedisUnavailable
 from ..wire.auththrottle import PORTS as AUTH_PORTS
-from ..wire.clientip import counted_network
 from ..wire.close import MAX_REASON_BYTES, OPERATOR_CLOSE_CODES, is_operator_close_code, meaning
-from ..wire.throttle import LogThrottle
+from .admission import COOKIE, REFUSAL_REASONS, Admission, CheckedFirst, host_is_loopback
 from .bounded import BoundedSite
 
 __all__ = ["AdminApp", "COOKIE", "host_is_loopback"]
@@ -45,18 +41,6 @@ __all__ = ["AdminApp", "COOKIE", "host_is_loopback"]
 log = Logger()
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-COOKIE = b"presence_admin"
-#: Seconds a login lasts without being used.
-LOGIN_IDLE = 8 * 3600
-#: Wrong passwords from one address (an IPv6 client's /64) before it must
-#: wait until LOCKOUT seconds after the last of them; then they are forgotten.
-MAX_FAILURES = 5
-LOCKOUT = 60
-#: Addresses whose wrong passwords are remembered at once. Past it the
-#: oldest are forgotten first: a flood from many addresses costs a bounded
-#: table (about 200 bytes an address), at worst freeing a locked-out
-#: address early.
-MAX_REMEMBERED_FAILURES = 10000
 #: Seconds between live ticks, and between samples of the connections chart.
 TICK = 2.0
 SAMPLE_EVERY = 5.0
@@ -73,12 +57,6 @@ MAX_BODY = 16 * 1024
 #: operator may use, and a few application codes (any of 4000-4999 is
 #: accepted: presence/wire/close.py ``is_operator_close_code``).
 CLOSE_CODE_CHOICES = OPERATOR_CLOSE_CODES + (4000, 4001, 4003)
-
-#: Why the dashboard refuses a request, as AdminApp.refused and /metrics
-#: count it: ``host`` (no password, and not a loopback Host), ``origin`` (a
-#: POST from another site), ``csrf`` (a form without its token, or not logged
-#: in), ``wrong_password``, ``locked_out`` (too many wrong passwords).
-REFUSAL_REASONS = ("host", "origin", "csrf", "wrong_password", "locked_out")
 
 #: Every protocol's name, as sessions and metrics say it.
 PROTOCOL_NAMES = tuple(entry.session.protocol_name for entry in PROTOCOLS)
@@ -114,56 +92,6 @@ def _clock_time(stamp):
     return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(stamp)) if stamp else "-"
 
 
-def host_is_loopback(host):
-    """Whether a Host header (bytes) names this machine's loopback:
-    ``localhost``, an address of 127.0.0.0/8 or ``[::1]``, with or without a
-    port. A page of another site can rebind its own name to 127.0.0.1, but
-    its requests still carry that name as their Host."""
-    try:
-        host = host.decode("ascii").lower()
-    except UnicodeDecodeError:
-        return False
-    if host.startswith("["):
-        name, bracket, port = host[1:].partition("]")
-        if not bracket:
-            return False
-    else:
-        name, colon, port = host.partition(":")
-        port = colon + port
-    if port and not (port.startswith(":") and port[1:].isdigit()):
-        return False
-    if name == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(name).is_loopback
-    except ValueError:
-        return False
-
-
-def _shown(value, limit=100):
-    """A header a client sent, quoted and cut short, for a refusal's text."""
-    return repr(value[:limit].decode("latin-1")) + ("..." if len(value) > limit else "")
-
-
-class _CheckedFirst(Resource):
-    """The dashboard's routes behind the checks every request passes before
-    any route runs (AdminApp.refusal): one place, so that no route, today's
-    or a later one, can forget them."""
-
-    isLeaf = True
-
-    def __init__(self, dashboard, routes):
-        super().__init__()
-        self.dashboard = dashboard
-        self.routes = routes
-
-    def render(self, request):
-        refusal = self.dashboard.refusal(request)
-        if refusal is not None:
-            return refusal
-        return self.routes.render(request)
-
-
 def sparkline(values, width=300, height=60):
     """The points of an SVG polyline drawing ``values`` (oldest first)."""
     values = [v for v in values if v is not None]
@@ -175,7 +103,7 @@ def sparkline(values, width=300, height=60):
                     for i, v in enumerate(values))
 
 
-class AdminApp:
+class AdminApp(Admission):
     """``hub``: this node's Hub (its queries to the cluster, its counters);
     ``server``: this node's client side; ``password``: the admin password,
     or None (then no login is asked: only allowed on a loopback interface,
@@ -192,14 +120,7 @@ class AdminApp:
         self.webhooks = webhooks
         self.cluster = hub.queries
         self.server = server
-        self.password = password.encode("utf-8") if password else None
-        self.secure_cookies = secure_cookies
-        self.clock = clock
-        self.logins = {}
-        self.failures = {}
-        #: Requests refused, by reason (REFUSAL_REASONS).
-        self.refused = collections.Counter()
-        self._refusals_log = LogThrottle()
+        super().__init__(password, secure_cookies, clock)
         self.history = collections.deque(maxlen=int(30 * 60 / SAMPLE_EVERY))
         self._sampler = None
         self.env = Environment(loader=FileSystemLoader(os.path.join(HERE, "templates")),
@@ -209,7 +130,7 @@ class AdminApp:
         self.env.globals.update(sparkline=sparkline, close_codes=CLOSE_CODE_CHOICES)
 
     def resource(self):
-        return _CheckedFirst(self, self.app.resource())
+        return CheckedFirst(self, self.app.resource())
 
     def site(self, stats=None):
         """The dashboard's twisted.web Site: bodies over MAX_BODY are answered
@@ -241,76 +162,6 @@ class AdminApp:
 
     # ----------------------------------------------------------------- login
 
-    def _login(self, request):
-        """The login of this request (a dict with its CSRF token), or None."""
-        if self.password is None:
-            return {"csrf": self._local_csrf(), "local": True}
-        token = request.getCookie(COOKIE)
-        if not token:
-            return None
-        token = token.decode("ascii", "replace")
-        login = self.logins.get(token)
-        now = self.clock.seconds()
-        if login is None or now - login["seen"] > LOGIN_IDLE:
-            self.logins.pop(token, None)
-            return None
-        login["seen"] = now
-        return login
-
-    def refusal(self, request):
-        """The answer to a request refused before any route, or None.
-
-        Without a password the dashboard is safe only from this machine, and
-        a browser's same-origin rule does not protect it: a page on
-        attacker.example whose name is rebound to 127.0.0.1 is same-origin
-        with it. Its requests still name attacker.example as their Host, so
-        only loopback names are answered (421: not the server for that
-        name). A POST's Origin (sent by browsers with every POST) must be
-        the dashboard's own: its Host, over http or https (a proxy ending
-        TLS in front keeps the Host and changes the scheme)."""
-        hosts = request.requestHeaders.getRawHeaders(b"host") or []
-        host = hosts[0] if len(hosts) == 1 else None
-        if self.password is None and (host is None or not host_is_loopback(host)):
-            return self._refuse(
-                request, 421, "host",
-                "This dashboard asks no password, so it answers only to a loopback "
-                "name (localhost, 127.0.0.1, [::1]), not to Host %s: a page of another "
-                "site rebinding its name to this machine must not read it. Open it as "
-                "http://127.0.0.1:PORT/, or give it --admin-password."
-                % (_shown(host) if host is not None else "(%d given)" % len(hosts)))
-        if request.method == b"POST":
-            origins = request.requestHeaders.getRawHeaders(b"origin")
-            if origins is not None and not (
-                    host is not None and len(origins) == 1
-                    and origins[0].lower() in (b"http://" + host.lower(),
-                                               b"https://" + host.lower())):
-                return self._refuse(
-                    request, 403, "origin",
-                    "Refused: this form was sent from Origin %s, not from this dashboard "
-                    "(Host %s). A proxy in front of the dashboard must pass the Host "
-                    "header through." % (", ".join(_shown(origin) for origin in origins),
-                                         _shown(host) if host is not None else "(none)"))
-        return None
-
-    def _refuse(self, request, status, reason, text):
-        """Answer ``status`` with ``text``, count it under ``reason`` and log
-        it (at most once a minute: refusals are what an attacker controls)."""
-        self.refused[reason] += 1
-        if self._refusals_log.due(self.clock.seconds()):
-            log.warn("presence admin: refused ({reason}, {status}): {text} ({more} more "
-                     "refusals since the last report)", reason=reason, status=status,
-                     text=text, more=self._refusals_log.suppressed)
-        request.setResponseCode(status)
-        request.setHeader(b"content-type", b"text/plain; charset=utf-8")
-        request.setHeader(b"x-content-type-options", b"nosniff")
-        request.setHeader(b"cache-control", b"no-store")
-        return (text + "\n").encode("utf-8")
-
-    def _local_csrf(self):
-        if not hasattr(self, "_csrf"):
-            self._csrf = secrets.token_urlsafe(24)
-        return self._csrf
-
     def _render(self, request, template, status=200, **context):
         request.setResponseCode(status)
         request.setHeader(b"content-type", b"text/html; charset=utf-8")
@@ -322,11 +173,6 @@ class AdminApp:
         name = template + ("_content.html" if partial else ".html")
         return self.env.get_template(name).render(**context).encode("utf-8")
 
-    def _redirect(self, request, location):
-        request.setResponseCode(303)
-        request.setHeader(b"location", location.encode("utf-8"))
-        return b""
-
     @app.route("/login", methods=["GET"])
     def login_page(self, request):
         if self._login(request) is not None:
@@ -335,45 +181,7 @@ class AdminApp:
 
     @app.route("/login", methods=["POST"])
     def login(self, request):
-        # Counted where the client cannot simply pick another address: an
-        # IPv6 client has its whole /64 (the rule --max-connections-per-ip
-        # follows).
-        peer = counted_network(getattr(request.getClientAddress(), "host", "?"))
-        now = self.clock.seconds()
-        self._forget_failures(now)
-        failures = self.failures.get(peer)
-        if failures and failures[0] >= MAX_FAILURES:
-            self.refused["locked_out"] += 1
-            return self._render(request, "login", status=429, login=None,
-                                error="Too many wrong passwords: wait a minute.")
-        given = (request.args.get(b"password") or [b""])[0]
-        if self.password is None or not hmac.compare_digest(given, self.password):
-            count = failures[0] + 1 if failures else 1
-            self.failures.pop(peer, None)  # to the end: see _forget_failures
-            self.failures[peer] = (count, now)
-            self._forget_failures(now)
-            self.refused["wrong_password"] += 1
-            return self._render(request, "login", status=401, login=None,
-                                error="Wrong password.")
-        self.failures.pop(peer, None)
-        token = secrets.token_urlsafe(32)
-        self.logins[token] = {"csrf": secrets.token_urlsafe(24), "seen": now}
-        request.addCookie(COOKIE, token.encode("ascii"), path=b"/", httpOnly=True,
-                          sameSite="strict", secure=self.secure_cookies)
-        return self._redirect(request, "/")
-
-    def _forget_failures(self, now):
-        """Forgets the wrong passwords of addresses that made none for
-        LOCKOUT seconds, and the oldest past MAX_REMEMBERED_FAILURES
-        addresses. ``self.failures`` is in the order of each address's last
-        wrong password (an entry moves to the end with each), so both are at
-        its front: a call costs what it forgets."""
-        failures = self.failures
-        while failures:
-            peer, (_, last) = next(iter(failures.items()))
-            if now - last < LOCKOUT and len(failures) <= MAX_REMEMBERED_FAILURES:
-                return
-            del failures[peer]
+        return self._password_login(request)
 
     @app.route("/logout", methods=["POST"])
     def logout(self, request):
@@ -396,16 +204,6 @@ class AdminApp:
                           secure=self.secure_cookies, max_age=b"0",
                           expires=b"Thu, 01 Jan 1970 00:00:00 GMT")
         return self._redirect(request, "/login")
-
-    def _csrf_ok(self, request, login):
-        given = (request.args.get(b"csrf") or [b""])[0].decode("latin-1")
-        return hmac.compare_digest(given.encode(), login["csrf"].encode())
-
-    def _guard(self, request):
-        login = self._login(request)
-        if login is None:
-            self._redirect(request, "/login")
-        return login
 
     # ----------------------------------------------------------------- pages
 
@@ -575,6 +373,25 @@ def prometheus(server, hub=None, dashboard=None):
         for labels, value in samples:
             lines.append("%s%s %s" % (name, _labels(**labels) if labels else "", value))
 
+    _session_metrics(metric, server)
+    _rtt_histogram(lines, stats)
+    _auth_metrics(metric, server)
+    if hub is not None:
+        _hub_metrics(metric, hub)
+    webhooks = getattr(dashboard, "webhooks", None)
+    if webhooks is not None:
+        _webhook_metrics(metric, webhooks.reports())
+    if dashboard is not None:
+        metric("presence_dashboard_refused_total", "counter",
+               "Dashboard requests refused, by reason (host, origin, csrf, wrong_password, "
+               "locked_out).", [({"reason": reason}, dashboard.refused[reason])
+                                for reason in REFUSAL_REASONS])
+    return "\n".join(lines) + "\n"
+
+
+def _session_metrics(metric, server):
+    """Sessions, messages, bytes, handshakes, closes and the limits hit."""
+    stats = server.stats
     by_protocol = collections.Counter(s.protocol_name for s in server.sessions.values())
     totals = collections.Counter(messages_in=stats.messages_in, messages_out=stats.messages_out,
                                  bytes_in=stats.bytes_in, bytes_out=stats.bytes_out)
@@ -612,6 +429,10 @@ def prometheus(server, hub=None, dashboard=None):
     metric("presence_connections", "gauge",
            "Client connections open, handshakes in progress included.",
            [({}, server.connections)])
+
+
+def _rtt_histogram(lines, stats):
+    """The heartbeat round trips, as a Prometheus histogram."""
     lines.append("# HELP presence_heartbeat_rtt_seconds Heartbeat round-trip time.")
     lines.append("# TYPE presence_heartbeat_rtt_seconds histogram")
     for bound, count in zip(stats.RTT_BUCKETS, stats.rtt_buckets):
@@ -619,6 +440,11 @@ def prometheus(server, hub=None, dashboard=None):
     lines.append('presence_heartbeat_rtt_seconds_bucket{le="+Inf"} %d' % stats.rtt_count)
     lines.append("presence_heartbeat_rtt_seconds_sum %s" % repr(stats.rtt_sum))
     lines.append("presence_heartbeat_rtt_seconds_count %d" % stats.rtt_count)
+
+
+def _auth_metrics(metric, server):
+    """Tickets, resume tokens, failed authentications and the throttle."""
+    stats = server.stats
     tickets = server.tickets
     metric("presence_tickets_total", "counter", "Tickets issued, redeemed and refused.",
            [({"outcome": outcome}, getattr(tickets, outcome) if tickets is not None else 0)
@@ -639,44 +465,38 @@ def prometheus(server, hub=None, dashboard=None):
     metric("presence_auth_throttled_addresses", "gauge",
            "Addresses whose authentication attempts are refused now.",
            [({}, throttle.throttled_now(server.clock.seconds()))])
-    if hub is not None:
-        metric("presence_redis_reconnects_total", "counter",
-               "Reconnections to Redis after an outage.", [({}, hub.stats.redis_reconnects)])
-        metric("presence_redis_errors_total", "counter", "Redis commands that failed.",
-               [({}, hub.stats.redis_errors)])
-        metric("presence_nodes_reaped_total", "counter",
-               "Dead nodes whose sessions this node took out of presence.",
-               [({}, hub.stats.reaped_nodes)])
-        metric("presence_reasserted_total", "counter",
-               "Times this node found it had been reaped while alive, and re-asserted "
-               "its sessions.", [({}, hub.stats.reasserted)])
-        metric("presence_bad_redis_messages_total", "counter",
-               "Pub/sub messages that could not be delivered, by reason (not JSON, nested "
-               "too deep, a bad except list, ...).",
-               [({"reason": k}, v) for k, v in sorted(hub.stats.bad_redis_messages.items())])
-        metric("presence_delivered_total", "counter",
-               "Channel messages written to local sessions.", [({}, hub.stats.delivered)])
-        metric("presence_recoveries_total", "counter",
-               "Subscribes that asked to recover a channel's history, by outcome "
-               "(attempted; succeeded: every publication after the client's offset sent; "
-               "failed: another epoch, trimmed past it, or no history).",
-               [({"outcome": k}, v) for k, v in sorted(hub.stats.recoveries.items())])
-        metric("presence_history_memory_bytes", "gauge",
-               "Redis memory of the history of the channels this node's sessions listen "
-               "to (MEMORY USAGE, sampled every 30 s).",
-               [({}, hub.history.memory["bytes"])])
-        metric("presence_history_channels", "gauge",
-               "History channels this node's sessions listen to (in the memory sample).",
-               [({}, hub.history.memory["channels"])])
-    webhooks = getattr(dashboard, "webhooks", None)
-    if webhooks is not None:
-        _webhook_metrics(metric, webhooks.reports())
-    if dashboard is not None:
-        metric("presence_dashboard_refused_total", "counter",
-               "Dashboard requests refused, by reason (host, origin, csrf, wrong_password, "
-               "locked_out).", [({"reason": reason}, dashboard.refused[reason])
-                                for reason in REFUSAL_REASONS])
-    return "\n".join(lines) + "\n"
+
+
+def _hub_metrics(metric, hub):
+    """The node's cluster side: Redis, reaping, delivery, history."""
+    metric("presence_redis_reconnects_total", "counter",
+           "Reconnections to Redis after an outage.", [({}, hub.stats.redis_reconnects)])
+    metric("presence_redis_errors_total", "counter", "Redis commands that failed.",
+           [({}, hub.stats.redis_errors)])
+    metric("presence_nodes_reaped_total", "counter",
+           "Dead nodes whose sessions this node took out of presence.",
+           [({}, hub.stats.reaped_nodes)])
+    metric("presence_reasserted_total", "counter",
+           "Times this node found it had been reaped while alive, and re-asserted "
+           "its sessions.", [({}, hub.stats.reasserted)])
+    metric("presence_bad_redis_messages_total", "counter",
+           "Pub/sub messages that could not be delivered, by reason (not JSON, nested "
+           "too deep, a bad except list, ...).",
+           [({"reason": k}, v) for k, v in sorted(hub.stats.bad_redis_messages.items())])
+    metric("presence_delivered_total", "counter",
+           "Channel messages written to local sessions.", [({}, hub.stats.delivered)])
+    metric("presence_recoveries_total", "counter",
+           "Subscribes that asked to recover a channel's history, by outcome "
+           "(attempted; succeeded: every publication after the client's offset sent; "
+           "failed: another epoch, trimmed past it, or no history).",
+           [({"outcome": k}, v) for k, v in sorted(hub.stats.recoveries.items())])
+    metric("presence_history_memory_bytes", "gauge",
+           "Redis memory of the history of the channels this node's sessions listen "
+           "to (MEMORY USAGE, sampled every 30 s).",
+           [({}, hub.history.memory["bytes"])])
+    metric("presence_history_channels", "gauge",
+           "History channels this node's sessions listen to (in the memory sample).",
+           [({}, hub.history.memory["channels"])])
 
 
 def _webhook_metrics(metric, reports):
