@@ -221,6 +221,10 @@ class HistoryTests(OneHistoryNode):
         first, first_transport = self.open()
         answer = yield self.subscribe(first, first_transport, "room:z")
         yield self.publish({"channel": "room:z", "data": 1})
+        # Delivered to this node before the second session subscribes: else
+        # it could reach that session too, as any message still on its way.
+        yield run(until(lambda: offsets(first_transport, "room:z") == [1], 10,
+                        "the first message delivered"))
         process = self.embedded._transport
         process.signalProcess(signal.SIGSTOP)  # Redis stands still: nothing is answered
         thaw = lambda: process.signalProcess(signal.SIGCONT)  # noqa: E731
