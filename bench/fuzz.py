@@ -163,7 +163,7 @@ def head_target():
     from presence.firepresence.handshake import firepresence_handshake
     from presence.net.dispatch import choose_session
     from presence.websocket.deflate import PerMessageDeflate
-    from presence.websocket.handshake import Accepted, HandshakeConfig, Rejected, server_handshake
+    from presence.websocket.handshake import Accepted, HandshakeConfig, Refused, server_handshake
     from presence.wire.httphead import HeadError, HeadReader, RequestHead
 
     configs = [HandshakeConfig(),
@@ -199,7 +199,7 @@ def head_target():
             head = a
             choose_session(head)
             outcome = server_handshake(head, config)
-            assert isinstance(outcome, (Accepted, Rejected))
+            assert isinstance(outcome, (Accepted, Refused))
             assert firepresence_handshake(head).response.startswith(b"HTTP/1.1 ")
         else:
             assert split == whole, (whole, split)

@@ -46,7 +46,7 @@ from presence.websocket.frames import (
     encode_close_payload,
     encode_frame,
 )
-from presence.websocket.handshake import Accepted, HandshakeConfig, Rejected, server_handshake
+from presence.websocket.handshake import Accepted, HandshakeConfig, Refused, server_handshake
 from presence.websocket.mask import unmask_pure
 from presence.wire.events import (
     CLOSED,
@@ -229,8 +229,8 @@ def test_every_head_gets_a_session_or_a_refusal_from_the_handshakes(method, vers
         return
     session_class = choose_session(head)
     websocket = server_handshake(head, config)
-    assert isinstance(websocket, (Accepted, Rejected))
-    if isinstance(websocket, Rejected):
+    assert isinstance(websocket, (Accepted, Refused))
+    if isinstance(websocket, Refused):
         assert websocket.response.startswith(b"HTTP/1.1 4")
     firepresence = firepresence_handshake(head)
     assert firepresence.response.startswith((b"HTTP/1.1 101 ", b"HTTP/1.1 4"))

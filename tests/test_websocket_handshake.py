@@ -19,7 +19,7 @@ from presence.websocket.frames import RSV1
 from presence.websocket.handshake import (
     Accepted,
     HandshakeConfig,
-    Rejected,
+    Refused,
     accept_key,
     server_handshake,
 )
@@ -63,7 +63,7 @@ def accepted(data, config=None):
 
 def refused(data, config=None):
     result = handshake(data, config)
-    assert isinstance(result, Rejected), "expected a refusal, got %r" % result.response
+    assert isinstance(result, Refused), "expected a refusal, got %r" % result.response
     return result
 
 

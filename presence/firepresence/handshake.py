@@ -10,9 +10,9 @@ A client asks for firepresence on the same port as WebSocket::
 and is answered ``101 Switching Protocols`` with ``Upgrade: firepresence/1.0``.
 """
 
-from ..wire.httphead import error_response, response, split_list
+from ..wire.httphead import Refused, response, split_list
 
-__all__ = ["PROTOCOL", "VERSION", "UPGRADE", "FirepresenceAccepted", "FirepresenceRejected",
+__all__ = ["PROTOCOL", "VERSION", "UPGRADE", "FirepresenceAccepted", "Refused",
            "firepresence_handshake", "asks_for_firepresence"]
 
 PROTOCOL = "firepresence"
@@ -50,41 +50,31 @@ class FirepresenceAccepted:
         self.user_agent = user_agent
 
 
-class FirepresenceRejected:
-    __slots__ = ("status", "kind", "reason", "response")
-
-    def __init__(self, status, kind, reason, fields=()):
-        self.status = status
-        self.kind = kind
-        self.reason = reason
-        self.response = error_response(status, reason, fields)
-
-
 def firepresence_handshake(head):
     """Validate a firepresence request (see docs/protocol.md)."""
     if head.method != "OPTIONS":
-        return FirepresenceRejected(
+        return Refused(
             400, "not_options", "a firepresence handshake must use OPTIONS, not %s" % head.method)
     if head.version < (1, 1):
-        return FirepresenceRejected(400, "http_version",
+        return Refused(400, "http_version",
                                     "a firepresence handshake needs HTTP/1.1 or later")
     if not head.target.startswith("/"):
-        return FirepresenceRejected(400, "bad_target", "malformed request target %r" % head.target)
+        return Refused(400, "bad_target", "malformed request target %r" % head.target)
     hosts = head.get_all("host")
     if len(hosts) != 1 or not hosts[0]:
-        return FirepresenceRejected(400, "host",
+        return Refused(400, "host",
                                     "a firepresence handshake needs exactly one Host header")
     if head.get_all("transfer-encoding") or any(v != "0" for v in head.get_all("content-length")):
-        return FirepresenceRejected(400, "body", "a firepresence handshake has no request body")
+        return Refused(400, "body", "a firepresence handshake has no request body")
     versions = [token.partition("/")[2] for token in _upgrade_tokens(head)
                 if token == PROTOCOL or token.startswith(PROTOCOL + "/")]
     if not any(version in ("", VERSION) for version in versions):
-        return FirepresenceRejected(426, "unsupported_version",
+        return Refused(426, "unsupported_version",
                                     "unsupported firepresence version %s; this server speaks %s"
                                     % (", ".join(versions), VERSION),
                                     [("Upgrade", UPGRADE), ("Connection", "Upgrade")])
     tokens = head.get_all("x-auth-token")
     if len(tokens) > 1:
-        return FirepresenceRejected(400, "auth_token", "more than one X-Auth-Token")
+        return Refused(400, "auth_token", "more than one X-Auth-Token")
     return FirepresenceAccepted(head.target, hosts[0], tokens[0] if tokens else None,
                                 head.get("user-agent"))

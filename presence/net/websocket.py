@@ -9,7 +9,7 @@ from urllib.parse import parse_qs, urlsplit
 from ..websocket.connection import ServerConnection
 from ..websocket.deflate import DeflateExtension
 from ..websocket.extensions import format_extension
-from ..websocket.handshake import Rejected, server_handshake
+from ..websocket.handshake import Refused, server_handshake
 from .session import Session
 
 __all__ = ["WebSocketSession"]
@@ -37,7 +37,7 @@ class WebSocketSession(Session):
         """Answer the handshake in ``head``; ``rest`` is what followed it."""
         server = self.server
         outcome = server_handshake(head, server.settings.handshake)
-        if outcome.__class__ is Rejected:
+        if outcome.__class__ is Refused:
             self.refuse(outcome.kind, outcome.response)
             return
         credential = _credential_in(outcome.path) if server.tickets is not None else None

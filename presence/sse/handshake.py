@@ -19,7 +19,7 @@ path is the capability).
 
 from urllib.parse import parse_qs, urlsplit
 
-from ..wire.httphead import error_response, response, split_list
+from ..wire.httphead import Refused, response, split_list
 
 __all__ = ["STREAM_PATH", "STREAM", "REQUEST", "asks_for_sse", "stream_handshake",
            "request_decision", "keeps_alive", "StreamAccepted", "Refused", "Preflight",
@@ -104,21 +104,6 @@ def keeps_alive(head):
         return False
     return not any(token.lower() == "close"
                    for value in head.get_all("connection") for token in split_list(value))
-
-
-class Refused:
-    """Answer ``response`` (a plain-text body saying why) and close."""
-
-    __slots__ = ("status", "kind", "reason", "response")
-
-    def __init__(self, status, kind, reason, fields=()):
-        self.status = status
-        self.kind = kind
-        self.reason = reason
-        self.response = error_response(status, reason, fields)
-
-    def __repr__(self):
-        return "<Refused %d %s>" % (self.status, self.reason)
 
 
 class StreamAccepted:

@@ -2,7 +2,7 @@
 
 :func:`server_handshake` reads a parsed request head and decides: either an
 :class:`Accepted` (the ``101 Switching Protocols`` response, the chosen
-subprotocol and extensions) or a :class:`Rejected` (an HTTP error response
+subprotocol and extensions) or a :class:`Refused` (an HTTP error response
 whose plain-text body names what was wrong). Pure: no I/O, no clock.
 """
 
@@ -10,11 +10,11 @@ import base64
 import binascii
 import hashlib
 
-from ..wire.httphead import error_response, split_list
+from ..wire.httphead import Refused, split_list
 from .extensions import negotiate_extensions
 
 __all__ = [
-    "HandshakeConfig", "Accepted", "Rejected", "server_handshake", "accept_key",
+    "HandshakeConfig", "Accepted", "Refused", "server_handshake", "accept_key",
     "normalize_origin", "WEBSOCKET_GUID",
 ]
 
@@ -73,23 +73,6 @@ class Accepted:
         self.user_agent = user_agent
 
 
-class Rejected:
-    """The handshake failed: write ``response`` and close the connection.
-    ``reason`` is the one-line explanation also sent as the body; ``kind`` a
-    fixed label for counting refusals."""
-
-    __slots__ = ("status", "reason", "kind", "response")
-
-    def __init__(self, status, kind, reason, extra_fields=()):
-        self.status = status
-        self.kind = kind
-        self.reason = reason
-        self.response = error_response(status, reason, extra_fields)
-
-    def __repr__(self):
-        return "<Rejected %d %s>" % (self.status, self.reason)
-
-
 def _decode_key(key):
     # 4.2.1 item 5: base64 of a 16-byte value; strict, so that trailing
     # garbage or missing padding is refused rather than silently dropped.
@@ -134,44 +117,44 @@ _ACCEPTED = (b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
 
 def server_handshake(head, config):
     """Validate a WebSocket opening handshake (4.2.1) and build the answer
-    (4.2.2). Returns :class:`Accepted` or :class:`Rejected`."""
+    (4.2.2). Returns :class:`Accepted` or :class:`Refused`."""
     fields = head.index
     if head.method != "GET":
-        return Rejected(400, "not_get", "a WebSocket handshake must use GET, not %s" % head.method)
+        return Refused(400, "not_get", "a WebSocket handshake must use GET, not %s" % head.method)
     if head.version < (1, 1):
-        return Rejected(400, "http_version", "a WebSocket handshake needs HTTP/1.1 or later")
+        return Refused(400, "http_version", "a WebSocket handshake needs HTTP/1.1 or later")
     path = _request_path(head.target)
     if path is None:
-        return Rejected(400, "bad_target", "malformed request target %r" % head.target)
+        return Refused(400, "bad_target", "malformed request target %r" % head.target)
     hosts = fields.get("host")
     if hosts is None or len(hosts) != 1 or not hosts[0]:
-        return Rejected(400, "host", "a WebSocket handshake needs exactly one Host header")
+        return Refused(400, "host", "a WebSocket handshake needs exactly one Host header")
     if "transfer-encoding" in fields or any(v != "0" for v in fields.get("content-length", ())):
-        return Rejected(400, "body", "a WebSocket handshake has no request body")
+        return Refused(400, "body", "a WebSocket handshake has no request body")
     if not _has_token(fields.get("upgrade"), "websocket"):
-        return Rejected(400, "no_upgrade", "missing Upgrade: websocket")
+        return Refused(400, "no_upgrade", "missing Upgrade: websocket")
     if not _has_token(fields.get("connection"), "upgrade"):
-        return Rejected(400, "no_connection_upgrade", "missing Connection: Upgrade")
+        return Refused(400, "no_connection_upgrade", "missing Connection: Upgrade")
     versions = fields.get("sec-websocket-version")
     if versions is None:
-        return Rejected(400, "missing_version", "missing Sec-WebSocket-Version",
+        return Refused(400, "missing_version", "missing Sec-WebSocket-Version",
                         [("Sec-WebSocket-Version", "13")])
     if versions != ["13"]:
         # 4.2.2: an unsupported version is answered 426 with the versions we
         # speak, so a client can retry with one of them.
-        return Rejected(426, "unsupported_version",
+        return Refused(426, "unsupported_version",
                         "unsupported Sec-WebSocket-Version %s; this server speaks 13"
                         % ", ".join(versions), [("Sec-WebSocket-Version", "13")])
     keys = fields.get("sec-websocket-key")
     if keys is None or len(keys) != 1:
-        return Rejected(400, "bad_key", "a WebSocket handshake needs exactly one Sec-WebSocket-Key")
+        return Refused(400, "bad_key", "a WebSocket handshake needs exactly one Sec-WebSocket-Key")
     key = keys[0]
     if _decode_key(key) is None:
-        return Rejected(400, "bad_key", "Sec-WebSocket-Key is not the base64 encoding of 16 bytes")
+        return Refused(400, "bad_key", "Sec-WebSocket-Key is not the base64 encoding of 16 bytes")
     origin = head.get("origin")
     if config.origins is not None and origin is not None \
             and normalize_origin(origin) not in config.origins:
-        return Rejected(403, "origin", "origin %s is not allowed" % origin)
+        return Refused(403, "origin", "origin %s is not allowed" % origin)
 
     response = _ACCEPTED + _accept_key(key) + b"\r\n"
     subprotocol = None

@@ -11,7 +11,8 @@ on.
 
 import re
 
-__all__ = ["HeadError", "RequestHead", "HeadReader", "DEFAULT_MAX_HEAD_SIZE"]
+__all__ = ["HeadError", "RequestHead", "HeadReader", "DEFAULT_MAX_HEAD_SIZE", "Refused",
+           "error_response"]
 
 #: Bytes of request line plus header fields accepted before refusing with 431.
 #: Browsers send 0.5-2 KiB for a WebSocket upgrade (cookies are the bulk); 8 KiB
@@ -252,3 +253,21 @@ def error_response(status, message, fields=()):
         ],
         body,
     )
+
+
+class Refused:
+    """A request every protocol's handshake refuses: write ``response`` (an
+    HTTP error with a plain-text body saying why) and close. ``reason`` is
+    that one-line explanation; ``kind`` a fixed label for counting
+    refusals (ServerStats.handshakes_refused)."""
+
+    __slots__ = ("status", "kind", "reason", "response")
+
+    def __init__(self, status, kind, reason, fields=()):
+        self.status = status
+        self.kind = kind
+        self.reason = reason
+        self.response = error_response(status, reason, fields)
+
+    def __repr__(self):
+        return "<Refused %d %s>" % (self.status, self.reason)
