@@ -526,9 +526,15 @@ def read_lines(chunks, max_line):
                 assert "\n" not in event.text
                 assert len(event.text.encode("utf-8")) <= max_line
             else:
+                # The reasons LineReader gives, those of wire/jsontext.py's
+                # decoder (NaN, nesting: "not JSON Presence takes") included.
                 assert event.reason in ("line is not JSON", "line is not a JSON object",
                                         "line is not valid UTF-8",
-                                        "line longer than %d bytes" % max_line), event
+                                        "line longer than %d bytes" % max_line,
+                                        "line is not JSON Presence takes: NaN and Infinity "
+                                        "are not JSON",
+                                        "line is not JSON Presence takes: nested deeper than "
+                                        "64 levels"), event
             events.append(event)
         # An unfinished line is held up to the limit, and no further.
         assert len(reader._buffer) <= max_line
