@@ -11,13 +11,12 @@ import json
 import signal
 
 from playwright.async_api import TimeoutError as PlaywrightTimeout
-from playwright.async_api import async_playwright
 from twisted.internet import defer, reactor
 
 from presence.client import PresenceClient
 from presence.redis.engine import RedisEngine
 
-from .helpers.browser import CHROMIUM, CHROMIUM_ARGS
+from .helpers.browser import browse
 from .helpers.processes import NodeProcessesTestCase, free_port, start_node_process
 from .helpers.waiting import run, until, wait
 
@@ -53,16 +52,8 @@ class BrowserClientTestCase(NodeProcessesTestCase):
         await until(lambda: process.poll() is not None, timeout, "twistd stopped")
         process.communicate()
 
-    async def browse(self, scenario):
-        """Run ``scenario(browser)`` with a fresh headless Chromium."""
-        async with async_playwright() as playwright:
-            # launch() gives the browser a fresh temporary profile.
-            browser = await playwright.chromium.launch(executable_path=CHROMIUM,
-                                                       args=CHROMIUM_ARGS)
-            try:
-                await scenario(await browser.new_context())
-            finally:
-                await browser.close()
+    def browse(self, scenario):
+        return browse(scenario)
 
     async def open_demo(self, context, account, name=None):
         page = await context.new_page()

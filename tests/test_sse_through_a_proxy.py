@@ -12,12 +12,11 @@ import time
 import websockets
 from playwright.async_api import Error as PlaywrightError
 from playwright.async_api import TimeoutError as PlaywrightTimeout
-from playwright.async_api import async_playwright
 from twisted.internet import defer
 
 from presence.client import PresenceClient
 
-from .helpers.browser import CHROMIUM, CHROMIUM_ARGS
+from .helpers.browser import browse
 from .helpers.nginx import start_nginx
 from .helpers.processes import NodeProcessesTestCase, free_port, start_node_process
 from .helpers.sse import SSEStream, post
@@ -100,14 +99,8 @@ def js(value):
 
 
 class BrowserTests(ThroughAProxyTestCase):
-    async def browse(self, scenario):
-        async with async_playwright() as playwright:
-            browser = await playwright.chromium.launch(executable_path=CHROMIUM,
-                                                       args=CHROMIUM_ARGS)
-            try:
-                await scenario(await browser.new_context())
-            finally:
-                await browser.close()
+    def browse(self, scenario):
+        return browse(scenario)
 
     async def open_demo(self, context, account, ws=None):
         page = await context.new_page()
