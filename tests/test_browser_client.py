@@ -242,6 +242,12 @@ class ClientAPITests(BrowserClientTestCase):
     def test_members_publish_unsubscribe_and_a_refused_subscription(self):
         async def scenario(context):
             page = await self.open_demo(context, "demo-eve")
+            # Its own membership is written through the node's ordered
+            # presence writes, which a loaded machine can leave behind the
+            # page's first question: asked until it is there.
+            await until(lambda: page.evaluate(
+                "async () => (await window.demo.presence.members('demo:lobby'))"
+                ".some((m) => m.account === 'demo-eve')"), 15, "demo-eve a member")
             result = await page.evaluate("""async () => {
                 const presence = window.demo.presence;
                 const out = {};
