@@ -34,9 +34,11 @@ class SSEStream:
         self.events = []
 
     @classmethod
-    async def open(cls, port, path, host="127.0.0.1", headers=(), ssl=None, prefix=b""):
-        """``prefix``: bytes before the request (a PROXY protocol header)."""
-        reader, writer = await asyncio.open_connection(host, port, ssl=ssl)
+    async def open(cls, port, path, host="127.0.0.1", headers=(), ssl=None, prefix=b"",
+                   local_addr=None):
+        """``prefix``: bytes before the request (a PROXY protocol header);
+        ``local_addr``: the client's ``(address, port)``, as for asyncio."""
+        reader, writer = await asyncio.open_connection(host, port, ssl=ssl, local_addr=local_addr)
         lines = ["GET %s HTTP/1.1" % path, "Host: %s:%d" % (host, port),
                  "Accept: text/event-stream", *headers]
         writer.write(prefix + ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
@@ -84,9 +86,10 @@ class SSEStream:
         self.writer.close()
 
 
-async def post(port, path, document, host="127.0.0.1", headers=(), ssl=None, prefix=b""):
+async def post(port, path, document, host="127.0.0.1", headers=(), ssl=None, prefix=b"",
+               local_addr=None):
     """POST ``document`` (JSON) to ``path``: ``(status line, body)``."""
-    reader, writer = await asyncio.open_connection(host, port, ssl=ssl)
+    reader, writer = await asyncio.open_connection(host, port, ssl=ssl, local_addr=local_addr)
     body = json.dumps(document).encode("utf-8")
     lines = ["POST %s HTTP/1.1" % path, "Host: %s:%d" % (host, port),
              "Content-Type: text/plain", "Content-Length: %d" % len(body), "Connection: close",
