@@ -122,9 +122,10 @@ class NodeProcess:
     """``twistd -n presence`` with ``options`` (every limit on connections
     lifted: the load comes from 127.0.0.1), on ``redis`` (a RedisProcess) or
     its own embedded Redis, whose socket is ``redis_path`` once
-    :meth:`start` returned."""
+    :meth:`start` returned; pinned to ``cpus`` (taskset's list)."""
 
-    def __init__(self, options=(), redis=None):
+    def __init__(self, options=(), redis=None, cpus="0"):
+        self.cpus = cpus
         self.options = list(options) + (["--redis", redis.url] if redis is not None else [])
         self.external_redis = redis
         self.client_port, self.api_port, self.admin_port = free_port(), free_port(), free_port()
@@ -136,7 +137,7 @@ class NodeProcess:
         self.log = open(os.path.join(tempfile.mkdtemp(prefix="presence-bench-"), "node.log"),
                         "w")
         self.process = subprocess.Popen(
-            ["taskset", "-c", "0", TWISTD, "-n", "--pidfile=", "presence",
+            ["taskset", "-c", self.cpus, TWISTD, "-n", "--pidfile=", "presence",
              "--listen", "tcp:%d:interface=127.0.0.1:backlog=4096" % self.client_port,
              "--api", "tcp:%d:interface=127.0.0.1" % self.api_port,
              "--admin", "tcp:%d:interface=127.0.0.1" % self.admin_port,
