@@ -2,7 +2,7 @@
 on Twisted's epoll reactor, in a process of its own (the tests' reactor is
 asyncio's): a plain TCP connection's input is read without Twisted's
 per-event logging context, whole; a failing protocol is logged and
-disconnected as Twisted's own path does; ``PRESENCE_LEAN_READS=0`` keeps
+disconnected, and a reset connection lost, as Twisted's own path does; ``PRESENCE_LEAN_READS=0`` keeps
 Twisted's path. The Autobahn TestSuite runs the echo server with it on and
 off (.ci/autobahn.py)."""
 
@@ -36,6 +36,13 @@ class LeanReadsTests(SynchronousTestCase):
         result = probe(lean=True)
         self.assertEqual(result["failing"]["lost"], "RuntimeError")
         self.assertEqual(result["logged"], ["the protocol failed on purpose"])
+
+    def test_a_reset_connection_is_lost_as_twisted_loses_it(self):
+        # recv's ECONNRESET: Twisted's doRead answers CONNECTION_LOST, and
+        # the lean path, which reads the socket itself, must too.
+        for lean in (True, False):
+            self.assertEqual(probe(lean)["reset"], {"received": "bye", "lost": "ConnectionLost"},
+                             "lean" if lean else "Twisted's path")
 
     def test_without_the_switch_twisteds_own_path_reads_under_the_protocols_prefix(self):
         result = probe(lean=False)

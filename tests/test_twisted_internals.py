@@ -7,6 +7,7 @@ memory. Then the direct write path itself on real TCP connections: bytes
 arrive complete and in order when the kernel takes only part of a write."""
 
 import asyncio
+import inspect
 import socket
 import ssl
 import struct
@@ -103,13 +104,27 @@ class TCPCanaries(Canaries):
                           "a TCP connection's transport is no longer tcp.Server: the direct "
                           "write path would never be taken" + UPGRADE_TWISTED)
             for name in ("dataBuffer", "_tempDataBuffer", "connected", "disconnecting",
-                         "_writeDisconnected", "socket"):
+                         "_writeDisconnected", "socket", "bufferSize", "protocol"):
                 self.assertTrue(hasattr(transport, name), "tcp.Server has no %r%s"
                                 % (name, UPGRADE_TWISTED))
             self.assertTrue(_direct(transport), "an idle, open connection is not sent to "
                             "directly: dataBuffer, _tempDataBuffer, connected, disconnecting "
                             "or _writeDisconnected changed meaning" + UPGRADE_TWISTED)
         return run(scenario())
+
+    def test_the_lean_reads_inline_tcp_connections_own_read(self):
+        # install_lean_reads writes tcp.Connection.doRead and _dataReceived
+        # inline: a tcp.Server that read differently would be bypassed.
+        self.assertIs(tcp.Server.doRead, tcp.Connection.doRead, "tcp.Server reads its own way"
+                      + UPGRADE_TWISTED)
+        self.assertIs(tcp.Server._dataReceived, tcp.Connection._dataReceived,
+                      "tcp.Server delivers its own way" + UPGRADE_TWISTED)
+        source = inspect.getsource(tcp.Connection.doRead) + inspect.getsource(
+            tcp.Connection._dataReceived)
+        for line in ("self.socket.recv(self.bufferSize)", "EWOULDBLOCK", "main.CONNECTION_LOST",
+                     "main.CONNECTION_DONE", "self.protocol.dataReceived(data)"):
+            self.assertIn(line, source, "tcp.Connection's read no longer does %r%s"
+                          % (line, UPGRADE_TWISTED))
 
     def test_bytes_twisted_holds_are_in_the_buffers_the_direct_path_checks(self):
         async def scenario():

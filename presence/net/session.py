@@ -235,7 +235,8 @@ class Session(RateLimitedPeer):
             self._hold(HOLD_TURN)
             self.server.wait_turn(self)
             return
-        self._release(HOLD_TURN)
+        if self._holds & HOLD_TURN:
+            self._release(HOLD_TURN)
         if connection.state is CLOSED:
             self._close_transport(connection.peer_closed)
 

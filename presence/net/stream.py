@@ -198,9 +198,11 @@ class Stream(Protocol):
             write_sequence(self.transport, parts)
 
     def _flush(self, batch):
-        """Write what one read produced."""
+        """Write what one read produced (the batch is over: written at once)."""
         if len(batch) == 1:
-            self._write(batch[0])
+            data = batch[0]
+            if self._admit(len(data)):
+                write(self.transport, data)
         elif self._admit(sum(map(len, batch))):
             write_sequence(self.transport, batch)
 

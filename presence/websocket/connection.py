@@ -75,16 +75,6 @@ def _extended_length(data, pos, length):
     return start, length
 
 
-def _whole_message(opcode, payload):
-    if opcode == OP_TEXT:
-        try:
-            return TextMessage(payload.decode("utf-8"))
-        except UnicodeDecodeError:
-            raise ProtocolViolation(INVALID_PAYLOAD,
-                                    "invalid UTF-8 in text message") from None
-    return BinaryMessage(payload)
-
-
 class ServerConnection(ClosingHandshake):
     """One WebSocket connection after a successful opening handshake."""
 
@@ -183,13 +173,22 @@ class ServerConnection(ClosingHandshake):
                     pos = start + length
                     yield self._control(opcode, unmask(mask, data[start:pos]) if length else b"")
                     continue
-                self._check_size(length, rsv)
+                if rsv or length > self.max_message_size or self._message is not None:
+                    self._check_size(length, rsv)  # (a plain frame's check is the test above)
                 if end - start >= length:
                     pos = start + length
                     payload = unmask(mask, data[start:pos]) if length else b""
                     if b0 & 0x80 and opcode and not rsv:
                         # The common case: a whole unfragmented message.
-                        yield _whole_message(opcode, payload)
+                        if opcode == OP_TEXT:
+                            try:
+                                text = payload.decode("utf-8")
+                            except UnicodeDecodeError:
+                                raise ProtocolViolation(
+                                    INVALID_PAYLOAD, "invalid UTF-8 in text message") from None
+                            yield TextMessage(text)
+                        else:
+                            yield BinaryMessage(payload)
                         continue
                     event = self._message_piece(opcode, rsv, length, payload, b0 & 0x80)
                     if event is not None:

@@ -66,7 +66,8 @@ def _available():
         pass
     else:
         def unmask_websockets(mask, data, offset=0):
-            return apply_mask(data, _rotate(mask, offset))
+            # A whole frame's payload starts at offset 0: no rotation call.
+            return apply_mask(data, _rotate(mask, offset) if offset else mask)
         found["websockets"] = unmask_websockets
     try:
         from wsaccel.xormask import XorMaskerSimple

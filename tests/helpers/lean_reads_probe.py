@@ -5,6 +5,8 @@ Prints one JSON document: what each scenario saw."""
 
 import json
 import os
+import socket
+import struct
 import sys
 
 from twisted.internet import epollreactor
@@ -56,6 +58,18 @@ async def scenario(port, server_factory, send, close):
             "lost": server.lost}
 
 
+async def reset_scenario(port, server_factory):
+    """A client that sends, then resets the connection (SO_LINGER 0): the
+    server reads the bytes, then recv fails with ECONNRESET."""
+    server_factory.lost = defer.Deferred()
+    client = socket.create_connection(("127.0.0.1", port.getHost().port))
+    client.sendall(b"bye")
+    client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    reactor.callLater(0.2, client.close)
+    server = await server_factory.lost
+    return {"received": server.received.decode(), "lost": server.lost}
+
+
 async def main():
     logged = []
     log.addObserver(lambda event: event.get("isError") and logged.append(
@@ -68,6 +82,7 @@ async def main():
     result = {"installed": installed,
               "read": await scenario(port, factory, b"hello world", True),
               "failing": await scenario(port, factory, b"raise", False),
+              "reset": await reset_scenario(port, factory),
               "logged": logged}
     print(json.dumps(result), flush=True)
 
