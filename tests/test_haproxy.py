@@ -6,6 +6,7 @@ Clients connect through it from their own loopback addresses (127.0.0.7,
 ...), so that the address each node records can only be the one the PROXY
 protocol header carried: HAProxy itself connects from 127.0.0.1."""
 
+import asyncio
 import collections
 import signal
 
@@ -93,6 +94,39 @@ class ClientAddressTests(BehindHAProxyTestCase):
             self.assertEqual(refused.exception.response.status_code, 403)
 
         return run(scenario())
+
+
+    def test_api_callers_are_told_apart_through_the_http_frontend(self):
+        """``option forwardfor`` and ``--trusted-proxy``: a caller that keeps
+        sending a wrong key is throttled by its own address, on every node,
+        and a backend calling from another address is not (without them,
+        every caller would be HAProxy's 127.0.0.1, throttled together)."""
+        async def scenario():
+            answers = []
+            # 30 failures a node (presence/wire/auththrottle.py), round robin
+            # over two nodes: the 61st and 62nd are refused on both.
+            for _ in range(62):
+                answers.append(await api_call(self.api_port, "127.0.0.40", "wrong-key"))
+            self.assertEqual([status for status, _ in answers[-2:]], [429, 429])
+            self.assertIn(b"too many invalid credentials from 127.0.0.40", answers[-1][1])
+            for _ in range(2):
+                status, body = await api_call(self.api_port, "127.0.0.41", KEY)
+                self.assertEqual(status, 200, body)
+
+        return run(scenario())
+
+
+async def api_call(port, source, key):
+    """``GET /presence`` with ``key`` from ``source``: ``(status, body)``."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port, local_addr=(source, 0))
+    try:
+        writer.write(b"GET /presence HTTP/1.1\r\nHost: presence\r\nAuthorization: Bearer "
+                     + key.encode() + b"\r\nConnection: close\r\n\r\n")
+        answer = await asyncio.wait_for(reader.read(), 5)
+    finally:
+        writer.close()
+    head, _, body = answer.partition(b"\r\n\r\n")
+    return int(head.split(b" ", 2)[1]), body
 
 
 class SpreadTests(BehindHAProxyTestCase):
