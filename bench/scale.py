@@ -377,6 +377,7 @@ class ScaleRun:
         for _ in range(args.nodes):
             node = NodeProcess(options, redis=self.redis, cpus=args.node_cpus)
             await node.start()
+            await wait_for_workers(node, args.workers)
             self.nodes.append(node)
 
     def _source(self, generator):
@@ -458,6 +459,8 @@ class ScaleRun:
         args = self.args
         binary = build_generator()
         await self.start_nodes()
+        await asyncio.sleep(2)
+        self.sample("start")
         lines = await self.issue_tickets()
         await asyncio.sleep(2)
         self.sample("before")
@@ -468,7 +471,9 @@ class ScaleRun:
         await asyncio.sleep(args.drain)
         self.sample("end")
         reports = [await generator.report() for generator in self.generators]
-        metrics = [await fetch_metrics(node.admin_port) for node in self.nodes]
+        metrics = [text for node in self.nodes
+                   for text in await every_workers_metrics(node.admin_port, self.args.workers)]
+        self.result["metrics_of_node_processes"] = len(metrics)
         self.summarize(reports, published, elapsed, metrics)
         for generator in self.generators:
             await generator.stop()
@@ -488,6 +493,32 @@ async def fetch_metrics(port):
     answer = await reader.read()
     writer.close()
     return answer.partition(b"\r\n\r\n")[2].decode()
+
+
+async def every_workers_metrics(port, workers):
+    """Each worker's /metrics: the workers share the dashboard's port, and
+    each request reaches one of them. After the drain a worker's counts of
+    sessions accepted and messages delivered stand still, and tell it from
+    the others; asked up to 20 times per worker."""
+    found = {}
+    for _ in range(20 * workers):
+        text = await fetch_metrics(port)
+        found[tuple(re.findall(r"^presence_(?:handshakes_accepted|delivered)_total\S* (\S+)",
+                               text, re.M))] = text
+        if len(found) == workers:
+            break
+    return list(found.values())
+
+
+async def wait_for_workers(node, workers):
+    """Until every worker of ``node`` logged its listening ports."""
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        with open(node.log.name) as f:
+            if len(re.findall(r"presence: WebSocket\b.*firepresence.* on ", f.read())) >= workers:
+                return
+        await asyncio.sleep(0.2)
+    raise SystemExit("the workers did not all start: see %s" % node.log.name)
 
 
 def heartbeat_histogram(metrics):
@@ -540,6 +571,12 @@ def summarize(result, reports, published, elapsed, metrics):
         "unexpected_messages": counts.get("unexpected", 0),
         "rss_per_session_kib": round((result["rss_kib_open"] - result["rss_kib_before"])
                                      / max(1, sessions_open), 2),
+        # After the publishing: heartbeats' round trips kept, buffers grown.
+        "rss_per_session_kib_end": round((result["rss_kib_end"] - result["rss_kib_before"])
+                                         / max(1, sessions_open), 2),
+        # From before the tickets: the API's garbage may be reused by sessions.
+        "rss_per_session_kib_from_start": round(
+            (result["rss_kib_open"] - result["rss_kib_start"]) / max(1, sessions_open), 2),
         "tcp_mem_per_session_kib": round((result["tcp_mem_kib_open"]
                                           - result["tcp_mem_kib_before"])
                                          / max(1, sessions_open), 2),
@@ -597,6 +634,22 @@ def table_row(result):
                 result["client_ping_rtt_p50_ms"], result["client_ping_rtt_p99_ms"]))
 
 
+def raise_fd_limit(needed):
+    """The open-files limit the nodes and generators started from here
+    inherit: ``needed`` if this process may raise it that far, else its hard
+    limit (printed with the refusal, as setrlimit gave it)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if needed > hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (needed, needed))
+            return needed
+        except (ValueError, OSError) as error:
+            print("setrlimit(RLIMIT_NOFILE, %d): %s; the hard limit is %d"
+                  % (needed, error, hard), file=sys.stderr)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return hard
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sessions", type=int, default=100000)
@@ -626,11 +679,12 @@ def main():
         parser.error("--per-session-channels: 1 to 8, and at most --channels")
     args.generators_count = math.ceil(args.sessions / args.per_generator)
     args.per_generator_actual = math.ceil(args.sessions / args.generators_count)
-    limit = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    limit = raise_fd_limit(math.ceil(args.sessions / (args.nodes * args.workers))
+                           + NODE_FD_RESERVE)
     refusal = fd_check(args.sessions, args.nodes * args.workers, args.generators_count, limit)
     if refusal:
-        raise SystemExit(refusal)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit))
+        print(refusal, file=sys.stderr)
+        sys.exit(2)
     os.sched_setaffinity(0, {int(cpu) for cpu in args.load_cpus.split(",")})
     result = asyncio.run(ScaleRun(args).run())
     print(json.dumps(result, indent=1))
