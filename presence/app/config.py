@@ -24,6 +24,9 @@ class NodeSettings:
     hub: HubSettings = dataclasses.field(default_factory=HubSettings)
     #: The Redis to use; None: an embedded redis-server (presence/redis/embedded.py).
     redis_url: str = None
+    #: Every --redis, shard 0 first (several: presence/redis/shards.py);
+    #: empty: ``redis_url`` alone.
+    redis_urls: tuple = ()
     redis_timeout: float = DEFAULT_TIMEOUT
     #: The backends' key for the HTTP API, or None.
     api_key: str = None
@@ -87,6 +90,7 @@ def hub_settings_from_options(options):
 
 def node_settings_from_options(options, introspector=None):
     return NodeSettings(hub=hub_settings_from_options(options), redis_url=options["redis"],
+                        redis_urls=tuple(options.get("redis-shards") or ()),
                         redis_timeout=options["redis-timeout"], api_key=options["api-key"],
                         introspector=introspector, demo=bool(options["demo"]),
                         webhooks=webhook_settings_from_options(options))

@@ -335,6 +335,13 @@ class Options(usage.Options):
         "URL every presence event is POSTed to, batched and signed, at least once and in "
         "order (repeatable; docs/api.md, Webhooks). None given: no webhooks.")
 
+    def opt_redis(self, url):
+        # Repeatable: each --redis is a shard (presence/redis/shards.py);
+        # self["redis"] stays the first (shard 0).
+        self.setdefault("redis-shards", []).append(url)
+        if self["redis"] is None:
+            self["redis"] = url
+
     def opt_subprotocol(self, name):
         self["subprotocol"].append(name)
 
@@ -365,14 +372,27 @@ class Options(usage.Options):
         if self["ticket-ip"] not in TICKET_IP_POLICIES:
             raise usage.UsageError("--ticket-ip must be one of %s"
                                    % ", ".join(TICKET_IP_POLICIES))
-        if self["redis"] is not None:
-            try:
-                parse_redis_url(self["redis"])
-            except ValueError as error:
-                raise usage.UsageError("--redis: %s" % error)
+        self._redis_options()
         self._webhook_options()
         if self["heartbeat"] and self["heartbeat-timeout"] > self["heartbeat"] * 10:
             raise usage.UsageError("--heartbeat-timeout is more than ten heartbeat intervals")
+
+    def _redis_options(self):
+        """Every --redis (a shard each: docs/redis.md, Shards) parses, and
+        none is given twice."""
+        self.setdefault("redis-shards", [])
+        for url in self["redis-shards"]:
+            try:
+                parse_redis_url(url)
+            except ValueError as error:
+                raise usage.UsageError("--redis: %s" % error)
+        if len(set(self["redis-shards"])) != len(self["redis-shards"]):
+            raise usage.UsageError("--redis: a Redis given twice; each --redis is a shard")
+        if len(self["redis-shards"]) > 1 and self["webhook"]:
+            # Each shard has its own event log (docs/redis.md, Shards); the
+            # webhooks read one log.
+            raise usage.UsageError("--webhook is not supported with several --redis shards "
+                                   "yet (docs/redis.md, Shards)")
 
     def _webhook_options(self):
         if self["webhook-secret"] is None:

@@ -9,7 +9,7 @@ from twisted.application.service import MultiService, Service
 from twisted.internet import defer, endpoints, task
 from twisted.logger import Logger
 
-from ..hub.hub import Hub
+from ..hub.hub import Hub, ShardsDisagree
 from ..net.dispatch import SPOKEN, ListenerFactory
 from ..net.listening import NoDelayEndpoint
 from ..net.server import Server
@@ -62,6 +62,8 @@ class PresenceService(Service):
         self.demo_backend = None
         self.embedded_redis = None
         self.engine = None
+        #: The engines of shards 1, 2, ... (several --redis).
+        self.shard_engines = []
         self.hub = None
         #: The webhooks this node delivers (presence/webhooks/), or None.
         self.webhooks = None
@@ -75,7 +77,10 @@ class PresenceService(Service):
         self.ready.addErrback(self._failed)
 
     def _failed(self, failure):
-        log.failure("presence: could not start", failure)
+        if failure.check(ShardsDisagree):
+            log.error("presence: not starting: {why}", why=failure.getErrorMessage())
+        else:
+            log.failure("presence: could not start", failure)
         _stop_with_failure(self.reactor)
 
     async def _start(self):
@@ -106,8 +111,16 @@ class PresenceService(Service):
         if url is None:
             self.embedded_redis = EmbeddedRedis(self.reactor)
             url = await self.embedded_redis.started()
-        self.engine = RedisEngine(url, self.reactor, timeout=settings.redis_timeout)
-        self.hub = Hub(self.engine, self.reactor, settings.hub)
+        urls = list(settings.redis_urls) if len(settings.redis_urls) > 1 else [url]
+        engines = [RedisEngine(shard, self.reactor, timeout=settings.redis_timeout)
+                   for shard in urls]
+        self.engine = engines[0]
+        self.shard_engines = engines[1:]
+        hub = Hub(engines, self.reactor, settings.hub)
+        # A node whose shard list is not the cluster's does not start
+        # (presence/redis/shards.py check_shards says why).
+        await hub.check_shards(urls)
+        self.hub = hub
         self.server.tickets = self.hub.tickets
         self.hub.start(self.server)
         log.info("presence: node {node}", node=self.hub.node_id)
@@ -171,6 +184,10 @@ class PresenceService(Service):
             if running is not None:
                 await getattr(running, stop)()
                 setattr(self, name, None)
+            if name == "engine":
+                for engine in self.shard_engines:
+                    await engine.disconnect()
+                self.shard_engines = []
 
     def stopService(self):
         super().stopService()

@@ -31,6 +31,7 @@ from zope.interface import implementer
 from ..net.interfaces import ISessionHandler
 from ..redis.engine import RedisUnavailable
 from ..redis.keys import JUGGERNAUT, PresenceKeys
+from ..redis.shards import ShardedStore, ShardedSubscriber, ShardsDisagree, check_shards
 from ..redis.store import PresenceStore
 from ..redis.subscriber import RedisSubscriber
 from ..wire.close import GOING_AWAY
@@ -50,9 +51,9 @@ from .subscriptions import ServerSubscriptions
 from .tickets import TicketStore
 from .vocabulary import ClientMessages
 from .work import HubStats, RedisWork
-from .writer import PresenceWriter
+from .writer import PresenceWriter, ShardedWriter
 
-__all__ = ["Hub"]
+__all__ = ["Hub", "ShardsDisagree"]
 
 log = Logger()
 
@@ -66,17 +67,22 @@ def _new_node_id():
 
 @implementer(ISessionHandler)
 class Hub:
-    """``engine``: a RedisEngine; ``settings``: HubSettings."""
+    """``engine``: a RedisEngine, or a list of them, one a Redis shard
+    (presence/redis/shards.py); ``settings``: HubSettings."""
 
     def __init__(self, engine, clock, settings=None, node_id=None):
         settings = settings if settings is not None else HubSettings()
         self.settings = settings
-        self.engine = engine
+        self.engines = list(engine) if isinstance(engine, (list, tuple)) else [engine]
+        self.engine = self.engines[0]
         self.clock = clock
         self.node_id = node_id or _new_node_id()
         self.keys = PresenceKeys(settings.prefix)
-        self.store = store = PresenceStore(engine, self.keys,
-                                           event_log_maxlen=settings.event_log_maxlen)
+        if len(self.engines) == 1:
+            self.store = store = PresenceStore(self.engine, self.keys,
+                                               event_log_maxlen=settings.event_log_maxlen)
+        else:
+            self.store = store = ShardedStore(self.engines, self.keys, settings.event_log_maxlen)
         self.stats = stats = HubStats()
         self.work = RedisWork(stats)
         self.server = None
@@ -88,7 +94,7 @@ class Hub:
                                    resume_max_age=settings.resume_max_age,
                                    node_ttl=settings.node_ttl, work=self.work)
         #: Every presence change of this node's sessions, in order, batched.
-        self.writer = PresenceWriter(store, self.node_id, clock, stats, settings.leave_delay)
+        self.writer = self._writer()
         #: Accounts' leaves and offline, once --leave-delay passed.
         self.departures = Departures(store, clock, settings.leave_delay)
         self.records = PresenceRecords(store, self.writer, self.node_id, clock,
@@ -116,6 +122,27 @@ class Hub:
         self.control.subscriptions = self.subscriptions
         self.from_redis = RedisMessages(self.keys, self.channels, self.control, stats, clock)
 
+    def _writer(self):
+        """One PresenceWriter, or one a shard (presence/hub/writer.py)."""
+        store, settings = self.store, self.settings
+        if isinstance(store, PresenceStore):
+            return PresenceWriter(store, self.node_id, self.clock, self.stats,
+                                  settings.leave_delay)
+        return ShardedWriter([PresenceWriter(shard, self.node_id, self.clock, self.stats,
+                                             settings.leave_delay) for shard in store.shards],
+                             store.index_of)
+
+    @property
+    def shard_errors(self):
+        """Failed Redis commands by shard (several --redis), or None."""
+        return getattr(self.store, "errors", None)
+
+    def check_shards(self, urls):
+        """Fails (presence/redis/shards.py ShardsDisagree) when ``urls``, this
+        node's --redis list, is not the cluster's."""
+        shards = getattr(self.store, "shards", [self.store])
+        return defer.ensureDeferred(check_shards(shards, urls))
+
     # ----------------------------------------------------------- life cycle
 
     def start(self, server):
@@ -126,9 +153,11 @@ class Hub:
         for room in (self.channels, self.messages, self.liveness, self.answers, self.control,
                      self.quality, self.subscriptions):
             room.server = server
-        self.subscriber = RedisSubscriber(self.engine.url, self.from_redis.received,
-                                          self._redis_connected, self._redis_lost,
-                                          reactor=self.engine.reactor)
+        subscribers = [RedisSubscriber(engine.url, self.from_redis.received,
+                                       self._redis_connected, self._redis_lost,
+                                       reactor=engine.reactor) for engine in self.engines]
+        self.subscriber = subscribers[0] if len(subscribers) == 1 else ShardedSubscriber(
+            self.store, subscribers)
         self.channels.subscriber = self.history.subscriber = self.subscriber
         self.history.server = server
         self.subscriber.subscribe(self.keys.control)

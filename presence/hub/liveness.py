@@ -132,6 +132,10 @@ class Liveness:
             recoveries=dict(self.stats.recoveries),
             history_memory=dict(self.channels.history.memory),
             **totals, **rates)
+        shard_errors = getattr(self.store, "errors", None)
+        if shard_errors is not None:
+            # Several --redis: failed commands by shard (presence/redis/shards.py).
+            report["redis_shard_errors"] = {str(i): n for i, n in enumerate(shard_errors)}
         self._previous_report = report
         return report
 

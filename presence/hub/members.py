@@ -77,7 +77,7 @@ class Members:
         entries = [_decoded(entry) for _, entry in sessions]
         nodes = await self.store.session_entries(
             [(entry.get("node") or "", session_id)
-             for (session_id, _), entry in zip(sessions, entries)])
+             for (session_id, _), entry in zip(sessions, entries)], account)
         result = []
         for (session_id, _), entry, node_entry in zip(sessions, entries, nodes):
             shown = dict(entry, session=session_id)

@@ -64,7 +64,7 @@ class ClusterQueries:
                   "heartbeat_timeouts": 0, "slow_consumers": 0, "protocol_errors": 0,
                   "redis_reconnects": 0, "bad_redis_messages": 0, "auth_throttled_addresses": 0}
         by_protocol, by_extension, tickets, refused, auth, limits, bad = {}, {}, {}, {}, {}, {}, {}
-        throttled, resume_tokens = {}, {}
+        throttled, resume_tokens, shard_errors = {}, {}, {}
         recoveries = {"attempted": 0, "succeeded": 0, "failed": 0}
         # The history channels a node listens to are those of every node,
         # often: the largest node's sample, not their sum.
@@ -81,6 +81,7 @@ class ClusterQueries:
                                   (bad, "bad_redis_messages_by_reason"),
                                   (throttled, "auth_throttled"),
                                   (resume_tokens, "resume_tokens"),
+                                  (shard_errors, "redis_shard_errors"),
                                   (recoveries, "recoveries")):
                 for key, value in (report.get(field) or {}).items():
                     target[key] = target.get(key, 0) + value
@@ -89,6 +90,7 @@ class ClusterQueries:
                 "auth_failures": auth, "limits_hit": limits, "bad_redis_messages": bad,
                 "auth_throttled": throttled, "resume_tokens": resume_tokens,
                 "recoveries": recoveries, "history_memory": history_memory,
+                "redis_shard_errors": shard_errors,
                 "redis": await self.redis_ok(),
                 "now": self.clock.seconds()}
 

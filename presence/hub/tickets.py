@@ -5,10 +5,10 @@ it lives in Redis for a few seconds with the account, its attributes, the
 channels it may use and the client's IP; the connection redeems it once,
 on whichever node it reaches. docs/tickets.md tells the whole flow.
 
-A ticket is 192 random bits (``secrets``), URL-safe. Redis keys hold a
-SHA-256 of it, not the ticket (presence/redis/keys.py), so that reading
-Redis (or its logs) gives nobody a usable ticket; logs show only
-:func:`fingerprint`.
+A ticket is 192 random bits (``secrets``, drawn by the store:
+presence/redis/store.py), URL-safe. Redis keys hold a SHA-256 of it, not
+the ticket (presence/redis/keys.py), so that reading Redis (or its logs)
+gives nobody a usable ticket; logs show only :func:`fingerprint`.
 
 A session that redeemed a ticket (on a node that has a ``node`` id and a
 ``resume_ttl``) gets a resume token in its welcome: the same kind of random
@@ -23,7 +23,6 @@ kept by its announcements, outlives it by ``resume_ttl``), and never past
 
 import hashlib
 import json
-import secrets
 
 from twisted.internet import defer
 from zope.interface import implementer
@@ -124,7 +123,7 @@ class TicketStore:
     @defer.inlineCallbacks
     def issue(self, account, attributes=None, channels=(), ip=None, info=None, whisper=()):
         """Store a new ticket; fires with ``(ticket, ttl)``."""
-        ticket = secrets.token_urlsafe(24)
+        ticket = self.store.draw_ticket()
         value = json.dumps(Ticket(account, attributes, channels, ip,
                                   self.clock.seconds(), info, whisper).as_dict())
         stored = yield self.store.store_ticket(ticket, value, self.ttl)
@@ -157,7 +156,7 @@ class TicketStore:
             # is unknown.
             self._count(resuming, None)
             return None
-        new_token = secrets.token_urlsafe(24) if self.resume_ttl else None
+        new_token = self.store.draw_resume_token(credential) if self.resume_ttl else None
         try:
             found = yield self.store.redeem(
                 kind, credential, self.node or "", new_token, client_ip, self.clock.seconds(),

@@ -30,7 +30,7 @@ from ..wire.jsontext import encode_json
 from ..wire.throttle import LogThrottle
 from .events import account_membership_event, juggernaut_event, membership_event, presence_event
 
-__all__ = ["PresenceWriter"]
+__all__ = ["PresenceWriter", "ShardedWriter"]
 
 log = Logger()
 
@@ -195,3 +195,45 @@ class PresenceWriter:
         self._queue.clear()
         self._drained()
         return dropped
+
+
+class ShardedWriter:
+    """One PresenceWriter a Redis shard (presence/redis/shards.py), as one:
+    an account's online and offline go to its account's shard, a
+    membership to its channel's, close records to shard 0. Each shard's
+    changes stay in order, and a shard that does not answer holds back its
+    own queue only: the others' presence goes on. ``shard_of``: name ->
+    the index of its shard."""
+
+    def __init__(self, writers, shard_of):
+        self.writers = writers
+        self.shard_of = shard_of
+
+    @property
+    def pending(self):
+        return sum(writer.pending for writer in self.writers)
+
+    def _of(self, name):
+        return self.writers[self.shard_of(name or "")]
+
+    def online(self, session, info, entry):
+        self._of(session.account).online(session, info, entry)
+
+    def offline(self, session_id, account, ended=None):
+        self._of(account).offline(session_id, account, ended)
+
+    def join(self, session, channel, again=False):
+        self._of(channel).join(session, channel, again)
+
+    def leave(self, session_id, account, channel, session=None, info=None, ended=None):
+        self._of(channel).leave(session_id, account, channel, session, info, ended)
+
+    def close_record(self, record, minute, code, keep):
+        self.writers[0].close_record(record, minute, code, keep)
+
+    def finished(self):
+        return defer.DeferredList([writer.finished() for writer in self.writers],
+                                  fireOnOneErrback=True, consumeErrors=True)
+
+    def stop(self):
+        return sum(writer.stop() for writer in self.writers)

@@ -9,8 +9,8 @@ Keys (``P`` is the prefix):
 - ``P node:NODE``: string, JSON about the node; expires unless refreshed
 - ``P node:NODE:sessions``: hash, session id -> JSON {account}: the node's
   sessions in presence
-- ``P node:NODE:channels``: hash, "SESSION CHANNEL" -> "": its sessions'
-  memberships (what the node, or a survivor, sweeps out of presence)
+- ``P node:NODE:channels``: hash, "SESSION CHANNEL" -> its account: its
+  sessions' memberships (what the node, or a survivor, sweeps out of presence)
 - ``P node:NODE:sessions:swept``, ``P node:NODE:channels:swept``: the same,
   claimed by a survivor while it sweeps a dead node
 - ``P reaping``: hash, dead node -> the survivor sweeping it
@@ -43,6 +43,10 @@ Keys (``P`` is the prefix):
   (a hash of its URL); ``P webhook:NAME:dead``: stream, its dead letters;
   ``P webhook:NAME:stats``: hash, its counts and last error. Its consumer
   group of the event log is ``webhook:NAME``
+
+- ``P shards``: string, on shard 0 with several ``--redis``: the cluster's
+  shard list (JSON, URLs without passwords); ``P shard``: string, on every
+  shard, its index and the count (JSON) (presence/redis/shards.py)
 
 Channels: ``P channel:CHANNEL`` (a Presence channel's messages), ``P events``
 (online, offline, subscribe, unsubscribe), ``P control`` (disconnects,
@@ -93,6 +97,10 @@ class PresenceKeys:
         self.channel_prefix = prefix + "channel:"
         #: The event log: every presence event, as a Stream.
         self.event_log = prefix + "event-log"
+        #: Shard 0's list of the cluster's shards, and each shard's marker
+        #: of its own place in it (presence/redis/shards.py check_shards).
+        self.shard_list = prefix + "shards"
+        self.shard_marker = prefix + "shard"
 
     def account(self, account):
         return "%saccount:%s" % (self.prefix, account)

@@ -10,7 +10,7 @@ session where it walks records it was handed.
 __all__ = ["APPLY", "ANNOUNCE", "CLAIM", "SWEEP", "PUBLISH_ONCE", "REDEEM", "RESUME_ENDED",
            "PUBLISH_RECORDED", "READ_HISTORY", "QUALITY", "DEPARTURES",
            "DEPARTED", "CHANNELS", "CHANNEL_MEMBERS", "REMEMBER",
-           "EVENT_LOG", "LEAD", "RELEASE", "SETTLE"]
+           "EVENT_LOG", "LEAD", "RELEASE", "SETTLE", "CLAIM_SHARD", "ACCOUNT_SESSIONS"]
 
 # A node's presence changes, in the order its sessions made them, as one
 # batch (presence/hub/writer.py): a subscribe storm costs one round trip
@@ -25,6 +25,9 @@ __all__ = ["APPLY", "ANNOUNCE", "CLAIM", "SWEEP", "PUBLISH_ONCE", "REDEEM", "RES
 #   leave   (the same fields)
 #   rejoin  (the same fields: the events only if it was not a member)
 #   close   CLOSES-KEY MINUTE-KEY RECORD KEEP CODE
+# A membership's entry in the node's memberships hash holds the session's
+# account ('' for none): SWEEP finds it there when the session's own entry
+# is on another shard (presence/redis/shards.py).
 # Events of a first session (online), a last one (offline), a join or a
 # leave are published here, with the change they tell of; an account's
 # offline and its leave of a channel wait for the leave delay (DEPARTURES).
@@ -67,7 +70,7 @@ while i <= n do
     else
       changed = redis.call('HSET', members, sid, ARGV[i + 4]) == 1
       tell = changed or op == 'join'
-      redis.call('HSET', memberships, membership, '')
+      redis.call('HSET', memberships, membership, ARGV[i + 4])
     end
     if changed then
       local size = redis.call('HLEN', members)
@@ -121,6 +124,47 @@ if redis.call('EXISTS', KEYS[3]) == 1 then redis.call('RENAME', KEYS[3], KEYS[5]
 if redis.call('EXISTS', KEYS[4]) == 1 then redis.call('RENAME', KEYS[4], KEYS[6]) end
 redis.call('HSET', KEYS[7], ARGV[1], ARGV[2])
 return 1
+"""
+
+# CLAIM's second half on every other shard (presence/redis/shards.py): the
+# claimed node's session and membership hashes there moved under their
+# swept names, unless a claim did so already (a reaper that died between
+# the two, taken over). KEYS: sessions, memberships, swept sessions, swept
+# memberships.
+CLAIM_SHARD = """
+for i = 1, 2 do
+  if redis.call('EXISTS', KEYS[i]) == 1 and redis.call('EXISTS', KEYS[i + 2]) == 0 then
+    redis.call('RENAME', KEYS[i], KEYS[i + 2])
+  end
+end
+return 1
+"""
+
+# Accounts' sessions with their node entries (the connection's quality), for
+# a member listing over shards (presence/redis/shards.py): CHANNEL_MEMBERS's
+# rows of the accounts this shard holds, whichever channel they are in (the
+# caller keeps the channel's members). ARGV: the account keys' prefix, what
+# comes before and after a node's id in its session hash's key, then the
+# accounts. Answers {session, account, account entry, node entry} flat.
+ACCOUNT_SESSIONS = """
+local answer = {}
+for i = 4, #ARGV do
+  local who = ARGV[i]
+  local sessions = redis.call('HGETALL', ARGV[1] .. who)
+  for j = 1, #sessions, 2 do
+    local sid, entry = sessions[j], sessions[j + 1]
+    local quality = ''
+    local ok, decoded = pcall(cjson.decode, entry)
+    if ok and type(decoded) == 'table' and type(decoded.node) == 'string' then
+      quality = redis.call('HGET', ARGV[2] .. decoded.node .. ARGV[3], sid) or ''
+    end
+    answer[#answer + 1] = sid
+    answer[#answer + 1] = who
+    answer[#answer + 1] = entry
+    answer[#answer + 1] = quality
+  end
+end
+return answer
 """
 
 # The leave, unsubscribe and offline events are presence/hub/events.py's
@@ -187,6 +231,8 @@ for k = 1, #found, 2 do
     local space = string.find(membership, ' ', 1, true)
     local sid, channel = string.sub(membership, 1, space - 1), string.sub(membership, space + 1)
     local who = account(sid)
+    -- (its session's entry may be on another shard: the membership names it)
+    if not who and found[k + 1] ~= '' then who = found[k + 1] end
     redis.call('HDEL', members_of .. channel, sid)
     if redis.call('HLEN', members_of .. channel) == 0 then redis.call('SREM', ARGV[12], channel) end
     redis.call('PUBLISH', channel_of .. channel, cjson.encode({type = 'leave', channel = channel,

@@ -4,6 +4,8 @@ publish, and the dashboard's records. Every Redis command Presence sends is
 in this file or in presence/redis/scripts.py; the keys are
 presence/redis/keys.py's."""
 
+import secrets
+
 from twisted.internet import defer
 
 from . import scripts
@@ -80,6 +82,17 @@ class PresenceStore:
         resume token ``token`` (scripts.REMEMBER)."""
         return self.execute("EVAL", scripts.REMEMBER, 1, self.keys.resume(token), channel,
                             "1" if subscribed else "0")
+
+    @staticmethod
+    def draw_ticket():
+        """A new ticket: 192 random bits, URL-safe (presence/hub/tickets.py)."""
+        return secrets.token_urlsafe(24)
+
+    @staticmethod
+    def draw_resume_token(credential):
+        """A new session's resume token, redeemed with ``credential``
+        (presence/redis/shards.py draws one on the credential's shard)."""
+        return secrets.token_urlsafe(24)
 
     def forget_resume(self, token):
         """A resume token stored for a session that was then refused."""
@@ -161,9 +174,10 @@ class PresenceStore:
             flat.extend((session_id, entry))
         return self.execute("EVAL", scripts.QUALITY, 1, self.keys.node_sessions(node), *flat)
 
-    def session_entries(self, sessions):
+    def session_entries(self, sessions, account=None):
         """``[(node, session)]`` -> their node entries (JSON or None), in
-        order: what a node wrote of its sessions' quality."""
+        order: what a node wrote of its sessions' quality (``account``'s
+        sessions: their shard's, presence/redis/shards.py)."""
         return defer.gatherResults([
             self.execute("HGET", self.keys.node_sessions(node), session_id)
             for node, session_id in sessions])

@@ -473,6 +473,11 @@ def _hub_metrics(metric, hub):
            "Reconnections to Redis after an outage.", [({}, hub.stats.redis_reconnects)])
     metric("presence_redis_errors_total", "counter", "Redis commands that failed.",
            [({}, hub.stats.redis_errors)])
+    if getattr(hub, "shard_errors", None) is not None:
+        metric("presence_redis_shard_errors_total", "counter",
+               "Redis commands that failed on each shard (several --redis): a shard "
+               "that does not answer stops only its channels and accounts.",
+               [({"shard": str(i)}, count) for i, count in enumerate(hub.shard_errors)])
     metric("presence_nodes_reaped_total", "counter",
            "Dead nodes whose sessions this node took out of presence.",
            [({}, hub.stats.reaped_nodes)])
