@@ -206,6 +206,11 @@ class PresenceClient:
         """The online accounts, cluster-wide: fires with a list."""
         return self._request("GET", "/presence").addCallback(lambda body: body["accounts"])
 
+    def nodes(self):
+        """The live nodes of the cluster: fires with a list of ``{"node",
+        "pid", "sessions", "started_at", "heartbeat_at"}``."""
+        return self._request("GET", "/nodes").addCallback(lambda body: body["nodes"])
+
     def account_presence(self, account):
         """``{"account", "online", "sessions": [...]}`` for one account."""
         return self._request("GET", "/presence/" + quote(account, safe=""))

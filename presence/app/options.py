@@ -9,6 +9,7 @@ txredisapi or chooses an unmasking path (tests/test_plugin.py checks).
 
 import ipaddress
 import os
+import sys
 
 from twisted.python import usage
 
@@ -27,7 +28,7 @@ from ..websocket.deflate import (
     DEFAULT_WINDOW_BITS,
 )
 
-__all__ = ["Options", "endpoint_is_loopback"]
+__all__ = ["Options", "endpoint_is_loopback", "worker_count"]
 
 
 def _number(kind, doc, low=0, above=False):
@@ -58,6 +59,33 @@ def _int_in(low, high):
 _BYTES = _number(int, "Bytes, greater than 0.", above=True)
 _SECONDS = _number(float, "Seconds, greater than 0.", above=True)
 _LIMIT = _number(int, "0: no limit.")
+
+
+def _available_cpus():
+    """The cores this process may run on (its affinity, as taskset or a
+    container's cpuset sets it), else every core."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def worker_count(value, cpus=_available_cpus):
+    """--workers: a whole number of at least 1, or ``auto``, one per core
+    this process may use (``cpus()``)."""
+    text = str(value).strip().lower()
+    if text == "auto":
+        return max(1, cpus())
+    try:
+        number = int(text)
+    except ValueError:
+        number = 0
+    if number < 1:
+        raise ValueError("--workers must be a number of at least 1, or auto")
+    return number
+
+
+worker_count.coerceDoc = "A number of at least 1, or auto (one per core)."
 
 
 #: Endpoint kinds whose listening address Twisted's reactor is told (so can
@@ -130,6 +158,10 @@ class Options(usage.Options):
     )
 
     optParameters = [
+        ["workers", None, 1,
+         "Node processes to run, sharing every port (SO_REUSEPORT on Linux); auto: one per "
+         "core. Above 1 this process supervises them (docs/configuration.md, Workers).",
+         worker_count],
         ["max-message-size", None, SERVER.max_message_size,
          "Largest message accepted, in bytes; larger ones close the session with 1009.",
          _BYTES],
@@ -286,6 +318,11 @@ class Options(usage.Options):
         self["trusted-proxy"] = []
         self["history"] = []
         self["webhook"] = []
+
+    def parseOptions(self, options=None):
+        # Kept for --workers: each worker is given the same options.
+        self.argv = list(sys.argv[1:] if options is None else options)
+        super().parseOptions(options)
 
     def opt_listen(self, endpoint):
         self["listen"].append(endpoint)

@@ -22,6 +22,7 @@ from ..wire.close import GOING_AWAY
 from .config import NodeSettings, node_settings_from_options, server_settings_from_options
 from .demo import Demo, DemoBackend
 from .oauth import Introspector
+from .workers import listening_reactors
 
 __all__ = ["PresenceService", "AdminService", "make_service"]
 
@@ -235,9 +236,12 @@ def make_service(options, api_factory, handler=None, reactor=None, admin_factory
     if reactor is None:
         from twisted.internet import reactor
     server = Server(handler, server_settings_from_options(options), reactor)
-    clients = [(NoDelayEndpoint(endpoints.serverFromString(reactor, description)), description)
-               for description in options["listen"]]
-    api = (endpoints.serverFromString(reactor, options["api"]), options["api"])
+    # In a worker (--workers), every endpoint listens on a socket its
+    # parent opened (presence/app/workers.py).
+    listening = iter(listening_reactors(reactor, options))
+    clients = [(NoDelayEndpoint(endpoints.serverFromString(next(listening), description)),
+                description) for description in options["listen"]]
+    api = (endpoints.serverFromString(next(listening), options["api"]), options["api"])
     introspector = None
     if options["oauth-introspect"]:
         introspector = Introspector(options["oauth-introspect"], options["oauth-client-id"],
@@ -246,8 +250,9 @@ def make_service(options, api_factory, handler=None, reactor=None, admin_factory
                               api_endpoint=api, api_factory=api_factory, reactor=reactor)
     if admin_factory is None or not options["admin"]:
         return service
-    admin = AdminService(service, endpoints.serverFromString(reactor, options["admin"]),
-                         options["admin"], admin_factory, options["admin-password"], reactor)
+    admin_endpoint = endpoints.serverFromString(next(listening), options["admin"])
+    admin = AdminService(service, admin_endpoint, options["admin"], admin_factory,
+                         options["admin-password"], reactor)
     both = MultiService()
     service.setServiceParent(both)
     admin.setServiceParent(both)  # stopped first: MultiService stops in reverse

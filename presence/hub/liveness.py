@@ -17,6 +17,8 @@ These are the node's own heartbeats; the pings to client sessions are
 presence/net/heartbeat.py's.
 """
 
+import os
+
 from twisted.internet import defer, task
 from twisted.logger import Logger
 
@@ -87,8 +89,8 @@ class Liveness:
         announcement (the dashboard's overview adds these up)."""
         server = self.server
         now = self.clock.seconds()
-        report = {"id": self.node_id, "started_at": self.started_at, "heartbeat_at": now,
-                  "addresses": list(self.addresses), "sessions": 0}
+        report = {"id": self.node_id, "pid": os.getpid(), "started_at": self.started_at,
+                  "heartbeat_at": now, "addresses": list(self.addresses), "sessions": 0}
         if server is None:
             return report
         stats = server.stats

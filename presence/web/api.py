@@ -322,6 +322,20 @@ class PresenceAPI:
             return 200, {"accounts": await self.hub.online_accounts()}
         return await self._hub_call(request, work)
 
+    @app.route("/nodes", methods=["GET"])
+    async def nodes(self, request):
+        """200 ``{"nodes": [{"node", "pid", "sessions", "started_at",
+        "heartbeat_at"}]}``: the live nodes of the cluster (those whose
+        announcement has not expired), ordered by id; with ``--workers``,
+        one per worker. Times are Unix seconds."""
+        async def work():
+            reports = await self.hub.queries.nodes()
+            return 200, {"nodes": [
+                {"node": report.get("id"), "pid": report.get("pid"),
+                 "sessions": report.get("sessions", 0), "started_at": report.get("started_at"),
+                 "heartbeat_at": report.get("heartbeat_at")} for report in reports]}
+        return await self._hub_call(request, work)
+
     @app.route("/presence/<path:account>", methods=["GET"])
     async def account_presence(self, request, account):
         """200 ``{"account", "online", "info", "sessions": [...]}``."""

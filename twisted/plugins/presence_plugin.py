@@ -18,6 +18,11 @@ class PresenceServiceMaker:
     options = Options
 
     def makeService(self, options):
+        from presence.app.workers import in_worker, make_workers
+
+        if options["workers"] > 1 and not in_worker():
+            # The parent of the workers: it supervises, and serves nothing.
+            return make_workers(options)
         from presence.app.service import make_service
         from presence.web.admin import AdminApp
         from presence.web.api import PresenceAPI

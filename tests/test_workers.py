@@ -1,0 +1,360 @@
+"""``twistd presence --workers N``: one command, N node processes sharing
+every port, supervised by their parent (presence/app/workers.py,
+docs/configuration.md, Workers).
+
+The pure parts (the restart delays, ``auto``, the supervision's decisions)
+run on an injected clock with a stand-in for spawning; the rest runs real
+twistd processes on loopback and waits for conditions (bounded), never for
+a fixed time."""
+
+import asyncio
+import os
+import signal
+import ssl
+import subprocess
+import tempfile
+
+import websockets
+from twisted.internet.error import ProcessDone, ProcessTerminated
+from twisted.internet.task import Clock
+from twisted.python import usage
+from twisted.python.failure import Failure
+from twisted.trial.unittest import SynchronousTestCase
+
+from presence.app.options import Options, worker_count
+from presence.app.workers import Backoff, Workers, describe_exit, listening_descriptions
+from presence.client import PresenceAPIError, PresenceClient
+
+from .helpers.cluster import KEY, Client
+from .helpers.framing import upgrade_request
+from .helpers.processes import TWISTD, NodeProcessesTestCase, free_port, outside_env
+from .helpers.servers import self_signed_certificate
+from .helpers.waiting import run, until, wait
+
+
+class BackoffTests(SynchronousTestCase):
+    def test_the_delay_doubles_while_a_worker_keeps_dying_up_to_thirty_seconds(self):
+        backoff = Backoff()
+        self.assertEqual([backoff.delay(ran_for=0.5) for _ in range(7)],
+                         [1, 2, 4, 8, 16, 30, 30])
+
+    def test_a_worker_that_ran_for_a_minute_starts_again_after_one_second(self):
+        backoff = Backoff()
+        for _ in range(4):
+            backoff.delay(ran_for=1)
+        self.assertEqual(backoff.delay(ran_for=59), 16)
+        self.assertEqual(backoff.delay(ran_for=60), 1)
+        self.assertEqual(backoff.delay(ran_for=1), 2)
+
+
+class WorkerCountTests(SynchronousTestCase):
+    def test_auto_is_one_worker_per_core_this_process_may_use(self):
+        self.assertEqual(worker_count("auto", cpus=lambda: 6), 6)
+        self.assertEqual(worker_count("AUTO", cpus=lambda: 0), 1)
+        self.assertEqual(worker_count("3", cpus=lambda: 6), 3)
+
+    def test_the_default_is_one_and_a_count_below_one_is_refused(self):
+        options = Options()
+        options.parseOptions([])
+        self.assertEqual(options["workers"], 1)
+        for bad in ("0", "-2", "many"):
+            with self.assertRaises(usage.UsageError) as caught:
+                Options().parseOptions(["--workers", bad])
+            self.assertIn("--workers must be a number of at least 1, or auto",
+                          str(caught.exception))
+
+    def test_the_options_are_kept_to_give_each_worker(self):
+        options = Options()
+        given = ["--workers", "auto", "--listen", "tcp:9000", "--admin", "none"]
+        options.parseOptions(given)
+        self.assertEqual(options.argv, given)
+        self.assertGreaterEqual(options["workers"], 1)
+        self.assertEqual(listening_descriptions(options),
+                         ["tcp:9000", "tcp:8081:interface=127.0.0.1"])
+
+
+class _Transport:
+    """A spawned worker, as far as its parent touches it."""
+
+    def __init__(self, pid):
+        self.pid = pid
+        self.signals = []
+
+    def closeStdin(self):
+        pass
+
+    def signalProcess(self, name):
+        self.signals.append(name)
+
+
+class SupervisionTests(SynchronousTestCase):
+    """The parent's decisions on a Clock, with workers that are stand-ins."""
+
+    def setUp(self):
+        self.clock = Clock()
+        self.spawned = []
+        self.workers = Workers(2, ["--listen", "tcp:0:interface=127.0.0.1"],
+                               ["tcp:0:interface=127.0.0.1"], embedded_redis=False,
+                               reactor=self.clock, drain_timeout=10, spawn=self._spawn)
+        self.workers.startService()
+        self.addCleanup(lambda: [port.close() for port in self.workers.ports])
+
+    def _spawn(self, worker, argv, env, fds):
+        self.spawned.append((worker, argv, env, fds))
+        worker.makeConnection(_Transport(1000 + len(self.spawned)))
+
+    def test_every_worker_gets_its_own_socket_of_the_shared_port(self):
+        self.assertEqual(len(self.spawned), 2)
+        (_, _, env0, fds0), (_, _, env1, fds1) = self.spawned
+        self.assertEqual((env0["PRESENCE_WORKER"], env1["PRESENCE_WORKER"]), ("0", "1"))
+        self.assertEqual(env0["PRESENCE_WORKER_FDS"], "3")
+        self.assertNotEqual(fds0, fds1)  # SO_REUSEPORT: a socket each
+        port = self.workers.ports[0]
+        self.assertEqual({sock.getsockname() for sock in port.sockets},
+                         {port.sockets[0].getsockname()})  # one port, not 0
+
+    def test_a_dead_worker_is_started_again_after_its_backoff(self):
+        worker = self.spawned[0][0]
+        self.clock.advance(5)
+        worker.processEnded(_failure(ProcessTerminated(signal=signal.SIGKILL)))
+        self.clock.advance(0.99)
+        self.assertEqual(len(self.spawned), 2)
+        self.clock.advance(0.01)
+        self.assertEqual(len(self.spawned), 3)
+        again = self.spawned[2][0]
+        self.assertEqual(again.slot, 0)
+        self.assertIs(self.workers.workers[0], again)
+        # Dying again at once: twice the delay.
+        again.processEnded(_failure(ProcessTerminated(exitCode=1)))
+        self.clock.advance(1.99)
+        self.assertEqual(len(self.spawned), 3)
+        self.clock.advance(0.01)
+        self.assertEqual(len(self.spawned), 4)
+        self.assertEqual(self.workers.restarted, 2)
+
+    def test_stopping_sends_sigterm_waits_and_kills_stragglers_after_the_drain_timeout(self):
+        first, second = self.spawned[0][0], self.spawned[1][0]
+        stopped = self.workers.stopService()
+        self.assertEqual((first.transport.signals, second.transport.signals),
+                         (["TERM"], ["TERM"]))
+        first.processEnded(_failure(ProcessDone(0)))
+        self.assertNoResult(stopped)
+        self.clock.advance(10)
+        self.assertEqual(second.transport.signals, ["TERM", "KILL"])
+        second.processEnded(_failure(ProcessTerminated(signal=signal.SIGKILL)))
+        self.successResultOf(stopped)
+        self.assertEqual(len(self.spawned), 2)  # nothing started again while draining
+        self.assertEqual(self.workers.ports, [])
+
+    def test_why_a_worker_ended_is_said_with_its_status_or_signal(self):
+        self.assertEqual(describe_exit(ProcessTerminated(signal=9)),
+                         "killed by signal 9 (SIGKILL)")
+        self.assertEqual(describe_exit(ProcessTerminated(exitCode=3)),
+                         "exited with status 3")
+
+
+def _failure(exception):
+    return Failure(exception)
+
+
+class WorkersTestCase(NodeProcessesTestCase):
+    """``twistd -n presence --workers 2``, as a user runs it."""
+
+    def start_workers(self, redis=True, count=2, listen=None, extra=()):
+        client_port, api_port = free_port(), free_port()
+        if listen is None:
+            listen = ["tcp:%d:interface=127.0.0.1" % client_port]
+        self.log = tempfile.NamedTemporaryFile("w+", prefix="presence-workers-", suffix=".log")
+        self.addCleanup(self.log.close)
+        arguments = [TWISTD, "-n", "--pidfile=", "presence", "--workers", str(count),
+                     "--api", "tcp:%d:interface=127.0.0.1" % api_port, "--admin", "none",
+                     "--node-heartbeat", "0.5", "--close-timeout", "2", *extra]
+        for description in listen:
+            arguments += ["--listen", description]
+        if redis:
+            arguments += ["--redis", self.redis_url]
+        self.parent = subprocess.Popen(
+            arguments, cwd=tempfile.mkdtemp(prefix="presence-node-"),
+            env=dict(outside_env(), PRESENCE_API_KEY=KEY), stdout=self.log,
+            stderr=subprocess.STDOUT)
+        self.addCleanup(self._stop_parent)
+        self.client_port = client_port
+        self.api = PresenceClient("http://127.0.0.1:%d" % api_port, KEY, pool=self.pool)
+        self.clients = []
+
+    def _stop_parent(self):
+        if self.parent.poll() is None:
+            self.parent.terminate()
+            self.parent.wait(timeout=60)
+
+    def logged(self):
+        self.log.seek(0)
+        return self.log.read()
+
+    async def nodes(self, count, sessions=None):
+        """Once /nodes lists ``count`` nodes (holding ``sessions`` in all,
+        when given), the list."""
+        seen = []
+
+        async def listed():
+            if self.parent.poll() is not None:
+                raise AssertionError("the parent exited: %s" % self.logged())
+            try:
+                seen[:] = await wait(self.api.nodes())
+            except Exception:
+                return False
+            return len(seen) == count and (
+                sessions is None or sum(node["sessions"] for node in seen) == sessions)
+        await until(listed, 60, "%d nodes (%s sessions): %r" % (count, sessions, seen), 0.2)
+        return list(seen)
+
+    async def connect(self, account):
+        issued = await wait(self.api.issue_ticket(account, channels=["room:*"]))
+        ws = await websockets.connect("ws://127.0.0.1:%d/?ticket=%s" % (
+            self.client_port, issued["ticket"]))
+        client = Client(ws)
+        self.clients.append(client)
+        await client.next_of("welcome")
+        await client.send({"type": "subscribe", "channel": "room:w", "presence": False})
+        await client.next_of("subscribed")
+        return client
+
+
+class WorkersProcessTests(WorkersTestCase):
+    def test_two_workers_serve_one_port_and_share_one_embedded_redis(self):
+        """Without --redis: the parent's one Redis, or /nodes (asked of
+        either worker) would list only the worker that answered."""
+        self.start_workers(redis=False)
+
+        async def scenario():
+            await self.nodes(2)
+            for number in range(20):
+                await self.connect("user%d" % number)
+            nodes = await self.nodes(2, sessions=20)
+            pids = {node["pid"] for node in nodes}
+            self.assertEqual(len(pids), 2)
+            self.assertNotIn(self.parent.pid, pids)
+            for pid in pids:
+                self.assertEqual(_parent_of(pid), self.parent.pid)
+            # The kernel spread the connections: each worker holds some.
+            self.assertTrue(all(node["sessions"] > 0 for node in nodes), nodes)
+            self.assertEqual(len({node["node"] for node in nodes}), 2)
+            for node in nodes:
+                self.assertLessEqual(node["started_at"], node["heartbeat_at"])
+            self.assertEqual(self.logged().count("redis-server"), 1)
+            # Asked as the backend routes are: the API key, or 401.
+            stranger = PresenceClient(self.api.url, "not-the-key", pool=self.pool)
+            with self.assertRaises(PresenceAPIError) as refused:
+                await wait(stranger.nodes())
+            self.assertEqual(refused.exception.status, 401)
+            for client in self.clients:
+                await client.close()
+
+        return run(scenario())
+
+    def test_a_killed_worker_is_replaced_and_the_other_workers_sessions_stay_and_receive(self):
+        self.start_workers()
+
+        async def scenario():
+            await self.nodes(2)
+            for number in range(20):
+                await self.connect("user%d" % number)
+            before = await self.nodes(2, sessions=20)
+            victim = before[0]["pid"]
+            os.kill(victim, signal.SIGKILL)
+            # The victim's clients lose their connection; the others keep theirs.
+            await until(lambda: any(client.reader.done() for client in self.clients),
+                        15, "the killed worker's clients to be cut off")
+            await asyncio.sleep(0)
+            survivors = [client for client in self.clients if not client.reader.done()]
+            self.assertEqual(len(survivors), before[1]["sessions"])
+            # Replaced: a new pid, the survivor's node unchanged.
+            after = await self.nodes(2, sessions=len(survivors))
+            pids = {node["pid"] for node in after}
+            self.assertNotIn(victim, pids)
+            self.assertIn(before[1]["pid"], pids)
+            self.assertIn("(pid %d) killed by signal 9 (SIGKILL)" % victim, self.logged())
+            answer = await wait(self.api.publish("room:w", {"text": "still here"}))
+            self.assertEqual(answer["channels"], 1)
+            for client in survivors:
+                message = await client.next_of("message")
+                self.assertEqual(message["data"], {"text": "still here"})
+            for client in self.clients:
+                await client.close()
+
+        return run(scenario())
+
+    def test_sigterm_to_the_parent_closes_every_workers_sessions_with_1001_and_exits_0(self):
+        self.start_workers()
+
+        async def scenario():
+            await self.nodes(2)
+            for number in range(12):
+                await self.connect("user%d" % number)
+            nodes = await self.nodes(2, sessions=12)
+            self.assertTrue(all(node["sessions"] > 0 for node in nodes), nodes)
+            self.parent.send_signal(signal.SIGTERM)
+            for client in self.clients:
+                await asyncio.wait_for(client.reader, 30)
+                self.assertEqual(client.ws.close_code, 1001)
+            status = await until_exited(self.parent, 60)
+            self.assertEqual(status, 0, self.logged())
+            for node in nodes:
+                self.assertFalse(_running(node["pid"]), node)
+
+        return run(scenario())
+
+
+class SharedKindsTests(WorkersTestCase):
+    """Every kind of port a node listens on is shared the same way."""
+
+    def test_unix_tls_and_proxy_protocol_ports_are_shared_too(self):
+        folder = tempfile.mkdtemp(prefix="presence-workers-")
+        key, cert = self_signed_certificate(folder)
+        path = os.path.join(folder, "clients.sock")
+        tls_port, proxied_port = free_port(), free_port()
+        self.start_workers(listen=[
+            "unix:" + path,
+            "ssl:%d:interface=127.0.0.1:privateKey=%s:certKey=%s" % (tls_port, key, cert),
+            "haproxy:tcp:%d:interface=127.0.0.1" % proxied_port], extra=["--anonymous"])
+        context = ssl.create_default_context(cafile=cert)
+
+        async def scenario():
+            await self.nodes(2)
+            for opening, prefix in (
+                    (lambda: asyncio.open_unix_connection(path), b""),
+                    (lambda: asyncio.open_connection("127.0.0.1", tls_port, ssl=context), b""),
+                    (lambda: asyncio.open_connection("127.0.0.1", proxied_port),
+                     b"PROXY TCP4 203.0.113.7 127.0.0.1 5555 80\r\n")):
+                # Enough connections that each worker answers some.
+                for _ in range(6):
+                    reader, writer = await opening()
+                    writer.write(prefix + upgrade_request(host="127.0.0.1"))
+                    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+                    self.assertTrue(head.startswith(b"HTTP/1.1 101 "), head)
+                    writer.close()
+            self.parent.terminate()
+            self.assertEqual(await until_exited(self.parent, 60), 0, self.logged())
+            # The parent made the unix socket, and removes it.
+            self.assertFalse(os.path.exists(path))
+
+        return run(scenario())
+
+
+async def until_exited(process, timeout):
+    await until(lambda: process.poll() is not None, timeout, "the parent to exit", 0.1)
+    return process.returncode
+
+
+def _parent_of(pid):
+    with open("/proc/%d/stat" % pid) as stat:
+        return int(stat.read().rpartition(")")[2].split()[1])
+
+
+def _running(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
