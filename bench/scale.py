@@ -415,6 +415,11 @@ class ScaleRun:
         self.result.update({"rss_kib_" + name: rss, "tcp_mem_kib_" + name: tcp_kib,
                             "tcp_sockets_" + name: tcp_sockets, "tcp_slab_kib_" + name: slab_kib})
 
+    def load_cpu(self):
+        own = os.times()
+        return (sum(tree_cpu_seconds(g.process.pid) for g in self.generators),
+                own.user + own.system, tree_cpu_seconds(self.redis.process.pid))
+
     def node_cpu(self):
         return sum(tree_cpu_seconds(node.process.pid) for node in self.nodes)
 
@@ -448,8 +453,15 @@ class ScaleRun:
         publisher = Publisher(self.redis.path, "presence:", shared, args.sessions, args.rate,
                               args.account_share)
         cpu, wall = self.node_cpu(), time.monotonic()
+        load_cpu = self.load_cpu()
         elapsed = await publisher.run(args.duration)
         self.result["node_cpu_s_publishing"] = round(self.node_cpu() - cpu, 2)
+        # Whether the load was a bottleneck: the generators' and this
+        # process's (the publisher's) CPU, and Redis's.
+        self.result["load_cpu_cores"] = {
+            name: round((after - before) / elapsed, 2)
+            for name, before, after in zip(("generators", "publisher", "redis"), load_cpu,
+                                           self.load_cpu())}
         self.result["publishing_s"] = round(time.monotonic() - wall, 1)
         self.result["published"] = sum(publisher.published.values())
         self.result["publishes_no_node_heard"] = publisher.unheard
