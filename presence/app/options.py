@@ -182,7 +182,9 @@ class Options(usage.Options):
          "Bytes that may queue for a client that is not reading before it is dropped.",
          _BYTES],
         ["redis", None, None,
-         "Redis to use: redis://[:PASSWORD@]HOST[:PORT][/DB] or unix:///PATH[?db=N]. "
+         "Redis to use: redis://[:PASSWORD@]HOST[:PORT][/DB], unix:///PATH[?db=N], or "
+         "sentinel://[:PASSWORD@]HOST:PORT[,HOST:PORT...]/MASTER[?db=N] to find the master "
+         "through Redis Sentinel and follow its failovers. "
          "Not given: a redis-server child process on a private unix socket."],
         ["redis-prefix", None, HUB.prefix, "Prefix of every Redis key Presence uses."],
         ["redis-timeout", None, REDIS_TIMEOUT,

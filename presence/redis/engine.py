@@ -4,6 +4,8 @@ txredisapi reconnects by itself but lets a command issued during an outage
 wait forever; every command here is bounded by ``timeout`` and fails with
 :class:`RedisUnavailable` instead, so a caller can answer (503, a close code)
 rather than hang. What Presence asks of Redis is presence/redis/store.py's.
+Under Sentinel (a ``sentinel://`` URL) the same pool follows the master
+through failovers (presence/redis/sentinel.py).
 """
 
 import txredisapi
@@ -17,6 +19,7 @@ from .connection import (
     RECONNECT_MAX_DELAY,
     parse_redis_url,
 )
+from .sentinel import MasterEndpoint, MasterPoolFactory, SentinelMaster
 
 __all__ = ["RedisEngine", "RedisUnavailable"]
 
@@ -26,7 +29,8 @@ class RedisUnavailable(Exception):
 
 
 class RedisEngine:
-    """A pool of connections to one Redis."""
+    """A pool of connections to one Redis (under Sentinel: to its master
+    of the moment)."""
 
     def __init__(self, url, reactor=None, timeout=DEFAULT_TIMEOUT, poolsize=DEFAULT_POOL_SIZE):
         if reactor is None:
@@ -38,7 +42,11 @@ class RedisEngine:
         # dbid None: no SELECT on connecting, for the default database.
         common = dict(dbid=params["db"] or None, poolsize=poolsize, reconnect=True,
                       password=params["password"], convertNumbers=False)
-        if "path" in params:
+        #: The Sentinels' view of the master (a sentinel:// URL), else None.
+        self.sentinel = None
+        if "sentinels" in params:
+            self._pool = self._sentinel_pool(params, timeout, poolsize, reactor)
+        elif "path" in params:
             self._pool = txredisapi.lazyUnixConnectionPool(params["path"], **common)
         else:
             self._pool = txredisapi.lazyConnectionPool(
@@ -50,6 +58,19 @@ class RedisEngine:
         factory = self._pool._factory
         factory.initialDelay = RECONNECT_FIRST_DELAY
         factory.maxDelay = RECONNECT_MAX_DELAY
+
+    def _sentinel_pool(self, params, timeout, poolsize, reactor):
+        """The pool of a sentinel:// URL: built as txredisapi's lazy pools
+        are (lazyConnectionPool: a factory started on an endpoint, its
+        handler kept), on an endpoint that asks Sentinel where the master
+        is before each connection, with connections that check they are to
+        the master (presence/redis/sentinel.py)."""
+        self.sentinel = SentinelMaster(params["sentinels"], params["master"], reactor, timeout)
+        factory = MasterPoolFactory("sentinel:" + params["master"], params["db"] or None,
+                                    poolsize, isLazy=True, password=params["password"],
+                                    convertNumbers=False)
+        factory.startConnecting(MasterEndpoint(self.sentinel, reactor, timeout))
+        return factory.handler
 
     def _bounded(self, deferred):
         deferred.addTimeout(self.timeout, self.reactor)

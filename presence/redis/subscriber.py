@@ -7,18 +7,23 @@ from twisted.internet.endpoints import HostnameEndpoint, UNIXClientEndpoint
 from twisted.logger import Logger
 
 from .connection import RECONNECT_FIRST_DELAY, RECONNECT_MAX_DELAY, parse_redis_url
+from .sentinel import MasterEndpoint, MasterOnly, SentinelMaster
 
 __all__ = ["RedisSubscriber"]
 
 log = Logger()
 
+#: Seconds a Sentinel's answer, and the connection to the master it names,
+#: may take (the pub/sub connection's connecting timeout, as below).
+SENTINEL_TIMEOUT = 5
+
+
 class _SubscriberProtocol(txredisapi.SubscriberProtocol):
     def connectionMade(self):
         ready = super().connectionMade()
-        if isinstance(ready, defer.Deferred):
-            ready.addCallback(lambda _: self.factory.subscriber._connected(self))
-        else:
-            self.factory.subscriber._connected(self)
+        # Once AUTH has passed (never for a connection txredisapi gives up
+        # on: a wrong password).
+        self.whenConnected().addCallback(lambda _: self.factory.subscriber._connected(self))
         return ready
 
     def connectionLost(self, reason):
@@ -47,6 +52,14 @@ class _SubscriberFactory(txredisapi.SubscriberFactory):
         super().__init__(isLazy=True)
         self.subscriber = subscriber
         self.password = password
+
+
+class _MasterSubscriberProtocol(MasterOnly, _SubscriberProtocol):
+    """Under Sentinel: subscribed only once ROLE says it is the master."""
+
+
+class _MasterSubscriberFactory(_SubscriberFactory):
+    protocol = _MasterSubscriberProtocol
 
 
 def _lost_meanwhile(failure):
@@ -80,14 +93,24 @@ class RedisSubscriber:
         self._latest = {}
         self.protocol = None
         self.closing = False
-        params = parse_redis_url(url)
-        self.factory = _SubscriberFactory(self, params["password"])
+        #: The Sentinels' view of the master (a sentinel:// URL), else None.
+        self.sentinel = None
+        self.factory, endpoint = self._factory_and_endpoint(parse_redis_url(url), reactor)
         self.factory.reconnect = True
-        if "path" in params:
-            endpoint = UNIXClientEndpoint(reactor, params["path"], timeout=5)
-        else:
-            endpoint = HostnameEndpoint(reactor, params["host"], params["port"], timeout=5)
         self.factory.startConnecting(endpoint)
+
+    def _factory_and_endpoint(self, params, reactor):
+        if "sentinels" in params:
+            # Wherever Sentinel says the master is, at every (re)connection
+            # (presence/redis/sentinel.py): a failover is one more reconnection.
+            self.sentinel = SentinelMaster(params["sentinels"], params["master"], reactor,
+                                           SENTINEL_TIMEOUT)
+            return (_MasterSubscriberFactory(self, params["password"]),
+                    MasterEndpoint(self.sentinel, reactor, SENTINEL_TIMEOUT))
+        factory = _SubscriberFactory(self, params["password"])
+        if "path" in params:
+            return factory, UNIXClientEndpoint(reactor, params["path"], timeout=5)
+        return factory, HostnameEndpoint(reactor, params["host"], params["port"], timeout=5)
 
     @property
     def connected(self):
