@@ -389,7 +389,7 @@ class ScaleRun:
         args = self.args
         per = args.per_generator_actual
         lines = [[] for _ in range(args.generators_count)]
-        clients = [HTTP(node.api_port) for node in self.nodes for _ in range(8)]
+        clients = [HTTP(node.api_port) for node in self.nodes for _ in range(8 * args.workers)]
         queue = asyncio.Queue()
         for session in range(args.sessions):
             queue.put_nowait(session)
@@ -631,19 +631,30 @@ def centrifugo_ratios(result):
     return {name: round(value, 3) for name, value in ratios.items()}
 
 
-def table_row(result):
+#: bench/README.md's scale table: its header, and what each column shows.
+TABLE_HEADER = (
+    "| run | sessions open / failed | deliveries/s (publishing, s) | latency p50 / p99 / max "
+    "[ms] | lost / duplicated | node RSS per session, open / end [KiB] | kernel per session: "
+    "TCP buffers / socket object [KiB] | node CPU per 1,000 deliveries [ms] | node CPU "
+    "[cores] | heartbeat RTT p50 / p99, node's (at most) [ms] | ping RTT p50 / p99, "
+    "client's [ms] | load CPU: generators / publisher / Redis [cores] |\n"
+    "| --- |" + " --- |" * 11)
+
+
+def table_row(result, label):
     """The run's row of bench/README.md's scale table."""
-    return ("| %s | %s | %d / %d | %d s | %s | %s / %s / %s | %d | %d | %s (%s) | %s | %s | "
-            "%s / %s | %s / %s |" % (
-                result["sessions_asked"], "%d worker(s) x %d node(s)" % (result["workers"],
-                                                                         result["nodes"]),
-                result["opened"], result["failed_to_open"], result["duration_s"],
-                result["deliveries_per_s"], result["latency_p50_ms"], result["latency_p99_ms"],
+    load = result["load_cpu_cores"]
+    return ("| %s | %d / %d | %d (%s) | %s / %s / %s | %d / %d | %s / %s | %s / %s | %s | %s "
+            "| %s / %s | %s / %s | %s / %s / %s |" % (
+                label, result["opened"], result["failed_to_open"], result["deliveries_per_s"],
+                result["publishing_s"], result["latency_p50_ms"], result["latency_p99_ms"],
                 result["latency_max_ms"], result["lost"], result["duplicated"],
-                result["rss_per_session_kib"], result["tcp_mem_per_session_kib"],
+                result["rss_per_session_kib"], result["rss_per_session_kib_end"],
+                result["tcp_mem_per_session_kib"], result["tcp_slab_per_session_kib"],
                 result["node_cpu_ms_per_1000_deliveries"], result["node_cpu_cores"],
                 result["heartbeat_rtt_p50_ms_at_most"], result["heartbeat_rtt_p99_ms_at_most"],
-                result["client_ping_rtt_p50_ms"], result["client_ping_rtt_p99_ms"]))
+                result["client_ping_rtt_p50_ms"], result["client_ping_rtt_p99_ms"],
+                load["generators"], load["publisher"], load["redis"]))
 
 
 def raise_fd_limit(needed):
@@ -700,7 +711,9 @@ def main():
     os.sched_setaffinity(0, {int(cpu) for cpu in args.load_cpus.split(",")})
     result = asyncio.run(ScaleRun(args).run())
     print(json.dumps(result, indent=1))
-    print(table_row(result))
+    print(TABLE_HEADER)
+    print(table_row(result, "%d sessions, %d worker(s) x %d node(s), %g deliveries/s asked"
+                    % (args.sessions, args.workers, args.nodes, args.rate)))
     if args.json:
         with open(args.json, "w") as f:
             json.dump(result, f, indent=1)
