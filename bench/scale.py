@@ -568,6 +568,11 @@ def summarize(result, reports, published, elapsed, metrics):
     deliveries = counts.get("deliveries", 0)
     heartbeats = heartbeat_histogram(metrics)
     result.update(accounting)
+    # The nodes' own count (every message written to a session since they
+    # started): the generators' count, seen from the other end.
+    result["node_delivered_total"] = sum(
+        int(float(count)) for text in metrics
+        for count in re.findall(r"^presence_delivered_total (\S+)", text, re.M))
     result.update({
         "deliveries": deliveries,
         "deliveries_per_s": round(deliveries / elapsed),
