@@ -9,6 +9,7 @@ a fixed time."""
 
 import asyncio
 import os
+import re
 import signal
 import ssl
 import subprocess
@@ -30,6 +31,9 @@ from .helpers.framing import upgrade_request
 from .helpers.processes import TWISTD, NodeProcessesTestCase, free_port, outside_env
 from .helpers.servers import self_signed_certificate
 from .helpers.waiting import run, until, wait
+
+
+PASSWORD = b"workers-dashboard-password"
 
 
 class BackoffTests(SynchronousTestCase):
@@ -146,6 +150,24 @@ class SupervisionTests(SynchronousTestCase):
         self.assertEqual(len(self.spawned), 2)  # nothing started again while draining
         self.assertEqual(self.workers.ports, [])
 
+    def test_the_dashboard_is_worker_0s_and_the_others_are_told_to_serve_none(self):
+        workers = Workers(2, ["--admin", "tcp:0:interface=127.0.0.1"],
+                          ["tcp:0:interface=127.0.0.1"], dashboard="tcp:0:interface=127.0.0.1",
+                          embedded_redis=False, reactor=self.clock, spawn=self._spawn)
+        workers.startService()
+        self.addCleanup(workers.stopService)
+        (_, argv0, env0, fds0), (_, argv1, env1, fds1) = self.spawned[2:]
+        self.assertEqual(len(fds0), 2)
+        self.assertEqual(fds0[1], workers.dashboard_port.fileno_for(0))
+        self.assertEqual(env0["PRESENCE_WORKER_FDS"], "3,4")
+        self.assertEqual(argv0, ["--admin", "tcp:0:interface=127.0.0.1"])
+        self.assertEqual(len(fds1), 1)
+        self.assertEqual(env1["PRESENCE_WORKER_FDS"], "3")
+        self.assertEqual(argv1[-2:], ["--admin", "none"])
+        options = Options()
+        options.parseOptions(argv1)
+        self.assertIsNone(options["admin"])
+
     def test_why_a_worker_ended_is_said_with_its_status_or_signal(self):
         self.assertEqual(describe_exit(ProcessTerminated(signal=9)),
                          "killed by signal 9 (SIGKILL)")
@@ -160,19 +182,22 @@ def _failure(exception):
 class WorkersTestCase(NodeProcessesTestCase):
     """``twistd -n presence --workers 2``, as a user runs it."""
 
-    def start_workers(self, redis=True, count=2, listen=None, extra=()):
+    def start_workers(self, redis=True, count=2, listen=None, extra=(), admin_port=None):
         client_port, api_port = free_port(), free_port()
+        admin = "none" if admin_port is None else "tcp:%d:interface=127.0.0.1" % admin_port
         if listen is None:
             listen = ["tcp:%d:interface=127.0.0.1" % client_port]
         self.log = tempfile.NamedTemporaryFile("w+", prefix="presence-workers-", suffix=".log")
         self.addCleanup(self.log.close)
         arguments = [TWISTD, "-n", "--pidfile=", "presence", "--workers", str(count),
-                     "--api", "tcp:%d:interface=127.0.0.1" % api_port, "--admin", "none",
+                     "--api", "tcp:%d:interface=127.0.0.1" % api_port, "--admin", admin,
                      "--node-heartbeat", "0.5", "--close-timeout", "2", *extra]
         for description in listen:
             arguments += ["--listen", description]
         if redis:
             arguments += ["--redis", self.redis_url]
+        if admin_port is not None:
+            arguments += ["--admin-password", PASSWORD.decode()]
         self.parent = subprocess.Popen(
             arguments, cwd=tempfile.mkdtemp(prefix="presence-node-"),
             env=dict(outside_env(), PRESENCE_API_KEY=KEY), stdout=self.log,
@@ -224,10 +249,22 @@ class WorkersProcessTests(WorkersTestCase):
     def test_two_workers_serve_one_port_and_share_one_embedded_redis(self):
         """Without --redis: the parent's one Redis, or /nodes (asked of
         either worker) would list only the worker that answered."""
-        self.start_workers(redis=False)
+        admin_port = free_port()
+        self.start_workers(redis=False, admin_port=admin_port)
 
         async def scenario():
             await self.nodes(2)
+            # One dashboard (worker 0's): a login made on one connection
+            # holds on every later one, with the same CSRF token.
+            answer = await _http(admin_port, b"POST", "/login", b"password=" + PASSWORD)
+            self.assertTrue(answer.startswith(b"HTTP/1.1 303 "), answer[:200])
+            cookie = re.search(rb"(?i)set-cookie: (presence_admin=[^;]+)", answer).group(1)
+            tokens = set()
+            for _ in range(8):
+                page = await _http(admin_port, b"GET", "/", headers=b"Cookie: %s\r\n" % cookie)
+                self.assertTrue(page.startswith(b"HTTP/1.1 200 "), page[:200])
+                tokens.update(re.findall(rb'name="csrf" value="([^"]+)"', page))
+            self.assertEqual(len(tokens), 1, tokens)
             for number in range(20):
                 await self.connect("user%d" % number)
             nodes = await self.nodes(2, sessions=20)
@@ -344,6 +381,19 @@ class SharedKindsTests(WorkersTestCase):
 async def until_exited(process, timeout):
     await until(lambda: process.poll() is not None, timeout, "the parent to exit", 0.1)
     return process.returncode
+
+
+async def _http(port, method, path, body=b"", headers=b""):
+    """One request on a connection of its own: the whole answer."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    if body:
+        headers += (b"Content-Type: application/x-www-form-urlencoded\r\n"
+                    b"Content-Length: %d\r\n" % len(body))
+    writer.write(b"%s %s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nConnection: close\r\n%s\r\n%s"
+                 % (method, path.encode(), port, headers, body))
+    answer = await asyncio.wait_for(reader.read(), 10)
+    writer.close()
+    return answer
 
 
 def _parent_of(pid):
