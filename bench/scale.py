@@ -53,6 +53,7 @@ import math
 import os
 import re
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -291,8 +292,13 @@ class Generator:
 
     async def stop(self):
         if self.process is not None and self.process.returncode is None:
-            self.process.stdin.write(b"quit\n")
-            await self.process.wait()
+            self.process.stdin.close()  # it exits at the end of its input
+            try:
+                await asyncio.wait_for(self.process.wait(), 30)
+            except asyncio.TimeoutError:
+                self.process.kill()
+                await self.process.wait()
+        shutil.rmtree(self.folder, ignore_errors=True)
 
 
 class Publisher:
@@ -359,6 +365,7 @@ class ScaleRun:
         self.args = args
         self.nodes = []
         self.generators = []
+        self.redis = None
         self.result = {"sessions_asked": args.sessions, "workers": args.workers,
                        "nodes": args.nodes, "rate_asked": args.rate,
                        "duration_s": args.duration, "channels": args.channels,
@@ -376,9 +383,9 @@ class ScaleRun:
             options += ["--workers", str(args.workers)]
         for _ in range(args.nodes):
             node = NodeProcess(options, redis=self.redis, cpus=args.node_cpus)
+            self.nodes.append(node)  # stopped at the end, even if it does not start
             await node.start()
             await wait_for_workers(node, args.workers)
-            self.nodes.append(node)
 
     def _source(self, generator):
         return "127.0.0.%d" % (10 + generator)
@@ -468,8 +475,20 @@ class ScaleRun:
         return publisher.published, elapsed
 
     async def run(self):
-        args = self.args
         binary = build_generator()
+        try:
+            await self.measure(binary)
+        finally:
+            for generator in self.generators:
+                await generator.stop()
+            for node in self.nodes:
+                node.stop()
+            if self.redis is not None:
+                self.redis.stop()
+        return self.result
+
+    async def measure(self, binary):
+        args = self.args
         await self.start_nodes()
         await asyncio.sleep(2)
         self.sample("start")
@@ -484,15 +503,9 @@ class ScaleRun:
         self.sample("end")
         reports = [await generator.report() for generator in self.generators]
         metrics = [text for node in self.nodes
-                   for text in await every_workers_metrics(node.admin_port, self.args.workers)]
+                   for text in await every_workers_metrics(node.admin_port, args.workers)]
         self.result["metrics_of_node_processes"] = len(metrics)
         self.summarize(reports, published, elapsed, metrics)
-        for generator in self.generators:
-            await generator.stop()
-        for node in self.nodes:
-            node.stop()
-        self.redis.stop()
-        return self.result
 
     def summarize(self, reports, published, elapsed, metrics):
         summarize(self.result, reports, published, elapsed, metrics)

@@ -31,7 +31,7 @@
  * On stdout: "progress OPENED FAILED" every second while opening, "ready
  * OPENED FAILED" once every session was tried. On stdin: "report PATH" writes
  * the counts and histograms to PATH (and answers "reported" on stdout);
- * "quit" closes everything and exits.
+ * "quit", or the end of the input, closes everything and exits.
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
