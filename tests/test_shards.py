@@ -30,6 +30,7 @@ from presence.redis.shards import canonical_url, jump_hash, shard_of, stable_has
 from .helpers.cluster import Client
 from .helpers.processes import TWISTD, free_port, outside_env, start_node_process
 from .helpers.real_redis import start_redis_server
+from .helpers.receiver import start_receiver
 from .helpers.waiting import run, until, wait
 
 KEY = "shard-test-key"
@@ -79,6 +80,8 @@ class ShardChoiceTests(unittest.TestCase):
         self.assertEqual(canonical_url("redis://h:7000/3"), "redis://h:7000/3")
         self.assertEqual(canonical_url("unix:///run/redis.sock?db=2"),
                          "unix:///run/redis.sock?db=2")
+        self.assertEqual(canonical_url("sentinel://:secret@s1:26379,s2:26379/main?db=1"),
+                         "sentinel://s1:26379,s2:26379/main?db=1")
 
 
 class ShardOptionTests(unittest.TestCase):
@@ -94,14 +97,11 @@ class ShardOptionTests(unittest.TestCase):
         self.assertEqual(settings.redis_urls, ("redis://a", "redis://b:7000/1"))
         self.assertEqual(node_settings_from_options(self.parse()).redis_urls, ())
 
-    def test_a_bad_or_repeated_shard_and_webhooks_with_shards_are_refused(self):
+    def test_a_bad_or_repeated_shard_is_refused(self):
         with self.assertRaisesRegex(UsageError, "--redis: "):
             self.parse("--redis", "redis://a", "--redis", "http://b")
         with self.assertRaisesRegex(UsageError, "given twice"):
             self.parse("--redis", "redis://a", "--redis", "redis://a")
-        with self.assertRaisesRegex(UsageError, "--webhook is not supported with several"):
-            self.parse("--redis", "redis://a", "--redis", "redis://b", "--webhook",
-                       "http://hook", "--webhook-secret", "s")
 
 
 def channels_on(count, prefix="room:"):
@@ -146,12 +146,12 @@ class ShardedClusterTests(TestCase):
             arguments += ["--redis", server.url]
         return arguments
 
-    async def start_node(self):
+    async def start_node(self, *more):
         client_port, api_port, admin_port = free_port(), free_port(), free_port()
         process = await start_node_process(
             self, self.servers[0].url, client_port, api_port,
             self.redis_arguments() + ["--node-heartbeat", "1", "--close-timeout", "2",
-                                      "--redis-timeout", "1"],
+                                      "--redis-timeout", "1", *more],
             {"PRESENCE_API_KEY": KEY}, admin_port=admin_port)
         return {"client": client_port, "process": process, "admin": admin_port,
                 "api": PresenceClient("http://127.0.0.1:%d" % api_port, KEY, pool=self.pool)}
@@ -260,6 +260,42 @@ class ShardedClusterTests(TestCase):
             if answer.get("cursor") is None:
                 return found
             path = path.split("?")[0] + "?limit=1&cursor=%s" % answer["cursor"]
+
+    def test_a_webhook_hears_every_shards_events_once(self):
+        receiver, _, url = start_receiver(self, "whsec-shards")
+        a = self.nodes[0]
+        channels = channels_on(3)
+
+        async def scenario():
+            hooked = await self.start_node("--webhook", url, "--webhook-secret", "whsec-shards",
+                                           "--leave-delay", "0")
+            for engine in self.engines:
+                await until(lambda: self._has_group(engine), 15, "the group on every shard")
+            ann = await self.connect(a, "ann")
+            for channel in channels:
+                await self.subscribe(ann, channel)
+            await until(lambda: len([e for e in receiver.events
+                                     if e["name"] == "member_added"]) == 3, 15, "three joins")
+            added = sorted((e["channel"], e["id"].rpartition("@")[2]) for e in receiver.events
+                           if e["name"] == "member_added")
+            self.assertEqual(added, sorted((channel, str(shard))
+                                           for shard, channel in enumerate(channels)))
+            # Each shard's log delivered once: the ids, unique across shards,
+            # came once each (the receiver keeps every arrival).
+            self.assertEqual(len([e for e in receiver.arrived if e["name"] == "member_added"]), 3)
+            await until(lambda: [e for e in receiver.events if e["name"] == "online"], 15,
+                        "ann's online")
+            metrics = await self._metrics(hooked)
+            self.assertRegex(metrics, r'presence_webhook_events_total\{[^}]*outcome="delivered"'
+                                      r'[^}]*\} [4-9]')
+
+        return run(scenario())
+
+    async def _has_group(self, engine):
+        try:
+            return bool(await wait(engine.execute("XINFO", "GROUPS", self.keys.event_log)))
+        except Exception:
+            return False
 
     def test_a_dead_nodes_sessions_are_swept_from_every_shard(self):
         a, b = self.nodes

@@ -185,7 +185,8 @@ class Options(usage.Options):
         ["redis", None, None,
          "Redis to use: redis://[:PASSWORD@]HOST[:PORT][/DB], unix:///PATH[?db=N], or "
          "sentinel://[:PASSWORD@]HOST:PORT[,HOST:PORT...]/MASTER[?db=N] to find the master "
-         "through Redis Sentinel and follow its failovers. "
+         "through Redis Sentinel and follow its failovers. Repeatable: each is a shard, "
+         "the same list in the same order on every node (docs/redis.md, Shards). "
          "Not given: a redis-server child process on a private unix socket."],
         ["redis-prefix", None, HUB.prefix, "Prefix of every Redis key Presence uses."],
         ["redis-timeout", None, REDIS_TIMEOUT,
@@ -428,11 +429,6 @@ class Options(usage.Options):
                 raise usage.UsageError("--redis: %s" % error)
         if len(set(self["redis-shards"])) != len(self["redis-shards"]):
             raise usage.UsageError("--redis: a Redis given twice; each --redis is a shard")
-        if len(self["redis-shards"]) > 1 and self["webhook"]:
-            # Each shard has its own event log (docs/redis.md, Shards); the
-            # webhooks read one log.
-            raise usage.UsageError("--webhook is not supported with several --redis shards "
-                                   "yet (docs/redis.md, Shards)")
 
     def _webhook_options(self):
         if self["webhook-secret"] is None:

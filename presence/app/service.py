@@ -132,11 +132,11 @@ class PresenceService(Service):
         webhooks = self.settings.webhooks
         if not webhooks.urls:
             return
-        self.webhooks = Webhooks(webhooks, self.engine, self.hub.keys, self.hub.node_id,
+        self.webhooks = Webhooks(webhooks, self.hub.engines, self.hub.keys, self.hub.node_id,
                                  self.reactor, reactor=self.reactor)
         self.webhooks.start()
         log.info("presence: webhooks to {urls}", urls=", ".join(
-            hook.shown for hook in self.webhooks.hooks))
+            hooks[0].shown for hooks in self.webhooks.by_url.values()))
 
     async def _start_api(self, url):
         settings = self.settings

@@ -75,13 +75,16 @@ def canonical_url(url):
     parts = urlsplit(url)
     if parts.scheme == "unix":
         return "unix://%s%s" % (parts.path, "?" + parts.query if parts.query else "")
+    if parts.scheme != "redis":
+        # sentinel://[:PASSWORD@]HOST:PORT[,HOST:PORT...]/MASTER: as given,
+        # less the password.
+        return "%s://%s%s%s" % (parts.scheme, parts.netloc.rpartition("@")[2], parts.path,
+                                "?" + parts.query if parts.query else "")
     host = parts.hostname or "localhost"
     if ":" in host:
         host = "[%s]" % host
-    port = parts.port or (6379 if parts.scheme == "redis" else None)
-    path = parts.path if parts.scheme != "redis" else "/" + (parts.path.lstrip("/") or "0")
-    return "%s://%s%s%s%s" % (parts.scheme, host, ":%d" % port if port else "", path,
-                              "?" + parts.query if parts.query else "")
+    return "redis://%s:%d/%s%s" % (host, parts.port or 6379, parts.path.lstrip("/") or "0",
+                                   "?" + parts.query if parts.query else "")
 
 
 def _gathered(deferreds):

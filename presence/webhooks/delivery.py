@@ -120,6 +120,9 @@ class Webhook:
         self.clock = clock
         self.pool = pool
         self.random = rng
+        #: After an event's log entry id in its ``id``: "" on one Redis,
+        #: "@SHARD" with several (each shard's log counts ids on its own).
+        self.id_suffix = ""
         #: Whether this node holds the lease (delivers this webhook now).
         self.leading = False
         #: This node's counts (/metrics): events delivered, given up (dead),
@@ -267,8 +270,8 @@ class Webhook:
             return None
         now = self.clock.seconds()
         body = ('{"time_ms":%d,"events":[%s]}' % (int(now * 1000), ",".join(
-            '{"id":"%s",%s' % (entry_id, data[1:]) for entry_id, data in wanted))).encode(
-            "utf-8")
+            '{"id":"%s%s",%s' % (entry_id, self.id_suffix, data[1:])
+            for entry_id, data in wanted))).encode("utf-8")
         error = await self._post(body, now)
         now = self.clock.seconds()
         if error is None:
@@ -285,8 +288,8 @@ class Webhook:
         except RedisUnavailable:
             pass
         oldest_kept = now * 1000 - settings.max_age * 1000
-        dead = [(entry_id, '{"id":"%s",%s' % (entry_id, data[1:])) for entry_id, data in wanted
-                if _id_ms(entry_id) <= oldest_kept]
+        dead = [(entry_id, '{"id":"%s%s",%s' % (entry_id, self.id_suffix, data[1:]))
+                for entry_id, data in wanted if _id_ms(entry_id) <= oldest_kept]
         if dead:
             await self.store.settle(self.group, self.name, "dead", dead, error,
                                     settings.dead_letters_kept)
@@ -371,18 +374,35 @@ class Webhook:
 
 class Webhooks:
     """Every webhook of ``settings`` (WebhookSettings) on this node.
-    ``engine``: the node's RedisEngine; ``keys``: its PresenceKeys."""
+    ``engine``: the node's RedisEngine, or a list of them, one a Redis shard
+    (presence/redis/shards.py); ``keys``: its PresenceKeys.
+
+    Each shard has its own event log (an event is written in the script of
+    the change it tells of, on that change's shard), so a webhook is
+    delivered a shard at a time: one Webhook a URL and a shard, with its
+    consumer group, lease, dead letters and counts on that shard. Events
+    of one shard stay in order; events of two shards (an account's offline
+    on its shard, its leave of a channel on the channel's) may reach the
+    receiver in either order (their ``time_ms`` tells)."""
 
     def __init__(self, settings, engine, keys, node_id, clock, reactor=None, rng=random.random):
         if reactor is None:
             from twisted.internet import reactor
         self.settings = settings
-        self.store = EventLogStore(engine, keys)
+        engines = list(engine) if isinstance(engine, (list, tuple)) else [engine]
+        self.stores = [EventLogStore(shard, keys) for shard in engines]
+        self.store = self.stores[0]
         self.pool = HTTPConnectionPool(reactor, persistent=True)
         self.pool.maxPersistentPerHost = 2
         self.pool.retryAutomatically = False
-        self.hooks = [Webhook(url, settings, self.store, node_id, clock, self.pool, rng)
-                      for url in settings.urls]
+        #: URL -> its Webhook on each shard, in shard order.
+        self.by_url = {url: [Webhook(url, settings, store, node_id, clock, self.pool, rng)
+                             for store in self.stores] for url in settings.urls}
+        self.hooks = [hook for hooks in self.by_url.values() for hook in hooks]
+        if len(self.stores) > 1:
+            for hooks in self.by_url.values():
+                for index, hook in enumerate(hooks):
+                    hook.id_suffix = "@%d" % index
 
     def start(self):
         for hook in self.hooks:
@@ -394,7 +414,34 @@ class Webhooks:
         await self.pool.closeCachedConnections()
 
     def reports(self):
-        return [hook.report() for hook in self.hooks]
+        """One report a URL (its shards' added up)."""
+        return [hooks[0].report() if len(hooks) == 1 else _merged(hooks)
+                for hooks in self.by_url.values()]
+
+
+#: Counts a webhook's report adds up over shards.
+_SUMMED = ("delivered", "dead", "skipped", "requests", "failures", "retrying",
+           "cluster_delivered", "cluster_dead", "pending", "dead_letters")
+
+
+def _merged(hooks):
+    """The report of one URL's Webhooks on several shards: counts summed,
+    latencies of every shard's deliveries, the oldest undelivered event and
+    the last error of any."""
+    reports = [hook.report() for hook in hooks]
+    merged = dict(reports[0])
+    for field in _SUMMED:
+        merged[field] = sum(report[field] for report in reports)
+    merged["leading"] = any(report["leading"] for report in reports)
+    failed = [report for report in reports if report["last_error_at"]]
+    if failed:
+        last = max(failed, key=lambda report: report["last_error_at"])
+        merged["last_error"], merged["last_error_at"] = last["last_error"], last["last_error_at"]
+    latencies = sorted(latency for hook in hooks for latency in hook.latencies)
+    merged["latency_p50_ms"] = percentile(latencies, 0.5)
+    merged["latency_p99_ms"] = percentile(latencies, 0.99)
+    merged["oldest_undelivered_s"] = max(report["oldest_undelivered_s"] for report in reports)
+    return merged
 
 
 def _in_words(error):
