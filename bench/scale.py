@@ -236,6 +236,11 @@ def tcp_memory_kib():
     return int(tcp.group(2)) * os.sysconf("SC_PAGE_SIZE") // 1024, int(tcp.group(1)), objects_kib
 
 
+def load_average():
+    with open("/proc/loadavg") as f:
+        return f.read().split()[:2]
+
+
 def build_generator():
     """scaleload, built with ``cc -O2`` into the cache folder once per version
     of its source."""
@@ -489,6 +494,8 @@ class ScaleRun:
 
     async def measure(self, binary):
         args = self.args
+        self.result["started_utc"] = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime())
+        self.result["load_average_at_start"] = load_average()
         await self.start_nodes()
         await asyncio.sleep(2)
         self.sample("start")
@@ -501,6 +508,8 @@ class ScaleRun:
         published, elapsed = await self.publish()
         await asyncio.sleep(args.drain)
         self.sample("end")
+        # The machine is shared: what else ran shows in its load (1 and 5 minutes).
+        self.result["load_average_at_end"] = load_average()
         reports = [await generator.report() for generator in self.generators]
         metrics = [text for node in self.nodes
                    for text in await every_workers_metrics(node.admin_port, args.workers)]
