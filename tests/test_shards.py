@@ -8,6 +8,7 @@ while the others go on, and nodes with another shard list refused."""
 import asyncio
 import collections
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -17,6 +18,7 @@ import unittest
 import websockets
 from twisted.internet import defer, reactor
 from twisted.python.usage import UsageError
+from twisted.web.client import Agent, readBody
 from twisted.trial.unittest import TestCase
 from twisted.web.client import HTTPConnectionPool
 
@@ -339,6 +341,9 @@ class ShardedClusterTests(TestCase):
             metrics = await self._metrics(b)
             self.assertRegex(metrics, r'presence_redis_shard_errors_total\{shard="1"\} [1-9]')
             self.assertIn('presence_redis_shard_errors_total{shard="0"} 0', metrics)
+            # The dashboard's Redis card shows them, from the nodes' reports.
+            await until(lambda: self._dashboard_shows(b, r"failed commands by shard: 0: 0 "
+                                                         r"\S 1: [1-9]"), 10, "the dashboard")
             # The other shards' channels: delivered, and their presence
             # written (a new member, from node B, whose ticket is drawn on a
             # shard that answers).
@@ -365,11 +370,13 @@ class ShardedClusterTests(TestCase):
             return False
         return True
 
-    async def _metrics(self, node):
-        from twisted.web.client import Agent, readBody
+    async def _metrics(self, node, path=b"/metrics"):
         response = await wait(Agent(reactor, pool=self.pool).request(
-            b"GET", b"http://127.0.0.1:%d/metrics" % node["admin"]))
+            b"GET", b"http://127.0.0.1:%d%s" % (node["admin"], path)))
         return (await wait(readBody(response))).decode()
+
+    async def _dashboard_shows(self, node, pattern):
+        return re.search(pattern, await self._metrics(node, b"/"))
 
     def test_a_node_with_another_shard_list_refuses_to_start(self):
         first, second, third = self.servers
