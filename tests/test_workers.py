@@ -182,7 +182,8 @@ def _failure(exception):
 class WorkersTestCase(NodeProcessesTestCase):
     """``twistd -n presence --workers 2``, as a user runs it."""
 
-    def start_workers(self, redis=True, count=2, listen=None, extra=(), admin_port=None):
+    def start_workers(self, redis=True, count=2, listen=None, extra=(), admin_port=None,
+                      own_group=False):
         client_port, api_port = free_port(), free_port()
         admin = "none" if admin_port is None else "tcp:%d:interface=127.0.0.1" % admin_port
         if listen is None:
@@ -201,7 +202,7 @@ class WorkersTestCase(NodeProcessesTestCase):
         self.parent = subprocess.Popen(
             arguments, cwd=tempfile.mkdtemp(prefix="presence-node-"),
             env=dict(outside_env(), PRESENCE_API_KEY=KEY), stdout=self.log,
-            stderr=subprocess.STDOUT)
+            stderr=subprocess.STDOUT, start_new_session=own_group)
         self.addCleanup(self._stop_parent)
         self.client_port = client_port
         self.api = PresenceClient("http://127.0.0.1:%d" % api_port, KEY, pool=self.pool)
@@ -342,6 +343,41 @@ class WorkersProcessTests(WorkersTestCase):
         return run(scenario())
 
 
+    def test_ctrl_c_drains_once_the_whole_process_group_gets_sigint(self):
+        """A terminal's Ctrl-C reaches the parent and every worker; the
+        workers leave SIGINT to the parent, whose one SIGTERM each drains
+        them (a second signal would stop a reactor twice: a traceback)."""
+        self.start_workers(own_group=True)
+
+        async def scenario():
+            await self.nodes(2)
+            for number in range(6):
+                await self.connect("user%d" % number)
+            await self.nodes(2, sessions=6)
+            os.killpg(self.parent.pid, signal.SIGINT)
+            for client in self.clients:
+                await asyncio.wait_for(client.reader, 30)
+                self.assertEqual(client.ws.close_code, 1001)
+            self.assertEqual(await until_exited(self.parent, 60), 0, self.logged())
+            self.assertNotIn("Traceback", self.logged())
+            self.assertIn("presence: SIGINT: draining the workers", self.logged())
+
+        return run(scenario())
+
+    def test_workers_stop_when_their_parent_is_killed(self):
+        self.start_workers()
+
+        async def scenario():
+            nodes = await self.nodes(2)
+            self.addCleanup(_kill_running, [node["pid"] for node in nodes])  # if this fails
+            self.parent.kill()
+            self.parent.wait(timeout=10)
+            await until(lambda: not any(_running(node["pid"]) for node in nodes), 30,
+                        "the workers to stop")
+
+        return run(scenario())
+
+
 class SharedKindsTests(WorkersTestCase):
     """Every kind of port a node listens on is shared the same way."""
 
@@ -401,10 +437,18 @@ def _parent_of(pid):
         return int(stat.read().rpartition(")")[2].split()[1])
 
 
+def _kill_running(pids):
+    for pid in pids:
+        if _running(pid):
+            os.kill(pid, signal.SIGKILL)
+
+
 def _running(pid):
+    """Whether ``pid`` runs (a zombie left unreaped by an init that does not
+    reap, in a container, has ended)."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        with open("/proc/%d/stat" % pid) as stat:
+            return stat.read().rpartition(")")[2].split()[0] != "Z"
+    except FileNotFoundError:
         return False
-    return True
 

@@ -36,7 +36,7 @@ from ..net.listening import AdoptingReactor, SharedPort
 from ..redis.embedded import EmbeddedRedis
 
 __all__ = ["Backoff", "Workers", "make_workers", "describe_exit", "listening_descriptions",
-           "listening_reactors", "in_worker", "WORKER_ENV", "FDS_ENV", "PARENT_ENV"]
+           "listening_reactors", "in_worker", "follow_parent", "WORKER_ENV", "FDS_ENV", "PARENT_ENV"]
 
 log = Logger()
 
@@ -122,14 +122,20 @@ def listening_reactors(reactor, options, environ=None):
     if len(fds) != len(descriptions):
         raise ValueError("%s names %d sockets for %d endpoints" % (FDS_ENV, len(fds),
                                                                  len(descriptions)))
-    _stop_with_parent(environ.get(PARENT_ENV))
     return [AdoptingReactor(reactor, fd) for fd in fds]
 
 
-def _stop_with_parent(parent):
-    """Ask Linux to send this worker SIGTERM when its parent dies
-    (prctl(2) PR_SET_PDEATHSIG), so a parent killed with SIGKILL leaves no
-    workers holding its ports; and stop at once if it died already."""
+def follow_parent(reactor, environ=None):
+    """In a worker: stop when the parent says, and only then. SIGINT is
+    left to the parent (Ctrl-C in a terminal reaches the whole process
+    group; the parent turns it into one SIGTERM for each worker, where two
+    signals would stop a reactor twice); and on Linux, a parent that dies,
+    even by SIGKILL, stops its workers (prctl(2) PR_SET_PDEATHSIG), so none
+    is left holding its ports."""
+    environ = os.environ if environ is None else environ
+    # After the reactor's own handlers, set as it starts running.
+    reactor.callWhenRunning(signal.signal, signal.SIGINT, signal.SIG_IGN)
+    parent = environ.get(PARENT_ENV)
     if not sys.platform.startswith("linux") or not parent:
         return
     import ctypes
@@ -272,7 +278,8 @@ class Workers(Service):
             del self.workers[worker.slot]
         why = describe_exit(reason)
         if self.stopping:
-            log.info("presence: worker {slot} (pid {pid}) {why}", slot=worker.slot,
+            # twistd ends by the signal that stopped it, once it has drained.
+            log.info("presence: worker {slot} (pid {pid}) stopped: {why}", slot=worker.slot,
                      pid=worker.pid, why=why)
             return
         ran_for = self.reactor.seconds() - worker.started_at

@@ -18,11 +18,15 @@ class PresenceServiceMaker:
     options = Options
 
     def makeService(self, options):
-        from presence.app.workers import in_worker, make_workers
+        from twisted.internet import reactor
 
-        if options["workers"] > 1 and not in_worker():
+        from presence.app.workers import follow_parent, in_worker, make_workers
+
+        if in_worker():
+            follow_parent(reactor)
+        elif options["workers"] > 1:
             # The parent of the workers: it supervises, and serves nothing.
-            return make_workers(options)
+            return make_workers(options, reactor)
         from presence.app.service import make_service
         from presence.web.admin import AdminApp
         from presence.web.api import PresenceAPI
