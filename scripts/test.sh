@@ -2,7 +2,7 @@
 # Installs everything the tests need (Debian's Chromium, nginx, HAProxy, Redis
 # and Redis Sentinel, a venv with
 # Presence and its test dependencies), then runs every test.
-# Usage: scripts/test.sh [pytest arguments]
+# Usage: scripts/test.sh [--without-speedups] [pytest arguments]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # Debian packages the tests run for real, installed when missing:
@@ -23,13 +23,29 @@ if [ "${#MISSING[@]}" -gt 0 ]; then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${MISSING[@]}" > /dev/null
 fi
+# --without-speedups: the same tests in a second venv (.venv-pure) holding
+# Presence without its [speedups] extra (no hiredis: txredisapi's own reply
+# parser), with the pure-Python unmasking chosen (PRESENCE_UNMASK=pure: the
+# tests' own websockets client brings websockets.speedups along), as after a
+# plain `pip install presence`. CI (.ci/run) runs both.
+VENV=.venv
+EXTRAS="test,speedups,embedded-redis"
+if [ "${1:-}" = "--without-speedups" ]; then
+  shift
+  VENV=.venv-pure
+  EXTRAS="test,embedded-redis"
+  export PRESENCE_UNMASK=pure
+fi
 PYTHON="${PYTHON:-python3}"
-if [ ! -x .venv/bin/python ]; then
-  "$PYTHON" -m venv .venv
+if [ ! -x "$VENV/bin/python" ]; then
+  "$PYTHON" -m venv "$VENV"
 fi
 # editable_mode=compat: a .pth file puts the repository on sys.path, so
 # twistd finds twisted/plugins/presence_plugin.py (the default editable
 # finder is an import hook that Twisted's plugin discovery does not see).
-.venv/bin/pip install --quiet --disable-pip-version-check \
-  -e ".[test,speedups,embedded-redis]" --config-settings editable_mode=compat
-exec .venv/bin/python -m pytest "$@"
+"$VENV/bin/pip" install --quiet --disable-pip-version-check \
+  -e ".[$EXTRAS]" --config-settings editable_mode=compat
+if [ "$VENV" = .venv-pure ] && "$VENV/bin/python" -c "import hiredis" 2> /dev/null; then
+  "$VENV/bin/pip" uninstall --quiet --yes hiredis
+fi
+exec "$VENV/bin/python" -m pytest "$@"

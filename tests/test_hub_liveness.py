@@ -206,5 +206,8 @@ return count
                                                     keys.swept(memberships),
                                                     keys.members("room:7"))), 0)
         self.assertEqual((yield self.store.claimed()), {})
+        # 100,000 events reach the test's subscriber; parsed without hiredis
+        # (scripts/test.sh --without-speedups) on a loaded machine that took
+        # over 10 s.
         yield self.until(lambda: len(self.of("offline", "user-50000")) == 1,
-                         "the last offline event")
+                         "the last offline event", 60)
