@@ -329,8 +329,11 @@ class ShardedClusterTests(TestCase):
         channels = channels_on(3)
         stopped = 1
 
+        # An account whose keys are on the shard that stops.
+        account = next("ann%d" % i for i in range(100) if shard_of("ann%d" % i, 3) == stopped)
+
         async def scenario():
-            ann = await self.connect(a, "ann")
+            ann = await self.connect(a, account)
             for channel in channels:
                 await self.subscribe(ann, channel)
             self.servers[stopped].process.send_signal(signal.SIGSTOP)
@@ -355,6 +358,11 @@ class ShardedClusterTests(TestCase):
                                                 [2]), 10, "cid a member of %s" % channels[shard])
             await until(lambda: len(ann.of("message")) >= 2, 10, "the others' messages")
             self.assertEqual(sorted(m["data"]["still"] for m in ann.of("message")), [0, 2])
+            # A channel that answers lists its members; one whose account's
+            # shard does not is listed without its sessions.
+            members = await self._get(b, "/channels/%s/members" % channels[0], "members")
+            self.assertEqual(sorted((m["account"], len(m["sessions"])) for m in members),
+                             [(account, 0), ("cid", 1)])
             # Back: its channel delivers again.
             self.servers[stopped].process.send_signal(signal.SIGCONT)
             await until(lambda: self._published(b, channels[stopped]), 15, "shard 1 back")

@@ -317,7 +317,8 @@ class ShardedStore:
         """PresenceStore.channel_members_page's rows, over shards: the
         channel's accounts from its shard, their sessions from their own
         shards (scripts.ACCOUNT_SESSIONS), kept when members of the
-        channel."""
+        channel. Accounts on a shard that does not answer are listed
+        without sessions (as one whose leave waits)."""
         home, keys = self.of(channel), self.keys
         reply = await home.execute("HSCAN", keys.channel_accounts(channel), cursor, "COUNT",
                                    count)
@@ -333,9 +334,15 @@ class ShardedStore:
             by_shard.setdefault(self.index_of(who), []).append(who)
         candidates = []
         for index, accounts in sorted(by_shard.items()):
-            flat = await self.shards[index].execute(
-                "EVAL", scripts.ACCOUNT_SESSIONS, 0, keys.account(""),
-                *keys.node_sessions_parts(), *accounts)
+            try:
+                flat = await self.shards[index].execute(
+                    "EVAL", scripts.ACCOUNT_SESSIONS, 0, keys.account(""),
+                    *keys.node_sessions_parts(), *accounts)
+            except RedisUnavailable:
+                # Their shard does not answer: the channel's own shard
+                # does, so they are listed, without their sessions.
+                rows.extend(("", who, "", "") for who in accounts)
+                continue
             candidates.extend(tuple(flat[i:i + 4]) for i in range(0, len(flat), 4))
         if candidates:
             present = await home.execute("HMGET", keys.members(channel),
