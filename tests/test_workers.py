@@ -11,6 +11,7 @@ import asyncio
 import os
 import re
 import signal
+import socket
 import ssl
 import subprocess
 import tempfile
@@ -18,6 +19,7 @@ import tempfile
 import websockets
 from twisted.internet.error import ProcessDone, ProcessTerminated
 from twisted.internet.task import Clock
+from twisted.internet.testing import MemoryReactor
 from twisted.python import usage
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
@@ -25,13 +27,14 @@ from twisted.trial.unittest import SynchronousTestCase
 from presence.app.options import Options, worker_count
 from presence.app.workers import Backoff, Workers, describe_exit, listening_descriptions
 from presence.client import PresenceAPIError, PresenceClient
+from presence.net import listening
+from presence.net.listening import SharedPort
 
 from .helpers.cluster import KEY, Client
 from .helpers.framing import upgrade_request
 from .helpers.processes import TWISTD, NodeProcessesTestCase, free_port, outside_env
 from .helpers.servers import self_signed_certificate
 from .helpers.waiting import run, until, wait
-
 
 PASSWORD = b"workers-dashboard-password"
 
@@ -75,6 +78,55 @@ class WorkerCountTests(SynchronousTestCase):
         self.assertGreaterEqual(options["workers"], 1)
         self.assertEqual(listening_descriptions(options),
                          ["tcp:9000", "tcp:8081:interface=127.0.0.1"])
+
+
+class SharedPortTests(SynchronousTestCase):
+    """The parent's listening sockets (presence/net/listening.py)."""
+
+    def test_a_tcp_port_is_a_socket_per_worker_on_one_concrete_port(self):
+        port = SharedPort("haproxy:tcp:0:interface=127.0.0.1:backlog=77", 3, reuse_port=True)
+        self.addCleanup(port.close)
+        self.assertEqual(len(port.sockets), 3)
+        self.assertEqual(len({sock.getsockname() for sock in port.sockets}), 1)
+        self.assertNotEqual(port.sockets[0].getsockname()[1], 0)
+        for sock in port.sockets:
+            self.assertEqual(sock.getsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT), 1)
+        self.assertEqual(len({port.fileno_for(slot) for slot in range(3)}), 3)
+
+    def test_without_reuse_port_every_worker_shares_one_socket(self):
+        port = SharedPort("tcp:0:interface=127.0.0.1", 3, reuse_port=False)
+        self.addCleanup(port.close)
+        self.assertEqual({port.fileno_for(slot) for slot in range(3)},
+                         {port.sockets[0].fileno()})
+
+    def test_a_unix_port_is_one_socket_with_its_mode_removed_at_close(self):
+        path = os.path.join(tempfile.mkdtemp(prefix="presence-shared-"), "s.sock")
+        port = SharedPort("unix:%s:mode=600" % path, 2)
+        self.assertEqual(len(port.sockets), 1)
+        self.assertEqual(os.stat(path).st_mode & 0o777, 0o600)
+        port.close()
+        self.assertFalse(os.path.exists(path))
+
+    def test_an_endpoint_binding_no_socket_of_its_own_is_refused_by_name(self):
+        # Adopting a descriptor (systemd: in a socket-activated service)
+        # binds nothing the workers could share.
+        self.patch(listening, "listened_on", _adopting_recorder)
+        with self.assertRaises(ValueError) as refused:
+            SharedPort("tcp:0", 2)
+        self.assertEqual(str(refused.exception), "tcp:0: workers share tcp:, tcp6:, ssl:, "
+                         "unix: and haproxy: ports only")
+
+    def test_an_endpoint_twisted_cannot_parse_is_refused_by_name(self):
+        with self.assertRaises(ValueError) as refused:
+            SharedPort("tcp:eighty", 2)
+        self.assertTrue(str(refused.exception).startswith(
+            "tcp:eighty: not an endpoint Twisted can listen on"), refused.exception)
+
+
+def _adopting_recorder(description):
+    recorder = MemoryReactor()
+    recorder.adoptStreamPort(3, socket.AF_INET, None)
+    return recorder
 
 
 class _Transport:

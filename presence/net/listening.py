@@ -90,12 +90,7 @@ class SharedPort:
 
     def __init__(self, description, count, reuse_port=REUSE_PORT):
         self.description = description
-        recorder = MemoryReactor()
-        try:
-            serverFromString(recorder, description).listen(Factory())
-        except Exception as error:
-            raise ValueError("%s: not an endpoint Twisted can listen on (%s: %s)"
-                             % (description, type(error).__name__, error))
+        recorder = listened_on(description)
         inet = [(port, backlog, interface) for port, _, backlog, interface
                 in recorder.tcpServers]
         inet += [(port, backlog, interface) for port, _, _, backlog, interface
@@ -147,6 +142,18 @@ class SharedPort:
             except OSError:
                 pass
             self.path = None
+
+
+def listened_on(description):
+    """A MemoryReactor that ``description`` was listened on: what Twisted
+    would bind for it (SharedPort)."""
+    recorder = MemoryReactor()
+    try:
+        serverFromString(recorder, description).listen(Factory())
+    except Exception as error:
+        raise ValueError("%s: not an endpoint Twisted can listen on (%s: %s)"
+                         % (description, type(error).__name__, error))
+    return recorder
 
 
 def _inet_socket(family, interface, port, backlog, reuse_port):
