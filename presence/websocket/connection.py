@@ -75,6 +75,46 @@ def _extended_length(data, pos, length):
     return start, length
 
 
+def _check_frame_start(opcode, fin, rsv, b1, message_open, rsv_allowed):
+    """The rules of 5.1-5.5 that the first two bytes of a frame can
+    break, for every frame but the start of a plain data message
+    (``message_open``: a fragmented message is being received;
+    ``rsv_allowed``: the RSV bits the negotiated extensions define)."""
+    if not b1 & 0x80:
+        raise ProtocolViolation(PROTOCOL_ERROR, "client frame is not masked")  # 5.1
+    if opcode >= 8:
+        if opcode > OP_PONG:
+            raise ProtocolViolation(PROTOCOL_ERROR, "reserved opcode %d" % opcode)
+        # 5.5: control frames are not fragmented, carry at most 125
+        # bytes, and no extension defines RSV bits for them.
+        if not fin:
+            raise ProtocolViolation(PROTOCOL_ERROR, "fragmented control frame")
+        if rsv:
+            raise ProtocolViolation(PROTOCOL_ERROR, "RSV bits set on a control frame")
+        if b1 & 0x7F > MAX_CONTROL_PAYLOAD:
+            raise ProtocolViolation(PROTOCOL_ERROR, "control frame payload over 125 bytes")
+    elif opcode:
+        if opcode > OP_BINARY:
+            raise ProtocolViolation(PROTOCOL_ERROR, "reserved opcode %d" % opcode)
+        if message_open:
+            # 5.4: fragments of one message are not interleaved with
+            # another data message.
+            raise ProtocolViolation(PROTOCOL_ERROR,
+                                    "new data frame before the fragmented message ended")
+        if rsv & ~rsv_allowed:
+            raise ProtocolViolation(PROTOCOL_ERROR,
+                                    "RSV bits set without a negotiated extension"
+                                    if not rsv_allowed else "RSV bits not negotiated")
+    else:
+        if not message_open:
+            raise ProtocolViolation(PROTOCOL_ERROR,
+                                    "continuation frame without a message to continue")
+        if rsv:
+            # RFC 7692 6.1: RSV1 marks only the first frame of a
+            # compressed message; without an extension, 5.2.
+            raise ProtocolViolation(PROTOCOL_ERROR, "RSV bits set on a continuation frame")
+
+
 class ServerConnection(ClosingHandshake):
     """One WebSocket connection after a successful opening handshake."""
 
@@ -155,7 +195,8 @@ class ServerConnection(ClosingHandshake):
                         or self._message is not None:
                     # Anything but the start of a data message without RSV
                     # bits: a control frame, a continuation, a fault.
-                    self._check_frame_start(opcode, b0 & 0x80, rsv, b1)
+                    _check_frame_start(opcode, b0 & 0x80, rsv, b1, self._message is not None,
+                                       self._rsv_allowed)
                 length = b1 & 0x7F
                 start = pos + 6
                 if length >= 126:
@@ -182,11 +223,10 @@ class ServerConnection(ClosingHandshake):
                         # The common case: a whole unfragmented message.
                         if opcode == OP_TEXT:
                             try:
-                                text = payload.decode("utf-8")
+                                yield TextMessage(payload.decode("utf-8"))
                             except UnicodeDecodeError:
                                 raise ProtocolViolation(
                                     INVALID_PAYLOAD, "invalid UTF-8 in text message") from None
-                            yield TextMessage(text)
                         else:
                             yield BinaryMessage(payload)
                         continue
@@ -203,48 +243,13 @@ class ServerConnection(ClosingHandshake):
         except ProtocolViolation as violation:
             yield self._fail(violation.code, violation.reason, violation.limit)
         finally:
-            # Keep what was not parsed (an incomplete header or control
-            # frame), ahead of anything received while events were out.
             if pos < len(data) and self.state is not CLOSED:
-                rest = data[pos:] if pos else data
-                self._buffer = rest + self._buffer if self._buffer else rest
+                self._keep(data[pos:] if pos else data)
 
-    def _check_frame_start(self, opcode, fin, rsv, b1):
-        """The rules of 5.1-5.5 that the first two bytes of a frame can
-        break, for every frame but the start of a plain data message."""
-        if not b1 & 0x80:
-            raise ProtocolViolation(PROTOCOL_ERROR, "client frame is not masked")  # 5.1
-        if opcode >= 8:
-            if opcode > OP_PONG:
-                raise ProtocolViolation(PROTOCOL_ERROR, "reserved opcode %d" % opcode)
-            # 5.5: control frames are not fragmented, carry at most 125
-            # bytes, and no extension defines RSV bits for them.
-            if not fin:
-                raise ProtocolViolation(PROTOCOL_ERROR, "fragmented control frame")
-            if rsv:
-                raise ProtocolViolation(PROTOCOL_ERROR, "RSV bits set on a control frame")
-            if b1 & 0x7F > MAX_CONTROL_PAYLOAD:
-                raise ProtocolViolation(PROTOCOL_ERROR, "control frame payload over 125 bytes")
-        elif opcode:
-            if opcode > OP_BINARY:
-                raise ProtocolViolation(PROTOCOL_ERROR, "reserved opcode %d" % opcode)
-            if self._message is not None:
-                # 5.4: fragments of one message are not interleaved with
-                # another data message.
-                raise ProtocolViolation(PROTOCOL_ERROR,
-                                        "new data frame before the fragmented message ended")
-            if rsv & ~self._rsv_allowed:
-                raise ProtocolViolation(PROTOCOL_ERROR,
-                                        "RSV bits set without a negotiated extension"
-                                        if not self._rsv_allowed else "RSV bits not negotiated")
-        else:
-            if self._message is None:
-                raise ProtocolViolation(PROTOCOL_ERROR,
-                                        "continuation frame without a message to continue")
-            if rsv:
-                # RFC 7692 6.1: RSV1 marks only the first frame of a
-                # compressed message; without an extension, 5.2.
-                raise ProtocolViolation(PROTOCOL_ERROR, "RSV bits set on a continuation frame")
+    def _keep(self, rest):
+        """What a read left unparsed (an incomplete header or control
+        frame), kept ahead of anything received while events were out."""
+        self._buffer = rest + self._buffer if self._buffer else rest
 
     def _check_size(self, length, rsv):
         # 10.4: the size limit is checked as frames announce their length,
