@@ -190,9 +190,12 @@ class SupervisionTests(SynchronousTestCase):
 
     def test_stopping_sends_sigterm_waits_and_kills_stragglers_after_the_drain_timeout(self):
         first, second = self.spawned[0][0], self.spawned[1][0]
+        listening = self.workers.ports[0].sockets[:]
         stopped = self.workers.stopService()
         self.assertEqual((first.transport.signals, second.transport.signals),
                          (["TERM"], ["TERM"]))
+        # Closed at once: the workers' copies alone keep the port open.
+        self.assertEqual([sock.fileno() for sock in listening], [-1, -1])
         first.processEnded(_failure(ProcessDone(0)))
         self.assertNoResult(stopped)
         self.clock.advance(10)

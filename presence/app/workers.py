@@ -303,15 +303,18 @@ class Workers(Service):
             log.info("presence: draining {count} workers", count=len(running))
         for worker in running:
             worker.signal("TERM")
-        kill = self.reactor.callLater(self.drain_timeout, self._kill, running)
-        await defer.DeferredList([worker.ended for worker in running])
-        if kill.active():
-            kill.cancel()
+        # The parent's copies closed now: as each worker stops listening its
+        # socket is gone, and new clients are refused at once (and try
+        # another node) instead of waiting in a queue nobody accepts from.
         for port in self.ports + [self.dashboard_port]:
             if port is not None:
                 port.close()
         self.ports = []
         self.dashboard_port = None
+        kill = self.reactor.callLater(self.drain_timeout, self._kill, running)
+        await defer.DeferredList([worker.ended for worker in running])
+        if kill.active():
+            kill.cancel()
         if self.embedded_redis is not None:
             await self.embedded_redis.stopService()
             self.embedded_redis = None
