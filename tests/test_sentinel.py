@@ -128,10 +128,14 @@ class SentinelProcesses:
         test.addCleanup(engine.disconnect)
         return engine
 
-    async def fail_over(self):
-        """SIGKILL the master; returns once Sentinel names the replica,
-        with the monotonic time of that moment."""
-        self.master.kill(signal.SIGKILL)
+    async def fail_over(self, hang=False):
+        """SIGKILL the master (SIGSTOP with ``hang``: its connections stay
+        open, unanswered); returns once Sentinel names the replica, with
+        the monotonic time of that moment."""
+        if hang:
+            self.master.pause()
+        else:
+            self.master.kill(signal.SIGKILL)
         await until(lambda: self._promoted(), 30, "Sentinel promoting the replica", 0.05,
                     retry_on=(RedisUnavailable,))
         return time.monotonic()
@@ -159,22 +163,40 @@ class SentinelConnectionTests(TestCase):
             self.assertEqual(await wait(redis.replica_engine.execute("GET", "k")), "after")
         return run(scenario())
 
-    def test_the_subscriber_resubscribes_on_the_new_master(self):
+    def test_the_engine_leaves_a_hung_master_when_sentinel_announces_the_switch(self):
+        """SIGSTOP: no connection is lost, none would ever be; the
+        Sentinels' +switch-master is the only word of the failover."""
         async def scenario():
             redis = await SentinelProcesses().start(self)
-            received, connected = [], []
-            subscriber = RedisSubscriber(redis.url, lambda channel, message: received.append(
-                message), on_connected=lambda: connected.append(True), reactor=reactor)
-            self.addCleanup(subscriber.close)
-            subscriber.subscribe("news")
-            await wait(subscriber.ready("news"))
-            await redis.fail_over()
-            await until(lambda: connected, 15, "the subscriber reconnected")
-            await wait(subscriber.ready("news"))
-            self.assertEqual(subscriber.sentinel.address, ("127.0.0.1", redis.replica.port))
-            await wait(redis.replica_engine.execute("PUBLISH", "news", "on the new master"))
-            await until(lambda: received == ["on the new master"], 5, "the message")
+            engine = RedisEngine(redis.url, reactor, timeout=1)
+            self.addCleanup(engine.disconnect)
+            self.assertEqual(await wait(engine.execute("SET", "k", "before")), "OK")
+            await redis.fail_over(hang=True)
+            await until(lambda: engine.execute("SET", "k", "after"), 15,
+                        "a write on the new master", 0.1, retry_on=(RedisUnavailable,))
+            self.assertEqual(await wait(redis.replica_engine.execute("GET", "k")), "after")
         return run(scenario())
+
+    def test_the_subscriber_resubscribes_on_the_new_master(self):
+        return run(self._resubscribes(hang=False))
+
+    def test_the_subscriber_leaves_a_hung_master_and_resubscribes_on_the_new_one(self):
+        return run(self._resubscribes(hang=True))
+
+    async def _resubscribes(self, hang):
+        redis = await SentinelProcesses().start(self)
+        received, connected = [], []
+        subscriber = RedisSubscriber(redis.url, lambda channel, message: received.append(
+            message), on_connected=lambda: connected.append(True), reactor=reactor)
+        self.addCleanup(subscriber.close)
+        subscriber.subscribe("news")
+        await wait(subscriber.ready("news"))
+        await redis.fail_over(hang=hang)
+        await until(lambda: len(connected) == 2, 15, "the subscriber reconnected")
+        await wait(subscriber.ready("news"))
+        self.assertEqual(subscriber.sentinel.address, ("127.0.0.1", redis.replica.port))
+        await wait(redis.replica_engine.execute("PUBLISH", "news", "on the new master"))
+        await until(lambda: received == ["on the new master"], 5, "the message")
 
     def test_a_connection_to_a_replica_is_never_used(self):
         """A Sentinel's answer can be stale during a failover: the pool
@@ -191,7 +213,8 @@ class SentinelConnectionTests(TestCase):
                 async def locate(self):
                     return ("127.0.0.1", self.port)
             pointed = Pointed([], MASTER, reactor, 1)
-            factory = MasterPoolFactory("test", None, 1, isLazy=True, convertNumbers=False)
+            factory = MasterPoolFactory("test", None, 1, isLazy=True, convertNumbers=False,
+                                        clock=reactor, handshake_timeout=1)
             factory.initialDelay, factory.maxDelay = 0.05, 0.2
             factory.startConnecting(MasterEndpoint(pointed, reactor, 1))
             self.addCleanup(factory.disconnect)
@@ -269,29 +292,33 @@ class NodeThroughFailoverTests(TestCase):
             await client.close()
 
     def test_clients_stay_connected_and_receive_again_after_the_master_is_killed(self):
-        async def scenario():
-            ann, bob = await self.connect("ann"), await self.connect("bob")
-            await self.delivered([ann, bob], "before")
-            self.assertEqual(await self.members(), ["ann", "bob"])
-            # The worst of asynchronous replication: the replica lost
-            # everything the master had (a writable replica, flushed). Only
-            # the node's re-assertion can put presence back.
-            replica = self.redis.replica_engine
-            await wait(replica.execute("CONFIG", "SET", "replica-read-only", "no"))
-            await wait(replica.execute("FLUSHALL"))
-            promoted_at = await self.redis.fail_over()
-            await self.delivered([ann, bob], "after")
-            took = time.monotonic() - promoted_at
-            self.assertLess(took, DELIVERY_AFTER_PROMOTION)
-            # Nobody was closed: the same connections, open.
-            for client in (ann, bob):
-                self.assertFalse(client.reader.done())
-                self.assertEqual(client.of("close"), [])
-            await until(lambda: self._presence_is(["ann", "bob"]), 10, "presence re-asserted",
-                        0.1)
-            await until(lambda: self._members_are(["ann", "bob"]), 10, "members re-asserted",
-                        0.1)
-        return run(scenario())
+        return run(self._through_a_failover(hang=False))
+
+    def test_clients_stay_connected_and_receive_again_after_the_master_hangs(self):
+        return run(self._through_a_failover(hang=True))
+
+    async def _through_a_failover(self, hang):
+        ann, bob = await self.connect("ann"), await self.connect("bob")
+        await self.delivered([ann, bob], "before")
+        self.assertEqual(await self.members(), ["ann", "bob"])
+        # The worst of asynchronous replication: the replica lost
+        # everything the master had (a writable replica, flushed). Only
+        # the node's re-assertion can put presence back.
+        replica = self.redis.replica_engine
+        await wait(replica.execute("CONFIG", "SET", "replica-read-only", "no"))
+        await wait(replica.execute("FLUSHALL"))
+        promoted_at = await self.redis.fail_over(hang=hang)
+        await self.delivered([ann, bob], "after")
+        took = time.monotonic() - promoted_at
+        self.assertLess(took, DELIVERY_AFTER_PROMOTION)
+        # Nobody was closed: the same connections, open.
+        for client in (ann, bob):
+            self.assertFalse(client.reader.done())
+            self.assertEqual(client.of("close"), [])
+        await until(lambda: self._presence_is(["ann", "bob"]), 10, "presence re-asserted",
+                    0.1)
+        await until(lambda: self._members_are(["ann", "bob"]), 10, "members re-asserted",
+                    0.1)
 
     async def _presence_is(self, accounts):
         try:

@@ -19,7 +19,7 @@ from .connection import (
     RECONNECT_MAX_DELAY,
     parse_redis_url,
 )
-from .sentinel import MasterEndpoint, MasterPoolFactory, SentinelMaster
+from .sentinel import MasterEndpoint, MasterPoolFactory, SentinelMaster, close_unless_at
 
 __all__ = ["RedisEngine", "RedisUnavailable"]
 
@@ -68,8 +68,10 @@ class RedisEngine:
         self.sentinel = SentinelMaster(params["sentinels"], params["master"], reactor, timeout)
         factory = MasterPoolFactory("sentinel:" + params["master"], params["db"] or None,
                                     poolsize, isLazy=True, password=params["password"],
-                                    convertNumbers=False)
+                                    convertNumbers=False, clock=reactor,
+                                    handshake_timeout=timeout)
         factory.startConnecting(MasterEndpoint(self.sentinel, reactor, timeout))
+        self.sentinel.watch(lambda address: close_unless_at(factory.pool, address))
         return factory.handler
 
     def _bounded(self, deferred):
@@ -93,4 +95,7 @@ class RedisEngine:
         return self.execute("PUBLISH", channel, message)
 
     def disconnect(self):
-        return self._pool.disconnect()
+        if self.sentinel is None:
+            return self._pool.disconnect()
+        return defer.gatherResults([self._pool.disconnect(), self.sentinel.stop()],
+                                   consumeErrors=True)

@@ -12,12 +12,15 @@ which follows the Sentinel clients' guidelines
 2. Connect to that address, and check with ``ROLE`` that it is the master
    (a Sentinel's answer can be stale while a failover is under way); if it
    is not, close the connection and start again from step 1.
+3. Listen to the Sentinels' ``+switch-master``, and close at once every
+   connection that is not to the master it names.
 
-A failover ends the node's connections to the old master: the master died,
+A failover ends the node's connections to the old master: the master died;
 or Sentinel, turning it into a replica, has it close its clients
 (``CLIENT KILL TYPE normal`` and ``TYPE pubsub``, sent with the
-``REPLICAOF``). txredisapi reconnects each of them through this endpoint,
-which finds the new master. Until then a command waits in the pool and is
+``REPLICAOF``); or, the old master being hung or out of reach, the node
+closes them at ``+switch-master`` (step 3). txredisapi reconnects each of
+them through this endpoint, which finds the new master. Until then a command waits in the pool and is
 answered RedisUnavailable after its timeout (presence/redis/engine.py).
 """
 
@@ -32,14 +35,21 @@ from twisted.logger import Logger
 import txredisapi
 
 from ..wire.throttle import LogThrottle
+from .connection import RECONNECT_FIRST_DELAY, RECONNECT_MAX_DELAY
 
-__all__ = ["MasterNotFound", "SentinelMaster", "MasterEndpoint", "MasterOnly", "is_master"]
+__all__ = ["MasterNotFound", "SentinelMaster", "MasterEndpoint", "MasterOnly", "is_master",
+           "close_unless_at", "SWITCH_MASTER"]
 
 log = Logger()
 
 #: Seconds between two log lines about the same trouble finding the master:
 #: every connection asks again at each attempt, up to five a second a node.
 REPORT_INTERVAL = 10.0
+
+#: Sentinel's pub/sub channel telling of a failover's end, with ``NAME
+#: OLD-IP OLD-PORT NEW-IP NEW-PORT``
+#: (https://redis.io/docs/management/sentinel/#pubsub-messages).
+SWITCH_MASTER = "+switch-master"
 
 #: Connections closed because the server was not the master, reported
 #: once per REPORT_INTERVAL for the process.
@@ -73,6 +83,8 @@ class SentinelMaster:
         #: Times the master was found at another address than before.
         self.switches = 0
         self._not_found = LogThrottle(REPORT_INTERVAL)
+        self._watchers = []
+        self._on_switch = None
 
     async def locate(self):
         """(host, port) of the master; raises MasterNotFound saying what
@@ -109,6 +121,41 @@ class SentinelMaster:
         self.address = address
         return address
 
+    def watch(self, on_switch):
+        """Listen to every Sentinel's SWITCH_MASTER: ``on_switch((host,
+        port))`` is called with the new master's address at each failover
+        of this master, from each Sentinel that tells of it. A connection
+        to an old master that neither died nor was told to close (it hangs,
+        or a partition holds its packets) would otherwise be kept, unanswered,
+        until TCP gives up: minutes, or never."""
+        self._on_switch = on_switch
+        for host, port in self.sentinels:
+            factory = _SwitchFactory(self._announced, "%s:%d" % (host, port))
+            factory.startConnecting(HostnameEndpoint(self.reactor, host, port,
+                                                     timeout=self.timeout))
+            self._watchers.append(factory)
+
+    def _announced(self, message, sentinel):
+        fields = _text(message).split(" ")
+        if len(fields) != 5 or fields[0] != self.name or not fields[4].isdigit():
+            return
+        address = (fields[3], int(fields[4]))
+        if address != self.address:
+            log.info("presence: Sentinel {sentinel} announces the Redis master {name} is now "
+                     "at {host}:{port} ({event})", sentinel=sentinel, name=self.name,
+                     host=address[0], port=address[1], event=SWITCH_MASTER)
+            if self.address is not None:
+                self.switches += 1
+            self.address = address
+        self._on_switch(address)
+
+    def stop(self):
+        """Stop listening to the Sentinels; fires when their connections
+        are closed."""
+        watchers, self._watchers = self._watchers, []
+        return defer.gatherResults([watcher.disconnect() for watcher in watchers],
+                                   consumeErrors=True)
+
     async def _ask(self, sentinel):
         """One question on a connection of its own: made only when a
         connection to Redis is (re)made, and nothing left open to tend."""
@@ -126,6 +173,55 @@ class SentinelMaster:
         if isinstance(reply, Exception):
             raise reply
         return reply
+
+
+def close_unless_at(protocols, address):
+    """Abort every connection of ``protocols`` (txredisapi's) that is not
+    to ``address``, (host, port); returns how many. Their pending commands
+    fail at once (txredisapi's ConnectionError, RedisUnavailable to the
+    engine's callers) and txredisapi reconnects them, through the
+    Sentinels, to the new master."""
+    closed = 0
+    for protocol in list(protocols):
+        transport = protocol.transport
+        if transport is None:
+            continue
+        peer = transport.getPeer()
+        if (getattr(peer, "host", None), getattr(peer, "port", None)) != tuple(address):
+            transport.abortConnection()
+            closed += 1
+    return closed
+
+
+class _SwitchProtocol(txredisapi.SubscriberProtocol):
+    """A Sentinel's pub/sub connection, subscribed to SWITCH_MASTER."""
+
+    def connectionMade(self):
+        ready = super().connectionMade()
+        self.whenConnected().addCallback(self._subscribe)
+        return ready
+
+    def _subscribe(self, _):
+        self.subscribe(SWITCH_MASTER).addErrback(
+            lambda failure: failure.trap(txredisapi.ConnectionError))
+
+    def messageReceived(self, pattern, channel, message):
+        self.factory.announced(message, self.factory.sentinel)
+
+
+class _SwitchFactory(txredisapi.SubscriberFactory):
+    """One Sentinel's SWITCH_MASTER announcements, reconnected as the
+    node's Redis connections are (presence/redis/connection.py)."""
+
+    protocol = _SwitchProtocol
+    noisy = False
+    initialDelay = RECONNECT_FIRST_DELAY
+    maxDelay = RECONNECT_MAX_DELAY
+
+    def __init__(self, announced, sentinel):
+        super().__init__(isLazy=True)
+        self.announced = announced
+        self.sentinel = sentinel
 
 
 class _Asking(Factory):
@@ -167,11 +263,14 @@ class MasterOnly:
     @defer.inlineCallbacks
     def connectionMade(self):
         if self.password is not None:
-            answer = yield self.auth(self.password).addErrback(lambda failure: failure.value)
+            answer = yield self._bounded(self.auth(self.password))
+            if isinstance(answer, defer.TimeoutError):
+                self.transport.abortConnection()
+                return None
             if isinstance(answer, Exception):
                 # The protocol's own AUTH tells it (and stops trying).
                 return (yield super().connectionMade())
-        role = yield self.role().addErrback(lambda failure: failure.value)
+        role = yield self._bounded(self.role())
         if not is_master(role):
             if _not_master.due(time.monotonic()):
                 peer = self.transport.getPeer()
@@ -179,9 +278,18 @@ class MasterOnly:
                          "asking Sentinel again{more}", host=getattr(peer, "host", "?"),
                          port=getattr(peer, "port", "?"), role=_described(role),
                          more=_more(_not_master))
-            self.transport.loseConnection()
+            self.transport.abortConnection()
             return None
         return (yield super().connectionMade())
+
+    def _bounded(self, asked):
+        """A question of the handshake, answered (or failed) within the
+        factory's ``handshake_timeout``: a server that accepts connections but does
+        not answer (stopped, hung) must not hold the connection forever,
+        where txredisapi would never try another."""
+        factory = self.factory
+        asked.addTimeout(factory.handshake_timeout, factory.clock)
+        return asked.addErrback(lambda failure: failure.value)
 
 
 class MasterProtocol(MasterOnly, txredisapi.RedisProtocol):
@@ -189,9 +297,15 @@ class MasterProtocol(MasterOnly, txredisapi.RedisProtocol):
 
 
 class MasterPoolFactory(txredisapi.RedisFactory):
-    """txredisapi's pool factory, with MasterProtocol connections."""
+    """txredisapi's pool factory, with MasterProtocol connections; ``clock``
+    and ``handshake_timeout`` bound their handshake (MasterOnly)."""
 
     protocol = MasterProtocol
+
+    def __init__(self, *args, clock, handshake_timeout, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.clock = clock
+        self.handshake_timeout = handshake_timeout
 
 
 def _more(throttle):

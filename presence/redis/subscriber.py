@@ -7,7 +7,7 @@ from twisted.internet.endpoints import HostnameEndpoint, UNIXClientEndpoint
 from twisted.logger import Logger
 
 from .connection import RECONNECT_FIRST_DELAY, RECONNECT_MAX_DELAY, parse_redis_url
-from .sentinel import MasterEndpoint, MasterOnly, SentinelMaster
+from .sentinel import MasterEndpoint, MasterOnly, SentinelMaster, close_unless_at
 
 __all__ = ["RedisSubscriber"]
 
@@ -105,12 +105,18 @@ class RedisSubscriber:
             # (presence/redis/sentinel.py): a failover is one more reconnection.
             self.sentinel = SentinelMaster(params["sentinels"], params["master"], reactor,
                                            SENTINEL_TIMEOUT)
-            return (_MasterSubscriberFactory(self, params["password"]),
-                    MasterEndpoint(self.sentinel, reactor, SENTINEL_TIMEOUT))
+            factory = _MasterSubscriberFactory(self, params["password"])
+            factory.clock, factory.handshake_timeout = reactor, SENTINEL_TIMEOUT
+            self.sentinel.watch(self._master_switched)
+            return factory, MasterEndpoint(self.sentinel, reactor, SENTINEL_TIMEOUT)
         factory = _SubscriberFactory(self, params["password"])
         if "path" in params:
             return factory, UNIXClientEndpoint(reactor, params["path"], timeout=5)
         return factory, HostnameEndpoint(reactor, params["host"], params["port"], timeout=5)
+
+    def _master_switched(self, address):
+        if self.protocol is not None:
+            close_unless_at([self.protocol], address)
 
     @property
     def connected(self):
@@ -182,4 +188,7 @@ class RedisSubscriber:
         """Stop reconnecting and close the connection, knowingly: its loss
         is not reported to ``on_lost``. Fires when closed."""
         self.closing = True
-        return self.factory.disconnect()
+        if self.sentinel is None:
+            return self.factory.disconnect()
+        return defer.gatherResults([self.factory.disconnect(), self.sentinel.stop()],
+                                   consumeErrors=True)

@@ -51,6 +51,12 @@ class RedisProcess:
             self.process.send_signal(signum)
             self.process.wait(timeout=30)
 
+    def pause(self):
+        """SIGSTOP: the process hangs with its connections open, answering
+        nothing (as a frozen machine, or a partition that drops packets,
+        looks to its clients); stop() resumes it before terminating it."""
+        self.process.send_signal(signal.SIGSTOP)
+
     def stop(self):
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGCONT)  # in case a test left it stopped
