@@ -36,7 +36,8 @@ from ..net.listening import AdoptingReactor, SharedPort
 from ..redis.embedded import EmbeddedRedis
 
 __all__ = ["Backoff", "Workers", "make_workers", "describe_exit", "listening_descriptions",
-           "listening_reactors", "in_worker", "follow_parent", "WORKER_ENV", "FDS_ENV", "PARENT_ENV"]
+           "listening_reactors", "in_worker", "follow_parent", "WORKER_ENV", "FDS_ENV",
+           "PARENT_ENV"]
 
 log = Logger()
 
