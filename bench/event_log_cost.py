@@ -52,7 +52,8 @@ def run(script, rounds=20, size=500):
             r.evalsha(sha, 2, keys.event_log, 100000, keys.node_sessions("bench"),
                       keys.node_memberships("bench"), keys.online, keys.events,
                       "juggernaut:subscribe", "juggernaut:unsubscribe", keys.leaving,
-                      keys.leaving_events, int(time.time() * 1000), 0, keys.channels, *words)
+                      keys.leaving_events, int(time.time() * 1000), 0, keys.channels, "",
+                      *words)
             total += time.perf_counter() - t
     return total / (rounds * 2 * size) * 1e6
 res = {}

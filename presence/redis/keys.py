@@ -9,8 +9,8 @@ Keys (``P`` is the prefix):
 - ``P node:NODE``: string, JSON about the node; expires unless refreshed
 - ``P node:NODE:sessions``: hash, session id -> JSON {account}: the node's
   sessions in presence
-- ``P node:NODE:channels``: hash, "SESSION CHANNEL" -> its account: its
-  sessions' memberships (what the node, or a survivor, sweeps out of presence)
+- ``P node:NODE:channels``: hash, "SESSION CHANNEL" -> "" (with shards, its
+  account): its sessions' memberships (what the node, or a survivor, sweeps out of presence)
 - ``P node:NODE:sessions:swept``, ``P node:NODE:channels:swept``: the same,
   claimed by a survivor while it sweeps a dead node
 - ``P reaping``: hash, dead node -> the survivor sweeping it

@@ -25,9 +25,10 @@ __all__ = ["APPLY", "ANNOUNCE", "CLAIM", "SWEEP", "PUBLISH_ONCE", "REDEEM", "RES
 #   leave   (the same fields)
 #   rejoin  (the same fields: the events only if it was not a member)
 #   close   CLOSES-KEY MINUTE-KEY RECORD KEEP CODE
-# A membership's entry in the node's memberships hash holds the session's
-# account ('' for none): SWEEP finds it there when the session's own entry
-# is on another shard (presence/redis/shards.py).
+# With Redis shards (ARGV 12 '1'), a membership's entry in the node's
+# memberships hash holds the session's account (else ''): SWEEP finds it
+# there when the session's own entry is on another shard
+# (presence/redis/shards.py).
 # Events of a first session (online), a last one (offline), a join or a
 # leave are published here, with the change they tell of; an account's
 # offline and its leave of a channel wait for the leave delay (DEPARTURES).
@@ -40,7 +41,8 @@ local subscribe, unsubscribe = ARGV[5], ARGV[6]
 leaving, leaving_events, leave_now, leave_delay = ARGV[7], ARGV[8], tonumber(ARGV[9]),
   tonumber(ARGV[10])
 local active = ARGV[11]
-local i, n = 12, #ARGV
+local named = ARGV[12] == '1'
+local i, n = 13, #ARGV
 while i <= n do
   local op = ARGV[i]
   if op == 'online' then
@@ -70,7 +72,7 @@ while i <= n do
     else
       changed = redis.call('HSET', members, sid, ARGV[i + 4]) == 1
       tell = changed or op == 'join'
-      redis.call('HSET', memberships, membership, ARGV[i + 4])
+      redis.call('HSET', memberships, membership, named and ARGV[i + 4] or '')
     end
     if changed then
       local size = redis.call('HLEN', members)

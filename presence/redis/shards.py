@@ -160,7 +160,8 @@ class ShardedStore:
     def __init__(self, engines, keys, event_log_maxlen):
         self.keys = keys
         self.event_log_maxlen = event_log_maxlen
-        self.shards = [PresenceStore(engine, keys, event_log_maxlen) for engine in engines]
+        self.shards = [PresenceStore(engine, keys, event_log_maxlen, sharded=True)
+                       for engine in engines]
         self.count = len(self.shards)
         self.errors = [0] * self.count
         #: Shards whose last command failed (RedisUnavailable): new tickets

@@ -31,12 +31,15 @@ def _redeemed(reply):
 
 class PresenceStore:
     """``engine``: a RedisEngine; ``keys``: the PresenceKeys of the prefix;
-    ``event_log_maxlen``: the event log's bound (--event-log-maxlen)."""
+    ``event_log_maxlen``: the event log's bound (--event-log-maxlen);
+    ``sharded``: one of several Redis shards (presence/redis/shards.py)."""
 
-    def __init__(self, engine, keys, event_log_maxlen=DEFAULT_EVENT_LOG_MAXLEN):
+    def __init__(self, engine, keys, event_log_maxlen=DEFAULT_EVENT_LOG_MAXLEN, sharded=False):
         self.engine = engine
         self.keys = keys
         self.event_log_maxlen = event_log_maxlen
+        #: Whether memberships name their account (scripts.APPLY).
+        self.sharded = sharded
         self.execute = engine.execute
         self.publish = engine.publish
 
@@ -116,7 +119,7 @@ class PresenceStore:
             keys.node_sessions(node), keys.node_memberships(node),
             keys.online, keys.events, JUGGERNAUT_SUBSCRIBE, JUGGERNAUT_UNSUBSCRIBE,
             keys.leaving, keys.leaving_events, int(now * 1000), int(leave_delay * 1000),
-            keys.channels, *operations)
+            keys.channels, "1" if self.sharded else "", *operations)
 
     def departed(self, now, count):
         """Publish up to ``count`` departures due at ``now`` (scripts.DEPARTED);
