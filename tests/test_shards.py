@@ -209,6 +209,39 @@ class ShardedClusterTests(TestCase):
 
         return run(scenario())
 
+    def test_one_publish_to_channels_of_every_shard_is_made_once_with_their_offsets(self):
+        a = self.nodes[0]
+        plain = channels_on(3)
+        kept = channels_on(3, "kept:")
+
+        async def scenario():
+            recording = await self.start_node("--history", "kept:*=100,300")
+            ann = await self.connect(a, "ann", ["room:*", "kept:*"])
+            for channel in plain + kept:
+                await self.subscribe(ann, channel)
+            body = {"channels": plain + kept, "data": {"n": 1}, "id": "every-shard-1"}
+            first = await wait(recording["api"]._request("POST", "/publish", body))
+            self.assertEqual((first["nodes"], first["duplicate"]), (6, False))
+            self.assertEqual({c: o["offset"] for c, o in first["offsets"].items()},
+                             {channel: 1 for channel in kept})
+            await until(lambda: len(ann.of("message")) >= 6, 10, "six messages")
+            # The same id again: nothing published on any shard, and the
+            # first publish's offsets answered.
+            again = await wait(recording["api"]._request("POST", "/publish", body))
+            self.assertEqual((again["nodes"], again["duplicate"]), (6, True))
+            self.assertEqual(again["offsets"], first["offsets"])
+            # Each history on its channel's shard, read through the API.
+            for shard, channel in enumerate(kept):
+                self.assertTrue(await wait(self.engines[shard].execute(
+                    "EXISTS", self.keys.history(channel))))
+                read = await wait(recording["api"]._request("GET", "/history/" + channel))
+                self.assertEqual([m["data"] for m in read["messages"]], [{"n": 1}])
+            await wait(a["api"].publish(plain[0], {"n": "marker"}))
+            await until(lambda: len(ann.of("message")) >= 7, 10, "the marker")
+            self.assertEqual(len(ann.of("message")), 7)
+
+        return run(scenario())
+
     async def _equal(self, value, expected):
         return await value == expected
 
