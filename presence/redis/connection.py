@@ -113,7 +113,8 @@ def _sentinel_address(address, url):
     if address.startswith("["):
         host, bracket, rest = address[1:].partition("]")
         if not bracket or (rest and not rest.startswith(":")):
-            raise ValueError("bad Sentinel address %r in %r: give [IPV6]:PORT" % (address, redacted(url)))
+            raise ValueError("bad Sentinel address %r in %r: give [IPV6]:PORT" % (
+                address, redacted(url)))
         port = rest[1:]
     elif ":" in address:
         host, _, port = address.rpartition(":")

@@ -20,19 +20,19 @@ or Sentinel, turning it into a replica, has it close its clients
 (``CLIENT KILL TYPE normal`` and ``TYPE pubsub``, sent with the
 ``REPLICAOF``); or, the old master being hung or out of reach, the node
 closes them at ``+switch-master`` (step 3). txredisapi reconnects each of
-them through this endpoint, which finds the new master. Until then a command waits in the pool and is
-answered RedisUnavailable after its timeout (presence/redis/engine.py).
+them through this endpoint, which finds the new master. Until then a
+command waits in the pool and is answered RedisUnavailable after its
+timeout (presence/redis/engine.py).
 """
 
 import time
 
+import txredisapi
 from twisted.internet import defer
 from twisted.internet.endpoints import HostnameEndpoint
 from twisted.internet.error import ConnectError
 from twisted.internet.protocol import Factory
 from twisted.logger import Logger
-
-import txredisapi
 
 from ..wire.throttle import LogThrottle
 from .connection import RECONNECT_FIRST_DELAY, RECONNECT_MAX_DELAY
@@ -126,8 +126,8 @@ class SentinelMaster:
         port))`` is called with the new master's address at each failover
         of this master, from each Sentinel that tells of it. A connection
         to an old master that neither died nor was told to close (it hangs,
-        or a partition holds its packets) would otherwise be kept, unanswered,
-        until TCP gives up: minutes, or never."""
+        or a partition holds its packets) would otherwise be kept,
+        unanswered, until TCP gives up: minutes, or never."""
         self._on_switch = on_switch
         for host, port in self.sentinels:
             factory = _SwitchFactory(self._announced, "%s:%d" % (host, port))
@@ -284,9 +284,9 @@ class MasterOnly:
 
     def _bounded(self, asked):
         """A question of the handshake, answered (or failed) within the
-        factory's ``handshake_timeout``: a server that accepts connections but does
-        not answer (stopped, hung) must not hold the connection forever,
-        where txredisapi would never try another."""
+        factory's ``handshake_timeout``: a server that accepts connections
+        but does not answer (stopped, hung) must not hold the connection
+        for ever, where txredisapi would never try another."""
         factory = self.factory
         asked.addTimeout(factory.handshake_timeout, factory.clock)
         return asked.addErrback(lambda failure: failure.value)
