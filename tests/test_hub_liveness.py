@@ -10,6 +10,7 @@ import json
 from twisted.internet import defer, reactor
 from twisted.internet.task import Clock
 
+from presence.redis.engine import RedisUnavailable
 from presence.redis.subscriber import RedisSubscriber
 from presence.websocket.frames import OP_TEXT
 
@@ -156,6 +157,38 @@ class LivenessTests(HubTestCase):
         self.assertEqual((yield self.engine.execute(
             "EXISTS", self.keys.node_reaped(paused.hub.node_id))), 0)
         self.assertTrue(transport.connected)  # the client never noticed
+
+    @defer.inlineCallbacks
+    def test_a_re_assertion_that_redis_failed_is_made_at_the_next_heartbeat(self):
+        """A failover to a replica that lost the node's writes: the
+        subscription comes back first and asks for the re-assertion, whose
+        announcement fails (the command pool not back yet); the next
+        heartbeat's announcement re-asserts the sessions (nothing marked the
+        node reaped: without the due re-assertion, ann stays out)."""
+        node = yield self.start(100)
+        session, transport = yield self.ann_subscribed_on(node)
+        store = node.hub.liveness.store
+        announce_node, failed = store.announce_node, []
+
+        def failing_once(*args):
+            if not failed:
+                failed.append(True)
+                return defer.fail(RedisUnavailable("the pool is not back yet"))
+            return announce_node(*args)
+        store.announce_node = failing_once
+        yield self.engine.execute("FLUSHALL")
+        yield self.engine.execute("CLIENT", "KILL", "TYPE", "pubsub")
+        yield self.until(lambda: failed and node.hub.stats.redis_reconnects == 1,
+                         "the reconnection's re-assertion, failed")
+        yield node.hub.work.finished()
+        self.assertNotIn("ann", (yield self.store.online_accounts()))
+
+        yield self.tick(node)
+        yield self.until(lambda: self.store.online_accounts().addCallback(
+            lambda accounts: "ann" in accounts), "ann online again")
+        yield self.until(lambda: self.member_of("room:1").addCallback(
+            lambda members: members == {session.id: "ann"}), "ann a member of room:1 again")
+        self.assertTrue(transport.connected)
 
     # Writes a dead node's records as its APPLY batches would have: each
     # session online under its own account and a member of one of 100 rooms.

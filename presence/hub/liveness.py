@@ -60,6 +60,8 @@ class Liveness:
         #: Dead node -> the sweep of its records under way here.
         self._sweeps = {}
         self._previous_report = None
+        #: A re-assertion asked for and not yet made (reassert()).
+        self._reassert_due = False
 
     def start(self):
         self._loop = task.LoopingCall(self.announce)
@@ -157,9 +159,11 @@ class Liveness:
 
     async def _announce_and_reap(self):
         try:
-            if await self._announce():
+            reaped = await self._announce()
+            if reaped:
                 log.warn("presence: this node's heartbeat lapsed and another node took its "
                          "sessions out of presence; re-asserting them")
+            if reaped or self._reassert_due:
                 self._reassert_sessions()
             for other in await self.store.nodes():
                 if other != self.node_id and await self.store.node_info(other) is None:
@@ -240,11 +244,17 @@ class Liveness:
 
     async def reassert(self):
         """Assert this node's sessions' presence again (after a Redis outage,
-        or when it finds it was reaped)."""
+        or when it finds it was reaped). Should Redis fail the announcement
+        that comes first (the subscription is back, the command pool not
+        yet: a Sentinel failover reconnects them one by one), the next
+        heartbeat's announcement re-asserts them: the new master may have
+        none of them, and nothing else would."""
+        self._reassert_due = True
         await self._announce()
         self._reassert_sessions()
 
     def _reassert_sessions(self):
+        self._reassert_due = False
         channels = self.channels
         for session in list(self.server.sessions.values()):
             if session.account is None or not session.ready:
