@@ -433,6 +433,24 @@ class WorkersProcessTests(WorkersTestCase):
         return run(scenario())
 
 
+    def test_a_port_the_parent_cannot_bind_stops_it_with_status_1(self):
+        """Refused before any worker starts (with --redis, the parent has
+        nothing to wait for: it fails before its reactor runs)."""
+        taken = socket.socket()
+        self.addCleanup(taken.close)
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        self.start_workers(listen=["tcp:%d:interface=127.0.0.1" % taken.getsockname()[1]])
+
+        async def scenario():
+            self.assertEqual(await until_exited(self.parent, 30), 1, self.logged())
+            self.assertIn("presence: the workers could not start", self.logged())
+            self.assertIn("Address already in use", self.logged())
+            self.assertNotIn("worker 0 started", self.logged())
+
+        return run(scenario())
+
+
 class SharedKindsTests(WorkersTestCase):
     """Every kind of port a node listens on is shared the same way."""
 

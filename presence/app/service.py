@@ -224,6 +224,10 @@ def _stop_with_failure(reactor):
         atexit.register(exit_failed)
     if reactor.running:
         reactor.callLater(0, reactor.stop)
+    else:
+        # Failed in startService itself, which twistd calls before the
+        # reactor runs (a port the --workers parent could not bind).
+        reactor.callWhenRunning(reactor.stop)
 
 
 _stop_with_failure.registered = False
