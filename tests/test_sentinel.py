@@ -6,6 +6,8 @@ a replica and redis-sentinel as separate processes."""
 
 import json
 import signal
+import subprocess
+import tempfile
 import time
 
 import pytest
@@ -24,7 +26,7 @@ from presence.redis.sentinel import MasterEndpoint, MasterPoolFactory, SentinelM
 from presence.redis.subscriber import RedisSubscriber
 
 from .helpers.cluster import KEY, Client
-from .helpers.processes import free_port, start_node_process
+from .helpers.processes import TWISTD, free_port, outside_env, start_node_process
 from .helpers.real_redis import start_redis_server, start_sentinel
 from .helpers.waiting import pause, run, until, wait
 
@@ -83,6 +85,14 @@ def test_twistd_presence_refuses_a_sentinel_url_without_a_master_as_a_usage_erro
         Options().parseOptions(["--redis", "sentinel://127.0.0.1:26379"])
     with pytest.raises(UsageError, match="--redis: no Sentinel address"):
         Options().parseOptions(["--redis", "sentinel://"])
+
+
+def test_the_twistd_command_line_answers_a_sentinel_url_without_a_master_and_exits():
+    finished = subprocess.run([TWISTD, "-n", "presence", "--redis", "sentinel://127.0.0.1:26379"],
+                              env=outside_env(), cwd=tempfile.gettempdir(), capture_output=True,
+                              text=True, timeout=60)
+    assert finished.returncode != 0
+    assert "--redis: no master name in 'sentinel://127.0.0.1:26379'" in finished.stdout
 
 
 def test_twistd_presence_takes_a_sentinel_url():
