@@ -22,7 +22,12 @@ from presence.app.options import Options
 from presence.client import PresenceClient
 from presence.redis.connection import SENTINEL_DEFAULT_PORT, parse_redis_url
 from presence.redis.engine import RedisEngine, RedisUnavailable
-from presence.redis.sentinel import MasterEndpoint, MasterPoolFactory, SentinelMaster
+from presence.redis.sentinel import (
+    MasterEndpoint,
+    MasterNotFound,
+    MasterPoolFactory,
+    SentinelMaster,
+)
 from presence.redis.subscriber import RedisSubscriber
 
 from .helpers.cluster import KEY, Client
@@ -264,6 +269,25 @@ class SentinelConnectionTests(TestCase):
             await wait(subscriber.ready("news"))
             await wait(engine.publish("news", "hello"))
             await until(lambda: received == ["hello"], 5, "the message")
+        return run(scenario())
+
+    def test_the_sentinels_are_asked_in_turn_and_the_one_that_answered_goes_first(self):
+        async def scenario():
+            master = await start_redis_server(self)
+            sentinel = await start_sentinel(self, MASTER, master)
+            down = ("127.0.0.1", free_port())
+            located = SentinelMaster([down, ("127.0.0.1", sentinel.port)], MASTER, reactor, 1)
+            self.assertEqual(await wait(defer.ensureDeferred(located.locate())),
+                             ("127.0.0.1", master.port))
+            self.assertEqual(located.sentinels, [("127.0.0.1", sentinel.port), down])
+
+            unknown = SentinelMaster([down, ("127.0.0.1", sentinel.port)], "other", reactor, 1)
+            with self.assertRaises(MasterNotFound) as refused:
+                await wait(defer.ensureDeferred(unknown.locate()))
+            self.assertIn("no Sentinel told where the master 'other' is (127.0.0.1:%d: " % down[1],
+                          str(refused.exception))
+            self.assertIn("127.0.0.1:%d knows no master named 'other'" % sentinel.port,
+                          str(refused.exception))
         return run(scenario())
 
     def test_no_sentinel_answering_makes_commands_unavailable_not_hung(self):

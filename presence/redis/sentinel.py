@@ -30,7 +30,6 @@ import time
 import txredisapi
 from twisted.internet import defer
 from twisted.internet.endpoints import HostnameEndpoint
-from twisted.internet.error import ConnectError
 from twisted.internet.protocol import Factory
 from twisted.logger import Logger
 
@@ -56,9 +55,10 @@ SWITCH_MASTER = "+switch-master"
 _not_master = LogThrottle(REPORT_INTERVAL)
 
 
-class MasterNotFound(ConnectError):
+class MasterNotFound(Exception):
     """No Sentinel told where the master is (none answered, or none knows
-    the name). A ConnectError: txredisapi tries again after its backoff."""
+    the name): the connection attempt fails, and txredisapi tries again
+    after its backoff."""
 
 
 def is_master(role):
