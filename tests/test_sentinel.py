@@ -101,8 +101,10 @@ def test_the_twistd_command_line_answers_a_sentinel_url_without_a_master_and_exi
 
 
 def test_twistd_presence_takes_a_sentinel_url():
+    url = "sentinel://127.0.0.1:26379,127.0.0.1:26380/mymaster"
     options = Options()
-    options.parseOptions(["--redis", "sentinel://127.0.0.1:26379,127.0.0.1:26380/mymaster"])
+    options.parseOptions(["--redis", url])
+    assert options["redis"] == url
 
 
 # ------------------------------------------- real Redis, replica, Sentinel
