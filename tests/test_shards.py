@@ -320,9 +320,11 @@ class ShardedClusterTests(TestCase):
             self.assertEqual(len([e for e in receiver.arrived if e["name"] == "member_added"]), 3)
             await until(lambda: [e for e in receiver.events if e["name"] == "online"], 15,
                         "ann's online")
-            metrics = await self._metrics(hooked)
-            self.assertRegex(metrics, r'presence_webhook_events_total\{[^}]*outcome="delivered"'
-                                      r'[^}]*\} [4-9]')
+            # Counted once each request was answered: ann's online, and a
+            # member_added and a channel_occupied on each shard.
+            await until(lambda: self._metric_is(
+                hooked, r'presence_webhook_events_total\{[^}]*outcome="delivered"\}', 7), 10,
+                "the seven events counted, the three shards added up")
 
         return run(scenario())
 
@@ -418,6 +420,36 @@ class ShardedClusterTests(TestCase):
 
     async def _dashboard_shows(self, node, pattern):
         return re.search(pattern, await self._metrics(node, b"/"))
+
+    def test_each_shards_outage_is_its_own_and_presence_is_asserted_again(self):
+        a = self.nodes[0]
+        channels = channels_on(3)
+
+        async def scenario():
+            ann = await self.connect(a, "ann")
+            for channel in channels:
+                await self.subscribe(ann, channel)
+            for shard in (1, 2):
+                await until(lambda: self._equal(self.members_on(channels[shard], (shard,)),
+                                                [1]), 10, "the member on shard %d" % shard)
+            # Shards 1 and 2 lose everything and drop the nodes' pub/sub
+            # connections, at once (a restart, as the nodes see it).
+            for shard in (1, 2):
+                await wait(self.engines[shard].execute("FLUSHALL"))
+                await wait(self.engines[shard].execute("CLIENT", "KILL", "TYPE", "pubsub"))
+            await until(lambda: self._metric_is(a, "presence_redis_reconnects_total", "[2-9]"), 15,
+                        "two reconnections counted")
+            for shard in (1, 2):
+                await until(lambda: self._equal(self.members_on(channels[shard], (shard,)),
+                                                [1]), 10, "the member back on shard %d" % shard)
+            await wait(a["api"].publish(channels[2], {"after": True}))
+            await until(lambda: ann.of("message"), 10, "shard 2's channel delivering again")
+
+        return run(scenario())
+
+    async def _metric_is(self, node, name, value):
+        """Whether the metric (a pattern) has ``value`` in ``node``'s /metrics."""
+        return re.search(r"^%s %s$" % (name, value), await self._metrics(node), re.M)
 
     def test_a_node_with_another_shard_list_refuses_to_start(self):
         first, second, third = self.servers

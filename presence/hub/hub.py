@@ -21,6 +21,7 @@ Everything another node or a backend must see lives in Redis
 (presence/redis/keys.py names it; docs/redis.md documents it).
 """
 
+import functools
 import os
 import socket
 
@@ -87,7 +88,8 @@ class Hub:
         self.work = RedisWork(stats)
         self.server = None
         self.subscriber = None
-        self._lost_at = None
+        #: Shard -> when its subscription connection was lost (one Redis: 0).
+        self._lost_at = {}
         #: The ticket store of this node's sessions and API.
         self.tickets = TicketStore(store, clock, settings.ticket_ttl, node=self.node_id,
                                    resume_ttl=settings.resume_ttl,
@@ -154,8 +156,10 @@ class Hub:
                      self.quality, self.subscriptions):
             room.server = server
         subscribers = [RedisSubscriber(engine.url, self.from_redis.received,
-                                       self._redis_connected, self._redis_lost,
-                                       reactor=engine.reactor) for engine in self.engines]
+                                       functools.partial(self._redis_connected, shard),
+                                       functools.partial(self._redis_lost, shard),
+                                       reactor=engine.reactor)
+                       for shard, engine in enumerate(self.engines)]
         self.subscriber = subscribers[0] if len(subscribers) == 1 else ShardedSubscriber(
             self.store, subscribers)
         self.channels.subscriber = self.history.subscriber = self.subscriber
@@ -231,22 +235,30 @@ class Hub:
 
     # ---------------------------------------------------- messages from Redis
 
-    def _redis_connected(self):
-        if self._lost_at is None:
+    def _shown(self, shard):
+        """A shard's name in the log: nothing with one Redis."""
+        return " shard %d" % shard if len(self.engines) > 1 else ""
+
+    def _redis_connected(self, shard=0):
+        """A subscription connection is (back) up: after an outage, this
+        node's presence is asserted again (each shard's outage its own: a
+        shard back after another is re-asserted too)."""
+        lost_at = self._lost_at.pop(shard, None)
+        if lost_at is None:
             return  # the first connection
-        gap = self.clock.seconds() - self._lost_at
-        self._lost_at = None
+        gap = self.clock.seconds() - lost_at
         self.stats.redis_reconnects += 1
         self.stats.redis_outage_seconds += gap
-        log.warn("presence: Redis is back after {gap:.1f} s: subscriptions restored, "
+        log.warn("presence: Redis{shard} is back after {gap:.1f} s: subscriptions restored, "
                  "re-asserting presence; messages published meanwhile were not delivered",
-                 gap=gap)
+                 shard=self._shown(shard), gap=gap)
         self.work.track(self.liveness.reassert(), "re-asserting presence")
 
-    def _redis_lost(self):
-        if self._lost_at is None:
-            self._lost_at = self.clock.seconds()
-            log.warn("presence: lost the Redis subscription connection; reconnecting")
+    def _redis_lost(self, shard=0):
+        if shard not in self._lost_at:
+            self._lost_at[shard] = self.clock.seconds()
+            log.warn("presence: lost the Redis{shard} subscription connection; reconnecting",
+                     shard=self._shown(shard))
 
     # ------------------------------------------------------- for the HTTP API
 
