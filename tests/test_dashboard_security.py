@@ -4,7 +4,11 @@ which Host, Origin and cookie are sent) and, where a browser's behaviour is
 the point, in Chromium: the Host and Origin checks (DNS rebinding, forged
 forms), logging out, the lockout after wrong passwords.
 
-Time (logins, the lockout) is a Clock the test advances."""
+Logins and wrong passwords are kept in Redis, as a dashboard on a hub
+keeps them, so that every node and worker serves the same ones; their
+expiry is Redis's (a key's TTL, which the tests read and shorten). The
+lockout in a process's memory (LoginsInMemory) is tested too, its time a
+Clock the test advances."""
 
 import asyncio
 import collections
@@ -18,6 +22,7 @@ from twisted.web.server import Site
 
 from presence.web import admission
 from presence.web.admin import COOKIE, AdminApp
+from presence.web.admission import LOCKOUT, LOGIN_IDLE, LoginsInMemory
 
 from .helpers.api import tracked
 from .helpers.browser import CHROMIUM, CHROMIUM_ARGS
@@ -68,24 +73,34 @@ class DashboardTestCase(HubTestCase):
 
     password = PASSWORD
     endpoint = "tcp:0:interface=127.0.0.1"
+    #: Whether logins are kept in this process's memory, not in Redis.
+    in_memory = False
 
     @defer.inlineCallbacks
     def setUp(self):
         yield super().setUp()
         self.node = self.start_node()
         self.clock = Clock()
-        self.dashboard = AdminApp(self.node.hub, self.node.server, self.password,
-                                  clock=self.clock)
-        self.site = tracked(Site(self.dashboard.resource()))
-        port = yield endpoints.serverFromString(reactor, self.endpoint).listen(self.site)
-        self.addCleanup(lambda: run(self._stop_serving(port)))
-        self.port = port.getHost().port
+        self.dashboard, self.port = yield run(self.serve(self.node))
         self.host = "127.0.0.1:%d" % self.port
         self.origin = "http://" + self.host
 
-    async def _stop_serving(self, port):
+    async def serve(self, node):
+        """A dashboard of ``node`` on a port of its own: ``(AdminApp, port)``."""
+        dashboard = AdminApp(node.hub, node.server, self.password, clock=self.clock,
+                             logins=LoginsInMemory(self.clock) if self.in_memory else None)
+        site = tracked(Site(dashboard.resource()))
+        port = await wait(endpoints.serverFromString(reactor, self.endpoint).listen(site))
+        self.addCleanup(lambda: run(self._stop_serving(port, site)))
+        return dashboard, port.getHost().port
+
+    async def _stop_serving(self, port, site):
         await wait(defer.maybeDeferred(port.stopListening))
-        await until(lambda: not self.site.connections, 10, "the dashboard's connections closed")
+        await until(lambda: not site.connections, 10, "the dashboard's connections closed")
+
+    async def stored_logins(self):
+        """The keys of the logins in Redis."""
+        return await wait(self.engine.execute("KEYS", self.keys.prefix + "dashboard:login:*"))
 
     def request(self, method, path, headers=None, **options):
         """``http()`` to the dashboard, with a loopback Host unless ``headers``
@@ -180,7 +195,7 @@ class AFormFromAnotherSiteIsRefusedTests(DashboardTestCase):
             self.assertEqual(answer.status, 403)
             self.assertIn(b"sent from Origin 'http://attacker.example'", answer.body)
             self.assertNotIn("set-cookie", answer.headers)
-            self.assertEqual(self.dashboard.logins, {})
+            self.assertEqual(await self.stored_logins(), [])
             self.assertIn('presence_dashboard_refused_total{reason="origin"} 1',
                           await self.metrics())
         return run(scenario())
@@ -250,7 +265,7 @@ class LoggingOutTests(DashboardTestCase):
             cleared, = answer.headers["set-cookie"]
             self.assertTrue(cleared.startswith(COOKIE.decode() + "=;"), cleared)
             self.assertIn("Max-Age=0", cleared)
-            self.assertEqual(self.dashboard.logins, {})
+            self.assertEqual(await self.stored_logins(), [])
             # A copy of the old cookie (another tab, a stolen one) is no login.
             again = await self.logged_in_page(cookie)
             self.assertEqual((again.status, again.headers["location"]), (303, ["/login"]))
@@ -370,6 +385,62 @@ class TheLockoutTests(DashboardTestCase):
             self.assertEqual(await self.attempt("192.0.2.2", PASSWORD), 303)
         return run(scenario())
 
+    async def failures_key(self, network):
+        """The wrong passwords of ``network`` in Redis: (count, TTL in s)."""
+        key = self.keys.dashboard_failures(network)
+        count = await wait(self.engine.execute("GET", key))
+        return (int(count) if count is not None else None,
+                int(await wait(self.engine.execute("TTL", key))))
+
+    def test_the_lockout_is_a_key_that_expires_a_minute_after_the_last_wrong_password(self):
+        """Redis forgets the count (INCR, EXPIRE 60 at each wrong password;
+        a refused attempt does not prolong it): once the key is gone, the
+        right password logs in."""
+        async def scenario():
+            for _ in range(5):
+                self.assertEqual(await self.attempt("192.0.2.1"), 401)
+            count, ttl = await self.failures_key("192.0.2.1")
+            self.assertEqual(count, 5)
+            self.assertTrue(LOCKOUT - 5 <= ttl <= LOCKOUT, ttl)
+            await wait(self.engine.execute("EXPIRE", self.keys.dashboard_failures("192.0.2.1"),
+                                           1000))
+            self.assertEqual(await self.attempt("192.0.2.1", PASSWORD), 429)
+            self.assertEqual(await self.failures_key("192.0.2.1"), (5, 1000))
+            await wait(self.engine.execute("PEXPIRE", self.keys.dashboard_failures("192.0.2.1"),
+                                           1))
+            await until(lambda: self.engine.execute(
+                "EXISTS", self.keys.dashboard_failures("192.0.2.1")).addCallback(
+                lambda n: int(n) == 0), 5, "the count expired")
+            self.assertEqual(await self.attempt("192.0.2.1", PASSWORD), 303)
+            self.assertEqual(await self.failures_key("192.0.2.1"), (None, -2))  # forgotten
+        return run(scenario())
+
+    def test_every_address_counted_expires_on_its_own(self):
+        async def scenario():
+            for network in range(1, 4):
+                self.assertEqual(await self.attempt("2001:db8:%x::1" % network), 401)
+            for network in range(1, 4):
+                count, ttl = await self.failures_key("2001:db8:%x::/64" % network)
+                self.assertEqual(count, 1)
+                self.assertTrue(0 < ttl <= LOCKOUT, ttl)
+        return run(scenario())
+
+    def test_a_burst_of_wrong_passwords_at_once_checks_five_at_most(self):
+        """Each attempt is counted before its password is checked, in one
+        step (presence/redis/dashboard.py ATTEMPT): twenty sent together
+        are not all checked against a count none of them has raised yet."""
+        async def scenario():
+            statuses = await asyncio.gather(*[self.attempt("192.0.2.9") for _ in range(20)])
+            self.assertEqual(collections.Counter(statuses), {401: 5, 429: 15})
+        return run(scenario())
+
+
+class TheLockoutInMemoryTests(TheLockoutTests):
+    """The same lockout with no Redis (LoginsInMemory), its time the
+    test's Clock."""
+
+    in_memory = True
+
     def test_the_lockout_ends_a_minute_after_the_last_wrong_password(self):
         async def scenario():
             for _ in range(5):
@@ -384,10 +455,10 @@ class TheLockoutTests(DashboardTestCase):
         async def scenario():
             for network in range(3):
                 self.assertEqual(await self.attempt("2001:db8:%x::1" % network), 401)
-            self.assertEqual(len(self.dashboard.failures), 3)
+            self.assertEqual(len(self.dashboard.logins.failures), 3)
             self.clock.advance(60)
             self.assertEqual(await self.attempt("192.0.2.1"), 401)
-            self.assertEqual(list(self.dashboard.failures), ["192.0.2.1"])
+            self.assertEqual(list(self.dashboard.logins.failures), ["192.0.2.1"])
         return run(scenario())
 
     def test_the_table_of_wrong_passwords_is_bounded(self):
@@ -399,8 +470,103 @@ class TheLockoutTests(DashboardTestCase):
             for network in range(6):
                 self.assertEqual(await self.attempt("2001:db8:%x::1" % network), 401)
                 self.clock.advance(1)
-            self.assertEqual(list(self.dashboard.failures),
+            self.assertEqual(list(self.dashboard.logins.failures),
                              ["2001:db8:3::/64", "2001:db8:4::/64", "2001:db8:5::/64"])
+        return run(scenario())
+
+    # Redis's keys, and its one-step count, are not this table's.
+    test_the_lockout_is_a_key_that_expires_a_minute_after_the_last_wrong_password = None
+    test_every_address_counted_expires_on_its_own = None
+    test_a_burst_of_wrong_passwords_at_once_checks_five_at_most = None
+
+
+class LoginsAreTheClustersTests(DashboardTestCase):
+    """Two nodes' dashboards on one Redis (as two workers, or two nodes
+    behind a balancer): a login, its CSRF token, its end and the lockout
+    are the same on both. The login is stored as a hash of its cookie and
+    lasts LOGIN_IDLE from its last use."""
+
+    endpoint = "haproxy:tcp:0:interface=127.0.0.1"
+
+    async def other(self):
+        """A second node's dashboard: its port."""
+        _, port = await self.serve(self.start_node())
+        return port
+
+    def page(self, port, path, cookie, source="192.0.2.1"):
+        return http(port, "GET", path, [("Host", "127.0.0.1:%d" % port), ("Cookie", cookie)],
+                    before=proxied(source))
+
+    def test_a_login_made_on_one_node_holds_on_another_with_its_csrf_token(self):
+        async def scenario():
+            other = await self.other()
+            cookie = await self.log_in(before=proxied("192.0.2.1"))
+            first = await self.page(self.port, "/", cookie)
+            second = await self.page(other, "/", cookie)
+            self.assertEqual((first.status, second.status), (200, 200), second.body)
+            self.assertEqual(csrf_of(first.body), csrf_of(second.body))
+            self.assertNotEqual(re.findall(rb'class="served-by"[^>]*>([^<]+)<', first.body),
+                                re.findall(rb'class="served-by"[^>]*>([^<]+)<', second.body))
+            answer = await http(other, "POST", "/logout",
+                                [("Host", "127.0.0.1:%d" % other), ("Cookie", cookie)],
+                                form={"csrf": csrf_of(second.body)}, before=proxied("192.0.2.1"))
+            self.assertEqual(answer.status, 303, answer.body)
+            again = await self.page(self.port, "/", cookie)
+            self.assertEqual((again.status, again.headers["location"]), (303, ["/login"]))
+        return run(scenario())
+
+    def test_wrong_passwords_are_counted_across_nodes(self):
+        async def scenario():
+            other = await self.other()
+            for port in (self.port, other, self.port, other, self.port):
+                answer = await http(port, "POST", "/login", [("Host", "127.0.0.1:%d" % port)],
+                                    form={"password": "wrong"}, before=proxied("192.0.2.3"))
+                self.assertEqual(answer.status, 401)
+            answer = await http(other, "POST", "/login", [("Host", "127.0.0.1:%d" % other)],
+                                form={"password": PASSWORD}, before=proxied("192.0.2.3"))
+            self.assertEqual(answer.status, 429)
+        return run(scenario())
+
+    def test_the_cookie_is_not_in_redis_only_its_hash_and_idle_logins_expire(self):
+        async def scenario():
+            cookie = await self.log_in(before=proxied("192.0.2.1"))
+            value = cookie.partition("=")[2]
+            key, = await self.stored_logins()
+            self.assertEqual(key, self.keys.dashboard_login(value))
+            self.assertNotIn(value, key)
+            page = await self.page(self.port, "/", cookie)
+            self.assertEqual(await wait(self.engine.execute("GET", key)), csrf_of(page.body))
+            self.assertTrue(LOGIN_IDLE - 5 <= int(await wait(self.engine.execute("TTL", key))))
+            # Used, a login lasts LOGIN_IDLE again.
+            await wait(self.engine.execute("EXPIRE", key, 100))
+            self.assertEqual((await self.page(self.port, "/closes", cookie)).status, 200)
+            self.assertTrue(LOGIN_IDLE - 5 <= int(await wait(self.engine.execute("TTL", key))))
+            # Idle past it, it is gone: the cookie logs nobody in.
+            await wait(self.engine.execute("PEXPIRE", key, 1))
+            await until(lambda: self.engine.execute("EXISTS", key).addCallback(
+                lambda n: int(n) == 0), 5, "the login expired")
+            late = await self.page(self.port, "/", cookie)
+            self.assertEqual((late.status, late.headers["location"]), (303, ["/login"]))
+        return run(scenario())
+
+
+class WhenRedisDoesNotAnswerNobodyIsLetInTests(DashboardTestCase):
+    """The logins are in Redis: while it does not answer, a page that needs
+    a login, and a login, are answered 503 with why, not the page."""
+
+    def test_pages_and_logins_are_503_with_a_body_while_redis_is_down(self):
+        async def scenario():
+            cookie = await self.log_in()
+            await wait(self.stop_redis())
+            for method, path, form in (("GET", "/", None), ("GET", "/connections", None),
+                                       ("GET", "/live", None),
+                                       ("POST", "/login", {"password": PASSWORD}),
+                                       ("POST", "/login", {"password": "wrong"})):
+                answer = await self.request(method, path, [("Host", self.host),
+                                                           ("Cookie", cookie)], form=form)
+                self.assertEqual(answer.status, 503, (path, answer.body))
+                self.assertIn(b"Redis did not answer", answer.body)
+                self.assertNotIn("set-cookie", answer.headers)
         return run(scenario())
 
 

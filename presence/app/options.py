@@ -159,9 +159,8 @@ class Options(usage.Options):
 
     optParameters = [
         ["workers", None, 1,
-         "Node processes to run, sharing the client and API ports (SO_REUSEPORT on Linux; "
-         "the dashboard is worker 0's); auto: one per core. Above 1 this process supervises "
-         "them (docs/configuration.md, Workers).",
+         "Node processes to run, sharing every port (SO_REUSEPORT on Linux); auto: one per "
+         "core. Above 1 this process supervises them (docs/configuration.md, Workers).",
          worker_count],
         ["max-message-size", None, SERVER.max_message_size,
          "Largest message accepted, in bytes; larger ones close the session with 1009.",

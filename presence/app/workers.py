@@ -8,8 +8,8 @@ embedded Redis when no ``--redis`` was given (one Redis, so the workers are
 one cluster), and runs N workers. A worker is ``twistd -n presence`` with
 the parent's options, the Redis URL, and the sockets it adopts
 (``PRESENCE_WORKER_FDS``): a whole node of the cluster, with its own node
-id, answering the API for the cluster as any node does. The dashboard is
-worker 0's (:class:`Workers` says why); it too shows the whole cluster.
+id, answering the API and the dashboard for the cluster as any node does
+(the dashboard's logins are in Redis: presence/redis/dashboard.py).
 
 The parent supervises, as a process manager would (systemd's
 Restart=on-failure, with RestartSec growing): a worker that dies is logged
@@ -178,28 +178,23 @@ class _WorkerProcess(protocol.ProcessProtocol):
 class Workers(Service):
     """The parent of ``count`` workers (above). ``argv``: the options given
     to ``twistd presence`` (Options.argv), given to every worker;
-    ``descriptions``: the ports every worker serves (the client ports, the
-    API); ``dashboard``: the --admin endpoint, or None. The dashboard is
-    served by worker 0 alone, on one socket: its logins and CSRF tokens
-    live in one process's memory (presence/web/admission.py), which a
-    browser's next connection must find again; the other workers are given
-    ``--admin none``. ``embedded_redis``: whether no --redis was given, and
+    ``descriptions``: :func:`listening_descriptions`, the ports every
+    worker serves (the client ports, the API and the dashboard: its logins
+    are in Redis, so a browser's next connection finds its login whichever
+    worker takes it); ``embedded_redis``: whether no --redis was given, and
     one Redis is started here for all;
     ``drain_timeout``: seconds the workers have to close their sessions
     once sent SIGTERM, before they are killed. ``spawn(worker, argv, env,
     fds)`` starts a process (tests give their own); by default
     ``reactor.spawnProcess`` with the parent's standard output and error."""
 
-    def __init__(self, count, argv, descriptions, dashboard=None, embedded_redis=True,
-                 reactor=None,
+    def __init__(self, count, argv, descriptions, embedded_redis=True, reactor=None,
                  drain_timeout=30.0, backoff=Backoff, spawn=None):
         if reactor is None:
             from twisted.internet import reactor
         self.count = count
         self.argv = list(argv)
         self.descriptions = list(descriptions)
-        self.dashboard = dashboard
-        self.dashboard_port = None
         self.wants_embedded_redis = embedded_redis
         self.reactor = reactor
         self.drain_timeout = drain_timeout
@@ -238,10 +233,6 @@ class Workers(Service):
                      name=description, address=port.address, count=self.count,
                      how="a socket each, SO_REUSEPORT" if len(port.sockets) > 1
                      else "one socket")
-        if self.dashboard:
-            self.dashboard_port = SharedPort(self.dashboard, 1)
-            log.info("presence: dashboard {name} at {address}, served by worker 0",
-                     name=self.dashboard, address=self.dashboard_port.address)
         for slot in range(self.count):
             self._start_worker(slot)
 
@@ -251,14 +242,10 @@ class Workers(Service):
             return
         worker = _WorkerProcess(slot, self.reactor.seconds())
         fds = [port.fileno_for(slot) for port in self.ports]
-        argv = list(self.argv)
-        if self.dashboard_port is not None and slot == 0:
-            fds.append(self.dashboard_port.fileno_for(0))
-        elif self.dashboard:
-            argv += ["--admin", "none"]  # the last --admin given wins
         env = dict(os.environ)
         env.update({WORKER_ENV: str(slot), PARENT_ENV: str(os.getpid()),
                     FDS_ENV: ",".join(str(_FIRST_FD + i) for i in range(len(fds)))})
+        argv = list(self.argv)
         if self.embedded_redis is not None:
             argv += ["--redis", self.embedded_redis.url]
         self.spawn(worker, argv, env, fds)
@@ -307,11 +294,9 @@ class Workers(Service):
         # The parent's copies closed now: as each worker stops listening its
         # socket is gone, and new clients are refused at once (and try
         # another node) instead of waiting in a queue nobody accepts from.
-        for port in self.ports + [self.dashboard_port]:
-            if port is not None:
-                port.close()
+        for port in self.ports:
+            port.close()
         self.ports = []
-        self.dashboard_port = None
         kill = self.reactor.callLater(self.drain_timeout, self._kill, running)
         await defer.DeferredList([worker.ended for worker in running])
         if kill.active():
@@ -355,9 +340,8 @@ def make_workers(options, reactor=None):
     """The parent's service for ``twistd presence --workers N`` options."""
     if reactor is None:
         from twisted.internet import reactor
-    workers = Workers(options["workers"], options.argv, options["listen"] + [options["api"]],
-                      dashboard=options["admin"], embedded_redis=not options["redis"],
-                      reactor=reactor,
+    workers = Workers(options["workers"], options.argv, listening_descriptions(options),
+                      embedded_redis=not options["redis"], reactor=reactor,
                       drain_timeout=options["close-timeout"] + 25.0)
     reactor.callWhenRunning(workers.handle_signals)
     return workers

@@ -44,6 +44,11 @@ Keys (``P`` is the prefix):
   ``P webhook:NAME:stats``: hash, its counts and last error. Its consumer
   group of the event log is ``webhook:NAME``
 
+- ``P dashboard:login:SHA256``: string, a dashboard login's CSRF token,
+  under a SHA-256 of its cookie; expires when idle (presence/redis/dashboard.py)
+- ``P dashboard:failures:NETWORK``: string, the passwords an address (an
+  IPv6 client's /64) tried lately; expires a lockout after the last
+
 - ``P shards``: string, on shard 0 with several ``--redis``: the cluster's
   shard list (JSON, URLs without passwords); ``P shard``: string, on every
   shard, its index and the count (JSON) (presence/redis/shards.py)
@@ -177,6 +182,17 @@ class PresenceKeys:
     def history_meta(self, channel):
         """A history channel's epoch and last offset (hash)."""
         return "%shistory-epoch:%s" % (self.prefix, channel)
+
+    def dashboard_login(self, cookie):
+        """A dashboard login's key: a SHA-256 of its cookie, as a ticket's,
+        so that reading Redis logs nobody in."""
+        return "%sdashboard:login:%s" % (self.prefix,
+                                         hashlib.sha256(cookie.encode("utf-8")).hexdigest())
+
+    def dashboard_failures(self, network):
+        """The count of the passwords ``network`` (an address, an IPv6
+        client's /64: presence/wire/clientip.py counted_network) tried."""
+        return "%sdashboard:failures:%s" % (self.prefix, network)
 
     def webhook(self, name, what):
         """A webhook's ``lease``, ``dead`` (letters) or ``stats`` key;

@@ -7,8 +7,9 @@ Which shard holds what (docs/redis.md, "Shards: which key lives where"):
   its place in ``online``, its offline's departure) on the account's;
   a ticket on the ticket's, a resume token on the token's;
 - the node registry, the control channel and its replies, the stream of
-  client publishes, the close records, webhook leases and the shard list
-  live on shard 0.
+  client publishes, the close records, webhook leases, the shard list and
+  the dashboard's logins and lockout (presence/redis/dashboard.py) live on
+  shard 0.
 
 Each shard is a whole Presence keyspace for the channels and accounts it
 holds: the Lua scripts keep running atomically on one Redis each, with a

@@ -1,8 +1,8 @@
 """What Presence asks of Redis, as operations on its keys: tickets, presence
 (sessions, accounts, channel members), the node registry, what clients
 publish, and the dashboard's records. Every Redis command Presence sends is
-in this file or in presence/redis/scripts.py; the keys are
-presence/redis/keys.py's."""
+in this file or in presence/redis/scripts.py (the dashboard's logins:
+presence/redis/dashboard.py); the keys are presence/redis/keys.py's."""
 
 import secrets
 

@@ -30,6 +30,7 @@ from twisted.internet import defer, task
 from twisted.logger import Logger
 
 from ..net.dispatch import PROTOCOLS
+from ..redis.dashboard import DashboardStore
 from ..redis.engine import RedisUnavailable
 from ..wire.auththrottle import PORTS as AUTH_PORTS
 from ..wire.close import MAX_REASON_BYTES, OPERATOR_CLOSE_CODES, is_operator_close_code, meaning
@@ -112,22 +113,27 @@ class AdminApp(Admission):
     app = Klein()
 
     def __init__(self, hub, server, password=None, secure_cookies=False, clock=None,
-                 webhooks=None):
+                 webhooks=None, logins=None):
         if clock is None:
             from twisted.internet import reactor as clock
+        if logins is None:
+            # In the cluster's Redis (its shard 0), so that every node and
+            # worker serves the same logins (presence/web/admission.py).
+            logins = DashboardStore(hub.engine, hub.keys)
         self.hub = hub
         #: The node's webhooks (presence/webhooks/delivery.py), or None.
         self.webhooks = webhooks
         self.cluster = hub.queries
         self.server = server
-        super().__init__(password, secure_cookies, clock)
+        super().__init__(password, secure_cookies, clock, logins)
         self.history = collections.deque(maxlen=int(30 * 60 / SAMPLE_EVERY))
         self._sampler = None
         self.env = Environment(loader=FileSystemLoader(os.path.join(HERE, "templates")),
                                autoescape=select_autoescape(["html"], default=True))
         self.env.filters.update(age=lambda then: _age(self.clock.seconds(), then), ms=_ms,
                                 size=_size, clocktime=_clock_time, meaning=meaning)
-        self.env.globals.update(sparkline=sparkline, close_codes=CLOSE_CODE_CHOICES)
+        self.env.globals.update(sparkline=sparkline, close_codes=CLOSE_CODE_CHOICES,
+                                served_by=hub.node_id)
 
     def resource(self):
         return CheckedFirst(self, self.app.resource())
@@ -174,30 +180,30 @@ class AdminApp(Admission):
         return self.env.get_template(name).render(**context).encode("utf-8")
 
     @app.route("/login", methods=["GET"])
-    def login_page(self, request):
-        if self._login(request) is not None:
+    async def login_page(self, request):
+        if await self._login(request) is not None:
             return self._redirect(request, "/")
         return self._render(request, "login", login=None, error=None)
 
     @app.route("/login", methods=["POST"])
-    def login(self, request):
-        return self._password_login(request)
+    async def login(self, request):
+        return await self._password_login(request)
 
     @app.route("/logout", methods=["POST"])
-    def logout(self, request):
+    async def logout(self, request):
         """Ends this login on the server (its token is forgotten, so a copy
         of the cookie no longer logs in) and has the browser drop the cookie;
         only with the login's CSRF token, so that a page elsewhere cannot log
         the operator out. Without a login there is nothing to end: to the
         login page."""
-        login = self._login(request)
+        login = await self._login(request)
         if login is not None and not self._csrf_ok(request, login):
             return self._refuse(request, 403, "csrf",
                                 "missing or wrong CSRF token: still logged in")
         if login is not None and login.get("local"):
             return self._redirect(request, "/")  # no password: no login to end
         if login is not None:
-            self.logins.pop(request.getCookie(COOKIE).decode("ascii", "replace"), None)
+            await self.logins.end_login(request.getCookie(COOKIE).decode("ascii", "replace"))
         # Twisted (26.10) takes max_age and expires as str or bytes only;
         # an int failed every logout with a 500.
         request.addCookie(COOKIE, b"", path=b"/", httpOnly=True, sameSite="strict",
@@ -209,7 +215,7 @@ class AdminApp(Admission):
 
     @app.route("/", methods=["GET"])
     async def overview(self, request):
-        login = self._guard(request)
+        login = await self._guard(request)
         if login is None:
             return b""
         try:
@@ -226,7 +232,7 @@ class AdminApp(Admission):
 
     @app.route("/connections", methods=["GET"])
     async def connections(self, request):
-        login = self._guard(request)
+        login = await self._guard(request)
         if login is None:
             return b""
         filters = {name: (request.args.get(name.encode()) or [b""])[0].decode("utf-8",
@@ -249,7 +255,7 @@ class AdminApp(Admission):
 
     @app.route("/connections/<session_id>", methods=["GET"])
     async def connection(self, request, session_id):
-        login = self._guard(request)
+        login = await self._guard(request)
         if login is None:
             return b""
         try:
@@ -263,7 +269,7 @@ class AdminApp(Admission):
 
     @app.route("/connections/<session_id>/close", methods=["POST"])
     async def close_connection(self, request, session_id):
-        login = self._login(request)
+        login = await self._login(request)
         if login is None:
             return self._refuse(request, 403, "csrf", "not logged in")
         if not self._csrf_ok(request, login):
@@ -289,7 +295,7 @@ class AdminApp(Admission):
 
     @app.route("/closes", methods=["GET"])
     async def closes(self, request):
-        login = self._guard(request)
+        login = await self._guard(request)
         if login is None:
             return b""
         try:
@@ -304,9 +310,9 @@ class AdminApp(Admission):
     # ----------------------------------------------------------------- live
 
     @app.route("/live", methods=["GET"])
-    def live(self, request):
+    async def live(self, request):
         """Server-sent events: a ``tick`` every TICK seconds while open."""
-        if self._login(request) is None:
+        if await self._login(request) is None:
             request.setResponseCode(403)
             return b""
         request.setHeader(b"content-type", b"text/event-stream")
@@ -327,7 +333,13 @@ class AdminApp(Admission):
             if ticker.running:
                 ticker.stop()
         finished.addBoth(done)
-        return finished.addErrback(lambda failure: None)
+        return await finished.addErrback(lambda failure: None)
+
+    @app.handle_errors(RedisUnavailable)
+    def redis_unavailable(self, request, failure):
+        """A login that could not be checked (the cluster's queries answer
+        their own RedisUnavailable with the page and its error)."""
+        return self.unavailable(request)
 
     # -------------------------------------------------------------- metrics
 

@@ -4,6 +4,11 @@ the lockout after wrong passwords, and the checks every request passes
 before any route (a loopback Host without a password: DNS rebinding; a
 POST's Origin). Every refusal is counted (``refused``,
 ``presence_dashboard_refused_total``) and logged at most once a minute.
+
+The logins and the wrong passwords are kept where every node of the
+cluster finds them, in Redis (presence/redis/dashboard.py), so any node, and
+any worker of ``--workers`` sharing the dashboard's port, answers a
+browser's next request as the last one did.
 """
 
 import collections
@@ -11,13 +16,15 @@ import hmac
 import ipaddress
 import secrets
 
+from twisted.internet import defer
 from twisted.logger import Logger
 from twisted.web.resource import Resource
 
 from ..wire.clientip import counted_network
 from ..wire.throttle import LogThrottle
 
-__all__ = ["Admission", "CheckedFirst", "COOKIE", "host_is_loopback", "REFUSAL_REASONS"]
+__all__ = ["Admission", "CheckedFirst", "COOKIE", "host_is_loopback", "LoginsInMemory",
+           "REFUSAL_REASONS"]
 
 log = Logger()
 
@@ -28,10 +35,11 @@ LOGIN_IDLE = 8 * 3600
 #: wait until LOCKOUT seconds after the last of them; then they are forgotten.
 MAX_FAILURES = 5
 LOCKOUT = 60
-#: Addresses whose wrong passwords are remembered at once. Past it the
-#: oldest are forgotten first: a flood from many addresses costs a bounded
-#: table (about 200 bytes an address), at worst freeing a locked-out
-#: address early.
+#: Addresses whose wrong passwords are remembered at once in a process's
+#: memory (LoginsInMemory; in Redis each address's count expires on its
+#: own). Past it the oldest are forgotten first: a flood from many addresses
+#: costs a bounded table (about 200 bytes an address), at worst freeing a
+#: locked-out address early.
 MAX_REMEMBERED_FAILURES = 10000
 #: Why the dashboard refuses a request, as AdminApp.refused and /metrics
 #: count it: ``host`` (no password, and not a loopback Host), ``origin`` (a
@@ -89,37 +97,104 @@ class CheckedFirst(Resource):
         return self.routes.render(request)
 
 
+class LoginsInMemory:
+    """The logins and wrong passwords of a dashboard with no Redis, in this
+    process's memory, as presence/redis/dashboard.py's DashboardStore keeps
+    them in Redis (the same calls, firing at once): only one process can
+    serve such a dashboard. ``clock``: what time it is."""
+
+    def __init__(self, clock):
+        self.clock = clock
+        #: Cookie -> {"csrf", "seen"}.
+        self.logins = {}
+        #: Address -> (wrong passwords, when the last was made), oldest first.
+        self.failures = {}
+
+    def login(self, cookie, idle):
+        login = self.logins.get(cookie)
+        now = self.clock.seconds()
+        if login is None or now - login["seen"] > idle:
+            self.logins.pop(cookie, None)
+            return defer.succeed(None)
+        login["seen"] = now
+        return defer.succeed(login["csrf"])
+
+    def add_login(self, cookie, csrf, idle):
+        self.logins[cookie] = {"csrf": csrf, "seen": self.clock.seconds()}
+        return defer.succeed(True)
+
+    def end_login(self, cookie):
+        self.logins.pop(cookie, None)
+        return defer.succeed(None)
+
+    def attempt(self, network, max_failures, lockout):
+        now = self.clock.seconds()
+        self._forget_failures(now, lockout)
+        failures = self.failures.get(network)
+        if failures and failures[0] >= max_failures:
+            return defer.succeed(False)
+        self.failures.pop(network, None)  # to the end: see _forget_failures
+        self.failures[network] = (failures[0] + 1 if failures else 1, now)
+        self._forget_failures(now, lockout)
+        return defer.succeed(True)
+
+    def forget_failures(self, network):
+        self.failures.pop(network, None)
+        return defer.succeed(None)
+
+    def _forget_failures(self, now, lockout):
+        """Forgets the wrong passwords of addresses that made none for
+        ``lockout`` seconds, and the oldest past MAX_REMEMBERED_FAILURES
+        addresses. ``self.failures`` is in the order of each address's last
+        wrong password (an entry moves to the end with each), so both are at
+        its front: a call costs what it forgets."""
+        failures = self.failures
+        while failures:
+            peer, (_, last) = next(iter(failures.items()))
+            if now - last < lockout and len(failures) <= MAX_REMEMBERED_FAILURES:
+                return
+            del failures[peer]
+
+
 class Admission:
     """The dashboard's admission (AdminApp is one): ``password`` (None: no
     login is asked, only allowed on a loopback interface, which the options
-    check), ``secure_cookies``, and ``clock``, what time it is for logins
-    and lockouts."""
+    check), ``secure_cookies``, ``clock``, what time it is, and ``logins``,
+    where the logins and wrong passwords are kept: the cluster's Redis
+    (presence/redis/dashboard.py's DashboardStore), so that any node or
+    worker serves the dashboard, or None, this process's memory
+    (LoginsInMemory). When Redis does not answer, a request that needs a
+    login is answered 503 (``unavailable``): nobody is let in unchecked."""
 
-    def __init__(self, password, secure_cookies, clock):
+    def __init__(self, password, secure_cookies, clock, logins=None):
         self.password = password.encode("utf-8") if password else None
         self.secure_cookies = secure_cookies
         self.clock = clock
-        self.logins = {}
-        self.failures = {}
+        self.logins = logins if logins is not None else LoginsInMemory(clock)
         #: Requests refused, by reason (REFUSAL_REASONS).
         self.refused = collections.Counter()
         self._refusals_log = LogThrottle()
 
-    def _login(self, request):
-        """The login of this request (a dict with its CSRF token), or None."""
+    async def _login(self, request):
+        """The login of this request (a dict with its CSRF token), or None;
+        RedisUnavailable when the logins cannot be read."""
         if self.password is None:
             return {"csrf": self._local_csrf(), "local": True}
-        token = request.getCookie(COOKIE)
-        if not token:
+        cookie = request.getCookie(COOKIE)
+        if not cookie:
             return None
-        token = token.decode("ascii", "replace")
-        login = self.logins.get(token)
-        now = self.clock.seconds()
-        if login is None or now - login["seen"] > LOGIN_IDLE:
-            self.logins.pop(token, None)
-            return None
-        login["seen"] = now
-        return login
+        csrf = await self.logins.login(cookie.decode("ascii", "replace"), LOGIN_IDLE)
+        return None if csrf is None else {"csrf": csrf}
+
+    def unavailable(self, request):
+        """The answer to a request whose login could not be checked (Redis
+        did not answer): a 503 saying so, never the page."""
+        request.setResponseCode(503)
+        request.setHeader(b"content-type", b"text/plain; charset=utf-8")
+        request.setHeader(b"cache-control", b"no-store")
+        request.setHeader(b"retry-after", b"5")
+        return (b"Redis did not answer: the dashboard's logins cannot be checked, so "
+                b"nobody is let in. Try again in a few seconds.\n")
 
     def refusal(self, request):
         """The answer to a request refused before any route, or None.
@@ -180,54 +255,34 @@ class Admission:
         request.setHeader(b"location", location.encode("utf-8"))
         return b""
 
-    def _password_login(self, request):
+    async def _password_login(self, request):
         """POST /login: the password checked, the lockout kept."""
         # Counted where the client cannot simply pick another address: an
         # IPv6 client has its whole /64 (the rule --max-connections-per-ip
         # follows).
         peer = counted_network(getattr(request.getClientAddress(), "host", "?"))
-        now = self.clock.seconds()
-        self._forget_failures(now)
-        failures = self.failures.get(peer)
-        if failures and failures[0] >= MAX_FAILURES:
+        if not await self.logins.attempt(peer, MAX_FAILURES, LOCKOUT):
             self.refused["locked_out"] += 1
             return self._render(request, "login", status=429, login=None,
                                 error="Too many wrong passwords: wait a minute.")
         given = (request.args.get(b"password") or [b""])[0]
         if self.password is None or not hmac.compare_digest(given, self.password):
-            count = failures[0] + 1 if failures else 1
-            self.failures.pop(peer, None)  # to the end: see _forget_failures
-            self.failures[peer] = (count, now)
-            self._forget_failures(now)
             self.refused["wrong_password"] += 1
             return self._render(request, "login", status=401, login=None,
                                 error="Wrong password.")
-        self.failures.pop(peer, None)
-        token = secrets.token_urlsafe(32)
-        self.logins[token] = {"csrf": secrets.token_urlsafe(24), "seen": now}
-        request.addCookie(COOKIE, token.encode("ascii"), path=b"/", httpOnly=True,
+        await self.logins.forget_failures(peer)
+        cookie = secrets.token_urlsafe(32)
+        await self.logins.add_login(cookie, secrets.token_urlsafe(24), LOGIN_IDLE)
+        request.addCookie(COOKIE, cookie.encode("ascii"), path=b"/", httpOnly=True,
                           sameSite="strict", secure=self.secure_cookies)
         return self._redirect(request, "/")
-
-    def _forget_failures(self, now):
-        """Forgets the wrong passwords of addresses that made none for
-        LOCKOUT seconds, and the oldest past MAX_REMEMBERED_FAILURES
-        addresses. ``self.failures`` is in the order of each address's last
-        wrong password (an entry moves to the end with each), so both are at
-        its front: a call costs what it forgets."""
-        failures = self.failures
-        while failures:
-            peer, (_, last) = next(iter(failures.items()))
-            if now - last < LOCKOUT and len(failures) <= MAX_REMEMBERED_FAILURES:
-                return
-            del failures[peer]
 
     def _csrf_ok(self, request, login):
         given = (request.args.get(b"csrf") or [b""])[0].decode("latin-1")
         return hmac.compare_digest(given.encode(), login["csrf"].encode())
 
-    def _guard(self, request):
-        login = self._login(request)
+    async def _guard(self, request):
+        login = await self._login(request)
         if login is None:
             self._redirect(request, "/login")
         return login
