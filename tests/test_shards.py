@@ -359,6 +359,35 @@ class ShardedClusterTests(TestCase):
 
         return run(scenario())
 
+    def test_a_dead_nodes_sweep_goes_on_without_a_stopped_shard_and_ends_when_it_is_back(self):
+        a, b = self.nodes
+        channels = channels_on(3)
+        stopped = 2
+
+        async def scenario():
+            ann = await self.connect(a, "ann")
+            for channel in channels:
+                await self.subscribe(ann, channel)
+            for shard, channel in enumerate(channels):
+                await until(lambda: self._equal(self.members_on(channel, (shard,)), [1]), 10,
+                            "%s's member" % channel)
+            self.servers[stopped].process.send_signal(signal.SIGSTOP)
+            self.addCleanup(self.servers[stopped].process.send_signal, signal.SIGCONT)
+            a["process"].send_signal(signal.SIGKILL)
+            a["process"].wait(timeout=10)
+            # Node B sweeps node A from the shards that answer...
+            for shard in (0, 1):
+                await until(lambda: self._equal(self.members_on(channels[shard], (shard,)),
+                                                [0]), 20, "%s swept" % channels[shard])
+            # ... and from the stopped one once it is back.
+            self.servers[stopped].process.send_signal(signal.SIGCONT)
+            await until(lambda: self._equal(self.members_on(channels[stopped], (stopped,)),
+                                            [0]), 20, "%s swept" % channels[stopped])
+            await until(lambda: self._equal(wait(self.engines[0].execute(
+                "HLEN", self.keys.reaping)), 0), 10, "the sweep ended")
+
+        return run(scenario())
+
     def test_one_shard_stopped_stops_only_its_channels(self):
         a, b = self.nodes
         channels = channels_on(3)

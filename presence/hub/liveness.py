@@ -202,9 +202,14 @@ class Liveness:
         self._sweep(dead)
 
     async def _take_over_sweeps(self):
-        """Continue the sweeps of reapers that died before they finished."""
+        """Continue the sweeps of reapers that died before they finished,
+        and this node's own that Redis interrupted (it did not answer, or,
+        with shards, one shard did not)."""
         for dead, reaper in (await self.store.claimed()).items():
-            if reaper != self.node_id and dead not in self._sweeps \
+            if reaper == self.node_id and dead not in self._sweeps:
+                log.info("presence: taking up the sweep of {node} again", node=dead)
+                self._sweep(dead)
+            elif reaper != self.node_id and dead not in self._sweeps \
                     and await self.store.node_info(reaper) is None:
                 await self.store.take_over(dead, self.node_id)
                 log.info("presence: {reaper} died while reaping {node}; finishing it",

@@ -7,9 +7,9 @@ Which shard holds what (docs/redis.md, "Shards: which key lives where"):
   its place in ``online``, its offline's departure) on the account's;
   a ticket on the ticket's, a resume token on the token's;
 - the node registry, the control channel and its replies, the stream of
-  client publishes, the close records, webhook leases, the shard list and
-  the dashboard's logins and lockout (presence/redis/dashboard.py) live on
-  shard 0.
+  client publishes, the close records, the shard list and the dashboard's
+  logins and lockout (presence/redis/dashboard.py) live on shard 0;
+  a webhook's group, lease and counts on every shard, for its event log.
 
 Each shard is a whole Presence keyspace for the channels and accounts it
 holds: the Lua scripts keep running atomically on one Redis each, with a
@@ -168,6 +168,8 @@ class ShardedStore:
         #: Shards whose last command failed (RedisUnavailable): new tickets
         #: are drawn elsewhere (:meth:`draw_ticket`).
         self.down = set()
+        #: (node, claimed) -> the shards that failed in the sweep under way.
+        self._sweeping = {}
         for index, shard in enumerate(self.shards):
             shard.execute = self._counted(index, shard.engine.execute)
             shard.publish = self._counted(index, shard.engine.publish)
@@ -400,15 +402,46 @@ class ShardedStore:
     async def sweep(self, node, count, claimed=True, now=0.0, leave_delay=0.0):
         """A step of the sweep on every shard but 0, then shard 0's (whose
         last step ends the claim in ``P reaping``): fires with the records
-        left. A shard that does not answer fails the step once the others
-        answered (the sweep is taken up again as on one Redis)."""
-        answers = await self._on_every_shard(
-            lambda shard: shard.sweep(node, count, claimed, now, leave_delay)
-            if shard is not self.first else defer.succeed(0))
-        left = sum(answers)
+        left. A shard that does not answer is left out of the steps after,
+        so that the others are swept to the end; then the claim is put back
+        and the sweep fails (RedisUnavailable): it is taken up again later
+        (presence/hub/liveness.py). Each run of a claimed sweep starts by
+        moving aside what is left of the node on the other shards
+        (CLAIM_SHARD), should a shard have missed the claim."""
+        run = (node, claimed)
+        failed = self._sweeping.get(run)
+        if failed is None:
+            failed = self._sweeping[run] = set()
+            if claimed:
+                await self._claim_others(node)
+        others = [index for index in range(1, self.count) if index not in failed]
+        answers = await defer.DeferredList([
+            self.shards[index].sweep(node, count, claimed, now, leave_delay)
+            for index in others], consumeErrors=True)
+        left = 0
+        for index, (ok, answer) in zip(others, answers):
+            if ok:
+                left += answer
+            else:
+                failed.add(index)
         if left:
             return left
-        return await self.first.sweep(node, count, claimed, now, leave_delay)
+        try:
+            holder = None
+            if failed and claimed:
+                holder = await self.first.execute("HGET", self.keys.reaping, node)
+            left = await self.first.sweep(node, count, claimed, now, leave_delay)
+            if failed and not left:
+                if holder is not None:
+                    await self.first.take_over(node, holder)
+                raise RedisUnavailable("the sweep of %s waits for shard(s) %s" % (
+                    node, ", ".join(map(str, sorted(failed)))))
+        except Exception:
+            del self._sweeping[run]
+            raise
+        if not left:
+            del self._sweeping[run]
+        return left
 
     async def forget_node(self, node):
         await self.first.forget_node(node)
