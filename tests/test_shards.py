@@ -444,8 +444,8 @@ class ShardedClusterTests(TestCase):
 
     async def _metrics(self, node, path=b"/metrics"):
         response = await wait(Agent(reactor, pool=self.pool).request(
-            b"GET", b"http://127.0.0.1:%d%s" % (node["admin"], path)))
-        return (await wait(readBody(response))).decode()
+            b"GET", b"http://127.0.0.1:%d%s" % (node["admin"], path)).addTimeout(10, reactor))
+        return (await wait(readBody(response).addTimeout(10, reactor))).decode()
 
     async def _dashboard_shows(self, node, pattern):
         return re.search(pattern, await self._metrics(node, b"/"))
