@@ -151,7 +151,86 @@ def _difference(mine, theirs):
             % (index, mine[index], index, theirs[index]))
 
 
-class ShardedStore:
+class _NodesOverShards:
+    """ShardedStore's part for a node's records, which are on every shard:
+    a dead node's claim (once, on shard 0), its sweep, a stopped node's
+    keys."""
+
+    async def claim(self, dead, reaper):
+        """Shard 0's claim (once, cluster-wide), then the dead node's records
+        moved aside on every other shard (scripts.CLAIM_SHARD)."""
+        if not await self.first.claim(dead, reaper):
+            return False
+        await self._claim_others(dead)
+        return True
+
+    async def take_over(self, dead, reaper):
+        await self.first.take_over(dead, reaper)
+        await self._claim_others(dead)
+
+    async def _claim_others(self, dead):
+        keys = self.keys
+        sessions, memberships = keys.node_sessions(dead), keys.node_memberships(dead)
+
+        def moved(shard):
+            return shard.execute("EVAL", scripts.CLAIM_SHARD, 4, sessions, memberships,
+                                 keys.swept(sessions), keys.swept(memberships))
+        await self._on_every_shard(lambda shard: moved(shard) if shard is not self.first
+                                   else defer.succeed(0), must=())
+
+    async def sweep(self, node, count, claimed=True, now=0.0, leave_delay=0.0):
+        """A step of the sweep on every shard but 0, then shard 0's (whose
+        last step ends the claim in ``P reaping``): fires with the records
+        left. A shard that does not answer is left out of the steps after,
+        so that the others are swept to the end; then the claim is put back
+        and the sweep fails (RedisUnavailable): it is taken up again later
+        (presence/hub/liveness.py). Each run of a claimed sweep starts by
+        moving aside what is left of the node on the other shards
+        (CLAIM_SHARD), should a shard have missed the claim."""
+        run = (node, claimed)
+        failed = self._sweeping.get(run)
+        if failed is None:
+            failed = self._sweeping[run] = set()
+            if claimed:
+                await self._claim_others(node)
+        others = [index for index in range(1, self.count) if index not in failed]
+        answers = await defer.DeferredList([
+            self.shards[index].sweep(node, count, claimed, now, leave_delay)
+            for index in others], consumeErrors=True)
+        left = 0
+        for index, (ok, answer) in zip(others, answers):
+            if ok:
+                left += answer
+            else:
+                failed.add(index)
+        if left:
+            return left
+        try:
+            holder = None
+            if failed and claimed:
+                holder = await self.first.execute("HGET", self.keys.reaping, node)
+            left = await self.first.sweep(node, count, claimed, now, leave_delay)
+            if failed and not left:
+                if holder is not None:
+                    await self.first.take_over(node, holder)
+                raise RedisUnavailable("the sweep of %s waits for shard(s) %s" % (
+                    node, ", ".join(map(str, sorted(failed)))))
+        except Exception:
+            del self._sweeping[run]
+            raise
+        if not left:
+            del self._sweeping[run]
+        return left
+
+    async def forget_node(self, node):
+        await self.first.forget_node(node)
+        keys = self.keys
+        await self._on_every_shard(lambda shard: shard.execute(
+            "DEL", keys.node_sessions(node), keys.node_memberships(node),
+            keys.node_resumable(node)), must=())
+
+
+class ShardedStore(_NodesOverShards):
     """The PresenceStore's operations over several shards, each sent to the
     shard that holds its keys; operations of every shard (departures,
     sweeps) run on each, and answers of several (the online accounts, the
@@ -374,81 +453,6 @@ class ShardedStore:
 
     def account_sessions(self, account):
         return self.of(account).account_sessions(account)
-
-    # ------------------------------------------------------------- nodes
-
-    async def claim(self, dead, reaper):
-        """Shard 0's claim (once, cluster-wide), then the dead node's records
-        moved aside on every other shard (scripts.CLAIM_SHARD)."""
-        if not await self.first.claim(dead, reaper):
-            return False
-        await self._claim_others(dead)
-        return True
-
-    async def take_over(self, dead, reaper):
-        await self.first.take_over(dead, reaper)
-        await self._claim_others(dead)
-
-    async def _claim_others(self, dead):
-        keys = self.keys
-        sessions, memberships = keys.node_sessions(dead), keys.node_memberships(dead)
-
-        def moved(shard):
-            return shard.execute("EVAL", scripts.CLAIM_SHARD, 4, sessions, memberships,
-                                 keys.swept(sessions), keys.swept(memberships))
-        await self._on_every_shard(lambda shard: moved(shard) if shard is not self.first
-                                   else defer.succeed(0), must=())
-
-    async def sweep(self, node, count, claimed=True, now=0.0, leave_delay=0.0):
-        """A step of the sweep on every shard but 0, then shard 0's (whose
-        last step ends the claim in ``P reaping``): fires with the records
-        left. A shard that does not answer is left out of the steps after,
-        so that the others are swept to the end; then the claim is put back
-        and the sweep fails (RedisUnavailable): it is taken up again later
-        (presence/hub/liveness.py). Each run of a claimed sweep starts by
-        moving aside what is left of the node on the other shards
-        (CLAIM_SHARD), should a shard have missed the claim."""
-        run = (node, claimed)
-        failed = self._sweeping.get(run)
-        if failed is None:
-            failed = self._sweeping[run] = set()
-            if claimed:
-                await self._claim_others(node)
-        others = [index for index in range(1, self.count) if index not in failed]
-        answers = await defer.DeferredList([
-            self.shards[index].sweep(node, count, claimed, now, leave_delay)
-            for index in others], consumeErrors=True)
-        left = 0
-        for index, (ok, answer) in zip(others, answers):
-            if ok:
-                left += answer
-            else:
-                failed.add(index)
-        if left:
-            return left
-        try:
-            holder = None
-            if failed and claimed:
-                holder = await self.first.execute("HGET", self.keys.reaping, node)
-            left = await self.first.sweep(node, count, claimed, now, leave_delay)
-            if failed and not left:
-                if holder is not None:
-                    await self.first.take_over(node, holder)
-                raise RedisUnavailable("the sweep of %s waits for shard(s) %s" % (
-                    node, ", ".join(map(str, sorted(failed)))))
-        except Exception:
-            del self._sweeping[run]
-            raise
-        if not left:
-            del self._sweeping[run]
-        return left
-
-    async def forget_node(self, node):
-        await self.first.forget_node(node)
-        keys = self.keys
-        await self._on_every_shard(lambda shard: shard.execute(
-            "DEL", keys.node_sessions(node), keys.node_memberships(node),
-            keys.node_resumable(node)), must=())
 
     # ---------------------------------------------------- client publishes
 
