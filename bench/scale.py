@@ -511,10 +511,11 @@ class ScaleRun:
         # The machine is shared: what else ran shows in its load (1 and 5 minutes).
         self.result["load_average_at_end"] = load_average()
         reports = [await generator.report() for generator in self.generators]
-        # With workers, worker 0 alone serves the dashboard and its /metrics
-        # (presence/app/workers.py): the node's own figures are worker 0's.
+        # With workers, whichever worker the scrape lands on answers the sum
+        # of every worker's /metrics (presence/web/metrics.py).
         metrics = [await fetch_metrics(node.admin_port) for node in self.nodes]
-        self.result["node_metrics_of"] = "worker 0" if args.workers > 1 else "every node"
+        self.result["node_metrics_of"] = ("every worker, summed" if args.workers > 1
+                                          else "every node")
         self.summarize(reports, published, elapsed, metrics)
 
     def summarize(self, reports, published, elapsed, metrics):

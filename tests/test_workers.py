@@ -15,6 +15,7 @@ import socket
 import ssl
 import subprocess
 import tempfile
+import time
 
 import websockets
 from twisted.internet.error import ProcessDone, ProcessTerminated
@@ -382,6 +383,65 @@ class WorkersProcessTests(WorkersTestCase):
             for client in survivors:
                 message = await client.next_of("message")
                 self.assertEqual(message["data"], {"text": "still here"})
+            for client in self.clients:
+                await client.close()
+
+        return run(scenario())
+
+    def test_metrics_on_the_shared_dashboard_port_are_every_workers_sum(self):
+        """A scrape lands on either worker and answers the same sums; a
+        worker that does not answer (SIGSTOPped) is left out within the
+        bound, and said to be. A slow heartbeat, so that the stopped worker
+        is still listed live while it is asked."""
+        admin_port = free_port()
+        self.start_workers(admin_port=admin_port, extra=("--node-heartbeat", "5"))
+
+        async def scrape(timeout=10):
+            answer = await asyncio.wait_for(_http(admin_port, b"GET", "/metrics"), timeout)
+            head, _, body = answer.partition(b"\r\n\r\n")
+            self.assertTrue(head.startswith(b"HTTP/1.1 200 "), head)
+            text = body.decode()
+            return re.search(r"\(this one: ([^)]+)\)", text).group(1), text
+
+        async def scenario():
+            await self.nodes(2)
+            for number in range(12):
+                await self.connect("user%d" % number)
+            nodes = await self.nodes(2, sessions=12)
+            seen = set()
+            for attempt in range(40):
+                node, text = await scrape()
+                seen.add(node)
+                self.assertIn('presence_sessions{protocol="websocket"} 12\n', text)
+                self.assertIn("presence_handshakes_accepted_total 12\n", text)
+                self.assertIn('presence_metrics_workers{state="summed"} 2\n', text)
+                self.assertIn('presence_metrics_workers{state="missing"} 0\n', text)
+                if attempt >= 3 and len(seen) == 2:
+                    break
+            self.assertEqual(seen, {entry["node"] for entry in nodes})
+            # One worker stopped: a scrape the other takes answers within
+            # the bound with its own counters, the stopped one named.
+            stopped, running = nodes
+            os.kill(stopped["pid"], signal.SIGSTOP)
+            self.addCleanup(os.kill, stopped["pid"], signal.SIGCONT)
+            for _ in range(30):
+                started = time.monotonic()
+                try:
+                    node, text = await scrape(timeout=4)
+                except asyncio.TimeoutError:
+                    continue  # the kernel gave it to the stopped worker
+                break
+            else:
+                self.fail("no scrape reached the running worker")
+            self.assertEqual(node, running["node"])
+            self.assertLess(time.monotonic() - started, 3.5)
+            self.assertIn("# presence: worker %s did not answer within 1 s: its counters are "
+                          "left out\n" % stopped["node"], text)
+            self.assertIn('presence_sessions{protocol="websocket"} %d\n' % running["sessions"],
+                          text)
+            self.assertIn('presence_metrics_workers{state="summed"} 1\n', text)
+            self.assertIn('presence_metrics_workers{state="missing"} 1\n', text)
+            os.kill(stopped["pid"], signal.SIGCONT)
             for client in self.clients:
                 await client.close()
 

@@ -11,6 +11,7 @@ from ..redis.connection import DEFAULT_TIMEOUT
 from ..webhooks.settings import WebhookSettings
 from ..websocket.deflate import PerMessageDeflate
 from ..websocket.handshake import HandshakeConfig
+from .workers import workers_of
 
 __all__ = ["NodeSettings", "deflate_from_options", "server_settings_from_options",
            "hub_settings_from_options", "node_settings_from_options",
@@ -85,7 +86,8 @@ def hub_settings_from_options(options):
                        leave_delay=options["leave-delay"],
                        max_whisper_rate=options["max-whisper-rate"],
                        whisper_burst=options["whisper-burst"],
-                       max_whisper_size=options["max-whisper-size"])
+                       max_whisper_size=options["max-whisper-size"],
+                       workers_of=workers_of())
 
 
 def node_settings_from_options(options, introspector=None):

@@ -26,6 +26,7 @@ systemd, containers and scripts/run.sh do.
 
 import os
 import signal
+import socket
 import sys
 
 from twisted.application.service import Service
@@ -36,8 +37,8 @@ from ..net.listening import AdoptingReactor, SharedPort
 from ..redis.embedded import EmbeddedRedis
 
 __all__ = ["Backoff", "Workers", "make_workers", "describe_exit", "listening_descriptions",
-           "listening_reactors", "in_worker", "follow_parent", "WORKER_ENV", "FDS_ENV",
-           "PARENT_ENV"]
+           "listening_reactors", "in_worker", "workers_of", "follow_parent", "WORKER_ENV",
+           "FDS_ENV", "PARENT_ENV"]
 
 log = Logger()
 
@@ -108,6 +109,16 @@ def listening_descriptions(options):
 def in_worker(environ=None):
     """Whether this process is a worker (its parent opened its sockets)."""
     return FDS_ENV in (os.environ if environ is None else environ)
+
+
+def workers_of(environ=None):
+    """In a worker, ``HOST:PID``: its machine and its parent, which its
+    sibling workers share (HubSettings.workers_of); else empty."""
+    environ = os.environ if environ is None else environ
+    parent = environ.get(PARENT_ENV)
+    if not in_worker(environ) or not parent:
+        return ""
+    return "%s:%s" % (socket.gethostname(), parent)
 
 
 def listening_reactors(reactor, options, environ=None):

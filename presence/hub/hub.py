@@ -114,7 +114,7 @@ class Hub:
         self.messages.settings = settings
         self.liveness = Liveness(store, self.records, self.channels, stats, self.node_id,
                                  clock, settings)
-        self.answers = QueryAnswers(store, self.channels, self.node_id)
+        self.answers = QueryAnswers(store, self.channels, self.node_id, settings.workers_of)
         self.control = Control(store, self.answers, self.work)
         #: What the dashboard asks of the cluster, from this node.
         self.queries = ClusterQueries(store, self.control, clock)

@@ -93,6 +93,8 @@ class Liveness:
         now = self.clock.seconds()
         report = {"id": self.node_id, "pid": os.getpid(), "started_at": self.started_at,
                   "heartbeat_at": now, "addresses": list(self.addresses), "sessions": 0}
+        if self.settings.workers_of:
+            report["workers_of"] = self.settings.workers_of
         if server is None:
             return report
         stats = server.stats

@@ -6,6 +6,12 @@ sessions are asked for on demand: :class:`ClusterQueries` (on the node whose
 dashboard is asked) publishes a query on the control channel, every node's
 :class:`QueryAnswers` answers with the sessions that match (filtered and cut
 on the node) into the asker's reply key, and the answers are merged.
+
+With ``--workers``, a scrape of the dashboard's ``/metrics`` lands on any
+worker, so the worker it lands on asks its siblings (the nodes whose
+announcements name the same ``workers_of``) for their metrics the same way
+(:meth:`ClusterQueries.worker_metrics`), within METRICS_TIMEOUT, and adds
+them up (presence/web/metrics.py).
 """
 
 import json
@@ -20,6 +26,11 @@ __all__ = ["ClusterQueries", "QueryAnswers", "QUERY_TIMEOUT"]
 
 #: How long a query waits for every node's answer.
 QUERY_TIMEOUT = 1.5
+#: How long a /metrics scrape waits for the other workers' metrics: a
+#: worker stopped, or too busy to answer, is left out of that scrape's sums
+#: (and said to be) rather than making the scrape wait for it; well within
+#: Prometheus's default scrape timeout of 10 s.
+METRICS_TIMEOUT = 1.0
 #: Rows one node sends at most for one query.
 MAX_ROWS = 10000
 #: Bytes of one close record read back: a node writes far less (every field
@@ -151,16 +162,51 @@ class ClusterQueries:
     def disconnect(self, session, code, reason):
         return self.control.disconnect(session=session, code=code, reason=reason)
 
+    async def worker_metrics(self, group, node_id, timeout=METRICS_TIMEOUT):
+        """The metrics of the other live workers of ``group`` (``HOST:PID``,
+        HubSettings.workers_of) than ``node_id``, each its list of families
+        (presence/web/metrics.py): ``(answers, missing)``, ``missing`` the
+        ids of those that did not answer within ``timeout`` seconds."""
+        others = {report.get("id") for report in await self.nodes()
+                  if report.get("workers_of") == group and report.get("id") != node_id}
+        if not others:
+            return [], []
+        keys = self.store.keys
+        reply = keys.reply(secrets.token_hex(8))
+        await self.store.publish(keys.control, encode_json({
+            "type": "query", "what": "metrics", "group": group, "asker": node_id,
+            "reply": reply}))
+        deadline = self.clock.seconds() + timeout
+        answered = {}
+        while True:
+            for answer in await self.store.replies(reply):
+                try:
+                    answer = json.loads(answer)
+                except ValueError:
+                    continue
+                if isinstance(answer, dict) and answer.get("node") in others \
+                        and isinstance(answer.get("families"), list):
+                    answered[answer["node"]] = answer["families"]
+            if len(answered) == len(others) or self.clock.seconds() >= deadline:
+                break
+            await task.deferLater(self.clock, 0.02, lambda: None)
+        return list(answered.values()), sorted(others - set(answered))
+
 
 class QueryAnswers:
     """Every node's end: the rows of its own sessions. ``channels``: the
     hub's Channels (what each session subscribed to); ``server`` (the node's
     client side) is given when the hub starts."""
 
-    def __init__(self, store, channels, node_id):
+    def __init__(self, store, channels, node_id, workers_of=""):
         self.store = store
         self.channels = channels
         self.node_id = node_id
+        #: HubSettings.workers_of: the workers whose /metrics this node sums.
+        self.workers_of = workers_of
+        #: With --workers, a function answering this node's metrics as
+        #: families (presence/web/metrics.py), given by its dashboard.
+        self.metrics = None
         self.server = None
 
     def session_row(self, session):
@@ -220,6 +266,13 @@ class QueryAnswers:
                           "row": self.session_row(session),
                           "rtt_history": list(session.rtt_history or ()),
                           "events": list(session.events or ())}
+        elif message.get("what") == "metrics":
+            # Only a sibling worker, not the asker, and only one serving a
+            # dashboard (whose metrics they are) answers.
+            if (not self.workers_of or message.get("group") != self.workers_of
+                    or message.get("asker") == self.node_id or self.metrics is None):
+                return
+            answer = {"node": self.node_id, "families": self.metrics()}
         else:
             return
         await self.store.reply(reply, encode_json(answer))

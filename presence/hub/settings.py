@@ -99,6 +99,11 @@ class HubSettings:
     #: The channels that keep a history (HistoryRule, first match wins):
     #: none, since history costs Redis memory and every publish a script.
     history: tuple = ()
+    #: With --workers: ``HOST:PID``, the machine and the parent process of
+    #: this worker, told in its announcements; the workers of one parent
+    #: answer a /metrics scrape with their sum (presence/hub/queries.py
+    #: ``worker_metrics``). Empty for a node on its own.
+    workers_of: str = ""
 
     def history_rule(self, channel):
         """The HistoryRule of ``channel``, or None: it keeps no history."""

@@ -29,15 +29,15 @@ from klein import Klein
 from twisted.internet import defer, task
 from twisted.logger import Logger
 
-from ..net.dispatch import PROTOCOLS
 from ..redis.dashboard import DashboardStore
+from ..hub.queries import METRICS_TIMEOUT
 from ..redis.engine import RedisUnavailable
-from ..wire.auththrottle import PORTS as AUTH_PORTS
 from ..wire.close import MAX_REASON_BYTES, OPERATOR_CLOSE_CODES, is_operator_close_code, meaning
-from .admission import COOKIE, REFUSAL_REASONS, Admission, CheckedFirst, host_is_loopback
+from .admission import COOKIE, Admission, CheckedFirst, host_is_loopback
 from .bounded import BoundedSite
+from .metrics import exposition, families, prometheus, summed
 
-__all__ = ["AdminApp", "COOKIE", "host_is_loopback"]
+__all__ = ["AdminApp", "COOKIE", "host_is_loopback", "prometheus"]
 
 log = Logger()
 
@@ -59,8 +59,6 @@ MAX_BODY = 16 * 1024
 #: accepted: presence/wire/close.py ``is_operator_close_code``).
 CLOSE_CODE_CHOICES = OPERATOR_CLOSE_CODES + (4000, 4001, 4003)
 
-#: Every protocol's name, as sessions and metrics say it.
-PROTOCOL_NAMES = tuple(entry.session.protocol_name for entry in PROTOCOLS)
 
 _STATIC_TYPES = {".css": b"text/css; charset=utf-8", ".js": b"text/javascript; charset=utf-8",
                  ".png": b"image/png", ".svg": b"image/svg+xml"}
@@ -134,6 +132,9 @@ class AdminApp(Admission):
                                 size=_size, clocktime=_clock_time, meaning=meaning)
         self.env.globals.update(sparkline=sparkline, close_codes=CLOSE_CODE_CHOICES,
                                 served_by=hub.node_id)
+        if hub.settings.workers_of:
+            # The other workers' scrapes ask this one for its metrics.
+            hub.answers.metrics = lambda: families(self.server, self.hub, self)
 
     def resource(self):
         return CheckedFirst(self, self.app.resource())
@@ -344,10 +345,36 @@ class AdminApp(Admission):
     # -------------------------------------------------------------- metrics
 
     @app.route("/metrics", methods=["GET"])
-    def metrics(self, request):
-        """This node, in the Prometheus text format (scrape every node)."""
+    async def metrics(self, request):
+        """This node, in the Prometheus text format (scrape every node).
+        With --workers, a scrape of the shared port lands on any worker:
+        each answers the sum of every worker of its parent (the others
+        asked through the control channel, presence/hub/queries.py
+        ``worker_metrics``), so that every scrape answers the same series."""
         request.setHeader(b"content-type", b"text/plain; version=0.0.4; charset=utf-8")
-        return prometheus(self.server, self.hub, self).encode("utf-8")
+        own = families(self.server, self.hub, self)
+        group = self.hub.settings.workers_of
+        if not group:
+            return exposition(own).encode("utf-8")
+        try:
+            others, missing = await self.cluster.worker_metrics(group, self.hub.node_id)
+            comments = ["presence: the sum of %d worker%s of %s (this one: %s)"
+                        % (1 + len(others), "s" if others else "", group, self.hub.node_id)]
+            comments += ["presence: worker %s did not answer within %g s: its counters are "
+                         "left out" % (node, METRICS_TIMEOUT) for node in missing]
+            left_out = len(missing)
+        except RedisUnavailable:
+            others, left_out = [], "NaN"
+            comments = ["presence: Redis did not answer, so the other workers of %s could not "
+                        "be asked: this worker's (%s) counters alone" % (group, self.hub.node_id)]
+        found = summed([own] + others)
+        found.append(["presence_metrics_workers", "gauge",
+                      "With --workers: the workers whose metrics this answer adds up "
+                      "(summed, this one included), and those listed live that did not "
+                      "answer within %g s (missing, left out)." % METRICS_TIMEOUT,
+                      [["presence_metrics_workers", {"state": "summed"}, 1 + len(others)],
+                       ["presence_metrics_workers", {"state": "missing"}, left_out]], "sum"])
+        return exposition(found, comments).encode("utf-8")
 
     # --------------------------------------------------------------- static
 
@@ -363,190 +390,3 @@ class AdminApp(Admission):
         request.setHeader(b"cache-control", b"max-age=300")
         with open(path, "rb") as f:
             return f.read()
-
-
-def _labels(**labels):
-    return "{%s}" % ",".join('%s="%s"' % (name, str(value).replace("\\", "\\\\")
-                                          .replace('"', '\\"').replace("\n", "\\n"))
-                             for name, value in labels.items())
-
-
-def prometheus(server, hub=None, dashboard=None):
-    """The node's metrics in the Prometheus text exposition format; names
-    follow the dashboard's words (sessions, messages, handshakes refused,
-    closes, heartbeat round trip, tickets); ``dashboard``: the AdminApp
-    serving them, whose refusals are counted too."""
-    stats = server.stats
-    lines = []
-
-    def metric(name, kind, help_text, samples):
-        lines.append("# HELP %s %s" % (name, help_text))
-        lines.append("# TYPE %s %s" % (name, kind))
-        for labels, value in samples:
-            lines.append("%s%s %s" % (name, _labels(**labels) if labels else "", value))
-
-    _session_metrics(metric, server)
-    _rtt_histogram(lines, stats)
-    _auth_metrics(metric, server)
-    if hub is not None:
-        _hub_metrics(metric, hub)
-    webhooks = getattr(dashboard, "webhooks", None)
-    if webhooks is not None:
-        _webhook_metrics(metric, webhooks.reports())
-    if dashboard is not None:
-        metric("presence_dashboard_refused_total", "counter",
-               "Dashboard requests refused, by reason (host, origin, csrf, wrong_password, "
-               "locked_out).", [({"reason": reason}, dashboard.refused[reason])
-                                for reason in REFUSAL_REASONS])
-    return "\n".join(lines) + "\n"
-
-
-def _session_metrics(metric, server):
-    """Sessions, messages, bytes, handshakes, closes and the limits hit."""
-    stats = server.stats
-    by_protocol = collections.Counter(s.protocol_name for s in server.sessions.values())
-    totals = collections.Counter(messages_in=stats.messages_in, messages_out=stats.messages_out,
-                                 bytes_in=stats.bytes_in, bytes_out=stats.bytes_out)
-    for session in server.sessions.values():
-        totals["messages_in"] += session.messages_in
-        totals["messages_out"] += session.messages_out
-        totals["bytes_in"] += session.bytes_in
-        totals["bytes_out"] += session.bytes_out
-    metric("presence_sessions", "gauge", "Open sessions, by protocol.",
-           [({"protocol": p}, by_protocol.get(p, 0)) for p in PROTOCOL_NAMES])
-    metric("presence_messages_total", "counter", "Messages, by direction.",
-           [({"direction": "in"}, totals["messages_in"]),
-            ({"direction": "out"}, totals["messages_out"])])
-    metric("presence_bytes_total", "counter", "Bytes of the session streams, by direction.",
-           [({"direction": "in"}, totals["bytes_in"]),
-            ({"direction": "out"}, totals["bytes_out"])])
-    metric("presence_handshakes_accepted_total", "counter", "Opening handshakes accepted.",
-           [({}, stats.handshakes_accepted)])
-    metric("presence_handshakes_refused_total", "counter",
-           "Opening handshakes refused, by reason.",
-           [({"reason": k}, v) for k, v in sorted(stats.handshakes_refused.items())])
-    metric("presence_closes_total", "counter", "Sessions ended, by close code.",
-           [({"code": k}, v) for k, v in sorted(stats.closes.items())])
-    metric("presence_protocol_errors_total", "counter",
-           "Sessions failed for breaking the protocol.",
-           [({}, sum(stats.protocol_errors.values()))])
-    metric("presence_heartbeat_timeouts_total", "counter",
-           "Sessions closed because a heartbeat went unanswered.", [({}, stats.heartbeat_timeouts)])
-    metric("presence_slow_consumers_total", "counter",
-           "Sessions dropped for not reading what was sent to them.",
-           [({}, stats.slow_consumers)])
-    metric("presence_limits_hit_total", "counter",
-           "Operator limits hit, by option (docs/operations.md).",
-           [({"limit": k}, v) for k, v in sorted(stats.limits_hit.items())])
-    metric("presence_connections", "gauge",
-           "Client connections open, handshakes in progress included.",
-           [({}, server.connections)])
-
-
-def _rtt_histogram(lines, stats):
-    """The heartbeat round trips, as a Prometheus histogram."""
-    lines.append("# HELP presence_heartbeat_rtt_seconds Heartbeat round-trip time.")
-    lines.append("# TYPE presence_heartbeat_rtt_seconds histogram")
-    for bound, count in zip(stats.RTT_BUCKETS, stats.rtt_buckets):
-        lines.append('presence_heartbeat_rtt_seconds_bucket{le="%s"} %d' % (bound, count))
-    lines.append('presence_heartbeat_rtt_seconds_bucket{le="+Inf"} %d' % stats.rtt_count)
-    lines.append("presence_heartbeat_rtt_seconds_sum %s" % repr(stats.rtt_sum))
-    lines.append("presence_heartbeat_rtt_seconds_count %d" % stats.rtt_count)
-
-
-def _auth_metrics(metric, server):
-    """Tickets, resume tokens, failed authentications and the throttle."""
-    stats = server.stats
-    tickets = server.tickets
-    metric("presence_tickets_total", "counter", "Tickets issued, redeemed and refused.",
-           [({"outcome": outcome}, getattr(tickets, outcome) if tickets is not None else 0)
-            for outcome in ("issued", "redeemed", "refused")])
-    metric("presence_resume_tokens_total", "counter",
-           "Resume tokens given in welcomes (issued), redeemed and refused (unknown, used, "
-           "expired, past their maximum age).",
-           [({"outcome": outcome},
-             getattr(tickets, "resume_" + outcome) if tickets is not None else 0)
-            for outcome in ("issued", "redeemed", "refused")])
-    metric("presence_auth_failures_total", "counter", "Tickets not accepted, by reason.",
-           [({"reason": k}, v) for k, v in sorted(stats.auth_failures.items())])
-    throttle = server.auth_throttle
-    metric("presence_auth_throttled_total", "counter",
-           "Authentication attempts refused unchecked (429) because their address failed "
-           "too often lately, by port (client, api).",
-           [({"port": port}, throttle.refused[port]) for port in AUTH_PORTS])
-    metric("presence_auth_throttled_addresses", "gauge",
-           "Addresses whose authentication attempts are refused now.",
-           [({}, throttle.throttled_now(server.clock.seconds()))])
-
-
-def _hub_metrics(metric, hub):
-    """The node's cluster side: Redis, reaping, delivery, history."""
-    metric("presence_redis_reconnects_total", "counter",
-           "Reconnections to Redis after an outage.", [({}, hub.stats.redis_reconnects)])
-    metric("presence_redis_errors_total", "counter", "Redis commands that failed.",
-           [({}, hub.stats.redis_errors)])
-    if getattr(hub, "shard_errors", None) is not None:
-        metric("presence_redis_shard_errors_total", "counter",
-               "Redis commands that failed on each shard (several --redis): a shard "
-               "that does not answer stops only its channels and accounts.",
-               [({"shard": str(i)}, count) for i, count in enumerate(hub.shard_errors)])
-    metric("presence_nodes_reaped_total", "counter",
-           "Dead nodes whose sessions this node took out of presence.",
-           [({}, hub.stats.reaped_nodes)])
-    metric("presence_reasserted_total", "counter",
-           "Times this node found it had been reaped while alive, and re-asserted "
-           "its sessions.", [({}, hub.stats.reasserted)])
-    metric("presence_bad_redis_messages_total", "counter",
-           "Pub/sub messages that could not be delivered, by reason (not JSON, nested "
-           "too deep, a bad except list, ...).",
-           [({"reason": k}, v) for k, v in sorted(hub.stats.bad_redis_messages.items())])
-    metric("presence_delivered_total", "counter",
-           "Channel messages written to local sessions.", [({}, hub.stats.delivered)])
-    metric("presence_recoveries_total", "counter",
-           "Subscribes that asked to recover a channel's history, by outcome "
-           "(attempted; succeeded: every publication after the client's offset sent; "
-           "failed: another epoch, trimmed past it, or no history).",
-           [({"outcome": k}, v) for k, v in sorted(hub.stats.recoveries.items())])
-    metric("presence_history_memory_bytes", "gauge",
-           "Redis memory of the history of the channels this node's sessions listen "
-           "to (MEMORY USAGE, sampled every 30 s).",
-           [({}, hub.history.memory["bytes"])])
-    metric("presence_history_channels", "gauge",
-           "History channels this node's sessions listen to (in the memory sample).",
-           [({}, hub.history.memory["channels"])])
-
-
-def _webhook_metrics(metric, reports):
-    """Each webhook's counts (this node's deliveries; the cluster's pending
-    events and oldest undelivered age, from Redis), labelled by its URL."""
-    def each(field):
-        return [({"webhook": r["url"]}, r[field]) for r in reports]
-    metric("presence_webhook_events_total", "counter",
-           "Events this node handed to a webhook, by outcome (delivered: a 2xx; dead: given "
-           "up past --webhook-max-age; skipped: filtered out by --webhook-events).",
-           [({"webhook": r["url"], "outcome": outcome}, r[outcome]) for r in reports
-            for outcome in ("delivered", "dead", "skipped")])
-    metric("presence_webhook_requests_total", "counter",
-           "Requests this node sent to a webhook, and those that failed (non-2xx, timeout, "
-           "no connection).",
-           [({"webhook": r["url"], "result": result}, r[field]) for r in reports
-            for result, field in (("sent", "requests"), ("failed", "failures"))])
-    metric("presence_webhook_retrying", "gauge",
-           "Events of the batch this node is retrying (0: none).", each("retrying"))
-    metric("presence_webhook_pending", "gauge",
-           "Events read from the log and not acknowledged yet, cluster-wide.", each("pending"))
-    metric("presence_webhook_oldest_undelivered_seconds", "gauge",
-           "Age of the oldest event not delivered yet, cluster-wide (0: none).",
-           each("oldest_undelivered_s"))
-    metric("presence_webhook_dead_letters", "gauge",
-           "Events kept in the webhook's dead-letter stream, cluster-wide.",
-           each("dead_letters"))
-    metric("presence_webhook_latency_seconds", "gauge",
-           "From an event to its acknowledged delivery, this node's last 1,000: p50 and p99.",
-           [({"webhook": r["url"], "quantile": q}, r[field] / 1000.0
-             if r[field] is not None else "NaN")
-            for r in reports for q, field in (("0.5", "latency_p50_ms"),
-                                              ("0.99", "latency_p99_ms"))])
-    metric("presence_webhook_leading", "gauge",
-           "1 while this node holds the webhook's lease (delivers it).",
-           [({"webhook": r["url"]}, int(r["leading"])) for r in reports])

@@ -36,13 +36,15 @@ def documents(transport):
 
 class HubTestCase(RedisTestCase):
     def start_node(self, clock=reactor, node_heartbeat=60.0, engine_timeout=None,
-                   node_id=None, history=(), leave_delay=0.0):
+                   node_id=None, history=(), leave_delay=0.0, workers_of=""):
         """A node on ``clock``, started; stopped at cleanup. ``history``:
         its HistoryRules (--history); ``leave_delay``: --leave-delay (none
-        here, unless a test is about it: offline events at once)."""
+        here, unless a test is about it: offline events at once);
+        ``workers_of``: as a worker of that ``HOST:PID`` (--workers)."""
         engine = self.make_engine(timeout=engine_timeout or self.engine_timeout)
         hub = Hub(engine, clock, HubSettings(node_heartbeat=node_heartbeat,
-                                             history=tuple(history), leave_delay=leave_delay),
+                                             history=tuple(history), leave_delay=leave_delay,
+                                             workers_of=workers_of),
                   node_id=node_id)
         server = Server(hub, ServerSettings(heartbeat_interval=0), clock, tickets=hub.tickets)
         hub.start(server)
