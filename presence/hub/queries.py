@@ -31,6 +31,10 @@ QUERY_TIMEOUT = 1.5
 #: (and said to be) rather than making the scrape wait for it; well within
 #: Prometheus's default scrape timeout of 10 s.
 METRICS_TIMEOUT = 1.0
+#: Seconds between two reads of the metrics answers: a sibling answers in
+#: a millisecond or two, and a scrape should not wait a dashboard query's
+#: 20 ms for it (a read is one LRANGE of a few KiB).
+METRICS_POLL = 0.005
 #: Rows one node sends at most for one query.
 MAX_ROWS = 10000
 #: Bytes of one close record read back: a node writes far less (every field
@@ -189,7 +193,7 @@ class ClusterQueries:
                     answered[answer["node"]] = answer["families"]
             if len(answered) == len(others) or self.clock.seconds() >= deadline:
                 break
-            await task.deferLater(self.clock, 0.02, lambda: None)
+            await task.deferLater(self.clock, METRICS_POLL, lambda: None)
         return list(answered.values()), sorted(others - set(answered))
 
 
