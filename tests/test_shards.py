@@ -506,6 +506,13 @@ class ShardedClusterTests(TestCase):
             self.assertIn("the cluster has 3", fewer)
             alone = await refused([second])
             self.assertIn("that Redis is the cluster's shard 1 of 3", alone)
+            # Shard 0 restarted empty (its list and marker gone): a node
+            # with the list swapped is refused by the markers, and writes
+            # no list of its own that would refuse the right ones.
+            await wait(self.engines[0].execute("FLUSHALL"))
+            await refused([first, third, second])
+            self.assertIsNone(await wait(self.engines[0].execute("GET", self.keys.shard_list)))
+            await self.start_node()
             # The cluster itself is untouched, and goes on.
             self.assertEqual(json.loads(await wait(self.engines[0].execute(
                 "GET", self.keys.shard_list))), [canonical_url(s.url) for s in self.servers])

@@ -110,34 +110,46 @@ async def check_shards(stores, urls):
     and of the count (``P shard``). A node with the list in another order,
     another count, or another Redis at one of the places, is refused with
     both lists named. A shard that lost its marker (restarted without
-    persistence) is marked again when its URL is the list's. With one
-    shard nothing is written: its Redis is checked for a marker of another
-    index, or a list of more shards, only."""
+    persistence) is marked again when its URL is the list's; the markers
+    are checked before the list is written, so that a refused node never
+    writes its list (shard 0 restarted empty and a node with the list
+    swapped starting first). With one shard nothing is written: its Redis
+    is checked for a marker of another index, or a list of more shards,
+    only."""
     keys = stores[0].keys
     mine = [canonical_url(url) for url in urls]
     count = len(mine)
-    if count == 1:
-        listed = await stores[0].execute("GET", keys.shard_list)
-    else:
-        await stores[0].execute("SET", keys.shard_list, json.dumps(mine), "NX")
-        listed = await stores[0].execute("GET", keys.shard_list)
-    if listed is not None:
-        theirs = json.loads(listed)
-        if theirs != mine:
-            raise ShardsDisagree(_difference(mine, theirs))
+    await _check_list(stores[0], mine)
     for index, store in enumerate(stores):
-        marker = json.dumps({"index": index, "of": count})
-        if count > 1:
-            await store.execute("SET", keys.shard_marker, marker, "NX")
-        found = await store.execute("GET", keys.shard_marker)
-        if found is None:
-            continue
-        found = json.loads(found)
-        if found.get("index") != index or found.get("of") != count:
-            raise ShardsDisagree(
-                "shard %d is %s here, but that Redis is the cluster's shard %s of %s: "
-                "give every node the same --redis URLs, in the same order (docs/redis.md, "
-                "Shards)" % (index, mine[index], found.get("index"), found.get("of")))
+        await _check_marker(store, index, count, mine[index])
+    if count > 1:
+        await stores[0].execute("SET", keys.shard_list, json.dumps(mine), "NX")
+        await _check_list(stores[0], mine)
+        for index, store in enumerate(stores):
+            await store.execute("SET", keys.shard_marker,
+                                json.dumps({"index": index, "of": count}), "NX")
+            await _check_marker(store, index, count, mine[index])
+
+
+async def _check_list(store, mine):
+    """The cluster's list on shard 0, if there is one, is ``mine``."""
+    listed = await store.execute("GET", store.keys.shard_list)
+    if listed is not None and json.loads(listed) != mine:
+        raise ShardsDisagree(_difference(mine, json.loads(listed)))
+
+
+async def _check_marker(store, index, count, url):
+    """The marker of ``store``'s Redis, if it has one, says it is shard
+    ``index`` of ``count``."""
+    found = await store.execute("GET", store.keys.shard_marker)
+    if found is None:
+        return
+    found = json.loads(found)
+    if found.get("index") != index or found.get("of") != count:
+        raise ShardsDisagree(
+            "shard %d is %s here, but that Redis is the cluster's shard %s of %s: "
+            "give every node the same --redis URLs, in the same order (docs/redis.md, "
+            "Shards)" % (index, url, found.get("index"), found.get("of")))
 
 
 def _difference(mine, theirs):
