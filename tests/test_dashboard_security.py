@@ -27,6 +27,7 @@ from presence.web.admission import LOCKOUT, LOGIN_IDLE, LoginsInMemory
 from .helpers.api import tracked
 from .helpers.browser import CHROMIUM, CHROMIUM_ARGS
 from .helpers.hubs import HubTestCase
+from .helpers.logs import LoggedLines
 from .helpers.waiting import run, until, wait
 
 PASSWORD = "correct horse battery staple"
@@ -555,6 +556,8 @@ class WhenRedisDoesNotAnswerNobodyIsLetInTests(DashboardTestCase):
     a login, and a login, are answered 503 with why, not the page."""
 
     def test_pages_and_logins_are_503_with_a_body_while_redis_is_down(self):
+        logged = LoggedLines().attach(self)
+
         async def scenario():
             cookie = await self.log_in()
             await wait(self.stop_redis())
@@ -567,6 +570,8 @@ class WhenRedisDoesNotAnswerNobodyIsLetInTests(DashboardTestCase):
                 self.assertEqual(answer.status, 503, (path, answer.body))
                 self.assertIn(b"Redis did not answer", answer.body)
                 self.assertNotIn("set-cookie", answer.headers)
+            # Logged once a minute at most (the Clock has not moved).
+            self.assertEqual(len(logged.containing("presence admin: Redis did not answer")), 1)
         return run(scenario())
 
 

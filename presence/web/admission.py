@@ -174,6 +174,7 @@ class Admission:
         #: Requests refused, by reason (REFUSAL_REASONS).
         self.refused = collections.Counter()
         self._refusals_log = LogThrottle()
+        self._unavailable_log = LogThrottle()
 
     async def _login(self, request):
         """The login of this request (a dict with its CSRF token), or None;
@@ -188,7 +189,13 @@ class Admission:
 
     def unavailable(self, request):
         """The answer to a request whose login could not be checked (Redis
-        did not answer): a 503 saying so, never the page."""
+        did not answer): a 503 saying so, never the page; logged at most
+        once a minute, with how many more there were."""
+        if self._unavailable_log.due(self.clock.seconds()):
+            log.warn("presence admin: Redis did not answer: {method} {path} answered 503, "
+                     "logins cannot be checked ({more} more since the last report)",
+                     method=request.method.decode("latin-1"),
+                     path=request.path.decode("latin-1"), more=self._unavailable_log.suppressed)
         request.setResponseCode(503)
         request.setHeader(b"content-type", b"text/plain; charset=utf-8")
         request.setHeader(b"cache-control", b"no-store")
