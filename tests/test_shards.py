@@ -5,7 +5,6 @@ channels spread over the three and delivered on each, presence and
 listings merged, a node's death swept on every shard, one shard stopped
 while the others go on, and nodes with another shard list refused."""
 
-import asyncio
 import collections
 import json
 import re
@@ -18,9 +17,8 @@ import unittest
 import websockets
 from twisted.internet import defer, reactor
 from twisted.python.usage import UsageError
-from twisted.web.client import Agent, readBody
 from twisted.trial.unittest import TestCase
-from twisted.web.client import HTTPConnectionPool
+from twisted.web.client import Agent, HTTPConnectionPool, readBody
 
 from presence.app.config import node_settings_from_options
 from presence.app.options import Options
@@ -70,10 +68,8 @@ class ShardChoiceTests(unittest.TestCase):
             self.assertTrue(all(shard_of(name, count + 1) == count for name in moved))
             self.assertAlmostEqual(len(moved) / len(self.names), 1 / (count + 1), delta=0.02)
 
-    def test_one_shard_is_shard_zero_and_jump_hash_is_the_papers(self):
+    def test_one_shard_is_shard_zero_and_no_bucket_is_past_the_count(self):
         self.assertEqual({shard_of(name, 1) for name in self.names[:100]}, {0})
-        # Lamping and Veach's function gives bucket 0 for one bucket, and
-        # never a bucket past the count.
         self.assertEqual(jump_hash(2 ** 64 - 1, 1), 0)
         self.assertTrue(all(0 <= jump_hash(k * 7919, 10) < 10 for k in range(1000)))
 
