@@ -119,6 +119,15 @@ def _page(request):
     return cursor, limit
 
 
+def _static(request, name, content_type, cache_control):
+    """A file of presence/web/static/, as UTF-8 text of ``content_type``."""
+    with open(os.path.join(STATIC, name), "rb") as source:
+        body = source.read()
+    request.setHeader(b"content-type", content_type + b"; charset=utf-8")
+    request.setHeader(b"cache-control", cache_control)
+    return body
+
+
 def _ticket_request(caller, answer, data, demo, client_ip):
     """What a ticket asked for in ``data`` is for: ``(account, attributes,
     channels, ip, info, whisper)``, as ``caller`` may ask (a backend
@@ -440,23 +449,15 @@ class PresenceAPI:
     def browser_client(self, request):
         """The browser client, an ES module; no key needed. Any origin may
         import it (module scripts are fetched with CORS)."""
-        with open(os.path.join(STATIC, "presence.js"), "rb") as source:
-            body = source.read()
-        request.setHeader(b"content-type", b"text/javascript; charset=utf-8")
-        request.setHeader(b"cache-control", b"no-cache")
         request.setHeader(b"access-control-allow-origin", b"*")
-        return body
+        return _static(request, "presence.js", b"text/javascript", b"no-cache")
 
     @app.route("/demo", methods=["GET"])
     def demo_page(self, request):
         """With --demo: the demo page (presence/web/static/demo.html)."""
         if self.demo is None:
             return self._demo_off(request)
-        with open(os.path.join(STATIC, "demo.html"), "rb") as source:
-            page = source.read()
-        request.setHeader(b"content-type", b"text/html; charset=utf-8")
-        request.setHeader(b"cache-control", b"no-store")
-        return page
+        return _static(request, "demo.html", b"text/html", b"no-store")
 
     @app.route("/demo/config", methods=["GET"])
     def demo_config(self, request):
