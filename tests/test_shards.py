@@ -17,7 +17,6 @@ import unittest
 import websockets
 from twisted.internet import defer, reactor
 from twisted.python.usage import UsageError
-from twisted.trial.unittest import TestCase
 from twisted.web.client import Agent, HTTPConnectionPool, readBody
 
 from presence.app.config import node_settings_from_options
@@ -27,7 +26,7 @@ from presence.redis.engine import RedisEngine
 from presence.redis.keys import PresenceKeys
 from presence.redis.shards import canonical_url, jump_hash, shard_of, stable_hash
 
-from .helpers.cluster import Client
+from .helpers.cluster import Client, ClusterTestCase
 from .helpers.processes import TWISTD, free_port, outside_env, start_node_process
 from .helpers.real_redis import start_redis_server
 from .helpers.receiver import start_receiver
@@ -112,13 +111,15 @@ def channels_on(count, prefix="room:"):
     return [found[shard] for shard in range(count)]
 
 
-class ShardedClusterTests(TestCase):
-    """Two twistd nodes on the same three redis-servers."""
+class ShardedClusterTests(ClusterTestCase):
+    """Two twistd nodes on the same three redis-servers (ClusterTestCase's
+    clients, without its one Redis)."""
 
     timeout = 180
 
     @defer.inlineCallbacks
     def setUp(self):
+        # Not ClusterTestCase's: no embedded Redis, no events subscriber.
         self.servers = []
         for _ in range(3):
             self.servers.append((yield run(start_redis_server(self))))
@@ -129,14 +130,10 @@ class ShardedClusterTests(TestCase):
         self.pool = HTTPConnectionPool(reactor, persistent=False)
         self.addCleanup(self.pool.closeCachedConnections)
         self.clients = []
-        self.addCleanup(lambda: run(self._close_clients()))
+        self.addCleanup(lambda: run(self.close_clients()))
         self.nodes = []
         for _ in range(2):
             self.nodes.append((yield run(self.start_node())))
-
-    async def _close_clients(self):
-        for client in self.clients:
-            await client.close()
 
     def redis_arguments(self, servers=None):
         arguments = []
@@ -154,19 +151,16 @@ class ShardedClusterTests(TestCase):
         return {"client": client_port, "process": process, "admin": admin_port,
                 "api": PresenceClient("http://127.0.0.1:%d" % api_port, KEY, pool=self.pool)}
 
-    async def connect(self, node, account, channels=("room:*",)):
-        issued = await wait(node["api"].issue_ticket(account, channels=list(channels)))
-        ws = await websockets.connect("ws://127.0.0.1:%d/?ticket=%s" % (
-            node["client"], issued["ticket"]))
-        client = Client(ws)
-        self.clients.append(client)
-        client.welcome = await client.next_of("welcome")
+    async def member_of_each(self, node, account, channels):
+        """A client of ``account`` on ``node`` subscribed to ``channels``
+        (one a shard), once each is a member on its shard."""
+        client = await self.connect(node, account, ["room:*", "kept:*"])
+        for channel in channels:
+            await self.subscribe(client, channel)
+        for shard, channel in enumerate(channels):
+            await until(lambda: self._equal(self.members_on(channel, (shard,)), [1]), 10,
+                        "%s's member on shard %d" % (channel, shard))
         return client
-
-    async def subscribe(self, client, channel):
-        await client.send({"type": "subscribe", "channel": channel})
-        await until(lambda: any(m.get("channel") == channel for m in client.of("subscribed")),
-                    message="subscribed to " + channel)
 
     async def members_on(self, channel, shards=(0, 1, 2)):
         """``[HLEN members:CHANNEL]`` on each of ``shards``, read directly."""
@@ -335,13 +329,7 @@ class ShardedClusterTests(TestCase):
         channels = channels_on(3)
 
         async def scenario():
-            ann = await self.connect(a, "ann")
-            for channel in channels:
-                await self.subscribe(ann, channel)
-            for shard, channel in enumerate(channels):
-                await until(lambda: self._equal(self.members_on(channel),
-                                                [int(i == shard) for i in range(3)]), 10,
-                            "%s's member" % channel)
+            await self.member_of_each(a, "ann", channels)
             a["process"].send_signal(signal.SIGKILL)
             a["process"].wait(timeout=10)
             for channel in channels:
@@ -361,12 +349,7 @@ class ShardedClusterTests(TestCase):
         stopped = 2
 
         async def scenario():
-            ann = await self.connect(a, "ann")
-            for channel in channels:
-                await self.subscribe(ann, channel)
-            for shard, channel in enumerate(channels):
-                await until(lambda: self._equal(self.members_on(channel, (shard,)), [1]), 10,
-                            "%s's member" % channel)
+            await self.member_of_each(a, "ann", channels)
             self.servers[stopped].process.send_signal(signal.SIGSTOP)
             self.addCleanup(self.servers[stopped].process.send_signal, signal.SIGCONT)
             a["process"].send_signal(signal.SIGKILL)
@@ -393,9 +376,7 @@ class ShardedClusterTests(TestCase):
         account = next("ann%d" % i for i in range(100) if shard_of("ann%d" % i, 3) == stopped)
 
         async def scenario():
-            ann = await self.connect(a, account)
-            for channel in channels:
-                await self.subscribe(ann, channel)
+            ann = await self.member_of_each(a, account, channels)
             self.servers[stopped].process.send_signal(signal.SIGSTOP)
             self.addCleanup(self.servers[stopped].process.send_signal, signal.SIGCONT)
             # The stopped shard's channel: a clear 503, counted by shard.
@@ -451,12 +432,7 @@ class ShardedClusterTests(TestCase):
         channels = channels_on(3)
 
         async def scenario():
-            ann = await self.connect(a, "ann")
-            for channel in channels:
-                await self.subscribe(ann, channel)
-            for shard in (1, 2):
-                await until(lambda: self._equal(self.members_on(channels[shard], (shard,)),
-                                                [1]), 10, "the member on shard %d" % shard)
+            ann = await self.member_of_each(a, "ann", channels)
             # Shards 1 and 2 lose everything and drop the nodes' pub/sub
             # connections, at once (a restart, as the nodes see it).
             for shard in (1, 2):

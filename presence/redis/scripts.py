@@ -10,7 +10,8 @@ session where it walks records it was handed.
 __all__ = ["APPLY", "ANNOUNCE", "CLAIM", "SWEEP", "PUBLISH_ONCE", "REDEEM", "RESUME_ENDED",
            "PUBLISH_RECORDED", "READ_HISTORY", "QUALITY", "DEPARTURES",
            "DEPARTED", "CHANNELS", "CHANNEL_MEMBERS", "REMEMBER",
-           "EVENT_LOG", "LEAD", "RELEASE", "SETTLE", "CLAIM_SHARD", "ACCOUNT_SESSIONS"]
+           "EVENT_LOG", "LEAD", "RELEASE", "SETTLE", "CLAIM_SHARD", "ACCOUNT_SESSIONS",
+           "SESSION_ROWS"]
 
 # A node's presence changes, in the order its sessions made them, as one
 # batch (presence/hub/writer.py): a subscribe storm costs one round trip
@@ -140,33 +141,6 @@ for i = 1, 2 do
   end
 end
 return 1
-"""
-
-# Accounts' sessions with their node entries (the connection's quality), for
-# a member listing over shards (presence/redis/shards.py): CHANNEL_MEMBERS's
-# rows of the accounts this shard holds, whichever channel they are in (the
-# caller keeps the channel's members). ARGV: the account keys' prefix, what
-# comes before and after a node's id in its session hash's key, then the
-# accounts. Answers {session, account, account entry, node entry} flat.
-ACCOUNT_SESSIONS = """
-local answer = {}
-for i = 4, #ARGV do
-  local who = ARGV[i]
-  local sessions = redis.call('HGETALL', ARGV[1] .. who)
-  for j = 1, #sessions, 2 do
-    local sid, entry = sessions[j], sessions[j + 1]
-    local quality = ''
-    local ok, decoded = pcall(cjson.decode, entry)
-    if ok and type(decoded) == 'table' and type(decoded.node) == 'string' then
-      quality = redis.call('HGET', ARGV[2] .. decoded.node .. ARGV[3], sid) or ''
-    end
-    answer[#answer + 1] = sid
-    answer[#answer + 1] = who
-    answer[#answer + 1] = entry
-    answer[#answer + 1] = quality
-  end
-end
-return answer
 """
 
 # The leave, unsubscribe and offline events are presence/hub/events.py's
@@ -613,14 +587,40 @@ for k = 1, #found, 2 do
     answer[#answer + 1] = redis.call('HGET', KEYS[3], ARGV[6] .. '\\n' .. who) or ''
     answer[#answer + 1] = ''
   end
-  local sessions = redis.call('HGETALL', ARGV[3] .. who)
+  session_rows(answer, ARGV[3] .. who, who, ARGV[4], ARGV[5], KEYS[1])
+end
+return answer
+"""
+
+# Accounts' sessions with their node entries, for a member listing over
+# shards (presence/redis/shards.py): CHANNEL_MEMBERS's rows of the accounts
+# this shard holds, whichever channel they are in (the caller keeps the
+# channel's members). ARGV: the account keys' prefix, what comes before and
+# after a node's id in its session hash's key, then the accounts. Answers
+# {session, account, account entry, node entry} flat.
+ACCOUNT_SESSIONS = """
+local answer = {}
+for i = 4, #ARGV do
+  session_rows(answer, ARGV[1] .. ARGV[i], ARGV[i], ARGV[2], ARGV[3], nil)
+end
+return answer
+"""
+
+# An account's sessions (its account hash ``key``), each with its account
+# entry and its node entry (the connection's quality, in the session hash
+# named ``node_head .. NODE .. node_tail``), appended to ``answer`` as
+# rows of four; only those in the members hash ``members`` when one is
+# given. CHANNEL_MEMBERS and ACCOUNT_SESSIONS start with it.
+SESSION_ROWS = """
+local function session_rows(answer, key, who, node_head, node_tail, members)
+  local sessions = redis.call('HGETALL', key)
   for j = 1, #sessions, 2 do
     local sid, entry = sessions[j], sessions[j + 1]
-    if redis.call('HEXISTS', KEYS[1], sid) == 1 then
+    if not members or redis.call('HEXISTS', members, sid) == 1 then
       local quality = ''
       local ok, decoded = pcall(cjson.decode, entry)
       if ok and type(decoded) == 'table' and type(decoded.node) == 'string' then
-        quality = redis.call('HGET', ARGV[4] .. decoded.node .. ARGV[5], sid) or ''
+        quality = redis.call('HGET', node_head .. decoded.node .. node_tail, sid) or ''
       end
       answer[#answer + 1] = sid
       answer[#answer + 1] = who
@@ -629,8 +629,9 @@ for k = 1, #found, 2 do
     end
   end
 end
-return answer
 """
+CHANNEL_MEMBERS = SESSION_ROWS + CHANNEL_MEMBERS
+ACCOUNT_SESSIONS = SESSION_ROWS + ACCOUNT_SESSIONS
 
 
 # The event log (issue 17; docs/redis.md, "The event log"): every presence
