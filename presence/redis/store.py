@@ -11,7 +11,7 @@ from twisted.internet import defer
 from . import scripts
 from .keys import DEFAULT_EVENT_LOG_MAXLEN, JUGGERNAUT_SUBSCRIBE, JUGGERNAUT_UNSUBSCRIBE
 
-__all__ = ["PresenceStore", "EventLogStore"]
+__all__ = ["PresenceStore", "NodeRecords", "EventLogStore"]
 
 
 def _pairs(flat):
@@ -29,7 +29,76 @@ def _redeemed(reply):
     return ticket, bound or None, int(stored) == 1
 
 
-class PresenceStore:
+class NodeRecords:
+    """A node's records in the cluster: its announcements, the registry of
+    nodes, and the claim and sweep of a dead node's presence (the half of
+    :class:`PresenceStore` presence/hub/liveness.py uses). Mixed into
+    PresenceStore, whose ``execute``, ``keys`` and ``event_log_maxlen`` it
+    reads."""
+
+    def announce_node(self, node, info, ttl):
+        """The node's heartbeat: fires with True when another node had
+        reaped it meanwhile (its key expired: a pause, a partition, a Redis
+        restart), so it must assert its sessions' presence again."""
+        keys = self.keys
+        return self.execute("EVAL", scripts.ANNOUNCE, 3, keys.nodes, keys.node(node),
+                            keys.node_reaped(node), node, info, ttl).addCallback(
+            lambda reply: reply == 1)
+
+    def mark_reaped(self, node, ttl):
+        """Tell a reaped node, should it be alive after all, that its
+        sessions were taken out of presence (set once the reaping is done,
+        so its re-assertion cannot be undone by the reaper)."""
+        return self.execute("SET", self.keys.node_reaped(node), "1", "EX", ttl)
+
+    def nodes(self):
+        return self.execute("SMEMBERS", self.keys.nodes)
+
+    def node_info(self, node):
+        return self.execute("GET", self.keys.node(node))
+
+    def claim(self, dead, reaper):
+        """Claim the records of ``dead``, a node whose key expired, for
+        ``reaper`` to sweep: fires with True for the first to ask, False for
+        everyone else (and while the node is alive after all)."""
+        keys = self.keys
+        sessions, memberships = keys.node_sessions(dead), keys.node_memberships(dead)
+        return self.execute("EVAL", scripts.CLAIM, 7, keys.nodes, keys.node(dead), sessions,
+                            memberships, keys.swept(sessions), keys.swept(memberships),
+                            keys.reaping, dead, reaper).addCallback(lambda reply: reply == 1)
+
+    def claimed(self):
+        """``{dead node: the node sweeping it}`` for every sweep under way."""
+        return self.execute("HGETALL", self.keys.reaping).addCallback(_pairs)
+
+    def take_over(self, dead, reaper):
+        """``reaper`` continues the sweep of ``dead`` (its sweeper died)."""
+        return self.execute("HSET", self.keys.reaping, dead, reaper)
+
+    def sweep(self, node, count, claimed=True, now=0.0, leave_delay=0.0):
+        """Take up to ``count`` of ``node``'s records out of presence
+        (scripts.SWEEP): the swept copies a survivor claimed, or, at the
+        node's own stop, its own. Fires with the number of records left."""
+        keys = self.keys
+        sessions, memberships = keys.node_sessions(node), keys.node_memberships(node)
+        if claimed:
+            sessions, memberships = keys.swept(sessions), keys.swept(memberships)
+        return self.execute(
+            "EVAL", scripts.SWEEP, 8, sessions, memberships, keys.online, keys.events,
+            JUGGERNAUT_UNSUBSCRIBE, keys.reaping, keys.sweep_cursors, keys.event_log, count,
+            node, keys.members(""), keys.channel(""), keys.account(""),
+            self.event_log_maxlen,
+            keys.channel_accounts(""), keys.leaving, keys.leaving_events, int(now * 1000),
+            int(leave_delay * 1000), keys.channels).addCallback(int)
+
+    def forget_node(self, node):
+        keys = self.keys
+        return self.execute("SREM", keys.nodes, node).addCallback(
+            lambda _: self.execute("DEL", keys.node(node), keys.node_sessions(node),
+                                   keys.node_memberships(node), keys.node_resumable(node)))
+
+
+class PresenceStore(NodeRecords):
     """``engine``: a RedisEngine; ``keys``: the PresenceKeys of the prefix;
     ``event_log_maxlen``: the event log's bound (--event-log-maxlen);
     ``sharded``: one of several Redis shards (presence/redis/shards.py)."""
@@ -190,69 +259,6 @@ class PresenceStore:
 
     def account_sessions(self, account):
         return self.execute("HGETALL", self.keys.account(account)).addCallback(_pairs)
-
-    # ------------------------------------------------------------- nodes
-
-    def announce_node(self, node, info, ttl):
-        """The node's heartbeat: fires with True when another node had
-        reaped it meanwhile (its key expired: a pause, a partition, a Redis
-        restart), so it must assert its sessions' presence again."""
-        keys = self.keys
-        return self.execute("EVAL", scripts.ANNOUNCE, 3, keys.nodes, keys.node(node),
-                            keys.node_reaped(node), node, info, ttl).addCallback(
-            lambda reply: reply == 1)
-
-    def mark_reaped(self, node, ttl):
-        """Tell a reaped node, should it be alive after all, that its
-        sessions were taken out of presence (set once the reaping is done,
-        so its re-assertion cannot be undone by the reaper)."""
-        return self.execute("SET", self.keys.node_reaped(node), "1", "EX", ttl)
-
-    def nodes(self):
-        return self.execute("SMEMBERS", self.keys.nodes)
-
-    def node_info(self, node):
-        return self.execute("GET", self.keys.node(node))
-
-    def claim(self, dead, reaper):
-        """Claim the records of ``dead``, a node whose key expired, for
-        ``reaper`` to sweep: fires with True for the first to ask, False for
-        everyone else (and while the node is alive after all)."""
-        keys = self.keys
-        sessions, memberships = keys.node_sessions(dead), keys.node_memberships(dead)
-        return self.execute("EVAL", scripts.CLAIM, 7, keys.nodes, keys.node(dead), sessions,
-                            memberships, keys.swept(sessions), keys.swept(memberships),
-                            keys.reaping, dead, reaper).addCallback(lambda reply: reply == 1)
-
-    def claimed(self):
-        """``{dead node: the node sweeping it}`` for every sweep under way."""
-        return self.execute("HGETALL", self.keys.reaping).addCallback(_pairs)
-
-    def take_over(self, dead, reaper):
-        """``reaper`` continues the sweep of ``dead`` (its sweeper died)."""
-        return self.execute("HSET", self.keys.reaping, dead, reaper)
-
-    def sweep(self, node, count, claimed=True, now=0.0, leave_delay=0.0):
-        """Take up to ``count`` of ``node``'s records out of presence
-        (scripts.SWEEP): the swept copies a survivor claimed, or, at the
-        node's own stop, its own. Fires with the number of records left."""
-        keys = self.keys
-        sessions, memberships = keys.node_sessions(node), keys.node_memberships(node)
-        if claimed:
-            sessions, memberships = keys.swept(sessions), keys.swept(memberships)
-        return self.execute(
-            "EVAL", scripts.SWEEP, 8, sessions, memberships, keys.online, keys.events,
-            JUGGERNAUT_UNSUBSCRIBE, keys.reaping, keys.sweep_cursors, keys.event_log, count,
-            node, keys.members(""), keys.channel(""), keys.account(""),
-            self.event_log_maxlen,
-            keys.channel_accounts(""), keys.leaving, keys.leaving_events, int(now * 1000),
-            int(leave_delay * 1000), keys.channels).addCallback(int)
-
-    def forget_node(self, node):
-        keys = self.keys
-        return self.execute("SREM", keys.nodes, node).addCallback(
-            lambda _: self.execute("DEL", keys.node(node), keys.node_sessions(node),
-                                   keys.node_memberships(node), keys.node_resumable(node)))
 
     # ---------------------------------------------------- client publishes
 
