@@ -1,10 +1,6 @@
 """Assembling the running node from its settings: the service tree behind
 ``twistd presence``."""
 
-import atexit
-import os
-import sys
-
 from twisted.application.service import MultiService, Service
 from twisted.internet import defer, endpoints, task
 from twisted.logger import Logger
@@ -21,6 +17,7 @@ from ..websocket import mask
 from ..wire.close import GOING_AWAY
 from .config import NodeSettings, node_settings_from_options, server_settings_from_options
 from .demo import Demo, DemoBackend
+from .exiting import stop_with_failure
 from .oauth import Introspector
 from .workers import listening_reactors
 
@@ -82,7 +79,7 @@ class PresenceService(Service):
             log.error("presence: not starting: {why}", why=failure.getErrorMessage())
         else:
             log.failure("presence: could not start", failure)
-        _stop_with_failure(self.reactor)
+        stop_with_failure(self.reactor)
 
     async def _start(self):
         log.info("presence: unmasking with {how}", how=mask.UNMASKING)
@@ -208,29 +205,6 @@ def _url(scheme, port):
     return "%s://%s:%d/" % (scheme, host, address.port)
 
 
-def _stop_with_failure(reactor):
-    """Stop the reactor, and make the process exit with status 1 (twistd
-    itself exits 0 however the reactor stopped; a supervisor such as
-    systemd's Restart=on-failure needs to see the failure)."""
-    if not _stop_with_failure.registered:
-        _stop_with_failure.registered = True
-
-        def exit_failed():
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os._exit(1)
-        # Registered last, run first at interpreter exit: after twistd has
-        # shut down and removed its pidfile.
-        atexit.register(exit_failed)
-    if reactor.running:
-        reactor.callLater(0, reactor.stop)
-    else:
-        # Failed in startService itself, which twistd calls before the
-        # reactor runs (a port the --workers parent could not bind).
-        reactor.callWhenRunning(reactor.stop)
-
-
-_stop_with_failure.registered = False
 
 
 def make_service(options, api_factory, handler=None, reactor=None, admin_factory=None):
@@ -284,7 +258,7 @@ class AdminService(Service):
         # A dashboard that was asked for and cannot listen is a
         # configuration error like any other port's: stop, and say so.
         log.failure("presence: the dashboard could not start", failure)
-        _stop_with_failure(self.reactor)
+        stop_with_failure(self.reactor)
 
     async def _start(self):
         await self.presence.ready

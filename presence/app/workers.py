@@ -35,6 +35,7 @@ from twisted.logger import Logger
 
 from ..net.listening import AdoptingReactor, SharedPort
 from ..redis.embedded import EmbeddedRedis
+from .exiting import stop_with_failure
 
 __all__ = ["Backoff", "Workers", "make_workers", "describe_exit", "listening_descriptions",
            "listening_reactors", "in_worker", "workers_of", "follow_parent", "WORKER_ENV",
@@ -228,10 +229,8 @@ class Workers(Service):
         self.ready.addErrback(self._failed)
 
     def _failed(self, failure):
-        from .service import _stop_with_failure
-
         log.failure("presence: the workers could not start", failure)
-        _stop_with_failure(self.reactor)
+        stop_with_failure(self.reactor)
 
     async def _start(self):
         if self.wants_embedded_redis:
