@@ -392,9 +392,14 @@ class WorkersProcessTests(WorkersTestCase):
         """A scrape lands on either worker and answers the same sums; a
         worker that does not answer (SIGSTOPped) is left out within the
         bound, and said to be. A slow heartbeat, so that the stopped worker
-        is still listed live while it is asked."""
+        is still listed live while it is asked: a scrape the kernel hands to
+        the stopped worker waits out its timeout, and with a 5 s heartbeat
+        (the node expires 15 s after its last announcement) four or five
+        such in a row let the running worker reap it first (seen once in a
+        fresh clone: "the sum of 1 worker", nothing said missing). With
+        15 s, ten in a row (at 3 s each) are needed: one run in a thousand."""
         admin_port = free_port()
-        self.start_workers(admin_port=admin_port, extra=("--node-heartbeat", "5"))
+        self.start_workers(admin_port=admin_port, extra=("--node-heartbeat", "15"))
 
         async def scrape(timeout=10):
             answer = await asyncio.wait_for(_http(admin_port, b"GET", "/metrics"), timeout)
@@ -427,7 +432,7 @@ class WorkersProcessTests(WorkersTestCase):
             for _ in range(30):
                 started = time.monotonic()
                 try:
-                    node, text = await scrape(timeout=4)
+                    node, text = await scrape(timeout=3)
                 except asyncio.TimeoutError:
                     continue  # the kernel gave it to the stopped worker
                 break
