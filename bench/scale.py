@@ -616,15 +616,21 @@ def summarize(result, reports, published, elapsed, metrics):
     })
     result["centrifugo_ratios"] = centrifugo_ratios(result)
     result["worst_seconds"] = worst_seconds(reports)
+    result["seconds_with_a_delivery_over_100_ms"] = [
+        second for second, _ in worst_seconds(reports, count=None, over_ms=100)]
 
 
-def worst_seconds(reports, count=5):
+def worst_seconds(reports, count=5, over_ms=0):
     """The seconds of the publishing with the slowest deliveries (seconds since
-    each generator's first delivery), worst first: ``[second, ms]``."""
+    each generator's first delivery), worst first: ``[second, ms]``; with
+    ``over_ms``, only those with a delivery slower, in time order."""
     worst = {}
     for _, histograms, _, _ in reports:
         for second, (_, slowest) in histograms.get("seconds", {}).items():
             worst[second] = max(worst.get(second, 0), slowest)
+    if over_ms:
+        return [[second, _ms(us)] for second, us in sorted(worst.items())
+                if us > over_ms * 1000]
     return [[second, _ms(us)] for second, us in
             sorted(worst.items(), key=lambda item: -item[1])[:count]]
 
