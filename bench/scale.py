@@ -382,6 +382,7 @@ class ScaleRun:
         self.redis = RedisProcess()
         options = ["--heartbeat", str(args.heartbeat),
                    "--heartbeat-timeout", str(args.heartbeat_timeout),
+                   "--node-heartbeat", str(args.node_heartbeat),
                    "--ticket-ttl", "7200", "--ticket-ip", "strict",
                    "--max-channels-per-session", str(max(100, args.per_session_channels))]
         if args.workers != 1:
@@ -708,6 +709,8 @@ def main():
                         help="share of the deliveries published to accounts' own channels")
     parser.add_argument("--heartbeat", type=float, default=25)
     parser.add_argument("--heartbeat-timeout", type=float, default=10)
+    parser.add_argument("--node-heartbeat", type=float, default=5,
+                        help="the nodes' --node-heartbeat (their periodic work's interval)")
     parser.add_argument("--open-rate", type=float, default=1000, help="sessions a second, in all")
     parser.add_argument("--ping-rate", type=float, default=20,
                         help="client pings a second per generator (round trips)")
