@@ -109,18 +109,26 @@ class ClusterQueries:
                 "redis": await self.redis_ok(),
                 "now": self.clock.seconds()}
 
-    async def _query(self, query):
-        nodes = await self.nodes()
+    async def _ask(self, query, enough, timeout, poll):
+        """Publish ``query`` on the control channel, then read the answers
+        the nodes write to its reply key every ``poll`` seconds until
+        ``enough(answers)`` or ``timeout`` seconds: the answers (JSON
+        texts) read last."""
         keys = self.store.keys
         reply = keys.reply(secrets.token_hex(8))
         await self.store.publish(keys.control, encode_json(dict(query, type="query",
                                                                  reply=reply)))
-        deadline = self.clock.seconds() + QUERY_TIMEOUT
+        deadline = self.clock.seconds() + timeout
         while True:
             answers = await self.store.replies(reply)
-            if len(answers) >= len(nodes) or self.clock.seconds() >= deadline:
-                break
-            await task.deferLater(self.clock, 0.02, lambda: None)
+            if enough(answers) or self.clock.seconds() >= deadline:
+                return answers
+            await task.deferLater(self.clock, poll, lambda: None)
+
+    async def _query(self, query):
+        nodes = await self.nodes()
+        answers = await self._ask(query, lambda answers: len(answers) >= len(nodes),
+                                  QUERY_TIMEOUT, 0.02)
         return [json.loads(answer) for answer in answers]
 
     async def sessions(self, filters=None, offset=0, limit=50):
@@ -175,15 +183,10 @@ class ClusterQueries:
                   if report.get("workers_of") == group and report.get("id") != node_id}
         if not others:
             return [], []
-        keys = self.store.keys
-        reply = keys.reply(secrets.token_hex(8))
-        await self.store.publish(keys.control, encode_json({
-            "type": "query", "what": "metrics", "group": group, "asker": node_id,
-            "reply": reply}))
-        deadline = self.clock.seconds() + timeout
         answered = {}
-        while True:
-            for answer in await self.store.replies(reply):
+
+        def enough(answers):
+            for answer in answers:
                 try:
                     answer = json.loads(answer)
                 except ValueError:
@@ -191,9 +194,9 @@ class ClusterQueries:
                 if isinstance(answer, dict) and answer.get("node") in others \
                         and isinstance(answer.get("families"), list):
                     answered[answer["node"]] = answer["families"]
-            if len(answered) == len(others) or self.clock.seconds() >= deadline:
-                break
-            await task.deferLater(self.clock, METRICS_POLL, lambda: None)
+            return len(answered) == len(others)
+        await self._ask({"what": "metrics", "group": group, "asker": node_id}, enough, timeout,
+                        METRICS_POLL)
         return list(answered.values()), sorted(others - set(answered))
 
 
